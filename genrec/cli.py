@@ -1,0 +1,151 @@
+"""Command line: ``genrec <command> [--config FILE] [--key=value ...]``.
+
+Every ``--key`` is a configuration key (see ``genrec/default.yaml`` and the dataset/model
+``config.yaml`` files); ``genrec <command> --help`` lists them with their resolved values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Callable
+
+from genrec import __version__
+from genrec.cache import atomic_write_text
+from genrec.config import load_config
+from genrec.errors import GenrecError
+
+log = logging.getLogger("genrec")
+
+USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]
+
+commands:
+  run             the main job: data, split and semantic IDs, with a summary (also: python main.py)
+  data stats      users / items / interactions / sequence lengths of a dataset
+  data download   fetch the official files of a dataset that are missing (needs network)
+  sids            build (or load from cache) semantic IDs and report their quality
+  config          print the fully resolved configuration
+
+examples:
+  genrec data stats --dataset=AmazonReviews2018 --category=Scientific --data_dir=../shared/data
+  genrec sids --dataset=Synthetic --vq_method=rqkmeans --vq_collision=tiger
+"""
+
+
+def format_table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def cmd_stats(argv: list[str]) -> int:
+    from genrec.pipeline import load_interactions
+
+    stats = load_interactions(load_config(argv)).stats()
+    for key, value in stats.items():
+        print(f"{key:>16}: {value:,}" if isinstance(value, int) else f"{key:>16}: {value}")
+    return 0
+
+
+def cmd_download(argv: list[str]) -> int:
+    from genrec import datasets
+
+    config = load_config(argv)
+    module = datasets.get(config.dataset)
+    if not hasattr(module, "download_files"):
+        raise GenrecError(f"dataset {config.dataset} has no official download; see the README for its files")
+    written = module.download_files(config)
+    print("\n".join(str(p) for p in written) if written else "all files already present")
+    return 0
+
+
+def sids_summary(report: dict) -> str:
+    table = format_table(report["levels"], ["level", "utilisation", "collision_rate", "recon_error"])
+    return (
+        f"semantic IDs: {report['method']} on {report['embedding_source']} embeddings, {report['n_items']} items, "
+        f"collision={report['collision']}\n{table}\n"
+        f"colliding before resolution: {report['colliding_items']:.2%}  moved: {report['moved_items']}  "
+        f"ID length: {report['id_length']}  unique: {report['unique']:.2%}"
+    )
+
+
+def cmd_sids(argv: list[str]) -> int:
+    from genrec.pipeline import load_split, run_directory
+    from genrec.semantic_ids import semantic_ids
+
+    config = load_config(argv)
+    interactions, split = load_split(config)
+    sids = semantic_ids(config, interactions, split)
+    directory = run_directory(config, "sids")
+    atomic_write_text(directory / "sids.json", json.dumps(sids.report, indent=2))
+    print(sids_summary(sids.report))
+    print(f"report and resolved config: {directory}")
+    return 0
+
+
+def cmd_run(argv: list[str]) -> int:
+    """The main job. Until models exist it is the data + semantic-ID pipeline with its summary."""
+    from genrec.pipeline import load_split, run_directory
+    from genrec.semantic_ids import semantic_ids
+
+    config = load_config(argv)
+    directory = run_directory(config, "run")
+    interactions, split = load_split(config)
+    sids = semantic_ids(config, interactions, split)
+    summary = {"data": interactions.stats(),
+               "split": {"train_examples": len(split.train), "valid_users": len(split.valid), "test_users": len(split.test)},
+               "semantic_ids": sids.report}
+    atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2))
+    print(format_table([summary["data"]], ["dataset", "users", "items", "interactions", "avg_length"]))
+    print(format_table([summary["split"]], list(summary["split"])))
+    print(sids_summary(sids.report))
+    print(f"outputs and resolved config: {directory}")
+    return 0
+
+
+def cmd_config(argv: list[str]) -> int:
+    import yaml
+
+    print(yaml.safe_dump(load_config(argv).model_dump(mode="json"), sort_keys=True), end="")
+    return 0
+
+
+COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
+    ("run",): cmd_run,
+    ("data", "stats"): cmd_stats,
+    ("data", "download"): cmd_download,
+    ("sids",): cmd_sids,
+    ("config",): cmd_config,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    if argv[0] == "--version":
+        print(__version__)
+        return 0
+    for words, command in COMMANDS.items():
+        if tuple(argv[: len(words)]) == words:
+            return run_command(command, argv[len(words):])
+    print(f"genrec: unknown command {' '.join(argv[:2])!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+def run_command(command: Callable[[list[str]], int], argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs every CPU-feature probe
+    if "-h" in argv or "--help" in argv:
+        rest = [a for a in argv if a not in ("-h", "--help")]
+        print(USAGE + "\nresolved configuration (every key can be set with --key=value):\n")
+        return run_command(cmd_config, rest)
+    try:
+        return command(argv)
+    except GenrecError as exc:
+        print(f"genrec: error: {exc}", file=sys.stderr)
+        return 2

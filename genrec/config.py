@@ -1,0 +1,225 @@
+"""Layered, typed configuration.
+
+Layers, later wins: ``genrec/default.yaml`` < ``genrec/datasets/<Name>/config.yaml`` <
+``genrec/models/<Name>/config.yaml`` < ``--config FILE`` < ``--key=value`` flags.
+
+Defaults live in the YAML files; types and bounds live in pydantic schemas: :class:`GlobalSettings`
+here, plus a ``Settings`` class in each dataset and model package for its own keys. A key that no
+schema of the chosen dataset/model declares, or a value of the wrong type, fails before any work
+starts, naming the key, where it was set, and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from genrec.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_FILE = PACKAGE_DIR / "default.yaml"
+
+
+class StrictModel(BaseModel):
+    """Base of every settings schema: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+
+def comma_separated(value: Any) -> Any:
+    """Accept ``title,brand`` on the command line for list settings, as well as YAML ``[title, brand]``."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+TEXT_FIELDS = ("title", "brand", "categories", "description", "features")
+
+
+class GlobalSettings(StrictModel):
+    """Keys every run has. Defaults are in ``genrec/default.yaml``; all fields are required here so a
+    key missing from that file is caught by the tests rather than silently defaulted twice."""
+
+    # run
+    dataset: str
+    model: str | None
+    seed: int
+    data_dir: Path | None
+    cache_dir: Path
+    output_dir: Path
+    run_name: str | None
+    device: Literal["auto", "cpu", "cuda"]
+    # sequences
+    max_item_seq_len: int = Field(ge=1)
+    # item embeddings
+    item_emb: Literal["auto", "text", "cf", "text+cf"]
+    sent_emb_model: str
+    sent_emb_fields: list[Literal[TEXT_FIELDS]]  # type: ignore[valid-type]
+    sent_emb_max_chars: int = Field(ge=16)
+    sent_emb_batch_size: int = Field(ge=1)
+    sent_emb_pca: int = Field(ge=0)
+    cf_emb_dim: int = Field(ge=2)
+    cf_window: int = Field(ge=1)
+    # semantic IDs
+    vq_method: Literal["rqkmeans", "opq", "rqvae"]
+    vq_n_codebooks: int = Field(ge=1, le=8)
+    vq_codebook_size: int = Field(ge=2)
+    vq_collision: Literal["tiger", "conflict_free"]
+    vq_kmeans_iters: int = Field(ge=1)
+    rqvae_hidden_dims: list[int]
+    rqvae_latent_dim: int = Field(ge=1)
+    rqvae_epochs: int = Field(ge=1)
+    rqvae_batch_size: int = Field(ge=1)
+    rqvae_lr: float = Field(gt=0)
+    rqvae_beta: float = Field(ge=0)
+
+    _split_fields = field_validator("sent_emb_fields", "rqvae_hidden_dims", mode="before")(comma_separated)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def parse_flags(argv: list[str]) -> tuple[Path | None, dict[str, Any]]:
+    """Split ``--config FILE`` and ``--key=value`` / ``--key value`` flags.
+
+    Values are parsed as YAML scalars or lists (``3`` is an int, ``[a, b]`` a list, ``null`` None);
+    nothing is ever evaluated as code.
+    """
+    config_file: Path | None = None
+    overrides: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("--") or token == "--":
+            raise ConfigError(f"expected a --key=value flag, got {token!r}")
+        key, eq, raw = token[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise ConfigError(f"flag --{key} needs a value (--{key}=VALUE)")
+            raw = argv[i + 1]
+            i += 1
+        i += 1
+        key = key.replace("-", "_")
+        if key == "config":
+            config_file = Path(raw)
+            continue
+        if key in overrides:
+            raise ConfigError(f"flag --{key} given twice")
+        try:
+            overrides[key] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            overrides[key] = raw
+    return config_file, overrides
+
+
+def settings_schema(dataset: str, model: str | None) -> type[StrictModel]:
+    """The combined schema for one dataset/model pair."""
+    from genrec import datasets, models
+
+    bases: list[type[StrictModel]] = [GlobalSettings, datasets.get(dataset).Settings]
+    if model is not None:
+        bases.append(models.get(model).Settings)
+    return create_model("Config", __base__=tuple(bases))
+
+
+def all_declared_keys() -> dict[str, str]:
+    """Every key some dataset or model declares, mapped to its owner (for 'belongs to X' hints)."""
+    from genrec import datasets, models
+
+    owners: dict[str, str] = {}
+    for kind, registry in (("dataset", datasets), ("model", models)):
+        for name in registry.names():
+            for key in registry.get(name).Settings.model_fields:
+                owners.setdefault(key, f"{kind} {name}")
+    return owners
+
+
+def unknown_key_message(key: str, source: str, valid: list[str], dataset: str, model: str | None) -> str:
+    message = f"unknown config key '{key}' (set in {source})"
+    owner = all_declared_keys().get(key)
+    if owner:
+        chosen = f"dataset {dataset}" + (f" with model {model}" if model else "")
+        message += f": it is a setting of {owner}, not of {chosen}"
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    if close:
+        message += f"; did you mean '{close[0]}'?"
+    return message
+
+
+def load_config(argv: list[str] | None = None, **overrides: Any) -> StrictModel:
+    """Resolve the layered configuration from command-line flags (and/or keyword overrides)."""
+    config_file, flags = parse_flags(list(argv or []))
+    flags.update(overrides)
+    layers: list[tuple[str, dict[str, Any]]] = [(str(DEFAULT_FILE.relative_to(PACKAGE_DIR.parent)), read_yaml(DEFAULT_FILE))]
+    user_file = read_yaml(config_file) if config_file else {}
+
+    def chosen(key: str) -> Any:
+        for layer in (flags, user_file):
+            if key in layer:
+                return layer[key]
+        return layers[0][1].get(key)
+
+    from genrec import datasets, models
+
+    dataset, model = chosen("dataset"), chosen("model")
+    if not isinstance(dataset, str) or dataset not in datasets.names():
+        raise ConfigError(_choice_message("dataset", dataset, datasets.names()))
+    if model is not None and (not isinstance(model, str) or model not in models.names()):
+        raise ConfigError(_choice_message("model", model, models.names()))
+    layers.append((f"genrec/datasets/{dataset}/config.yaml", read_yaml(datasets.config_file(dataset))))
+    if model is not None:
+        layers.append((f"genrec/models/{model}/config.yaml", read_yaml(models.config_file(model))))
+    if config_file:
+        layers.append((f"--config {config_file}", user_file))
+    layers.append(("the command line", flags))
+
+    merged: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for name, layer in layers:
+        for key, value in layer.items():
+            merged[key] = value
+            source[key] = name
+
+    schema = settings_schema(dataset, model)
+    valid = sorted(schema.model_fields)
+    for key in merged:
+        if key not in schema.model_fields:
+            raise ConfigError(unknown_key_message(key, source[key], valid, dataset, model))
+    try:
+        return schema(**merged)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        top = str(error["loc"][0]) if error["loc"] else key
+        where = source.get(top, "no layer: add it to genrec/default.yaml")
+        raise ConfigError(
+            f"config key '{key}' (set in {where}): {error['msg']} (got {error.get('input')!r})"
+        ) from None
+
+
+def _choice_message(key: str, value: Any, names: list[str]) -> str:
+    message = f"unknown {key} {value!r}; available: {', '.join(names) or '(none yet)'}"
+    close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)
+    return message + (f"; did you mean '{close[0]}'?" if close else "")
+
+
+def dump_config(config: StrictModel, path: Path) -> None:
+    """Write the fully resolved configuration (plain YAML, reloadable with ``--config``)."""
+    from genrec.cache import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True))

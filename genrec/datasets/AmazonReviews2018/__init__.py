@@ -1,0 +1,3 @@
+from genrec.datasets.AmazonReviews2018.dataset import Settings, load
+
+__all__ = ["Settings", "load"]

@@ -1,0 +1,3 @@
+from genrec.datasets.AmazonReviews2023.dataset import CATEGORIES, Settings, download_files, load
+
+__all__ = ["CATEGORIES", "Settings", "download_files", "load"]

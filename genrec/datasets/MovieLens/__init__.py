@@ -1,0 +1,3 @@
+from genrec.datasets.MovieLens.dataset import Settings, load
+
+__all__ = ["Settings", "load"]

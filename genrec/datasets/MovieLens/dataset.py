@@ -1,0 +1,68 @@
+"""MovieLens as RecBole atomic files, under ``<data_dir>/MovieLens/<category>/``:
+
+- ``<category>.inter``: tab-separated, typed header (``user_id:token item_id:token rating:float
+  timestamp:float``); a user's interactions are ordered by timestamp, stable on ties;
+- ``<category>.item`` (optional): ``item_id:token movie_title:token_seq release_year:token class:token_seq``,
+  giving the title (with year) and the genres as categories.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+from genrec.config import StrictModel
+from genrec.data import Interactions, build_interactions
+from genrec.datasets.io import data_root, find_file, read_lines, require_file
+from genrec.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+class Settings(StrictModel):
+    category: str
+
+
+def read_atomic(path: Path, required: tuple[str, ...]):
+    """Yield (line, {column: value}) from a RecBole atomic file; column names without their types."""
+    lines = read_lines(path)
+    try:
+        _, header_line = next(lines)
+    except StopIteration:
+        raise DataError("empty file (expected a typed header)", path, 1) from None
+    header = [column.split(":")[0] for column in header_line.split("\t")]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(f"header lacks column(s) {', '.join(missing)}", path, 1)
+    for number, line in lines:
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            raise DataError(f"expected {len(header)} tab-separated fields, found {len(fields)}", path, number)
+        yield number, dict(zip(header, fields))
+
+
+def load(config) -> Interactions:
+    folder = data_root(config) / "MovieLens" / config.category
+    inter_path = require_file([folder / f"{config.category}.inter"], "RecBole .inter file")
+    per_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+    for number, row in read_atomic(inter_path, ("user_id", "item_id", "timestamp")):
+        try:
+            timestamp = float(row["timestamp"])
+        except ValueError:
+            raise DataError(f"timestamp {row['timestamp']!r} is not a number", inter_path, number) from None
+        per_user[row["user_id"]].append((timestamp, number, row["item_id"]))
+    sequences = [(user, [item for _, _, item in sorted(events)]) for user, events in per_user.items()]
+
+    text: dict[str, dict[str, str]] = {}
+    item_path = find_file([folder / f"{config.category}.item"])
+    if item_path is not None:
+        for _, row in read_atomic(item_path, ("item_id",)):
+            title, year = row.get("movie_title", "").strip(), row.get("release_year", "").strip()
+            text[row["item_id"]] = {
+                "title": f"{title} ({year})" if title and year else title,
+                "categories": ", ".join(row.get("class", "").split()),
+            }
+    return build_interactions(f"MovieLens/{config.category}", sequences, text if item_path is not None else None)

@@ -1,0 +1,98 @@
+"""Item vectors for semantic IDs: text (sentence-transformers), collaborative (training
+co-occurrence), or both; cached under ``cache_dir`` by everything that affects them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from genrec.cache import ArrayCache, digest, fingerprint_arrays
+from genrec.data import Interactions, LeaveOneOutSplit
+from genrec.embeddings.collaborative import cf_embeddings
+from genrec.embeddings.text import encode, item_sentences, model_identity, pca
+from genrec.errors import ConfigError
+from genrec.runtime import resolve_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ItemVectors:
+    vectors: np.ndarray  # [n_items, dim], row i = item index i
+    source: str  # text | cf | text+cf
+    key: dict  # the cache key: everything the vectors depend on
+
+
+def dataset_cache_dir(config, interactions: Interactions) -> Path:
+    return Path(config.cache_dir) / interactions.name
+
+
+def choose_source(config, interactions: Interactions) -> str:
+    if config.item_emb == "auto":
+        source = "text" if interactions.has_text else "cf"
+        log.info("item_emb=auto: %s %s, using %s embeddings", interactions.name, "has item text" if interactions.has_text else "has no item text", source)
+        return source
+    if "text" in config.item_emb and not interactions.has_text:
+        raise ConfigError(f"item_emb={config.item_emb} but {interactions.name} has no item text; use --item_emb=cf")
+    return config.item_emb
+
+
+def text_key(config, interactions: Interactions) -> tuple[dict, list[str]]:
+    sentences = item_sentences(interactions.item_text, config.sent_emb_fields, config.sent_emb_max_chars)
+    key = {
+        "kind": "text",
+        "dataset": interactions.name,
+        "items": digest([interactions.item_ids, sentences]),
+        "model": model_identity(config.sent_emb_model),
+        "fields": list(config.sent_emb_fields),
+        "max_chars": config.sent_emb_max_chars,
+        "pca": config.sent_emb_pca,
+    }
+    return key, sentences
+
+
+def cf_key(config, interactions: Interactions, split: LeaveOneOutSplit) -> dict:
+    return {
+        "kind": "cf",
+        "dataset": interactions.name,
+        "items": digest(interactions.item_ids),
+        "train": fingerprint_arrays(split.train_sequences),
+        "dim": config.cf_emb_dim,
+        "window": config.cf_window,
+        "seed": config.seed,
+    }
+
+
+def item_embeddings(config, interactions: Interactions, split: LeaveOneOutSplit) -> ItemVectors:
+    source = choose_source(config, interactions)
+    cache = ArrayCache(dataset_cache_dir(config, interactions))
+    parts, keys = [], []
+    if "text" in source:
+        key, sentences = text_key(config, interactions)
+        cached = cache.load("text-emb", key)
+        if cached is None:
+            vectors = encode(sentences, config.sent_emb_model, config.sent_emb_batch_size, str(resolve_device(config.device)))
+            if config.sent_emb_pca:
+                vectors = pca(vectors, config.sent_emb_pca)
+            cache.save("text-emb", key, {"vectors": vectors})
+        else:
+            vectors = cached["vectors"]
+            log.info("text embeddings: cache hit (%s)", cache.path("text-emb", key).name)
+        parts.append(vectors)
+        keys.append(key)
+    if "cf" in source:
+        key = cf_key(config, interactions, split)
+        cached = cache.load("cf-emb", key)
+        if cached is None:
+            vectors = cf_embeddings(split.train_sequences, interactions.n_items, config.cf_emb_dim, config.cf_window, config.seed)
+            cache.save("cf-emb", key, {"vectors": vectors})
+        else:
+            vectors = cached["vectors"]
+        parts.append(vectors)
+        keys.append(key)
+    if len(parts) > 1:  # text+cf: each part unit-norm so neither dominates by scale
+        parts = [p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts]
+    return ItemVectors(np.concatenate(parts, axis=1).astype(np.float32), source, {"source": source, "parts": keys})

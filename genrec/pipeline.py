@@ -1,0 +1,37 @@
+"""The data side of every run: dataset -> leave-one-out split -> item vectors -> semantic IDs.
+Models (next issues) receive these from here and never rebuild them their own way."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from genrec import datasets
+from genrec.config import dump_config
+from genrec.data import Interactions, LeaveOneOutSplit, leave_one_out
+
+log = logging.getLogger(__name__)
+
+
+def load_interactions(config) -> Interactions:
+    interactions = datasets.get(config.dataset).load(config)
+    log.info("%s: %d users, %d items, %d interactions", interactions.name, interactions.n_users, interactions.n_items, interactions.n_interactions)
+    return interactions
+
+
+def load_split(config) -> tuple[Interactions, LeaveOneOutSplit]:
+    interactions = load_interactions(config)
+    return interactions, leave_one_out(interactions.sequences, config.max_item_seq_len)
+
+
+def run_directory(config, command: str) -> Path:
+    """A fresh output folder for one run, holding its fully resolved ``config.yaml``."""
+    name = config.run_name
+    if name is None:
+        parts = [command, config.dataset, getattr(config, "category", None), time.strftime("%Y%m%d-%H%M%S")]
+        name = "-".join(str(p) for p in parts if p)
+    directory = Path(config.output_dir) / name
+    directory.mkdir(parents=True, exist_ok=True)
+    dump_config(config, directory / "config.yaml")
+    return directory

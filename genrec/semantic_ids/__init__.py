@@ -1,0 +1,127 @@
+"""Semantic IDs: quantize item vectors into short code tuples and make them unique.
+
+:func:`semantic_ids` is the one entry point models use; it builds on demand (embeddings included)
+and caches the result under ``cache_dir`` keyed by every setting that affects it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from genrec.cache import ArrayCache
+from genrec.data import Interactions, LeaveOneOutSplit
+from genrec.embeddings import ItemVectors, dataset_cache_dir, item_embeddings
+from genrec.runtime import resolve_device
+from genrec.semantic_ids.collisions import resolve_conflict_free, resolve_tiger
+from genrec.semantic_ids.opq import opq
+from genrec.semantic_ids.quantization import Quantization
+from genrec.semantic_ids.rqkmeans import rq_kmeans
+from genrec.semantic_ids.rqvae import rq_vae
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SemanticIDs:
+    """``codes[i]`` is the semantic ID of item index ``i``; ``level_sizes[l]`` is the number of
+    distinct values level ``l`` may take (models give each level its own token range)."""
+
+    codes: np.ndarray  # [n_items, n_levels] int64
+    level_sizes: list[int]
+    report: dict
+
+    @property
+    def n_levels(self) -> int:
+        return self.codes.shape[1]
+
+
+def quantize(config, vectors: np.ndarray) -> Quantization:
+    common = dict(n_levels=config.vq_n_codebooks, codebook_size=config.vq_codebook_size)
+    if config.vq_method == "rqkmeans":
+        return rq_kmeans(vectors, iters=config.vq_kmeans_iters, seed=config.seed, **common)
+    if config.vq_method == "opq":
+        return opq(vectors, iters=config.vq_kmeans_iters, seed=config.seed, **common)
+    return rq_vae(vectors, hidden=list(config.rqvae_hidden_dims), latent_dim=config.rqvae_latent_dim,
+                  epochs=config.rqvae_epochs, batch_size=config.rqvae_batch_size, lr=config.rqvae_lr,
+                  beta=config.rqvae_beta, kmeans_iters=config.vq_kmeans_iters, seed=config.seed,
+                  device=str(resolve_device(config.device)), **common)
+
+
+def prefix_collision_rate(codes: np.ndarray, depth: int) -> float:
+    """Share of items whose first ``depth`` codes are shared with at least one other item."""
+    _, inverse, counts = np.unique(codes[:, :depth], axis=0, return_inverse=True, return_counts=True)
+    return float((counts[inverse.ravel()] > 1).mean())
+
+
+def build_report(config, quantization: Quantization, final: np.ndarray) -> dict:
+    codes = quantization.codes
+    levels = [
+        {
+            "level": level + 1,
+            "utilisation": round(len(np.unique(codes[:, level])) / config.vq_codebook_size, 4),
+            "collision_rate": round(prefix_collision_rate(codes, level + 1), 4),
+            "recon_error": round(quantization.level_errors[level], 4),
+        }
+        for level in range(codes.shape[1])
+    ]
+    moved = int((final[:, : codes.shape[1]] != codes).any(axis=1).sum())
+    report = {
+        "method": config.vq_method,
+        "collision": config.vq_collision,
+        "n_items": len(codes),
+        "levels": levels,
+        "colliding_items": round(prefix_collision_rate(codes, codes.shape[1]), 4),
+        "moved_items": moved,
+        "unique": round(len(np.unique(final, axis=0)) / len(final), 6),
+        "id_length": final.shape[1],
+    }
+    if config.vq_collision == "tiger":
+        report["extra_token_values"] = int(final[:, -1].max()) + 1
+    report.update({k: round(v, 4) for k, v in quantization.info.items() if isinstance(v, float)})
+    return report
+
+
+def sid_key(config, vectors: ItemVectors) -> dict:
+    key = {
+        "vectors": vectors.key,
+        "method": config.vq_method,
+        "n_codebooks": config.vq_n_codebooks,
+        "codebook_size": config.vq_codebook_size,
+        "kmeans_iters": config.vq_kmeans_iters,
+        "collision": config.vq_collision,
+        "seed": config.seed,
+    }
+    if config.vq_method == "rqvae":
+        key["rqvae"] = {name: getattr(config, name) for name in
+                        ("rqvae_hidden_dims", "rqvae_latent_dim", "rqvae_epochs", "rqvae_batch_size", "rqvae_lr", "rqvae_beta")}
+    return key
+
+
+def semantic_ids(config, interactions: Interactions, split: LeaveOneOutSplit) -> SemanticIDs:
+    vectors = item_embeddings(config, interactions, split)
+    cache = ArrayCache(dataset_cache_dir(config, interactions))
+    key = sid_key(config, vectors)
+    cached = cache.load("sids", key)
+    if cached is not None:
+        log.info("semantic IDs: cache hit (%s)", cache.path("sids", key).name)
+        report = json.loads(str(cached["report"]))
+        return SemanticIDs(cached["codes"], report["level_sizes"], report)
+    quantization = quantize(config, vectors.vectors)
+    if config.vq_collision == "tiger":
+        final = resolve_tiger(quantization.codes, quantization.distances)
+    else:
+        final = resolve_conflict_free(quantization.codes, quantization.distances, config.vq_codebook_size)
+    report = build_report(config, quantization, final)
+    report["embedding_source"] = vectors.source
+    level_sizes = [config.vq_codebook_size] * config.vq_n_codebooks
+    if config.vq_collision == "tiger":
+        level_sizes.append(report["extra_token_values"])
+    report["level_sizes"] = level_sizes
+    if report["unique"] != 1.0:
+        raise AssertionError(f"semantic IDs are not unique after {config.vq_collision} resolution")
+    cache.save("sids", key, {"codes": final, "report": np.array(json.dumps(report))}, info=report)
+    return SemanticIDs(final, level_sizes, report)

@@ -1,0 +1,91 @@
+"""Making semantic IDs unique.
+
+Items that share a full code tuple form a collision group. Within a group, items are ranked by
+their own quantization cost (sum over levels of the squared distance to their chosen codes), ties by
+item index; the best keeps its code. Both strategies are deterministic and leave items that do not
+collide untouched.
+
+- ``tiger``: append one token, the item's rank within its group (0 for non-colliding items), so IDs
+  grow by one level whose size is the largest group (as TIGER).
+- ``conflict_free`` (PSID-style): same length, no extra token. Each displaced item takes the nearest
+  code tuple that no item uses, searching first the last level under its own prefix, then the last
+  two levels, and so on. "Nearest" is the summed squared distance of the changed levels, measured
+  from the item's own level inputs (exact for product quantizers, a first-order approximation for
+  residual ones, where changing a level would change the residuals below it).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from typing import Iterator
+
+import numpy as np
+
+from genrec.errors import ConfigError
+
+
+def collision_groups(codes: np.ndarray, distances: np.ndarray) -> list[list[int]]:
+    """Groups of >= 2 items with identical codes, each ordered best-first, groups in code order."""
+    cost = distances[np.arange(len(codes))[:, None], np.arange(codes.shape[1])[None, :], codes].sum(1)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for item, code in enumerate(map(tuple, codes.tolist())):
+        groups[code].append(item)
+    return [sorted(members, key=lambda i: (cost[i], i)) for code, members in sorted(groups.items()) if len(members) > 1]
+
+
+def resolve_tiger(codes: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    extra = np.zeros(len(codes), dtype=np.int64)
+    for members in collision_groups(codes, distances):
+        extra[members] = np.arange(len(members))
+    return np.concatenate([codes, extra[:, None]], axis=1)
+
+
+def cheapest_tuples(level_distances: np.ndarray) -> Iterator[tuple[int, ...]]:
+    """Code tuples over the given levels in increasing summed distance (best-first enumeration)."""
+    orders = [np.argsort(d, kind="stable") for d in level_distances]
+    costs = [d[o] for d, o in zip(level_distances, orders)]
+    start = (0,) * len(orders)
+    heap = [(float(sum(c[0] for c in costs)), start)]
+    seen = {start}
+    while heap:
+        total, ranks = heapq.heappop(heap)
+        yield tuple(int(orders[j][r]) for j, r in enumerate(ranks))
+        for j in range(len(ranks)):
+            if ranks[j] + 1 < len(orders[j]):
+                nxt = ranks[:j] + (ranks[j] + 1,) + ranks[j + 1 :]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    heapq.heappush(heap, (total - costs[j][ranks[j]] + costs[j][ranks[j] + 1], nxt))
+
+
+def resolve_conflict_free(codes: np.ndarray, distances: np.ndarray, codebook_size: int) -> np.ndarray:
+    n_items, n_levels = codes.shape
+    if n_items > codebook_size**n_levels:
+        raise ConfigError(
+            f"{n_items} items cannot get unique {n_levels}-token IDs from {codebook_size} codes a level "
+            f"({codebook_size**n_levels} IDs); raise vq_codebook_size or vq_n_codebooks, or use vq_collision=tiger"
+        )
+    resolved = codes.copy()
+    used = set(map(tuple, codes.tolist()))
+    prefix_counts: dict[tuple, int] = defaultdict(int)  # used IDs under each prefix, to skip full subtrees
+    for code in used:
+        for depth in range(n_levels):
+            prefix_counts[code[:depth]] += 1
+    for members in collision_groups(codes, distances):
+        for item in members[1:]:
+            code = tuple(codes[item].tolist())
+            for changed in range(1, n_levels + 1):
+                prefix = code[: n_levels - changed]
+                if prefix_counts[prefix] >= codebook_size**changed:
+                    continue  # every ID under this prefix is taken
+                for tail in cheapest_tuples(distances[item, n_levels - changed :]):
+                    candidate = prefix + tail
+                    if candidate not in used:
+                        break
+                break
+            used.add(candidate)
+            for depth in range(n_levels):
+                prefix_counts[candidate[:depth]] += 1
+            resolved[item] = candidate
+    return resolved

@@ -1,0 +1,110 @@
+"""RQ-VAE (as in TIGER): an MLP auto-encoder whose latent is quantized by residual codebooks.
+
+Training minimises reconstruction MSE plus, per level, the VQ codebook loss
+``||sg(r) - e||^2`` and ``beta`` times the commitment loss ``||r - sg(e)||^2``, with a
+straight-through estimator around the quantizer. Codebooks start from residual k-means on the
+initial latents (so no code starts dead), and codes left unused in an epoch are reset to random
+current residuals, except during the last tenth of training so the final codebooks settle.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from genrec.semantic_ids.quantization import Quantization, check_size
+from genrec.semantic_ids.rqkmeans import rq_kmeans
+
+log = logging.getLogger(__name__)
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class RQVAE(nn.Module):
+    def __init__(self, in_dim: int, hidden: list[int], latent_dim: int, n_levels: int, codebook_size: int):
+        super().__init__()
+        self.encoder = mlp([in_dim, *hidden, latent_dim])
+        self.decoder = mlp([latent_dim, *reversed(hidden), in_dim])
+        self.codebooks = nn.Parameter(torch.zeros(n_levels, codebook_size, latent_dim))
+
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Greedy residual assignment: (codes [B, L], quantized latent [B, D], distances [B, L, K],
+        residual entering each level)."""
+        residual = z
+        codes, dists, residuals = [], [], []
+        quantized = torch.zeros_like(z)
+        for codebook in self.codebooks:
+            d = torch.cdist(residual, codebook).pow(2)
+            code = d.argmin(dim=1)
+            chosen = codebook[code]
+            residuals.append(residual)
+            codes.append(code)
+            dists.append(d)
+            quantized = quantized + chosen
+            residual = residual - chosen.detach()
+        return torch.stack(codes, 1), quantized, torch.stack(dists, 1), residuals
+
+    def loss(self, x: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encoder(x)
+        codes, quantized, _, residuals = self.quantize(z)
+        vq = z.new_zeros(())
+        for level, residual in enumerate(residuals):
+            chosen = self.codebooks[level][codes[:, level]]
+            vq = vq + (residual.detach() - chosen).pow(2).sum(1).mean() + beta * (residual - chosen.detach()).pow(2).sum(1).mean()
+        z_q = z + (quantized - z).detach()  # straight-through
+        reconstruction = (self.decoder(z_q) - x).pow(2).sum(1).mean()
+        return reconstruction + vq, codes
+
+
+def rq_vae(x: np.ndarray, n_levels: int, codebook_size: int, hidden: list[int], latent_dim: int, epochs: int,
+           batch_size: int, lr: float, beta: float, kmeans_iters: int, seed: int, device: str = "cpu") -> Quantization:
+    check_size(len(x), codebook_size)
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    data = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=device)
+    model = RQVAE(data.shape[1], hidden, latent_dim, n_levels, codebook_size).to(device)
+    with torch.no_grad():
+        init = rq_kmeans(model.encoder(data).cpu().numpy(), n_levels, codebook_size, kmeans_iters, seed)
+        model.codebooks.copy_(torch.as_tensor(init.info["codebooks"], device=device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    reset_until = int(epochs * 0.9)
+    for epoch in tqdm(range(epochs), desc="RQ-VAE", leave=False):
+        used = torch.zeros(n_levels, codebook_size, dtype=torch.bool, device=device)
+        for batch in torch.randperm(len(data), generator=generator).split(batch_size):
+            loss, codes = model.loss(data[batch.to(device)], beta)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            used[torch.arange(n_levels, device=device)[None, :].expand_as(codes), codes] = True
+        if epoch < reset_until and not used.all():
+            reset_dead_codes(model, data, used, generator)
+    model.eval()
+    with torch.no_grad():
+        z = model.encoder(data)
+        codes, quantized, dists, residuals = model.quantize(z)
+        total = z.pow(2).sum()
+        errors = [float((residuals[level + 1] if level + 1 < n_levels else z - quantized).pow(2).sum() / total) for level in range(n_levels)]
+        reconstruction = float((model.decoder(quantized) - data).pow(2).sum() / data.pow(2).sum())
+    return Quantization(codes.cpu().numpy().astype(np.int64), dists.cpu().numpy().astype(np.float32), errors,
+                        {"decoder_relative_error": reconstruction})
+
+
+@torch.no_grad()
+def reset_dead_codes(model: RQVAE, data: torch.Tensor, used: torch.Tensor, generator: torch.Generator) -> None:
+    _, _, _, residuals = model.quantize(model.encoder(data))
+    for level in range(len(residuals)):
+        dead = (~used[level]).nonzero().flatten()
+        if len(dead):
+            pick = torch.randint(len(data), (len(dead),), generator=generator).to(data.device)
+            model.codebooks[level, dead] = residuals[level][pick]

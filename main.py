@@ -1,0 +1,11 @@
+"""The research repos' entry point: ``python main.py --dataset=... [--key=value ...]``.
+
+Same flags and meaning as ``genrec run``.
+"""
+
+import sys
+
+from genrec.cli import cmd_run, run_command
+
+if __name__ == "__main__":
+    sys.exit(run_command(cmd_run, sys.argv[1:]))

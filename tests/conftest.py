@@ -1,0 +1,33 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# A synthetic catalogue small enough for quick end-to-end tests.
+TINY_SYNTHETIC = dict(synthetic_n_users=120, synthetic_n_items=96, synthetic_n_twin_pairs=4, synthetic_n_triples=2,
+                      vq_codebook_size=8, vq_kmeans_iters=10)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"benchmark data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """load_config with caches and outputs inside the test's temporary folder."""
+    from genrec.config import load_config
+
+    def make(argv=None, **overrides):
+        overrides.setdefault("cache_dir", str(tmp_path / "cache"))
+        overrides.setdefault("output_dir", str(tmp_path / "runs"))
+        return load_config(argv or [], **overrides)
+
+    return make
