@@ -16,8 +16,6 @@ from genrec.cache import atomic_write_text
 from genrec.config import load_config
 from genrec.errors import GenrecError
 
-log = logging.getLogger("genrec")
-
 USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]
 
 commands:

@@ -14,7 +14,7 @@ def test_defaults_then_dataset_layer():
     config = load_config([])
     assert config.dataset == "Synthetic" and config.model is None
     assert config.vq_n_codebooks == 3 and config.max_item_seq_len == 20
-    assert config.vq_codebook_size == 16  # genrec/datasets/Synthetic/config.yaml overrides the default 256
+    assert config.vq_codebook_size == 32  # genrec/datasets/Synthetic/config.yaml overrides the default 256
     assert load_config(["--dataset=MovieLens"]).vq_codebook_size == 256
 
 

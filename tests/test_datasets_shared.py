@@ -3,11 +3,10 @@
 import re
 
 import pytest
+from conftest import SHARED_DATA
 
 from genrec.cli import main
 from genrec.pipeline import load_interactions
-
-from conftest import SHARED_DATA
 
 
 def readme_table():

@@ -20,6 +20,9 @@ def opq(x: np.ndarray, n_levels: int, codebook_size: int, iters: int, seed: int)
         raise ConfigError(f"vq_method=opq needs a power-of-two vq_codebook_size, got {codebook_size}")
     x = np.ascontiguousarray(x, dtype=np.float32)
     dim = x.shape[1]
+    if len(x) < dim:  # faiss's OPQ training corrupts memory below this (seen with faiss-cpu 1.15)
+        raise ConfigError(f"vq_method=opq needs at least as many items ({len(x)}) as embedding dimensions ({dim}); "
+                          "reduce the dimensions with --sent_emb_pca")
     out_dim = n_levels * -(-dim // n_levels)  # round up to a multiple of the number of sub-spaces
     pq = faiss.ProductQuantizer(out_dim, n_levels, nbits)
     pq.cp.niter = iters

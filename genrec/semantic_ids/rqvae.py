@@ -9,8 +9,6 @@ current residuals, except during the last tenth of training so the final codeboo
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
 from torch import nn
@@ -18,8 +16,6 @@ from tqdm import tqdm
 
 from genrec.semantic_ids.quantization import Quantization, check_size
 from genrec.semantic_ids.rqkmeans import rq_kmeans
-
-log = logging.getLogger(__name__)
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:

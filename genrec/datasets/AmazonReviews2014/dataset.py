@@ -38,7 +38,7 @@ def load(config) -> Interactions:
     text: dict[str, dict[str, str]] = {}
     text_path = find_file([folder / "item_generative_indexing_phase_0.txt"])
     if text_path is not None:
-        for number, line in read_lines(text_path):
+        for _, line in read_lines(text_path):
             item, _, words = line.strip().partition(" ")
             if item:
                 text[item] = {"title": words.strip()}

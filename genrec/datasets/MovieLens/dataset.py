@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,8 +15,6 @@ from genrec.config import StrictModel
 from genrec.data import Interactions, build_interactions
 from genrec.datasets.io import data_root, find_file, read_lines, require_file
 from genrec.errors import DataError
-
-log = logging.getLogger(__name__)
 
 
 class Settings(StrictModel):

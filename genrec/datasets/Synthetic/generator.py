@@ -71,6 +71,9 @@ FAMILIES = (
     Family("chef knife", "Home & Kitchen", ("8-inch", "damascus", "forged", "santoku"), ("Edgecraft", "Kiritsu", "Bladeworks"), ("slicing vegetables", "meal prep", "carving roasts")),
 )
 COLORS = ("black", "white", "red", "blue", "green", "silver", "orange", "purple")
+FEATURES = ("rechargeable battery", "two-year warranty", "recycled packaging", "travel case included", "premium finish",
+            "beginner friendly", "professional grade", "compact storage", "gift ready", "ergonomic design",
+            "lifetime support", "lightweight build", "easy cleaning", "quiet operation", "modular parts")
 
 
 def item_text(family: Family, rng: np.random.Generator, color: str | None = None) -> dict[str, str]:
@@ -79,11 +82,13 @@ def item_text(family: Family, rng: np.random.Generator, color: str | None = None
     model = f"{brand[:2].upper()}-{rng.integers(100, 1000)}"
     color = color or COLORS[rng.integers(len(COLORS))]
     use = family.uses[rng.integers(len(family.uses))]
+    features = rng.choice(len(FEATURES), size=3, replace=False)
     return {
         "title": f"{brand} {adjective} {family.noun} {model}, {color}",
         "brand": brand,
         "categories": f"{family.department}, {family.noun.title()}s",
         "description": f"A {adjective} {family.noun} by {brand}, made for {use}.",
+        "features": ", ".join(FEATURES[i] for i in features),
     }
 
 
@@ -120,14 +125,25 @@ def generate(settings: Settings) -> Interactions:
     paths = [[item for f in liked[g] for item in family_items[f]] for g in range(n_groups)]
     paths = [[path[i] for i in rng.permutation(len(path))] for path in paths]
 
+    triples = []
+    for _ in range(settings.synthetic_n_triples):
+        g1, g2 = rng.choice(n_groups, size=2, replace=False).tolist()
+        a, b, c = (new_item(int(rng.integers(len(FAMILIES)))) for _ in range(3))
+        at = int(rng.integers(len(paths[g1]) + 1))
+        paths[g1][at:at] = [a, b]
+        at = int(rng.integers(len(paths[g2]) + 1))
+        paths[g2][at:at] = [b, c]
+        triples.append({"items": [a, b, c], "groups": [int(g1), int(g2)]})
+
     pairs = [(g1, g2) for g1 in range(n_groups) for g2 in range(n_groups) if g1 != g2 and set(liked[g1]) & set(liked[g2])]
     if settings.synthetic_n_twin_pairs and not pairs:
         raise ConfigError("no two synthetic groups share a family; raise synthetic_families_per_group")
-    twin_pairs = []
+    twin_pairs = []  # planted last, so nothing lands between an anchor and its twin
     used_anchors: set[str] = set()
+    base_items = {item for items in family_items for item in items}
     for _ in range(settings.synthetic_n_twin_pairs):
         g1, g2 = pairs[rng.integers(len(pairs))]
-        shared = sorted((set(paths[g1]) & set(paths[g2])) - used_anchors)
+        shared = sorted((set(paths[g1]) & set(paths[g2]) & base_items) - used_anchors)
         if not shared:
             raise ConfigError("too many synthetic twin pairs for the shared items; lower synthetic_n_twin_pairs")
         anchor = shared[rng.integers(len(shared))]
@@ -138,16 +154,6 @@ def generate(settings: Settings) -> Interactions:
         paths[g1].insert(paths[g1].index(anchor) + 1, a)
         paths[g2].insert(paths[g2].index(anchor) + 1, b)
         twin_pairs.append({"anchor": anchor, "items": [a, b], "groups": [int(g1), int(g2)]})
-
-    triples = []
-    for _ in range(settings.synthetic_n_triples):
-        g1, g2 = rng.choice(n_groups, size=2, replace=False).tolist()
-        a, b, c = (new_item(int(rng.integers(len(FAMILIES)))) for _ in range(3))
-        at = int(rng.integers(len(paths[g1]) + 1))
-        paths[g1][at:at] = [a, b]
-        at = int(rng.integers(len(paths[g2]) + 1))
-        paths[g2][at:at] = [b, c]
-        triples.append({"items": [a, b, c], "groups": [int(g1), int(g2)]})
 
     sequences, groups = [], []
     for user in range(settings.synthetic_n_users):

@@ -1,0 +1,64 @@
+"""Command line and main.py: outputs, resolved config next to them, and errors as one clear line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from conftest import REPO, TINY_SYNTHETIC
+
+from genrec.cli import cmd_run, main, run_command
+
+
+def flags(tmp_path, **extra):
+    settings = {**TINY_SYNTHETIC, "cache_dir": tmp_path / "cache", "output_dir": tmp_path / "runs", **extra}
+    return [f"--{k}={v}" for k, v in settings.items()]
+
+
+def test_run_writes_summary_and_resolved_config(tmp_path, capsys):
+    assert run_command(cmd_run, flags(tmp_path, run_name="quick")) == 0
+    out = capsys.readouterr().out
+    assert "Synthetic" in out and "unique: 100.00%" in out and "train_examples" in out
+    run = tmp_path / "runs" / "quick"
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["dataset"] == "Synthetic" and config["vq_codebook_size"] == 8
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["data"]["users"] == 120 and summary["semantic_ids"]["unique"] == 1.0
+
+
+def test_sids_command_with_tiger(tmp_path, capsys):
+    assert main(["sids", *flags(tmp_path, vq_collision="tiger", run_name="t")]) == 0
+    out = capsys.readouterr().out
+    assert "collision=tiger" in out and "ID length: 4" in out
+    report = json.loads((tmp_path / "runs/t/sids.json").read_text())
+    assert report["id_length"] == 4 and len(report["levels"]) == 3
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    assert main(["sids", "--vq_codebok_size=8"]) == 2
+    err = capsys.readouterr().err
+    assert "genrec: error: unknown config key 'vq_codebok_size'" in err and "vq_codebook_size" in err
+    assert "Traceback" not in err
+    assert main(["frobnicate"]) == 2
+
+
+def test_help_lists_resolved_keys(capsys):
+    assert main(["sids", "--dataset=MovieLens", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: genrec" in out and "category: ml-100k" in out and "vq_codebook_size: 256" in out
+
+
+def test_download_command_needs_a_dataset_with_official_files(capsys):
+    assert main(["data", "download", "--dataset=Synthetic"]) == 2
+    assert "has no official download" in capsys.readouterr().err
+
+
+def test_main_py_and_console_script(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "main.py"), *flags(tmp_path, run_name="m")],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs/m/summary.json").exists()
+    script = Path(sys.executable).parent / "genrec"  # installed next to the interpreter by pip
+    version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.strip() == "0.1.0"

@@ -1,0 +1,82 @@
+"""Quantizers checked against their definitions on small random data."""
+
+import numpy as np
+import pytest
+
+from genrec.errors import ConfigError
+from genrec.semantic_ids.opq import opq
+from genrec.semantic_ids.quantization import squared_distances
+from genrec.semantic_ids.rqkmeans import rq_kmeans
+from genrec.semantic_ids.rqvae import rq_vae
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(12, 24)) * 3
+    return (centres[rng.integers(12, size=600)] + rng.normal(size=(600, 24))).astype(np.float32)
+
+
+def test_rqkmeans_matches_definition(vectors):
+    q = rq_kmeans(vectors, n_levels=3, codebook_size=16, iters=15, seed=1)
+    codebooks = q.info["codebooks"]
+    residual = vectors.astype(np.float64)
+    for level in range(3):
+        d = ((residual[:, None, :] - codebooks[level][None].astype(np.float64)) ** 2).sum(-1)
+        np.testing.assert_allclose(q.distances[:, level], d, rtol=1e-3, atol=1e-2)
+        assert (q.codes[:, level] == d.argmin(1)).mean() > 0.999  # nearest centroid (float ties aside)
+        residual = residual - codebooks[level][q.codes[:, level]]
+        expected = (residual**2).sum() / (vectors.astype(np.float64) ** 2).sum()
+        assert q.level_errors[level] == pytest.approx(expected, rel=1e-4)
+    assert q.level_errors[0] > q.level_errors[1] > q.level_errors[2]
+    assert q.codes.shape == (600, 3) and q.codes.max() < 16
+
+
+def test_rqkmeans_is_deterministic_under_seed(vectors):
+    a = rq_kmeans(vectors, 2, 16, 10, seed=3)
+    b = rq_kmeans(vectors, 2, 16, 10, seed=3)
+    c = rq_kmeans(vectors, 2, 16, 10, seed=4)
+    assert np.array_equal(a.codes, b.codes)
+    assert not np.array_equal(a.codes, c.codes)
+
+
+def test_opq_codes_are_nearest_per_subspace(vectors):
+    q = opq(vectors, n_levels=3, codebook_size=16, iters=10, seed=0)
+    assert q.codes.shape == (600, 3)
+    assert np.array_equal(q.codes, q.distances.argmin(-1))
+    assert q.level_errors[0] > q.level_errors[1] > q.level_errors[2]
+    again = opq(vectors, n_levels=3, codebook_size=16, iters=10, seed=0)
+    assert np.array_equal(q.codes, again.codes)
+
+
+def test_opq_needs_power_of_two():
+    with pytest.raises(ConfigError, match="power-of-two"):
+        opq(np.zeros((100, 8), np.float32), 2, 12, 5, 0)
+
+
+def test_opq_needs_more_items_than_dimensions():
+    with pytest.raises(ConfigError, match="at least as many items \\(100\\) as embedding dimensions \\(384\\).*sent_emb_pca"):
+        opq(np.zeros((100, 384), np.float32), 3, 8, 5, 0)
+
+
+def test_codebook_larger_than_catalogue_is_an_error():
+    with pytest.raises(ConfigError, match="vq_codebook_size=256 exceeds the number of items \\(50\\)"):
+        rq_kmeans(np.zeros((50, 4), np.float32), 3, 256, 5, 0)
+
+
+def test_rqvae_trains_and_residual_error_falls(vectors):
+    kwargs = dict(n_levels=3, codebook_size=16, hidden=[32], latent_dim=8, epochs=30, batch_size=128,
+                  lr=3e-3, beta=0.25, kmeans_iters=10, seed=0)
+    q = rq_vae(vectors, **kwargs)
+    assert q.codes.shape == (600, 3)
+    assert np.array_equal(q.codes, q.distances.argmin(-1))
+    assert q.level_errors[0] > q.level_errors[1] > q.level_errors[2]
+    assert q.info["decoder_relative_error"] < 0.5  # the auto-encoder learned something
+    assert len(np.unique(q.codes[:, 0])) >= 8  # dead-code reset keeps the first level in use
+    assert np.array_equal(q.codes, rq_vae(vectors, **kwargs).codes)
+
+
+def test_squared_distances():
+    x = np.array([[0.0, 0.0], [1.0, 1.0]], np.float32)
+    c = np.array([[1.0, 0.0], [3.0, 1.0]], np.float32)
+    np.testing.assert_allclose(squared_distances(x, c), [[1, 10], [1, 4]])
