@@ -25,9 +25,9 @@ DEFAULT_FILE = PACKAGE_DIR / "default.yaml"
 
 
 class StrictModel(BaseModel):
-    """Base of every settings schema: unknown keys are errors, values are validated on assignment."""
+    """Base of every settings schema: unknown keys are errors, and a resolved config is read-only."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def comma_separated(value: Any) -> Any:
@@ -77,7 +77,7 @@ class GlobalSettings(StrictModel):
     rqvae_lr: float = Field(gt=0)
     rqvae_beta: float = Field(ge=0)
 
-    _split_fields = field_validator("sent_emb_fields", "rqvae_hidden_dims", mode="before")(comma_separated)
+    split_comma_lists = field_validator("sent_emb_fields", "rqvae_hidden_dims", mode="before")(comma_separated)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -30,11 +30,11 @@ def find_file(candidates: list[Path]) -> Path | None:
     return None
 
 
-def require_file(candidates: list[Path], what: str, hint: str = "") -> Path:
+def require_file(candidates: list[Path], what: str) -> Path:
     found = find_file(candidates)
     if found is None:
         tried = ", ".join(str(p) + "[.gz]" for p in candidates)
-        raise DataError(f"{what} not found (looked for {tried}).{' ' + hint if hint else ''}")
+        raise DataError(f"{what} not found (looked for {tried})")
     return found
 
 
