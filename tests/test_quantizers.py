@@ -80,3 +80,14 @@ def test_squared_distances():
     x = np.array([[0.0, 0.0], [1.0, 1.0]], np.float32)
     c = np.array([[1.0, 0.0], [3.0, 1.0]], np.float32)
     np.testing.assert_allclose(squared_distances(x, c), [[1, 10], [1, 4]])
+
+
+def test_rqvae_is_deterministic_at_realistic_size():
+    # the paper-size shape (384-d text vectors, 256 codes) at which torch's default CPU backward
+    # kernels made two runs differ before genrec forced deterministic algorithms
+    x = np.random.default_rng(1).normal(size=(4000, 384)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    kwargs = dict(n_levels=3, codebook_size=256, hidden=[512, 256, 128], latent_dim=32, epochs=2, batch_size=1024,
+                  lr=1e-3, beta=0.25, kmeans_iters=5, seed=0)
+    a, b = rq_vae(x, **kwargs), rq_vae(x, **kwargs)
+    assert np.array_equal(a.codes, b.codes) and a.level_errors == b.level_errors

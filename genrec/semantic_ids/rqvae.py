@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from genrec.runtime import deterministic
 from genrec.semantic_ids.quantization import Quantization, check_size
 from genrec.semantic_ids.rqkmeans import rq_kmeans
 
@@ -66,6 +67,11 @@ class RQVAE(nn.Module):
 def rq_vae(x: np.ndarray, n_levels: int, codebook_size: int, hidden: list[int], latent_dim: int, epochs: int,
            batch_size: int, lr: float, beta: float, kmeans_iters: int, seed: int, device: str = "cpu") -> Quantization:
     check_size(len(x), codebook_size)
+    with deterministic():
+        return train_rq_vae(x, n_levels, codebook_size, hidden, latent_dim, epochs, batch_size, lr, beta, kmeans_iters, seed, device)
+
+
+def train_rq_vae(x, n_levels, codebook_size, hidden, latent_dim, epochs, batch_size, lr, beta, kmeans_iters, seed, device):
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     data = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=device)
