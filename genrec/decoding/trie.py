@@ -1,0 +1,50 @@
+"""The set of valid semantic IDs as dense per-level transition tables.
+
+``tables[l][node, token]`` is the node reached from ``node`` (a prefix of length ``l``) by emitting
+local code ``token`` at level ``l``, or ``-1`` when no item has that prefix; at the last level the
+value is the item index. Masking a batch of beams is then one gather per step. A *free* leading
+level (Latte's latent token) allows every token and leads back to the root of the ID trie.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class SIDTrie:
+    def __init__(self, codes: np.ndarray, level_sizes: list[int], free_prefix_size: int = 0):
+        codes = np.asarray(codes, dtype=np.int64)
+        n_items, n_levels = codes.shape
+        if len(level_sizes) != n_levels:
+            raise ValueError(f"{n_levels} code levels but {len(level_sizes)} level sizes")
+        if len({tuple(c) for c in codes.tolist()}) != n_items:
+            raise ValueError("semantic IDs must be unique to build a trie")
+        tables = []
+        if free_prefix_size:
+            tables.append(torch.zeros(1, free_prefix_size, dtype=torch.int32))
+        node = np.zeros(n_items, dtype=np.int64)  # each item's node at the current depth
+        for level in range(n_levels):
+            if level + 1 < n_levels:
+                _, child = np.unique(codes[:, : level + 1], axis=0, return_inverse=True)
+                child = child.ravel()
+            else:
+                child = np.arange(n_items)
+            table = torch.full((int(node.max()) + 1, level_sizes[level]), -1, dtype=torch.int32)
+            table[torch.as_tensor(node), torch.as_tensor(codes[:, level])] = torch.as_tensor(child, dtype=torch.int32)
+            tables.append(table)
+            node = child
+        self.tables = tables
+        self.level_sizes = [t.shape[1] for t in tables]
+
+    @property
+    def depth(self) -> int:
+        return len(self.tables)
+
+    def to(self, device: torch.device | str) -> "SIDTrie":
+        self.tables = [t.to(device) for t in self.tables]
+        return self
+
+    def children(self, level: int, nodes: torch.Tensor) -> torch.Tensor:
+        """``[..., level_size]`` next node per token for the given nodes (``-1``: invalid)."""
+        return self.tables[level][nodes].long()

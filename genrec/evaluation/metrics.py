@@ -1,0 +1,42 @@
+"""Recall / NDCG / HR at K over ranked lists, as in the TIGER and Latte papers (leave-one-out, one
+target per user, full ranking over the whole catalogue).
+
+A ranked list is a row of item indices, best first; ``-1`` marks an empty slot (a generative model
+that returned fewer than K items). An item absent from the list is not retrieved. With one target,
+Recall@K equals HR@K and NDCG@K is ``1 / log2(rank + 2)`` for a hit at 0-based ``rank``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+RECALL_KS = (1, 5, 10)
+NDCG_KS = (5, 10)
+METRIC_NAMES = tuple(f"recall@{k}" for k in RECALL_KS) + tuple(f"ndcg@{k}" for k in NDCG_KS)
+
+
+def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` best scores per row; ties go to the lower item index (deterministic,
+    unlike ``torch.topk``)."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    return order[:, :k]
+
+
+def target_ranks(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """0-based position of each row's target in its ranked list, ``-1`` when absent."""
+    hits = np.asarray(ranked) == np.asarray(targets)[:, None]
+    return np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
+
+
+def ranking_metrics(ranked: np.ndarray, targets: np.ndarray, n_items: int) -> dict[str, float]:
+    """Recall@{1,5,10}, NDCG@{5,10} and the catalogue coverage of the top-10 lists."""
+    ranked = np.asarray(ranked)
+    ranks = target_ranks(ranked, targets)
+    found = ranks >= 0
+    metrics = {f"recall@{k}": float((found & (ranks < k)).mean()) for k in RECALL_KS}
+    gains = np.where(found, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
+    metrics.update({f"ndcg@{k}": float(np.where(found & (ranks < k), gains, 0.0).mean()) for k in NDCG_KS})
+    top10 = ranked[:, :10]
+    metrics["coverage@10"] = float(len(np.unique(top10[top10 >= 0])) / n_items)
+    return metrics

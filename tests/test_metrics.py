@@ -1,0 +1,32 @@
+"""Ranking metrics against values computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from genrec.evaluation import ranking_metrics, target_ranks, top_k
+
+
+def test_metrics_by_hand():
+    ranked = np.array([
+        [3, 1, 2, 0, 4, 5, 6, 7, 8, 9],     # target 3 at rank 0
+        [0, 1, 2, 3, 9, 5, 6, 7, 8, 4],     # target 9 at rank 4
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 11],    # target 11 at rank 9
+        [0, 1, 2, -1, -1, -1, -1, -1, -1, -1],  # target 7 not returned
+    ])
+    targets = np.array([3, 9, 11, 7])
+    m = ranking_metrics(ranked, targets, n_items=20)
+    assert m["recall@1"] == pytest.approx(1 / 4)
+    assert m["recall@5"] == pytest.approx(2 / 4)
+    assert m["recall@10"] == pytest.approx(3 / 4)
+    assert m["ndcg@5"] == pytest.approx((1 + 1 / math.log2(6)) / 4)
+    assert m["ndcg@10"] == pytest.approx((1 + 1 / math.log2(6) + 1 / math.log2(11)) / 4)
+    assert m["coverage@10"] == pytest.approx(11 / 20)  # items 0-9 and 11; empty slots ignored
+    assert target_ranks(ranked, targets).tolist() == [0, 4, 9, -1]
+
+
+def test_top_k_breaks_ties_by_lower_index():
+    scores = torch.tensor([[0.5, 0.9, 0.9, 0.1, 0.9], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    assert top_k(scores, 3).tolist() == [[1, 2, 4], [0, 1, 2]]
