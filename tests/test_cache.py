@@ -87,3 +87,10 @@ def test_report_content(make_config):
     # tiger keeps the raw quantizer codes; conflict-free changed exactly the rows it reports as moved
     unchanged = (sids.codes == tiger.codes[:, :3]).all(axis=1).sum()
     assert unchanged == report["n_items"] - report["moved_items"] and report["moved_items"] > 0
+
+
+def test_algorithm_version_is_part_of_the_key(make_config, count_quantize, monkeypatch):
+    build(make_config)
+    monkeypatch.setattr(sid_module, "ALGORITHM_VERSION", sid_module.ALGORITHM_VERSION + 1)
+    build(make_config)
+    assert len(count_quantize) == 2  # a code change that alters results never reuses old IDs

@@ -19,6 +19,10 @@ from genrec.runtime import resolve_device
 log = logging.getLogger(__name__)
 
 
+# Part of every cache key: bump when a change to the embedding code alters results.
+ALGORITHM_VERSION = 1
+
+
 @dataclass(frozen=True)
 class ItemVectors:
     vectors: np.ndarray  # [n_items, dim], row i = item index i
@@ -44,6 +48,7 @@ def text_key(config, interactions: Interactions) -> tuple[dict, list[str]]:
     sentences = item_sentences(interactions.item_text, config.sent_emb_fields, config.sent_emb_max_chars)
     key = {
         "kind": "text",
+        "algorithm_version": ALGORITHM_VERSION,
         "dataset": interactions.name,
         "items": digest([interactions.item_ids, sentences]),
         "model": model_identity(config.sent_emb_model),
@@ -57,6 +62,7 @@ def text_key(config, interactions: Interactions) -> tuple[dict, list[str]]:
 def cf_key(config, interactions: Interactions, split: LeaveOneOutSplit) -> dict:
     return {
         "kind": "cf",
+        "algorithm_version": ALGORITHM_VERSION,
         "dataset": interactions.name,
         "items": digest(interactions.item_ids),
         "train": fingerprint_arrays(split.train_sequences),

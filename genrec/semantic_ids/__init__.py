@@ -85,8 +85,13 @@ def build_report(config, quantization: Quantization, final: np.ndarray) -> dict:
     return report
 
 
+# Part of every cache key: bump when a change to the quantizers or collision handling alters results.
+ALGORITHM_VERSION = 2  # 2: RQ-VAE trains with deterministic kernels
+
+
 def sid_key(config, vectors: ItemVectors) -> dict:
     key = {
+        "algorithm_version": ALGORITHM_VERSION,
         "vectors": vectors.key,
         "method": config.vq_method,
         "n_codebooks": config.vq_n_codebooks,

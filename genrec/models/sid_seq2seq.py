@@ -1,0 +1,110 @@
+"""The encoder-decoder shared by TIGER, PSID and Latte: a T5 built from config (no pretrained
+weights) that reads a history of semantic IDs and generates the next item's ID.
+
+Token layout (:class:`SIDVocabulary`): ``0`` pad (also the decoder start), ``1`` end, then the
+latent tokens (Latte), then one range per semantic-ID level, so the same code at two levels is two
+different tokens. Decoding is :func:`genrec.decoding.beam_search` driven by :meth:`SIDSeq2Seq.beam_step`,
+which keeps the decoder's key/value cache and reorders it with the surviving beams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import T5Config, T5ForConditionalGeneration
+from transformers.modeling_outputs import BaseModelOutput
+
+from genrec.decoding import SIDTrie, beam_search
+
+PAD, EOS = 0, 1
+
+
+@dataclass(frozen=True)
+class SIDVocabulary:
+    level_sizes: tuple[int, ...]
+    n_latent: int = 0
+
+    @property
+    def level_offsets(self) -> list[int]:
+        start = 2 + self.n_latent
+        return [start + sum(self.level_sizes[:level]) for level in range(len(self.level_sizes))]
+
+    @property
+    def size(self) -> int:
+        return 2 + self.n_latent + sum(self.level_sizes)
+
+    @property
+    def decode_ranges(self) -> list[tuple[int, int]]:
+        """(first token, size) of each generated position: the latent token first, when there is one."""
+        ranges = [(2, self.n_latent)] if self.n_latent else []
+        return ranges + list(zip(self.level_offsets, self.level_sizes))
+
+    def item_tokens(self, codes: np.ndarray) -> torch.Tensor:
+        """``[n_items, levels]`` global token ids of every item's semantic ID."""
+        return torch.as_tensor(np.asarray(codes) + np.array(self.level_offsets)[None, :], dtype=torch.long)
+
+    def histories(self, histories: list[np.ndarray], item_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flattened, right-padded encoder inputs (each item's tokens in order, then end)."""
+        length = max(len(h) for h in histories) * item_tokens.shape[1] + 1
+        ids = torch.full((len(histories), length), PAD, dtype=torch.long)
+        for row, history in enumerate(histories):
+            tokens = item_tokens[torch.as_tensor(history, dtype=torch.long)].flatten()
+            ids[row, : len(tokens)] = tokens
+            ids[row, len(tokens)] = EOS
+        return ids, (ids != PAD).long()
+
+
+class SIDSeq2Seq(nn.Module):
+    def __init__(self, vocab: SIDVocabulary, d_model: int, d_ff: int, num_layers: int, num_decoder_layers: int,
+                 num_heads: int, d_kv: int, dropout_rate: float):
+        super().__init__()
+        self.vocab = vocab
+        config = T5Config(vocab_size=vocab.size, d_model=d_model, d_ff=d_ff, d_kv=d_kv, num_layers=num_layers,
+                          num_decoder_layers=num_decoder_layers, num_heads=num_heads, dropout_rate=dropout_rate,
+                          feed_forward_proj="relu", pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD)
+        self.t5 = T5ForConditionalGeneration(config)
+
+    def token_log_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` log-probability of each target token under teacher forcing (targets start
+        with the first generated token; the decoder input is them shifted right)."""
+        decoder_input = torch.cat([torch.full_like(targets[:, :1], PAD), targets[:, :-1]], dim=1)
+        logits = self.t5(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input).logits
+        return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+    def loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy over the target ID followed by the end token."""
+        with_end = torch.cat([targets, torch.full_like(targets[:, :1], EOS)], dim=1)
+        return -self.token_log_probs(input_ids, attention_mask, with_end).mean()
+
+    def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """A ``step`` for :func:`beam_search`: encodes once, then feeds one token per beam and level
+        through the decoder with its key/value cache, reordered by the beams' parents."""
+        encoded = self.t5.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        ranges = self.vocab.decode_ranges
+        state = {"cache": None}
+
+        def step(level: int, tokens: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
+            batch, width = parents.shape
+            rows = torch.arange(batch, device=parents.device).repeat_interleave(width)
+            if level == 0:
+                last = torch.full((batch * width, 1), PAD, dtype=torch.long, device=input_ids.device)
+            else:
+                previous_width = state["width"]
+                state["cache"].reorder_cache(rows * previous_width + parents.flatten())
+                first, _ = ranges[level - 1]
+                last = tokens[:, :, -1].reshape(-1, 1) + first
+            out = self.t5(encoder_outputs=BaseModelOutput(last_hidden_state=encoded[rows]), attention_mask=attention_mask[rows],
+                          decoder_input_ids=last, past_key_values=state["cache"], use_cache=True)
+            state["cache"], state["width"] = out.past_key_values, width
+            first, size = ranges[level]
+            return torch.log_softmax(out.logits[:, -1].float(), dim=-1)[:, first : first + size].view(batch, width, size)
+
+        return step
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SIDTrie, num_beams: int):
+        """Beam search constrained to the trie: ``(items, scores, tokens)`` as :func:`beam_search`."""
+        return beam_search(self.beam_step(input_ids, attention_mask), trie, input_ids.shape[0], num_beams, input_ids.device)
