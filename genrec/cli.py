@@ -19,7 +19,10 @@ from genrec.errors import GenrecError
 USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]
 
 commands:
-  run             the main job: data, split and semantic IDs, with a summary (also: python main.py)
+  run             the main job (also: python main.py): train and test --model, or without a model
+                  the data, split and semantic IDs with a summary
+  train           train --model=Latte|PSID|TIGER, select on validation, test the best checkpoint
+  evaluate        evaluate --checkpoint=PATH of --model on validation and test
   data stats      users / items / interactions / sequence lengths of a dataset
   data download   fetch the official files of a dataset that are missing (needs network)
   sids            build (or load from cache) semantic IDs and report their quality
@@ -28,6 +31,7 @@ commands:
 examples:
   genrec data stats --dataset=AmazonReviews2018 --category=Scientific --data_dir=../shared/data
   genrec sids --dataset=Synthetic --vq_method=rqkmeans --vq_collision=tiger
+  genrec train --model=Latte --dataset=AmazonReviews2018 --category=Scientific --n_latent_tokens=8
 """
 
 
@@ -84,12 +88,58 @@ def cmd_sids(argv: list[str]) -> int:
     return 0
 
 
+def results_table(results: dict) -> str:
+    columns = ["split", "recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "coverage@10", "users_per_s"]
+    rows = [{"split": split, **{k: f"{v:.4f}" if k != "users_per_s" else f"{v:.0f}" for k, v in results[split].items()}}
+            for split in ("valid", "test")]
+    return format_table(rows, columns)
+
+
+def cmd_train(argv: list[str]) -> int:
+    from genrec.pipeline import train
+
+    config = load_config(argv)
+    if config.model is None:
+        raise GenrecError("no model chosen; pass --model=Latte|PSID|TIGER")
+    results, directory = train(config)
+    print(f"{config.model} on {config.dataset}: best epoch {results['best_epoch']}, beam {results['num_beams']}")
+    print(results_table(results))
+    print(f"checkpoints, metrics.jsonl, results.json and resolved config: {directory}")
+    return 0
+
+
+def cmd_evaluate(argv: list[str]) -> int:
+    import torch
+
+    from genrec.evaluation import evaluate
+    from genrec.pipeline import build_model, load_split, run_directory
+    from genrec.runtime import resolve_device
+
+    config = load_config(argv)
+    if config.model is None or config.checkpoint is None:
+        raise GenrecError("evaluate needs --model and --checkpoint=PATH (best.pt or last.pt of a run)")
+    interactions, split = load_split(config)
+    model, _ = build_model(config, interactions, split)
+    device = resolve_device(config.device)
+    model.load_state_dict(torch.load(config.checkpoint, map_location=device, weights_only=False)["model"])
+    model.to(device)
+    results = {name: evaluate(model, examples, interactions.n_items, config.eval_batch_size, config.test_num_beams, device.type == "cuda")
+               for name, examples in (("valid", split.valid), ("test", split.test))}
+    directory = run_directory(config, "evaluate")
+    atomic_write_text(directory / "results.json", json.dumps(results, indent=2))
+    print(results_table(results))
+    print(f"results and resolved config: {directory}")
+    return 0
+
+
 def cmd_run(argv: list[str]) -> int:
-    """The main job. Until models exist it is the data + semantic-ID pipeline with its summary."""
+    """The main job: training and test when a model is chosen, else the data + semantic-ID summary."""
     from genrec.pipeline import load_split, run_directory
     from genrec.semantic_ids import semantic_ids
 
     config = load_config(argv)
+    if config.model is not None:
+        return cmd_train(argv)
     directory = run_directory(config, "run")
     interactions, split = load_split(config)
     sids = semantic_ids(config, interactions, split)
@@ -113,6 +163,8 @@ def cmd_config(argv: list[str]) -> int:
 
 COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
     ("run",): cmd_run,
+    ("train",): cmd_train,
+    ("evaluate",): cmd_evaluate,
     ("data", "stats"): cmd_stats,
     ("data", "download"): cmd_download,
     ("sids",): cmd_sids,

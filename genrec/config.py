@@ -76,6 +76,19 @@ class GlobalSettings(StrictModel):
     rqvae_batch_size: int = Field(ge=1)
     rqvae_lr: float = Field(gt=0)
     rqvae_beta: float = Field(ge=0)
+    # training and evaluation (every model)
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    warmup_steps: int = Field(ge=0)
+    lr_schedule: Literal["cosine", "linear", "constant"]
+    eval_interval: int = Field(ge=1)
+    patience: int = Field(ge=1)
+    eval_batch_size: int = Field(ge=1)
+    num_beams: int = Field(ge=1)
+    test_num_beams: int = Field(ge=1)
+    checkpoint: Path | None
 
     split_comma_lists = field_validator("sent_emb_fields", "rqvae_hidden_dims", mode="before")(comma_separated)
 

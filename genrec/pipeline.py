@@ -35,3 +35,27 @@ def run_directory(config, command: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     dump_config(config, directory / "config.yaml")
     return directory
+
+
+def build_model(config, interactions: Interactions, split: LeaveOneOutSplit):
+    """The configured model, on semantic IDs built (or loaded from cache) on demand."""
+    from genrec import models
+    from genrec.semantic_ids import semantic_ids
+
+    sids = semantic_ids(config, interactions, split)
+    return models.get(config.model).build(config, sids), sids
+
+
+def train(config) -> tuple[dict, Path]:
+    """Train (or resume with ``checkpoint``), select on validation, test the best checkpoint."""
+    from genrec.runtime import resolve_device, seed_everything
+    from genrec.trainer import Trainer
+
+    seed_everything(config.seed)
+    interactions, split = load_split(config)
+    model, _ = build_model(config, interactions, split)
+    directory = Path(config.checkpoint).parent if config.checkpoint else run_directory(config, "train")
+    trainer = Trainer(config, model, split, interactions.n_items, directory, resolve_device(config.device))
+    if config.checkpoint:
+        trainer.resume(Path(config.checkpoint))
+    return trainer.fit(), directory

@@ -1,0 +1,14 @@
+"""PSID: the seq2seq backbone on conflict-free semantic IDs (``vq_collision: conflict_free``)."""
+
+from genrec.models.generative import BackboneSettings as Settings
+from genrec.errors import ConfigError
+from genrec.models.generative import GenerativeRecommender
+
+
+def build(config, sids) -> GenerativeRecommender:
+    if config.vq_collision != "conflict_free":
+        raise ConfigError(f"PSID uses vq_collision=conflict_free, got {config.vq_collision}; for the other IDs use --model=TIGER")
+    return GenerativeRecommender(config, sids)
+
+
+__all__ = ["Settings", "build"]

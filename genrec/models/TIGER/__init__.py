@@ -1,0 +1,14 @@
+"""TIGER: the seq2seq backbone on semantic IDs with a collision token (``vq_collision: tiger``)."""
+
+from genrec.models.generative import BackboneSettings as Settings
+from genrec.errors import ConfigError
+from genrec.models.generative import GenerativeRecommender
+
+
+def build(config, sids) -> GenerativeRecommender:
+    if config.vq_collision != "tiger":
+        raise ConfigError(f"TIGER uses vq_collision=tiger, got {config.vq_collision}; for the other IDs use --model=PSID")
+    return GenerativeRecommender(config, sids)
+
+
+__all__ = ["Settings", "build"]

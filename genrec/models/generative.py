@@ -1,0 +1,69 @@
+"""TIGER, PSID and Latte as recommenders: the seq2seq backbone plus training targets and decoding.
+
+They differ only in their semantic IDs (``tiger``: one extra token; ``conflict_free``: same length)
+and in Latte's latent token: in training one of ``n_latent_tokens`` is drawn uniformly for every
+example each time it is drawn and prepended to the target; at inference one beam search generates
+latent token then ID, and an item's beams are aggregated over latent tokens.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from genrec.config import StrictModel
+from genrec.decoding import SIDTrie, aggregate_beams
+from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
+from genrec.semantic_ids import SemanticIDs
+
+
+class BackboneSettings(StrictModel):
+    """T5 encoder-decoder size (paper: 4 + 4 blocks, d_model 128, d_ff 1024, 6 heads, d_kv 64)."""
+
+    d_model: int = Field(ge=1)
+    d_ff: int = Field(ge=1)
+    num_layers: int = Field(ge=1)
+    num_decoder_layers: int = Field(ge=1)
+    num_heads: int = Field(ge=1)
+    d_kv: int = Field(ge=1)
+    dropout_rate: float = Field(ge=0, lt=1)
+
+
+class GenerativeRecommender(nn.Module):
+    def __init__(self, config, sids: SemanticIDs, n_latent: int = 0, aggregation: str = "agg_sum"):
+        super().__init__()
+        self.vocab = SIDVocabulary(tuple(sids.level_sizes), n_latent)
+        self.model = SIDSeq2Seq(self.vocab, config.d_model, config.d_ff, config.num_layers, config.num_decoder_layers,
+                                config.num_heads, config.d_kv, config.dropout_rate)
+        self.register_buffer("item_tokens", self.vocab.item_tokens(sids.codes), persistent=False)
+        self.trie = SIDTrie(sids.codes, list(sids.level_sizes), free_prefix_size=n_latent)
+        self.n_items = len(sids.codes)
+        self.aggregation = aggregation
+
+    def inputs(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.vocab.histories(histories, self.item_tokens.cpu())
+        return ids.to(self.item_tokens.device), mask.to(self.item_tokens.device)
+
+    def loss(self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        ids, mask = self.inputs(histories)
+        target_tokens = self.item_tokens[torch.as_tensor(targets, device=ids.device)]
+        if self.vocab.n_latent:
+            latent = torch.randint(self.vocab.n_latent, (len(targets), 1), generator=generator).to(ids.device) + 2
+            target_tokens = torch.cat([latent, target_tokens], dim=1)
+        return self.model.loss(ids, mask, target_tokens)
+
+    @torch.no_grad()
+    def recommend(self, histories: list[np.ndarray], k: int, num_beams: int) -> torch.Tensor:
+        """``[B, k]`` item indices, best first, ``-1`` where fewer items were generated."""
+        ids, mask = self.inputs(histories)
+        self.trie.to(ids.device)
+        items, scores, _ = self.model.generate(ids, mask, self.trie, num_beams)
+        if self.vocab.n_latent:
+            ranked, _ = aggregate_beams(items, scores, self.n_items, k, self.aggregation)
+            return ranked
+        ranked = items[:, :k]
+        if ranked.shape[1] < k:
+            ranked = torch.cat([ranked, ranked.new_full((ranked.shape[0], k - ranked.shape[1]), -1)], dim=1)
+        return ranked

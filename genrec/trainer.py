@@ -1,0 +1,123 @@
+"""Training with validation-based early stopping, resumable checkpoints and a metrics log.
+
+Every epoch's shuffling, latent-token draws and dropout are seeded from ``(seed, epoch)``, and the
+full state (model, optimizer, schedule, early-stopping counters) is checkpointed atomically after
+each epoch to ``last.pt``; a killed run resumed from it therefore reaches the same result. The best
+model on validation NDCG@10 is kept in ``best.pt`` and is the one tested.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from genrec.cache import atomic_write, atomic_write_text
+from genrec.data import LeaveOneOutSplit
+from genrec.evaluation import evaluate
+from genrec.runtime import deterministic
+
+log = logging.getLogger(__name__)
+SELECT_ON = "ndcg@10"
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+
+
+def save(path: Path, state: dict) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+class Trainer:
+    def __init__(self, config, model, split: LeaveOneOutSplit, n_items: int, directory: Path, device: torch.device):
+        self.config, self.split, self.n_items, self.directory, self.device = config, split, n_items, directory, device
+        self.model = model.to(device)
+        self.autocast = device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.steps_per_epoch = math.ceil(len(split.train) / config.batch_size)
+        total = config.epochs * self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, config.warmup_steps, total, config.lr_schedule))
+        self.epoch, self.best, self.best_epoch, self.bad_evals = 0, -1.0, -1, 0
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "epoch": self.epoch, "best": self.best, "best_epoch": self.best_epoch, "bad_evals": self.bad_evals}
+
+    def resume(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.best, self.best_epoch, self.bad_evals = state["epoch"], state["best"], state["best_epoch"], state["bad_evals"]
+        log.info("resumed from %s at epoch %d (best %s %.4f at epoch %d)", path, self.epoch, SELECT_ON, self.best, self.best_epoch)
+
+    def train_epoch(self) -> float:
+        config, train = self.config, self.split.train
+        torch.manual_seed(config.seed * 100_003 + self.epoch)  # dropout
+        generator = torch.Generator().manual_seed(config.seed * 100_019 + self.epoch)  # latent tokens
+        order = np.random.default_rng([config.seed, self.epoch]).permutation(len(train))
+        self.model.train()
+        losses = []
+        for start in tqdm(range(0, len(order), config.batch_size), desc=f"epoch {self.epoch + 1}", leave=False):
+            batch = order[start : start + config.batch_size]
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+                loss = self.model.loss([train.histories[i] for i in batch], train.targets[batch], generator)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            losses.append(loss.item())
+        return float(np.mean(losses))
+
+    def log_metrics(self, record: dict) -> None:
+        with open(self.directory / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def fit(self) -> dict:
+        config = self.config
+        with deterministic():
+            while self.epoch < config.epochs and self.bad_evals < config.patience:
+                start = time.perf_counter()
+                loss = self.train_epoch()
+                self.epoch += 1
+                record = {"epoch": self.epoch, "loss": round(loss, 5), "lr": self.scheduler.get_last_lr()[0]}
+                if self.epoch % config.eval_interval == 0 or self.epoch == config.epochs:
+                    metrics = evaluate(self.model, self.split.valid, self.n_items, config.eval_batch_size, config.num_beams, self.autocast)
+                    record["valid"] = {k: round(v, 5) for k, v in metrics.items()}
+                    if metrics[SELECT_ON] > self.best:
+                        self.best, self.best_epoch, self.bad_evals = metrics[SELECT_ON], self.epoch, 0
+                        save(self.directory / "best.pt", {"model": self.model.state_dict(), "epoch": self.epoch})
+                    else:
+                        self.bad_evals += 1
+                    log.info("epoch %d  loss %.4f  valid recall@10 %.4f  ndcg@10 %.4f  (best %.4f @%d)  %.1fs", self.epoch, loss,
+                             metrics["recall@10"], metrics[SELECT_ON], self.best, self.best_epoch, time.perf_counter() - start)
+                record["seconds"] = round(time.perf_counter() - start, 2)
+                self.log_metrics(record)
+                save(self.directory / "last.pt", self.state())
+        return self.test()
+
+    def test(self) -> dict:
+        config = self.config
+        best = torch.load(self.directory / "best.pt", map_location=self.device, weights_only=False)
+        self.model.load_state_dict(best["model"])
+        with deterministic():
+            valid = evaluate(self.model, self.split.valid, self.n_items, config.eval_batch_size, config.test_num_beams, self.autocast)
+            test = evaluate(self.model, self.split.test, self.n_items, config.eval_batch_size, config.test_num_beams, self.autocast)
+        results = {"best_epoch": best["epoch"], "num_beams": config.test_num_beams,
+                   "valid": {k: round(v, 5) for k, v in valid.items()}, "test": {k: round(v, 5) for k, v in test.items()}}
+        atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))
+        self.log_metrics({"final": results})
+        return results
