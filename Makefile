@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 quickstart: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) main.py
+	HF_HUB_OFFLINE=1 $(PY) main.py --config=configs/quickstart.yaml
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q

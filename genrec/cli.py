@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Callable
 
 from genrec import __version__
@@ -96,11 +97,18 @@ def results_table(results: dict) -> str:
 
 
 def cmd_train(argv: list[str]) -> int:
+    """Train; with ``--checkpoint`` resume a run's ``last.pt``, or evaluate a weights-only ``best.pt``."""
     from genrec.pipeline import train
+    from genrec.trainer import is_resumable
 
     config = load_config(argv)
     if config.model is None:
         raise GenrecError("no model chosen; pass --model=Latte|PSID|TIGER")
+    if config.checkpoint is not None:
+        if not Path(config.checkpoint).is_file():
+            raise GenrecError(f"checkpoint not found: {config.checkpoint}")
+        if not is_resumable(Path(config.checkpoint)):
+            return cmd_evaluate(argv)
     results, directory = train(config)
     print(f"{config.model} on {config.dataset}: best epoch {results['best_epoch']}, beam {results['num_beams']}")
     print(results_table(results))

@@ -36,6 +36,11 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
 
 
+def is_resumable(path: Path) -> bool:
+    """A ``last.pt`` carries the training state; a ``best.pt`` only the weights (evaluate it)."""
+    return "optimizer" in torch.load(path, map_location="cpu", weights_only=False)
+
+
 def save(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 

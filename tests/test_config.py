@@ -89,8 +89,8 @@ def test_ill_typed_values_fail_naming_the_key(flag, needle):
 def test_bad_dataset_model_and_category():
     with pytest.raises(ConfigError, match="did you mean 'MovieLens'"):
         load_config(["--dataset=Movielens"])
-    with pytest.raises(ConfigError, match="unknown model 'Latte'"):
-        load_config(["--model=Latte"])
+    with pytest.raises(ConfigError, match="unknown model 'Late'.*did you mean 'Latte'"):
+        load_config(["--model=Late"])
     with pytest.raises(ConfigError, match="did you mean 'Video_Games'"):
         load_config(["--dataset=AmazonReviews2023", "--category=Video_Game"])
 
@@ -109,10 +109,12 @@ def test_every_schema_key_has_a_default_and_no_default_is_orphaned():
     from genrec.config import DEFAULT_FILE, GlobalSettings, read_yaml
 
     assert set(read_yaml(DEFAULT_FILE)) == set(GlobalSettings.model_fields)
-    for name in datasets.names():
-        own = set(datasets.get(name).Settings.model_fields)
-        layer = set(read_yaml(datasets.config_file(name)))
-        assert own <= layer <= own | set(GlobalSettings.model_fields), name
+    for registry in (datasets, models):
+        for name in registry.names():
+            own = set(registry.get(name).Settings.model_fields)
+            layer = set(read_yaml(registry.config_file(name)))
+            assert own <= layer <= own | set(GlobalSettings.model_fields), name
+    assert models.names() == ["Latte", "PSID", "TIGER"]
 
 
 def test_resolved_config_round_trips(tmp_path):

@@ -5,14 +5,13 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_SYNTHETIC
 
 from genrec.cli import main
 from genrec.config import load_config
 from genrec.errors import ConfigError
 from genrec.pipeline import build_model, load_split, train
 from genrec.trainer import Trainer
-
-from conftest import TINY_SYNTHETIC
 
 TINY_MODEL = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, dropout_rate=0.1,
                   batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16)
@@ -74,6 +73,9 @@ def test_evaluate_command_reproduces_the_test_of_the_best_checkpoint(make_config
     evaluated = json.loads((tmp_path / "runs/eval/results.json").read_text())
     assert evaluated["test"]["ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-5)
     assert "test" in capsys.readouterr().out
+    # main.py / genrec train with a weights-only checkpoint evaluates instead of resuming
+    assert main(["train", *[f.replace("--run_name=eval", "--run_name=eval2") for f in flags]]) == 0
+    assert json.loads((tmp_path / "runs/eval2/results.json").read_text())["test"]["ndcg@10"] == evaluated["test"]["ndcg@10"]
 
 
 def test_latte_recommends_real_items_only(make_config, tmp_path):

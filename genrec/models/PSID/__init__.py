@@ -1,7 +1,7 @@
 """PSID: the seq2seq backbone on conflict-free semantic IDs (``vq_collision: conflict_free``)."""
 
-from genrec.models.generative import BackboneSettings as Settings
 from genrec.errors import ConfigError
+from genrec.models.generative import BackboneSettings as Settings
 from genrec.models.generative import GenerativeRecommender
 
 

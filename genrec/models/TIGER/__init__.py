@@ -1,7 +1,7 @@
 """TIGER: the seq2seq backbone on semantic IDs with a collision token (``vq_collision: tiger``)."""
 
-from genrec.models.generative import BackboneSettings as Settings
 from genrec.errors import ConfigError
+from genrec.models.generative import BackboneSettings as Settings
 from genrec.models.generative import GenerativeRecommender
 
 
