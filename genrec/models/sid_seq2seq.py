@@ -84,7 +84,7 @@ class SIDSeq2Seq(nn.Module):
         through the decoder with its key/value cache, reordered by the beams' parents."""
         encoded = self.t5.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         ranges = self.vocab.decode_ranges
-        state = {"cache": None}
+        state: dict = {"cache": None, "width": None}
 
         def step(level: int, tokens: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
             batch, width = parents.shape
@@ -92,11 +92,15 @@ class SIDSeq2Seq(nn.Module):
             if level == 0:
                 last = torch.full((batch * width, 1), PAD, dtype=torch.long, device=input_ids.device)
             else:
-                previous_width = state["width"]
-                state["cache"].reorder_cache(rows * previous_width + parents.flatten())
+                previous_width, cache = state["width"], state["cache"]
+                cache.self_attention_cache.reorder_cache(rows * previous_width + parents.flatten())
+                if width != previous_width:  # all beams of a user share its encoder states: expand, never reorder
+                    cache.cross_attention_cache.reorder_cache(rows * previous_width)
                 first, _ = ranges[level - 1]
                 last = tokens[:, :, -1].reshape(-1, 1) + first
-            out = self.t5(encoder_outputs=BaseModelOutput(last_hidden_state=encoded[rows]), attention_mask=attention_mask[rows],
+            if width != state["width"]:
+                state["encoded"], state["mask"] = encoded[rows], attention_mask[rows]
+            out = self.t5(encoder_outputs=BaseModelOutput(last_hidden_state=state["encoded"]), attention_mask=state["mask"],
                           decoder_input_ids=last, past_key_values=state["cache"], use_cache=True)
             state["cache"], state["width"] = out.past_key_values, width
             first, size = ranges[level]
