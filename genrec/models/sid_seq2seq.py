@@ -3,8 +3,8 @@ weights) that reads a history of semantic IDs and generates the next item's ID.
 
 Token layout (:class:`SIDVocabulary`): ``0`` pad (also the decoder start), ``1`` end, then the
 latent tokens (Latte), then one range per semantic-ID level, so the same code at two levels is two
-different tokens. Decoding is :func:`genrec.decoding.beam_search` driven by :meth:`SIDSeq2Seq.beam_step`,
-which keeps the decoder's key/value cache and reorders it with the surviving beams.
+different tokens. Decoding is :func:`genrec.decoding.beam_search` driven by :meth:`SIDSeq2Seq.beam_step`
+(:class:`genrec.models.t5_decoding.GroupedT5Decoder`: cached, beams grouped per user).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
-from transformers.modeling_outputs import BaseModelOutput
 
 from genrec.decoding import SIDTrie, beam_search
+from genrec.models.t5_decoding import GroupedT5Decoder
 
 PAD, EOS = 0, 1
 
@@ -81,30 +81,19 @@ class SIDSeq2Seq(nn.Module):
 
     def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """A ``step`` for :func:`beam_search`: encodes once, then feeds one token per beam and level
-        through the decoder with its key/value cache, reordered by the beams' parents."""
+        through :class:`GroupedT5Decoder`, whose cache follows the beams' parents."""
         encoded = self.t5.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        decoder = GroupedT5Decoder(self.t5, encoded, attention_mask)
         ranges = self.vocab.decode_ranges
-        state: dict = {"cache": None, "width": None}
 
         def step(level: int, tokens: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
-            batch, width = parents.shape
-            rows = torch.arange(batch, device=parents.device).repeat_interleave(width)
             if level == 0:
-                last = torch.full((batch * width, 1), PAD, dtype=torch.long, device=input_ids.device)
+                last = torch.full(parents.shape, PAD, dtype=torch.long, device=input_ids.device)
             else:
-                previous_width, cache = state["width"], state["cache"]
-                cache.self_attention_cache.reorder_cache(rows * previous_width + parents.flatten())
-                if width != previous_width:  # all beams of a user share its encoder states: expand, never reorder
-                    cache.cross_attention_cache.reorder_cache(rows * previous_width)
-                first, _ = ranges[level - 1]
-                last = tokens[:, :, -1].reshape(-1, 1) + first
-            if width != state["width"]:
-                state["encoded"], state["mask"] = encoded[rows], attention_mask[rows]
-            out = self.t5(encoder_outputs=BaseModelOutput(last_hidden_state=state["encoded"]), attention_mask=state["mask"],
-                          decoder_input_ids=last, past_key_values=state["cache"], use_cache=True)
-            state["cache"], state["width"] = out.past_key_values, width
+                decoder.reorder(parents)
+                last = tokens[:, :, -1] + ranges[level - 1][0]
             first, size = ranges[level]
-            return torch.log_softmax(out.logits[:, -1].float(), dim=-1)[:, first : first + size].view(batch, width, size)
+            return torch.log_softmax(decoder.step(last).float(), dim=-1)[..., first : first + size]
 
         return step
 
