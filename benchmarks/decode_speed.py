@@ -78,7 +78,7 @@ def main(argv: list[str]) -> None:
     config = load_config([], **{"model": "PSID", **flags})
     seed_everything(config.seed)
     data, split = load_split(config)
-    model, _ = build_model(config, data, split)
+    model = build_model(config, data, split)
     device = resolve_device(config.device)
     if checkpoint:
         model.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False)["model"])

@@ -2,7 +2,7 @@
 
     python benchmarks/synthetic_models.py [--models=PSID,Latte,TIGER] [--seeds=1,2,3] [--key=value ...]
 
-Every run uses ``configs/quickstart.yaml`` (minus the keys of other models) plus the flags. Besides
+Every run uses ``configs/quickstart.yaml`` plus the flags (each model ignores the other models' keys). Besides
 the test metrics of the best checkpoint, it reports them on the *twin-pair* users: those whose test
 target is one of the planted near-identical items that opposite groups prefer (the rank reversals a
 single semantic-ID tree cannot express).
@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from genrec import models
-from genrec.config import load_config, parse_flags
+from genrec.config import keys_of_other_models, load_config, parse_flags
 from genrec.data import Examples
 from genrec.evaluation import ranking_metrics, recommend_all
 from genrec.pipeline import build_model, load_split, train
@@ -29,16 +28,9 @@ from genrec.pipeline import build_model, load_split, train
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
 
-def settings_for(model: str, seed: int, flags: dict) -> dict:
-    base = yaml.safe_load(QUICKSTART.read_text())
-    foreign = {key for name in models.names() if name != model for key in models.get(name).Settings.model_fields}
-    own = set(models.get(model).Settings.model_fields)
-    return {**{k: v for k, v in base.items() if k not in foreign - own}, "model": model, "seed": seed, **flags}
-
-
 def twin_metrics(config, directory: Path) -> dict:
     data, split = load_split(config)
-    model, _ = build_model(config, data, split)
+    model = build_model(config, data, split)
     model.load_state_dict(torch.load(directory / "best.pt", map_location="cpu", weights_only=False)["model"])
     index = {item: i for i, item in enumerate(data.item_ids)}
     twins = {index[item] for pair in data.extra["twin_pairs"] for item in pair["items"] if item in index}
@@ -56,7 +48,8 @@ def main(argv: list[str]) -> None:
     seeds = [int(s) for s in str(flags.pop("seeds", "1,2,3")).split(",")]
     for seed in seeds:
         for name in names:
-            config = load_config([], **settings_for(name, seed, {"run_name": f"synthetic-{name}-seed{seed}", **flags}))
+            config = load_config([f"--config={QUICKSTART}"], ignore=keys_of_other_models(name, models.names()),
+                                 **{**flags, "model": name, "seed": seed, "run_name": f"synthetic-{name}-seed{seed}"})
             start = time.perf_counter()
             results, directory = train(config)
             print(json.dumps({"model": name, "seed": seed, "best_epoch": results["best_epoch"], "num_beams": results["num_beams"],

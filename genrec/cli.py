@@ -24,6 +24,8 @@ commands:
                   the data, split and semantic IDs with a summary
   train           train --model=Latte|PSID|TIGER, select on validation, test the best checkpoint
   evaluate        evaluate --checkpoint=PATH of --model on validation and test
+  compare         train (or reuse) --models=A,B,... over --seeds=N (or 1,2,3) on one dataset and
+                  write a Markdown + JSON table (mean ± std, training and inference time)
   data stats      users / items / interactions / sequence lengths of a dataset
   data download   fetch the official files of a dataset that are missing (needs network)
   sids            build (or load from cache) semantic IDs and report their quality
@@ -33,6 +35,7 @@ examples:
   genrec data stats --dataset=AmazonReviews2018 --category=Scientific --data_dir=../shared/data
   genrec sids --dataset=Synthetic --vq_method=rqkmeans --vq_collision=tiger
   genrec train --model=Latte --dataset=AmazonReviews2018 --category=Scientific --n_latent_tokens=8
+  genrec compare --models=TIGER,PSID,Latte --seeds=3 --config=configs/quickstart.yaml
 """
 
 
@@ -90,7 +93,7 @@ def cmd_sids(argv: list[str]) -> int:
 
 
 def results_table(results: dict) -> str:
-    columns = ["split", "recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "coverage@10", "users_per_s"]
+    columns = ["split", "recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "coverage@10", "invalid@10", "users_per_s"]
     rows = [{"split": split, **{k: f"{v:.4f}" if k != "users_per_s" else f"{v:.0f}" for k, v in results[split].items()}}
             for split in ("valid", "test")]
     return format_table(rows, columns)
@@ -127,7 +130,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     if config.model is None or config.checkpoint is None:
         raise GenrecError("evaluate needs --model and --checkpoint=PATH (best.pt or last.pt of a run)")
     interactions, split = load_split(config)
-    model, _ = build_model(config, interactions, split)
+    model = build_model(config, interactions, split)
     device = resolve_device(config.device)
     model.load_state_dict(torch.load(config.checkpoint, map_location=device, weights_only=False)["model"])
     model.to(device)
@@ -137,6 +140,15 @@ def cmd_evaluate(argv: list[str]) -> int:
     atomic_write_text(directory / "results.json", json.dumps(results, indent=2))
     print(results_table(results))
     print(f"results and resolved config: {directory}")
+    return 0
+
+
+def cmd_compare(argv: list[str]) -> int:
+    from genrec.compare import compare
+
+    report, folder = compare(argv)
+    print(report)
+    print(f"comparison.md, comparison.json and the runs: {folder}")
     return 0
 
 
@@ -173,6 +185,7 @@ COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
     ("run",): cmd_run,
     ("train",): cmd_train,
     ("evaluate",): cmd_evaluate,
+    ("compare",): cmd_compare,
     ("data", "stats"): cmd_stats,
     ("data", "download"): cmd_download,
     ("sids",): cmd_sids,
@@ -199,7 +212,7 @@ def run_command(command: Callable[[list[str]], int], argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs every CPU-feature probe
     if "-h" in argv or "--help" in argv:
-        rest = [a for a in argv if a not in ("-h", "--help")]
+        rest = [a for a in argv if a not in ("-h", "--help") and not a.startswith(("--models", "--seeds"))]  # compare's own
         print(USAGE + "\nresolved configuration (every key can be set with --key=value):\n")
         return run_command(cmd_config, rest)
     try:

@@ -174,12 +174,24 @@ def unknown_key_message(key: str, source: str, valid: list[str], dataset: str, m
     return message
 
 
-def load_config(argv: list[str] | None = None, **overrides: Any) -> StrictModel:
-    """Resolve the layered configuration from command-line flags (and/or keyword overrides)."""
+def keys_of_other_models(model: str, others: list[str]) -> set[str]:
+    """Keys that only the ``others`` declare: one config shared by several models (``genrec compare``)
+    may set them, and ``model`` ignores them rather than rejecting them."""
+    from genrec import models
+
+    own = set(GlobalSettings.model_fields) | set(models.get(model).Settings.model_fields)
+    return {key for name in others for key in models.get(name).Settings.model_fields} - own
+
+
+def load_config(argv: list[str] | None = None, ignore: set[str] = frozenset(), **overrides: Any) -> StrictModel:
+    """Resolve the layered configuration from command-line flags (and/or keyword overrides); keys in
+    ``ignore`` are dropped from the user's file and flags (see :func:`keys_of_other_models`)."""
     config_file, flags = parse_flags(list(argv or []))
     flags.update(overrides)
     layers: list[tuple[str, dict[str, Any]]] = [(str(DEFAULT_FILE.relative_to(PACKAGE_DIR.parent)), read_yaml(DEFAULT_FILE))]
     user_file = read_yaml(config_file) if config_file else {}
+    flags = {k: v for k, v in flags.items() if k not in ignore}
+    user_file = {k: v for k, v in user_file.items() if k not in ignore}
 
     def chosen(key: str) -> Any:
         for layer in (flags, user_file):

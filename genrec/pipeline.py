@@ -38,12 +38,10 @@ def run_directory(config, command: str) -> Path:
 
 
 def build_model(config, interactions: Interactions, split: LeaveOneOutSplit):
-    """The configured model, on semantic IDs built (or loaded from cache) on demand."""
+    """The configured model; semantic-ID models build (or load from cache) their IDs here."""
     from genrec import models
-    from genrec.semantic_ids import semantic_ids
 
-    sids = semantic_ids(config, interactions, split)
-    return models.get(config.model).build(config, sids), sids
+    return models.get(config.model).build(config, interactions, split)
 
 
 def train(config) -> tuple[dict, Path]:
@@ -53,7 +51,7 @@ def train(config) -> tuple[dict, Path]:
 
     seed_everything(config.seed)
     interactions, split = load_split(config)
-    model, _ = build_model(config, interactions, split)
+    model = build_model(config, interactions, split)
     directory = Path(config.checkpoint).parent if config.checkpoint else run_directory(config, "train")
     trainer = Trainer(config, model, split, interactions.n_items, directory, resolve_device(config.device))
     if config.checkpoint:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from genrec.decoding import SIDTrie, aggregate_beams, beam_search
+from genrec.decoding import INVALID, SIDTrie, aggregate_beams, beam_search
 
 
 class ToyModel:
@@ -103,6 +103,29 @@ def test_latent_prefix_with_aggregation_equals_exhaustive(method):
         expected = sorted(range(len(codes)), key=lambda i: (-per_item[i], i))
         assert ranked[user].tolist() == expected
         np.testing.assert_allclose(agg[user].numpy(), [per_item[i] for i in expected], rtol=1e-5)
+
+
+def test_unconstrained_wide_beam_ranks_every_code_tuple_and_flags_the_invented_ones():
+    codes, sizes = catalogue(7, n_items=20)
+    model = ToyModel(sizes, batch_size=2, seed=7)
+    items, scores, tokens = beam_search(model.step, SIDTrie(codes, sizes), batch_size=2, num_beams=1000, constrained=False)
+    item_of = {tuple(c): i for i, c in enumerate(codes.tolist())}
+    every_tuple = list(itertools.product(*(range(s) for s in sizes)))
+    for user in range(2):
+        exhaustive = sorted(((model.exhaustive(user, list(t)), t) for t in every_tuple), reverse=True)
+        assert [tuple(t) for t in tokens[user].tolist()] == [t for _, t in exhaustive]
+        assert items[user].tolist() == [item_of.get(t, INVALID) for _, t in exhaustive]
+        np.testing.assert_allclose(scores[user].numpy(), [s for s, _ in exhaustive], rtol=1e-5)
+    constrained, _, _ = beam_search(model.step, SIDTrie(codes, sizes), batch_size=2, num_beams=1000)
+    assert items[items >= 0].reshape(2, -1).tolist() == constrained[constrained >= 0].reshape(2, -1).tolist()
+
+
+def test_aggregate_keeps_invalid_beams_as_their_own_slots():
+    items = torch.tensor([[1, INVALID, 1, INVALID, 0]])
+    scores = torch.log(torch.tensor([[0.3, 0.25, 0.1, 0.2, 0.15]]))
+    ranked, agg = aggregate_beams(items, scores, n_items=3, k=4, method="agg_sum")
+    assert ranked.tolist() == [[1, INVALID, INVALID, 0]]
+    np.testing.assert_allclose(agg[0].numpy(), np.log([0.4, 0.25, 0.2, 0.15]), rtol=1e-6)
 
 
 def test_aggregate_beams_by_hand():

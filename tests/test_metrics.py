@@ -27,6 +27,14 @@ def test_metrics_by_hand():
     assert target_ranks(ranked, targets).tolist() == [0, 4, 9, -1]
 
 
+def test_invalid_generations_are_misses_and_counted():
+    ranked = np.array([[5, -2, 3, -2, -1, -1, -1, -1, -1, -1], [-2] * 10])
+    m = ranking_metrics(ranked, np.array([3, 4]), n_items=6)
+    assert m["invalid@10"] == pytest.approx(12 / 20)
+    assert m["recall@5"] == pytest.approx(1 / 2) and m["ndcg@10"] == pytest.approx(0.5 / 2)
+    assert m["coverage@10"] == pytest.approx(2 / 6)
+
+
 def test_top_k_breaks_ties_by_lower_index():
     scores = torch.tensor([[0.5, 0.9, 0.9, 0.1, 0.9], [1.0, 1.0, 1.0, 1.0, 1.0]])
     assert top_k(scores, 3).tolist() == [[1, 2, 4], [0, 1, 2]]

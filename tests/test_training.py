@@ -10,6 +10,7 @@ from conftest import TINY_SYNTHETIC
 from genrec.cli import main
 from genrec.config import load_config
 from genrec.errors import ConfigError
+from genrec.evaluation import evaluate
 from genrec.pipeline import build_model, load_split, train
 from genrec.trainer import Trainer
 
@@ -81,10 +82,22 @@ def test_evaluate_command_reproduces_the_test_of_the_best_checkpoint(make_config
 def test_latte_recommends_real_items_only(make_config, tmp_path):
     config = tiny(make_config, tmp_path, model="Latte", n_latent_tokens=3)
     data, split = load_split(config)
-    model, _ = build_model(config, data, split)
+    model = build_model(config, data, split)
     ranked = model.eval().recommend(split.test.histories[:20], k=10, num_beams=30)
     assert ranked.shape == (20, 10) and ((ranked >= 0) & (ranked < data.n_items)).all()
     assert all(len(set(row)) == 10 for row in ranked.tolist())  # aggregated: each item once
+
+
+@pytest.mark.parametrize("model", ["Latte", "PSID"])
+def test_unconstrained_decoding_counts_invented_ids(make_config, tmp_path, model):
+    extra = {"n_latent_tokens": 2} if model == "Latte" else {}
+    config = tiny(make_config, tmp_path, model=model, constrained_decoding=False, **extra)
+    data, split = load_split(config)
+    model = build_model(config, data, split)  # untrained; 96 of the 8^3 code tuples are items
+    metrics = evaluate(model, split.test, data.n_items, batch_size=64, num_beams=20)
+    assert 0 < metrics["invalid@10"] < 1
+    model.constrained = True
+    assert evaluate(model, split.test, data.n_items, batch_size=64, num_beams=20)["invalid@10"] == 0
 
 
 def test_model_settings_are_validated():

@@ -5,7 +5,9 @@ The model side is a ``step`` callable: ``step(level, tokens, parents) -> log_pro
 (which beam of the previous step each beam extends: the model reorders its key/value cache with
 it) and ``log_probs`` is ``[B, W, level_size]``: log-probabilities of the level's tokens under the
 model's full distribution. Invalid continuations get ``-inf``, so every finished beam is a real item
-and its score is the exact sum of its token log-probabilities.
+and its score is the exact sum of its token log-probabilities. With ``constrained=False`` (an
+ablation: how many IDs would a model invent without the trie?) every code of the level is allowed,
+and a finished beam whose ID is no item comes back as :data:`INVALID`.
 """
 
 from __future__ import annotations
@@ -17,34 +19,40 @@ import torch
 from genrec.decoding.trie import SIDTrie
 
 Step = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+EMPTY, INVALID = -1, -2  # ranked-list slots: nothing generated / a generated ID that is no item
 
 
-def beam_search(step: Step, trie: SIDTrie, batch_size: int, num_beams: int, device: torch.device | str = "cpu"):
+def beam_search(step: Step, trie: SIDTrie, batch_size: int, num_beams: int, device: torch.device | str = "cpu",
+                constrained: bool = True):
     """Returns ``(items [B, W], scores [B, W], tokens [B, W, depth])``, best first; ``W <= num_beams``;
-    an item of ``-1`` (score ``-inf``) marks a slot for which fewer valid IDs existed."""
+    an item of ``EMPTY`` (score ``-inf``) marks a slot for which fewer valid IDs existed, ``INVALID``
+    an unconstrained beam that left the trie (its node is ``-1`` from then on)."""
     nodes = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
     scores = torch.zeros(batch_size, 1, device=device)
     tokens = torch.zeros(batch_size, 1, 0, dtype=torch.long, device=device)
     parents = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
     for level in range(trie.depth):
         log_probs = step(level, tokens, parents).float()
-        children = trie.children(level, nodes)  # [B, W, V]
-        candidates = (scores.unsqueeze(-1) + log_probs).masked_fill(children < 0, float("-inf"))
+        children = trie.children(level, nodes.clamp_min(0)).masked_fill(nodes.unsqueeze(-1) < 0, -1)  # [B, W, V]
+        candidates = scores.unsqueeze(-1) + log_probs
+        if constrained:
+            candidates = candidates.masked_fill(children < 0, float("-inf"))
         width, vocab = candidates.shape[1], candidates.shape[2]
         scores, index = candidates.view(batch_size, -1).topk(min(num_beams, width * vocab), dim=1)
         parents, token = index // vocab, index % vocab
-        nodes = children.view(batch_size, -1).gather(1, index).clamp_min(0)
+        nodes = children.view(batch_size, -1).gather(1, index)
         tokens = torch.cat([tokens.gather(1, parents.unsqueeze(-1).expand(-1, -1, level)), token.unsqueeze(-1)], dim=-1)
-    items = torch.where(torch.isfinite(scores), nodes, torch.full_like(nodes, -1))
-    return items, scores, tokens
+    items = torch.where(nodes >= 0, nodes, torch.full_like(nodes, INVALID))
+    return torch.where(torch.isfinite(scores), items, torch.full_like(items, EMPTY)), scores, tokens
 
 
 def aggregate_beams(items: torch.Tensor, scores: torch.Tensor, n_items: int, k: int, method: str):
     """Merge beams that end in the same item (Latte: one per latent token) and rank items.
 
     ``agg_sum`` adds the path probabilities (log-sum-exp of the scores), ``agg_max`` keeps the best
-    path. Returns ``(items [B, k], scores [B, k])``, ties to the lower item index, ``-1`` for empty
-    slots.
+    path. Returns ``(items [B, k], scores [B, k])``, ties to the lower item index, ``EMPTY`` for empty
+    slots. Beams that are no item (``INVALID``, unconstrained decoding) are not merged: each keeps its
+    own slot, ranked by its score among the items.
     """
     if method not in ("agg_sum", "agg_max"):
         raise ValueError(f"unknown aggregation method {method!r}")
@@ -57,6 +65,9 @@ def aggregate_beams(items: torch.Tensor, scores: torch.Tensor, n_items: int, k: 
         weights = torch.where(valid, torch.exp(scores - shift), torch.zeros_like(scores))
         total = torch.zeros_like(best).scatter_add(1, index, weights)
         best = torch.where(torch.isfinite(best), best + torch.log(total), best)
+    invalid = items == INVALID
+    candidates = torch.cat([torch.arange(n_items, device=items.device).expand_as(best), torch.where(invalid, items, EMPTY)], dim=1)
+    best = torch.cat([best, scores.masked_fill(~invalid, float("-inf"))], dim=1)
     order = torch.sort(best, dim=1, descending=True, stable=True).indices[:, :k]
     top = best.gather(1, order)
-    return torch.where(torch.isfinite(top), order, torch.full_like(order, -1)), top
+    return torch.where(torch.isfinite(top), candidates.gather(1, order), torch.full_like(order, EMPTY)), top

@@ -2,7 +2,8 @@
 target per user, full ranking over the whole catalogue).
 
 A ranked list is a row of item indices, best first; ``-1`` marks an empty slot (a generative model
-that returned fewer than K items). An item absent from the list is not retrieved. With one target,
+that returned fewer than K items) and ``-2`` a generated ID that is no item (decoding without the
+trie). An item absent from the list is not retrieved. With one target,
 Recall@K equals HR@K and NDCG@K is ``1 / log2(rank + 2)`` for a hit at 0-based ``rank``.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+from genrec.decoding import INVALID
 
 RECALL_KS = (1, 5, 10)
 NDCG_KS = (5, 10)
@@ -30,7 +33,8 @@ def target_ranks(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def ranking_metrics(ranked: np.ndarray, targets: np.ndarray, n_items: int) -> dict[str, float]:
-    """Recall@{1,5,10}, NDCG@{5,10} and the catalogue coverage of the top-10 lists."""
+    """Recall@{1,5,10}, NDCG@{5,10}, the catalogue coverage of the top-10 lists and the share of
+    top-10 slots holding an invalid generation."""
     ranked = np.asarray(ranked)
     ranks = target_ranks(ranked, targets)
     found = ranks >= 0
@@ -39,4 +43,5 @@ def ranking_metrics(ranked: np.ndarray, targets: np.ndarray, n_items: int) -> di
     metrics.update({f"ndcg@{k}": float(np.where(found & (ranks < k), gains, 0.0).mean()) for k in NDCG_KS})
     top10 = ranked[:, :10]
     metrics["coverage@10"] = float(len(np.unique(top10[top10 >= 0])) / n_items)
+    metrics["invalid@10"] = float((top10 == INVALID).sum() / top10.size) if top10.size else 0.0
     return metrics

@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import nn
 
 from genrec.config import StrictModel
-from genrec.decoding import SIDTrie, aggregate_beams
+from genrec.decoding import EMPTY, SIDTrie, aggregate_beams
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
 from genrec.semantic_ids import SemanticIDs
 
@@ -29,6 +29,7 @@ class BackboneSettings(StrictModel):
     num_heads: int = Field(ge=1)
     d_kv: int = Field(ge=1)
     dropout_rate: float = Field(ge=0, lt=1)
+    constrained_decoding: bool  # false: an ablation that lets beams leave the trie (invalid IDs are counted)
 
 
 class GenerativeRecommender(nn.Module):
@@ -41,6 +42,7 @@ class GenerativeRecommender(nn.Module):
         self.trie = SIDTrie(sids.codes, list(sids.level_sizes), free_prefix_size=n_latent)
         self.n_items = len(sids.codes)
         self.aggregation = aggregation
+        self.constrained = config.constrained_decoding
 
     def inputs(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = self.vocab.histories(histories, self.item_tokens.cpu())
@@ -56,14 +58,15 @@ class GenerativeRecommender(nn.Module):
 
     @torch.no_grad()
     def recommend(self, histories: list[np.ndarray], k: int, num_beams: int) -> torch.Tensor:
-        """``[B, k]`` item indices, best first, ``-1`` where fewer items were generated."""
+        """``[B, k]`` item indices, best first; ``EMPTY`` where fewer items were generated, ``INVALID``
+        for a generated ID that is no item (only without the trie constraint)."""
         ids, mask = self.inputs(histories)
         self.trie.to(ids.device)
-        items, scores, _ = self.model.generate(ids, mask, self.trie, num_beams)
+        items, scores, _ = self.model.generate(ids, mask, self.trie, num_beams, self.constrained)
         if self.vocab.n_latent:
             ranked, _ = aggregate_beams(items, scores, self.n_items, k, self.aggregation)
             return ranked
         ranked = items[:, :k]
         if ranked.shape[1] < k:
-            ranked = torch.cat([ranked, ranked.new_full((ranked.shape[0], k - ranked.shape[1]), -1)], dim=1)
+            ranked = torch.cat([ranked, ranked.new_full((ranked.shape[0], k - ranked.shape[1]), EMPTY)], dim=1)
         return ranked

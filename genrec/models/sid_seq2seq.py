@@ -98,6 +98,9 @@ class SIDSeq2Seq(nn.Module):
         return step
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SIDTrie, num_beams: int):
-        """Beam search constrained to the trie: ``(items, scores, tokens)`` as :func:`beam_search`."""
-        return beam_search(self.beam_step(input_ids, attention_mask), trie, input_ids.shape[0], num_beams, input_ids.device)
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SIDTrie, num_beams: int,
+                 constrained: bool = True):
+        """Beam search (constrained to the trie unless told otherwise): ``(items, scores, tokens)`` as
+        :func:`beam_search`."""
+        step = self.beam_step(input_ids, attention_mask)
+        return beam_search(step, trie, input_ids.shape[0], num_beams, input_ids.device, constrained)

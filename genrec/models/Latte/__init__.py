@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from genrec.models.generative import BackboneSettings, GenerativeRecommender
+from genrec.semantic_ids import semantic_ids
 
 
 class Settings(BackboneSettings):
@@ -19,8 +20,8 @@ class Settings(BackboneSettings):
         return value
 
 
-def build(config, sids) -> GenerativeRecommender:
-    return GenerativeRecommender(config, sids, n_latent=config.n_latent_tokens, aggregation=config.aggregation_method)
+def build(config, interactions, split) -> GenerativeRecommender:
+    return GenerativeRecommender(config, semantic_ids(config, interactions, split), n_latent=config.n_latent_tokens, aggregation=config.aggregation_method)
 
 
 __all__ = ["Settings", "build"]

@@ -1,0 +1,148 @@
+"""``genrec compare``: several models x seeds on one dataset, trained and evaluated identically.
+
+Each (model, seed) run lives in ``<output_dir>/compare/<dataset>[-<category>]/<model>-seed<seed>-<digest>``,
+where the digest covers the whole resolved configuration except where files go. A finished run
+(``results.json``) is reused and an interrupted one resumed from its ``last.pt``, so running a
+comparison again only trains what is missing, and changing any setting trains afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from genrec.cache import atomic_write_text, digest
+from genrec.config import keys_of_other_models, load_config, parse_flags
+from genrec.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Where files go, not what is computed: left out of a run's identity.
+LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device")
+ACCURACY = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
+
+
+def parse_seeds(value: Any, base: int) -> list[int]:
+    """``3`` means three seeds from the configured ``seed`` on; ``1,2,3`` (or a YAML list) names them."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {value}")
+        return [base + i for i in range(value)]
+    parts = value if isinstance(value, list) else str(value).split(",")
+    try:
+        seeds = [int(str(p).strip()) for p in parts]
+    except ValueError:
+        raise ConfigError(f"--seeds takes a count (3) or a list of seeds (1,2,3), got {value!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds lists a seed twice: {value!r}")
+    return seeds
+
+
+def run_identity(config) -> str:
+    return digest({k: v for k, v in config.model_dump(mode="json").items() if k not in LOCATION_KEYS})[:10]
+
+
+def source_commit() -> str:
+    """The git commit of the code that ran (``-dirty`` with uncommitted changes), or ``unknown``."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def run_one(config) -> tuple[dict, Path]:
+    """Train (or reuse / resume) one configured run; its results plus the seconds it trained."""
+    from genrec.pipeline import train
+
+    directory = Path(config.output_dir) / config.run_name
+    if (directory / "results.json").is_file():
+        log.info("reusing %s", directory)
+        results = json.loads((directory / "results.json").read_text())
+    else:
+        if (directory / "last.pt").is_file():
+            config = config.model_copy(update={"checkpoint": directory / "last.pt"})
+        results, directory = train(config)
+    epochs = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    results["train_seconds"] = sum(record.get("seconds", 0.0) for record in epochs)
+    return results, directory
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values, dtype=float)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0}
+
+
+def summarize(runs: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per model: mean and sample std over seeds of the test metrics, training and inference time."""
+    by_model: dict[str, list[dict]] = {}
+    for run in runs:
+        by_model.setdefault(run["model"], []).append(run)
+    summary = {}
+    for model, group in by_model.items():
+        test = [run["results"]["test"] for run in group]
+        summary[model] = {name: mean_std([t[name] for t in test]) for name in (*ACCURACY, "coverage@10", "invalid@10")}
+        summary[model]["train_seconds"] = mean_std([run["results"]["train_seconds"] for run in group])
+        summary[model]["test_seconds_per_1k_users"] = mean_std([1000 / t["users_per_s"] for t in test])
+        summary[model]["best_epoch"] = mean_std([run["results"]["best_epoch"] for run in group])
+    return summary
+
+
+def markdown_table(summary: dict, seeds: list[int]) -> str:
+    def cell(stat: dict[str, float], digits: int = 4) -> str:
+        return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if len(seeds) > 1 else "")
+
+    header = ["model", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10", "coverage@10", "best epoch", "train s", "test s / 1k users"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for model, stats in summary.items():
+        cells = [model, *(cell(stats[m]) for m in ACCURACY), cell(stats["coverage@10"]), cell(stats["best_epoch"], 1),
+                 cell(stats["train_seconds"], 0), cell(stats["test_seconds_per_1k_users"], 2)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compare(argv: list[str]) -> tuple[str, Path]:
+    """Run the comparison; returns the Markdown report and the folder holding it (and the JSON)."""
+    config_file, flags = parse_flags(argv)
+    names = [n.strip() for n in str(flags.pop("models", "")).split(",") if n.strip()]
+    if not names:
+        raise ConfigError("compare needs --models, e.g. --models=SASRec,TIGER,PSID,Latte")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--models lists a model twice: {','.join(names)}")
+    if "model" in flags:
+        raise ConfigError("compare takes --models (a list), not --model")
+    seeds_flag = flags.pop("seeds", 1)
+    file_args = [f"--config={config_file}"] if config_file else []
+
+    runs, folder = [], None
+    for name in names:
+        base = load_config(file_args, ignore=keys_of_other_models(name, names), **{**flags, "model": name})
+        for seed in parse_seeds(seeds_flag, base.seed):
+            config = load_config(file_args, ignore=keys_of_other_models(name, names), **{**flags, "model": name, "seed": seed})
+            slug = "-".join(str(p) for p in (config.dataset, getattr(config, "category", None)) if p)
+            config = config.model_copy(update={"run_name": f"compare/{slug}/{name}-seed{seed}-{run_identity(config)}"})
+            results, directory = run_one(config)
+            runs.append({"model": name, "seed": seed, "directory": str(directory), "results": results})
+            folder = directory.parent
+    seeds = sorted({run["seed"] for run in runs})
+    summary = summarize(runs)
+    commit = source_commit()
+    command = " ".join(["genrec compare", *argv])
+    settings = f"\n\n`{config_file}`:\n\n```yaml\n{config_file.read_text().strip()}\n```" if config_file else ""
+    report = (f"`{command}`\n\ncommit `{commit}`; seeds {', '.join(map(str, seeds))}; test metrics of the best validation "
+              f"checkpoint (mean ± sample std over seeds); train s includes validation; every run's resolved "
+              f"`config.yaml` is in its folder under `{folder}`.{settings}\n\n{markdown_table(summary, seeds)}\n")
+    atomic_write_text(folder / "comparison.md", report)
+    atomic_write_text(folder / "comparison.json", json.dumps(
+        {"command": command, "commit": commit, "seeds": seeds, "config_file": yaml.safe_load(config_file.read_text()) if config_file else None,
+         "flags": flags, "summary": summary, "runs": runs}, indent=2, default=str))
+    return report, folder

@@ -1,0 +1,38 @@
+"""GRU4Rec (Hidasi et al. 2016, in its full-catalogue cross-entropy form): a GRU over the history's
+item embeddings; its last state, projected to the embedding size, is the user vector."""
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from genrec.models.item_sequence import ItemIDRecommender, ItemSettings
+
+
+class Settings(ItemSettings):
+    num_layers: int = Field(ge=1)
+
+
+class GRU4Rec(ItemIDRecommender):
+    def __init__(self, n_items: int, settings: Settings):
+        super().__init__(n_items, settings.hidden_size)
+        d = settings.hidden_size
+        self.drop = nn.Dropout(settings.dropout_rate)
+        self.gru = nn.GRU(d, d, settings.num_layers, batch_first=True,
+                          dropout=settings.dropout_rate if settings.num_layers > 1 else 0.0)
+        self.project = nn.Linear(d, d)
+
+    def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
+        lengths = torch.tensor([max(1, len(h)) for h in histories])
+        tokens = self.padded([h[::-1] for h in histories], int(lengths.max())).flip(1)  # left-aligned: oldest first
+        packed = pack_padded_sequence(self.drop(self.item_emb(tokens)), lengths, batch_first=True, enforce_sorted=False)
+        _, last = self.gru(packed)
+        return self.project(last[-1])
+
+
+def build(config, interactions, split) -> GRU4Rec:
+    return GRU4Rec(interactions.n_items, config)
+
+
+__all__ = ["GRU4Rec", "Settings", "build"]

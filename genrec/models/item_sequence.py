@@ -1,0 +1,124 @@
+"""Item-ID sequential recommenders (SASRec, GRU4Rec, BERT4Rec): a user vector from the history,
+scored against every item's embedding in one matrix product (full ranking, no sampling).
+
+They read the same leave-one-out examples as the generative models (every training prefix, the
+same ``max_item_seq_len`` truncation), so a comparison differs only in the model. Token ``0`` is
+padding and item ``i`` is token ``i + 1``; models may add tokens after the items (BERT4Rec's mask).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from genrec.config import StrictModel
+from genrec.evaluation import top_k
+
+PAD = 0
+
+
+class ItemSettings(StrictModel):
+    hidden_size: int = Field(ge=1)
+    dropout_rate: float = Field(ge=0, lt=1)
+
+
+class TransformerSettings(ItemSettings):
+    num_layers: int = Field(ge=1)
+    num_heads: int = Field(ge=1)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm self-attention + feed-forward (4x wider, GELU) with residuals."""
+
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"hidden_size {d} is not divisible by num_heads {heads}")
+        self.heads, self.dropout = heads, dropout
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.ffn = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * d, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        batch, length, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.out(attended.transpose(1, 2).reshape(batch, length, d)))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+class TransformerEncoder(nn.Module):
+    """Blocks over ``[B, L, d]`` with padding masked out as keys; ``causal`` lets position ``t`` see
+    only positions ``<= t`` (SASRec), otherwise attention is bidirectional (BERT4Rec). A padding row
+    sees itself only, so no row is all-masked (which would give NaN)."""
+
+    def __init__(self, d: int, layers: int, heads: int, dropout: float, causal: bool):
+        super().__init__()
+        self.causal = causal
+        self.blocks = nn.ModuleList(TransformerBlock(d, heads, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        length = x.shape[1]
+        eye = torch.eye(length, dtype=torch.bool, device=x.device)
+        allowed = real[:, None, None, :].expand(-1, 1, length, -1)
+        if self.causal:
+            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+        allowed = allowed | eye
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.norm(x)
+
+
+class ItemIDRecommender(nn.Module):
+    """Shared parts: the item table, left-padded history tensors, full-catalogue scoring and CE."""
+
+    def __init__(self, n_items: int, hidden_size: int, extra_tokens: int = 0):
+        super().__init__()
+        self.n_items = n_items
+        self.item_emb = nn.Embedding(n_items + 1 + extra_tokens, hidden_size, padding_idx=PAD)
+        nn.init.normal_(self.item_emb.weight, std=hidden_size ** -0.5)
+        with torch.no_grad():
+            self.item_emb.weight[PAD].zero_()
+
+    @property
+    def device(self) -> torch.device:
+        return self.item_emb.weight.device
+
+    def padded(self, sequences: list[np.ndarray], length: int) -> torch.Tensor:
+        """``[B, length]`` item tokens, right-aligned (the latest item last), ``PAD`` on the left."""
+        tokens = np.zeros((len(sequences), length), dtype=np.int64)
+        for row, seq in enumerate(sequences):
+            if len(seq):
+                tokens[row, -len(seq):] = np.asarray(seq[-length:]) + 1
+        return torch.as_tensor(tokens, device=self.device)
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.item_emb.weight[1 : self.n_items + 1]
+
+    def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
+        """``[B, n_items]``: every item against every user, in one product."""
+        return self.user_vectors(histories) @ self.item_vectors().T
+
+    def loss(self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        """Cross-entropy over the full catalogue."""
+        return F.cross_entropy(self.scores(histories).float(), torch.as_tensor(targets, device=self.device))
+
+    @torch.no_grad()
+    def recommend(self, histories: list[np.ndarray], k: int, num_beams: int) -> torch.Tensor:
+        """Top ``k`` of the full ranking (``num_beams`` is for generative models and unused here)."""
+        return top_k(self.scores(histories).float(), k)
+
+
+def scaled_embedding(module: ItemIDRecommender, tokens: torch.Tensor) -> torch.Tensor:
+    """Item embeddings scaled by sqrt(d) before positions are added, as in SASRec and BERT4Rec."""
+    return module.item_emb(tokens) * math.sqrt(module.item_emb.embedding_dim)

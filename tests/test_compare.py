@@ -1,0 +1,82 @@
+"""`genrec compare`: runs per model and seed, reuse of finished runs, the table and the JSON."""
+
+import json
+
+import pytest
+from conftest import TINY_SYNTHETIC
+from test_training import TINY_MODEL
+
+from genrec import compare as compare_module
+from genrec.cli import main
+from genrec.compare import parse_seeds
+from genrec.errors import ConfigError
+
+
+def flags(tmp_path, **extra):
+    values = {**TINY_SYNTHETIC, **TINY_MODEL, "epochs": 2, "cache_dir": tmp_path / "cache", "output_dir": tmp_path / "runs", **extra}
+    return [f"--{k}={v}" for k, v in values.items()]
+
+
+def test_compare_trains_each_model_and_seed_then_reuses_them(tmp_path, capsys, monkeypatch):
+    argv = ["compare", "--models=PSID,Latte,SASRec", "--seeds=5,6", "--n_latent_tokens=2", *flags(tmp_path)]
+    assert main(argv) == 0
+    folder = tmp_path / "runs/compare/Synthetic"
+    runs = sorted(p.name.rsplit("-", 1)[0] for p in folder.iterdir() if p.is_dir())
+    assert runs == ["Latte-seed5", "Latte-seed6", "PSID-seed5", "PSID-seed6", "SASRec-seed5", "SASRec-seed6"]
+    report = (folder / "comparison.md").read_text()
+    assert report in capsys.readouterr().out
+    rows = {line.split(" | ")[0].strip("| "): line for line in report.splitlines() if line.startswith(("| PSID", "| Latte", "| SASRec"))}
+    assert set(rows) == {"PSID", "Latte", "SASRec"} and "±" in rows["PSID"]
+    data = json.loads((folder / "comparison.json").read_text())
+    assert data["seeds"] == [5, 6] and data["commit"] in report
+    latte = [r for r in data["runs"] if r["model"] == "Latte"]
+    ndcg = [r["results"]["test"]["ndcg@10"] for r in latte]
+    assert data["summary"]["Latte"]["ndcg@10"]["mean"] == pytest.approx(sum(ndcg) / 2)
+    assert all(r["results"]["train_seconds"] > 0 for r in data["runs"])
+    assert "n_latent_tokens: 2" in (folder / f"{latte[0]['directory'].rsplit('/', 1)[1]}/config.yaml").read_text()
+
+    def no_training(config):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr("genrec.pipeline.train", no_training)
+    assert main(argv) == 0  # everything reused
+    assert json.loads((folder / "comparison.json").read_text())["summary"] == data["summary"]
+    changed = ["compare", "--models=PSID", "--seeds=5", *flags(tmp_path, lr=0.002)]
+    with pytest.raises(AssertionError, match="trained again"):
+        compare_module.compare(changed[1:])  # another setting is another run
+
+
+def test_compare_resumes_an_interrupted_run(tmp_path, monkeypatch):
+    from genrec.trainer import Trainer
+
+    real = Trainer.train_epoch
+
+    def dies_in_epoch_2(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real(self)
+
+    argv = ["--models=PSID", "--seeds=1", *flags(tmp_path)]
+    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        compare_module.compare(argv)
+    monkeypatch.setattr(Trainer, "train_epoch", real)
+    _, folder = compare_module.compare(argv)
+    (run,) = [p for p in folder.iterdir() if p.is_dir()]
+    epochs = [json.loads(line).get("epoch") for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, None]  # epoch 1 from the killed run, epoch 2 resumed, then the final test
+
+
+def test_compare_flags_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="--models"):
+        compare_module.compare(flags(tmp_path))
+    with pytest.raises(ConfigError, match="twice"):
+        compare_module.compare(["--models=PSID,PSID", *flags(tmp_path)])
+    with pytest.raises(ConfigError, match="not --model"):
+        compare_module.compare(["--models=PSID", "--model=PSID", *flags(tmp_path)])
+    with pytest.raises(ConfigError, match="n_latent_tokens"):  # a key of no compared model is still an error
+        compare_module.compare(["--models=PSID,TIGER", "--n_latent_tokens=2", *flags(tmp_path)])
+    assert parse_seeds(3, 10) == [10, 11, 12] and parse_seeds("4,2", 0) == [4, 2] and parse_seeds([7], 0) == [7]
+    for bad in (0, "1,x", "1,1"):
+        with pytest.raises(ConfigError, match="seeds"):
+            parse_seeds(bad, 0)
