@@ -119,6 +119,19 @@ class ItemIDRecommender(nn.Module):
         return top_k(self.scores(histories).float(), k)
 
 
-def scaled_embedding(module: ItemIDRecommender, tokens: torch.Tensor) -> torch.Tensor:
-    """Item embeddings scaled by sqrt(d) before positions are added, as in SASRec and BERT4Rec."""
-    return module.item_emb(tokens) * math.sqrt(module.item_emb.embedding_dim)
+class PositionalEncoder(nn.Module):
+    """SASRec's and BERT4Rec's trunk: item embeddings scaled by sqrt(d) plus learned positions
+    (counted from the right, so the latest item always has the same one), dropout, padding zeroed,
+    then the transformer."""
+
+    def __init__(self, max_len: int, settings: TransformerSettings, causal: bool):
+        super().__init__()
+        self.positions = nn.Embedding(max_len, settings.hidden_size)
+        self.drop = nn.Dropout(settings.dropout_rate)
+        self.encoder = TransformerEncoder(settings.hidden_size, settings.num_layers, settings.num_heads,
+                                          settings.dropout_rate, causal)
+
+    def forward(self, item_emb: nn.Embedding, tokens: torch.Tensor) -> torch.Tensor:
+        real = tokens != PAD
+        x = item_emb(tokens) * math.sqrt(item_emb.embedding_dim) + self.positions.weight[-tokens.shape[1]:]
+        return self.encoder(self.drop(x) * real.unsqueeze(-1), real)

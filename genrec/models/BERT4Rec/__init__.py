@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from genrec.models.item_sequence import ItemIDRecommender, TransformerEncoder, TransformerSettings, scaled_embedding
+from genrec.models.item_sequence import ItemIDRecommender, PositionalEncoder, TransformerSettings
 
 
 class Settings(TransformerSettings):
@@ -24,16 +24,12 @@ class BERT4Rec(ItemIDRecommender):
         super().__init__(n_items, settings.hidden_size, extra_tokens=1)
         d = settings.hidden_size
         self.mask_token, self.length, self.mask_prob = n_items + 1, max_len + 1, settings.mask_prob
-        self.positions = nn.Embedding(self.length, d)
-        self.drop = nn.Dropout(settings.dropout_rate)
-        self.encoder = TransformerEncoder(d, settings.num_layers, settings.num_heads, settings.dropout_rate, causal=False)
+        self.trunk = PositionalEncoder(self.length, settings, causal=False)
         self.head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d))
         self.item_bias = nn.Parameter(torch.zeros(n_items))
 
     def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
-        real = tokens != 0
-        x = self.drop(scaled_embedding(self, tokens) + self.positions.weight[-tokens.shape[1]:]) * real.unsqueeze(-1)
-        return self.encoder(x, real)
+        return self.trunk(self.item_emb, tokens)
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden) @ self.item_vectors().T + self.item_bias

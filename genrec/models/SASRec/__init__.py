@@ -11,9 +11,8 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from genrec.models.item_sequence import ItemIDRecommender, TransformerEncoder, TransformerSettings, scaled_embedding
+from genrec.models.item_sequence import ItemIDRecommender, PositionalEncoder, TransformerSettings
 
 
 class Settings(TransformerSettings):
@@ -24,16 +23,11 @@ class SASRec(ItemIDRecommender):
     def __init__(self, n_items: int, max_len: int, settings: Settings):
         super().__init__(n_items, settings.hidden_size)
         self.max_len, self.loss_type = max_len, settings.loss_type
-        self.positions = nn.Embedding(max_len, settings.hidden_size)
-        self.drop = nn.Dropout(settings.dropout_rate)
-        self.encoder = TransformerEncoder(settings.hidden_size, settings.num_layers, settings.num_heads,
-                                          settings.dropout_rate, causal=True)
+        self.trunk = PositionalEncoder(max_len, settings, causal=True)
 
     def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
         """``[B, L, d]`` outputs for right-aligned ``tokens``; position ``t`` sees items ``<= t`` only."""
-        real = tokens != 0
-        x = self.drop(scaled_embedding(self, tokens) + self.positions.weight[-tokens.shape[1]:]) * real.unsqueeze(-1)
-        return self.encoder(x, real)
+        return self.trunk(self.item_emb, tokens)
 
     def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
         return self.hidden_states(self.padded(histories, self.max_len))[:, -1]
