@@ -22,7 +22,8 @@ USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]
 commands:
   run             the main job (also: python main.py): train and test --model, or without a model
                   the data, split and semantic IDs with a summary
-  train           train --model=Latte|PSID|TIGER, select on validation, test the best checkpoint
+  train           train --model (TIGER, PSID, Latte, SASRec, GRU4Rec, BERT4Rec), select on validation,
+                  test the best checkpoint
   evaluate        evaluate --checkpoint=PATH of --model on validation and test
   compare         train (or reuse) --models=A,B,... over --seeds=N (or 1,2,3) on one dataset and
                   write a Markdown + JSON table (mean ± std, training and inference time)
@@ -101,12 +102,13 @@ def results_table(results: dict) -> str:
 
 def cmd_train(argv: list[str]) -> int:
     """Train; with ``--checkpoint`` resume a run's ``last.pt``, or evaluate a weights-only ``best.pt``."""
+    from genrec import models
     from genrec.pipeline import train
     from genrec.trainer import is_resumable
 
     config = load_config(argv)
     if config.model is None:
-        raise GenrecError("no model chosen; pass --model=Latte|PSID|TIGER")
+        raise GenrecError(f"no model chosen; pass --model=<{'|'.join(models.names())}>")
     if config.checkpoint is not None:
         if not Path(config.checkpoint).is_file():
             raise GenrecError(f"checkpoint not found: {config.checkpoint}")
