@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import yaml
 from genrec.cache import atomic_write_text, digest
 from genrec.config import keys_of_other_models, load_config, parse_flags
 from genrec.errors import ConfigError
+from genrec.runtime import source_commit
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +46,6 @@ def parse_seeds(value: Any, base: int) -> list[int]:
 
 def run_identity(config) -> str:
     return digest({k: v for k, v in config.model_dump(mode="json").items() if k not in LOCATION_KEYS})[:10]
-
-
-def source_commit() -> str:
-    """The git commit of the code that ran (``-dirty`` with uncommitted changes), or ``unknown``."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("-dirty" if dirty else "")
 
 
 def run_one(config) -> tuple[dict, Path]:
@@ -121,6 +109,7 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     if "model" in flags:
         raise ConfigError("compare takes --models (a list), not --model")
     seeds_flag = flags.pop("seeds", 1)
+    commit = source_commit()
     file_args = [f"--config={config_file}"] if config_file else []
 
     runs, folder = [], None
@@ -135,12 +124,13 @@ def compare(argv: list[str]) -> tuple[str, Path]:
             folder = directory.parent
     seeds = sorted({run["seed"] for run in runs})
     summary = summarize(runs)
-    commit = source_commit()
+    trained_by = sorted({run["results"].get("commit", "unknown") for run in runs})
     command = " ".join(["genrec compare", *argv])
     settings = f"\n\n`{config_file}`:\n\n```yaml\n{config_file.read_text().strip()}\n```" if config_file else ""
-    report = (f"`{command}`\n\ncommit `{commit}`; seeds {', '.join(map(str, seeds))}; test metrics of the best validation "
-              f"checkpoint (mean ± sample std over seeds); train s includes validation; every run's resolved "
-              f"`config.yaml` is in its folder under `{folder}`.{settings}\n\n{markdown_table(summary, seeds)}\n")
+    runs_at = ", ".join(f"`{c}`" for c in trained_by)
+    report = (f"`{command}`\n\ncommit `{commit}` (runs trained at {runs_at}); seeds {', '.join(map(str, seeds))}; test metrics "
+              f"of the best validation checkpoint (mean ± sample std over seeds); train s includes validation; every run's "
+              f"resolved `config.yaml` is in its folder under `{folder}`.{settings}\n\n{markdown_table(summary, seeds)}\n")
     atomic_write_text(folder / "comparison.md", report)
     atomic_write_text(folder / "comparison.json", json.dumps(
         {"command": command, "commit": commit, "seeds": seeds, "config_file": yaml.safe_load(config_file.read_text()) if config_file else None,

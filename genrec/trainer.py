@@ -21,7 +21,7 @@ from tqdm import tqdm
 from genrec.cache import atomic_write, atomic_write_text
 from genrec.data import LeaveOneOutSplit
 from genrec.evaluation import evaluate
-from genrec.runtime import deterministic
+from genrec.runtime import deterministic, source_commit
 
 log = logging.getLogger(__name__)
 SELECT_ON = "ndcg@10"
@@ -34,6 +34,23 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
         return 1.0
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+
+
+def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 50) -> list[np.ndarray]:
+    """Shuffled batches of examples with similar history lengths.
+
+    The examples are shuffled and cut into pools of ``pool`` batches; each pool is sorted by length
+    and cut into batches, and all batches are shuffled. A batch is padded to its longest history, so
+    this cuts the padding the encoder computes on (about 5x on the Amazon datasets, where most
+    training prefixes are short) while every batch stays a random draw from its pool.
+    """
+    order = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(order), pool * batch_size):
+        chunk = order[start : start + pool * batch_size]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def is_resumable(path: Path) -> bool:
@@ -51,11 +68,13 @@ class Trainer:
         self.model = model.to(device)
         self.autocast = device.type == "cuda"
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.steps_per_epoch = math.ceil(len(split.train) / config.batch_size)
+        self.history_lengths = np.array([len(h) for h in split.train.histories])
+        self.steps_per_epoch = len(length_bucketed_batches(self.history_lengths, config.batch_size, np.random.default_rng(0)))
         total = config.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, config.warmup_steps, total, config.lr_schedule))
         self.epoch, self.best, self.best_epoch, self.bad_evals = 0, -1.0, -1, 0
+        self.commit = source_commit()  # recorded with the results
 
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -73,11 +92,10 @@ class Trainer:
         config, train = self.config, self.split.train
         torch.manual_seed(config.seed * 100_003 + self.epoch)  # dropout
         generator = torch.Generator().manual_seed(config.seed * 100_019 + self.epoch)  # latent tokens
-        order = np.random.default_rng([config.seed, self.epoch]).permutation(len(train))
+        batches = length_bucketed_batches(self.history_lengths, config.batch_size, np.random.default_rng([config.seed, self.epoch]))
         self.model.train()
         losses = []
-        for start in tqdm(range(0, len(order), config.batch_size), desc=f"epoch {self.epoch + 1}", leave=False):
-            batch = order[start : start + config.batch_size]
+        for batch in tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False):
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
                 loss = self.model.loss([train.histories[i] for i in batch], train.targets[batch], generator)
             self.optimizer.zero_grad(set_to_none=True)
@@ -121,7 +139,7 @@ class Trainer:
         with deterministic():
             valid = evaluate(self.model, self.split.valid, self.n_items, config.eval_batch_size, config.test_num_beams, self.autocast)
             test = evaluate(self.model, self.split.test, self.n_items, config.eval_batch_size, config.test_num_beams, self.autocast)
-        results = {"best_epoch": best["epoch"], "num_beams": config.test_num_beams,
+        results = {"best_epoch": best["epoch"], "num_beams": config.test_num_beams, "commit": self.commit,
                    "valid": {k: round(v, 5) for k, v in valid.items()}, "test": {k: round(v, 5) for k, v in test.items()}}
         atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))
         self.log_metrics({"final": results})

@@ -35,7 +35,7 @@ def test_overfits_a_deterministic_sequence_to_perfect_recall_at_1(name, settings
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     generator = torch.Generator().manual_seed(0)
     model.train()
-    for _ in range(300):
+    for _ in range(500):
         loss = model.loss(split.train.histories, split.train.targets, generator)
         optimizer.zero_grad()
         loss.backward()

@@ -91,8 +91,11 @@ class ItemIDRecommender(nn.Module):
     def device(self) -> torch.device:
         return self.item_emb.weight.device
 
-    def padded(self, sequences: list[np.ndarray], length: int) -> torch.Tensor:
-        """``[B, length]`` item tokens, right-aligned (the latest item last), ``PAD`` on the left."""
+    def padded(self, sequences: list[np.ndarray], max_length: int) -> torch.Tensor:
+        """``[B, L]`` item tokens, right-aligned (the latest item last), ``PAD`` on the left; ``L`` is
+        the batch's longest sequence up to ``max_length`` (positions count from the right, so the
+        width changes nothing but the work)."""
+        length = min(max_length, max(1, *(len(s) for s in sequences)))
         tokens = np.zeros((len(sequences), length), dtype=np.int64)
         for row, seq in enumerate(sequences):
             if len(seq):
