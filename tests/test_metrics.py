@@ -38,3 +38,11 @@ def test_invalid_generations_are_misses_and_counted():
 def test_top_k_breaks_ties_by_lower_index():
     scores = torch.tensor([[0.5, 0.9, 0.9, 0.1, 0.9], [1.0, 1.0, 1.0, 1.0, 1.0]])
     assert top_k(scores, 3).tolist() == [[1, 2, 4], [0, 1, 2]]
+
+
+def test_top_k_equals_a_full_stable_sort_with_many_ties():
+    scores = torch.randint(0, 5, (50, 300)).float()
+    scores[0] = float("-inf")
+    for k in (1, 10, 299, 300):
+        expected = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+        assert torch.equal(top_k(scores, k), expected)

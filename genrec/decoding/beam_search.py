@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from genrec.decoding.trie import SIDTrie
+from genrec.ranking import top_k
 
 Step = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 EMPTY, INVALID = -1, -2  # ranked-list slots: nothing generated / a generated ID that is no item
@@ -68,6 +69,6 @@ def aggregate_beams(items: torch.Tensor, scores: torch.Tensor, n_items: int, k: 
     invalid = items == INVALID
     candidates = torch.cat([torch.arange(n_items, device=items.device).expand_as(best), torch.where(invalid, items, EMPTY)], dim=1)
     best = torch.cat([best, scores.masked_fill(~invalid, float("-inf"))], dim=1)
-    order = torch.sort(best, dim=1, descending=True, stable=True).indices[:, :k]
+    order = top_k(best, k)
     top = best.gather(1, order)
     return torch.where(torch.isfinite(top), candidates.gather(1, order), torch.full_like(order, EMPTY)), top

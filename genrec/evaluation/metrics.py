@@ -10,20 +10,12 @@ Recall@K equals HR@K and NDCG@K is ``1 / log2(rank + 2)`` for a hit at 0-based `
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from genrec.decoding import INVALID
 
 RECALL_KS = (1, 5, 10)
 NDCG_KS = (5, 10)
 METRIC_NAMES = tuple(f"recall@{k}" for k in RECALL_KS) + tuple(f"ndcg@{k}" for k in NDCG_KS)
-
-
-def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` best scores per row; ties go to the lower item index (deterministic,
-    unlike ``torch.topk``)."""
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
-    return order[:, :k]
 
 
 def target_ranks(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
