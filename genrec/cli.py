@@ -124,7 +124,7 @@ def cmd_train(argv: list[str]) -> int:
 def cmd_evaluate(argv: list[str]) -> int:
     import torch
 
-    from genrec.evaluation import evaluate
+    from genrec.evaluation import Catalogue, evaluate
     from genrec.pipeline import build_model, load_split, run_directory
     from genrec.runtime import resolve_device
 
@@ -136,7 +136,8 @@ def cmd_evaluate(argv: list[str]) -> int:
     device = resolve_device(config.device)
     model.load_state_dict(torch.load(config.checkpoint, map_location=device, weights_only=False)["model"])
     model.to(device)
-    results = {name: evaluate(model, examples, interactions.n_items, config.eval_batch_size, config.test_num_beams, device.type == "cuda")
+    catalogue = Catalogue.of(interactions, config.category_level)
+    results = {name: evaluate(model, examples, catalogue, config.eval_batch_size, config.test_num_beams, device.type == "cuda")
                for name, examples in (("valid", split.valid), ("test", split.test))}
     directory = run_directory(config, "evaluate")
     atomic_write_text(directory / "results.json", json.dumps(results, indent=2))

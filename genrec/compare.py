@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 # Where files go, not what is computed: left out of a run's identity.
 LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device")
 ACCURACY = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
+# Reported when every run of a model has them (older runs, or models without beams, may not).
+DIVERSITY = ("coverage@10", "entropy@10", "category_entropy@10", "pruned", "invalid@10")
 
 
 def parse_seeds(value: Any, base: int) -> list[int]:
@@ -78,7 +80,8 @@ def summarize(runs: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     summary = {}
     for model, group in by_model.items():
         test = [run["results"]["test"] for run in group]
-        summary[model] = {name: mean_std([t[name] for t in test]) for name in (*ACCURACY, "coverage@10", "invalid@10")}
+        reported = [name for name in (*ACCURACY, *DIVERSITY) if all(name in t for t in test)]
+        summary[model] = {name: mean_std([t[name] for t in test]) for name in reported}
         summary[model]["train_seconds"] = mean_std([run["results"]["train_seconds"] for run in group])
         summary[model]["test_seconds_per_1k_users"] = mean_std([1000 / t["users_per_s"] for t in test])
         summary[model]["best_epoch"] = mean_std([run["results"]["best_epoch"] for run in group])
@@ -86,15 +89,18 @@ def summarize(runs: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
 
 
 def markdown_table(summary: dict, seeds: list[int]) -> str:
-    def cell(stat: dict[str, float], digits: int = 4) -> str:
+    def cell(stat: dict[str, float] | None, digits: int = 4) -> str:
+        if stat is None:
+            return "—"
         return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if len(seeds) > 1 else "")
 
-    header = ["model", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10", "coverage@10", "best epoch", "train s", "test s / 1k users"]
+    columns = [*((m, 4) for m in ACCURACY), ("coverage@10", 4), ("entropy@10", 2), ("category_entropy@10", 2), ("pruned", 4),
+               ("best_epoch", 1), ("train_seconds", 0), ("test_seconds_per_1k_users", 2)]
+    header = ["model", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10", "coverage@10", "entropy@10 (bits)", "category entropy@10",
+              "pruned by the beam", "best epoch", "train s", "test s / 1k users"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, stats in summary.items():
-        cells = [model, *(cell(stats[m]) for m in ACCURACY), cell(stats["coverage@10"]), cell(stats["best_epoch"], 1),
-                 cell(stats["train_seconds"], 0), cell(stats["test_seconds_per_1k_users"], 2)]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([model, *(cell(stats.get(name), digits) for name, digits in columns)]) + " |")
     return "\n".join(lines)
 
 

@@ -89,6 +89,7 @@ class GlobalSettings(StrictModel):
     num_beams: int = Field(ge=1)
     test_num_beams: int = Field(ge=1)
     checkpoint: Path | None
+    category_level: int = Field(ge=0)
 
     split_comma_lists = field_validator("sent_emb_fields", "rqvae_hidden_dims", mode="before")(comma_separated)
 

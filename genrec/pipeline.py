@@ -46,6 +46,7 @@ def build_model(config, interactions: Interactions, split: LeaveOneOutSplit):
 
 def train(config) -> tuple[dict, Path]:
     """Train (or resume with ``checkpoint``), select on validation, test the best checkpoint."""
+    from genrec.evaluation import Catalogue
     from genrec.runtime import resolve_device, seed_everything
     from genrec.trainer import Trainer
 
@@ -53,7 +54,8 @@ def train(config) -> tuple[dict, Path]:
     interactions, split = load_split(config)
     model = build_model(config, interactions, split)
     directory = Path(config.checkpoint).parent if config.checkpoint else run_directory(config, "train")
-    trainer = Trainer(config, model, split, interactions.n_items, directory, resolve_device(config.device))
+    catalogue = Catalogue.of(interactions, config.category_level)
+    trainer = Trainer(config, model, split, catalogue, directory, resolve_device(config.device))
     if config.checkpoint:
         trainer.resume(Path(config.checkpoint))
     return trainer.fit(), directory

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from genrec.cache import atomic_write, atomic_write_text
 from genrec.data import LeaveOneOutSplit
-from genrec.evaluation import evaluate
+from genrec.evaluation import Catalogue, evaluate
 from genrec.runtime import deterministic, source_commit
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ def save(path: Path, state: dict) -> None:
 
 
 class Trainer:
-    def __init__(self, config, model, split: LeaveOneOutSplit, n_items: int, directory: Path, device: torch.device):
-        self.config, self.split, self.n_items, self.directory, self.device = config, split, n_items, directory, device
+    def __init__(self, config, model, split: LeaveOneOutSplit, catalogue: Catalogue, directory: Path, device: torch.device):
+        self.config, self.split, self.catalogue, self.directory, self.device = config, split, catalogue, directory, device
         self.model = model.to(device)
         self.autocast = device.type == "cuda"
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -118,7 +118,7 @@ class Trainer:
                 self.epoch += 1
                 record = {"epoch": self.epoch, "loss": round(loss, 5), "lr": self.scheduler.get_last_lr()[0]}
                 if self.epoch % config.eval_interval == 0 or self.epoch == config.epochs:
-                    metrics = evaluate(self.model, self.split.valid, self.n_items, config.eval_batch_size, config.num_beams, self.autocast)
+                    metrics = evaluate(self.model, self.split.valid, self.catalogue, config.eval_batch_size, config.num_beams, self.autocast)
                     record["valid"] = {k: round(v, 5) for k, v in metrics.items()}
                     if metrics[SELECT_ON] > self.best:
                         self.best, self.best_epoch, self.bad_evals = metrics[SELECT_ON], self.epoch, 0
@@ -137,8 +137,8 @@ class Trainer:
         best = torch.load(self.directory / "best.pt", map_location=self.device, weights_only=False)
         self.model.load_state_dict(best["model"])
         with deterministic():
-            valid = evaluate(self.model, self.split.valid, self.n_items, config.eval_batch_size, config.test_num_beams, self.autocast)
-            test = evaluate(self.model, self.split.test, self.n_items, config.eval_batch_size, config.test_num_beams, self.autocast)
+            valid = evaluate(self.model, self.split.valid, self.catalogue, config.eval_batch_size, config.test_num_beams, self.autocast)
+            test = evaluate(self.model, self.split.test, self.catalogue, config.eval_batch_size, config.test_num_beams, self.autocast)
         results = {"best_epoch": best["epoch"], "num_beams": config.test_num_beams, "commit": self.commit,
                    "valid": {k: round(v, 5) for k, v in valid.items()}, "test": {k: round(v, 5) for k, v in test.items()}}
         atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))

@@ -27,6 +27,7 @@ def test_compare_trains_each_model_and_seed_then_reuses_them(tmp_path, capsys, m
     assert report in capsys.readouterr().out
     rows = {line.split(" | ")[0].strip("| "): line for line in report.splitlines() if line.startswith(("| PSID", "| Latte", "| SASRec"))}
     assert set(rows) == {"PSID", "Latte", "SASRec"} and "±" in rows["PSID"]
+    assert "—" in rows["SASRec"] and "—" not in rows["PSID"]  # nothing is pruned without a beam
     data = json.loads((folder / "comparison.json").read_text())
     assert data["seeds"] == [5, 6] and data["commit"] in report
     latte = [r for r in data["runs"] if r["model"] == "Latte"]

@@ -1,12 +1,14 @@
 """Ranking metrics against values computed by hand."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from genrec.evaluation import ranking_metrics, target_ranks, top_k
+from genrec.data import Examples
+from genrec.evaluation import Catalogue, diversity_metrics, evaluate, ranking_metrics, target_ranks, top_k
 
 
 def test_metrics_by_hand():
@@ -46,3 +48,39 @@ def test_top_k_equals_a_full_stable_sort_with_many_ties():
     for k in (1, 10, 299, 300):
         expected = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
         assert torch.equal(top_k(scores, k), expected)
+
+
+def test_diversity_by_hand():
+    ranked = np.array([[0, 1, -1, 3], [0, 2, -2, 3]])  # the 4th column is beyond k=3
+    metrics = diversity_metrics(ranked, Catalogue(4, np.array([0, 0, 1, -1])), k=3)
+    assert metrics["entropy@3"] == pytest.approx(1.5)  # items 0, 1, 0, 2: p = 1/2, 1/4, 1/4
+    assert metrics["category_entropy@3"] == pytest.approx(-(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25)))
+    assert "category_entropy@3" not in diversity_metrics(ranked, Catalogue(4), k=3)
+
+
+def test_catalogue_categories_from_the_category_path():
+    data = SimpleNamespace(n_items=4, item_text=[{"categories": "Lab, Tools, Drills"}, {"categories": "Lab"}, {},
+                                                 {"categories": "Office, Tools"}])
+    assert Catalogue.of(data, 1).categories.tolist() == [0, 0, -1, 1]
+    assert Catalogue.of(data, 2).categories.tolist() == [0, -1, -1, 0]  # "Tools" under both tops is one category
+    assert Catalogue.of(data, 4).categories is None and Catalogue.of(data, 0).categories is None
+
+
+class FixedBeam:
+    """A 'beam-search model' returning a fixed 15-item beam for every user."""
+
+    returns_beams = True
+
+    def eval(self):
+        return self
+
+    def recommend(self, histories, k, num_beams):
+        assert k == num_beams == 15
+        return torch.arange(15).expand(len(histories), -1)
+
+
+def test_evaluate_separates_pruned_targets_from_those_ranked_below_10():
+    examples = Examples(np.arange(4), [np.array([1])] * 4, np.array([0, 12, 40, 3]))
+    metrics = evaluate(FixedBeam(), examples, Catalogue(50), batch_size=2, num_beams=15)
+    assert metrics["recall@10"] == 0.5 and metrics["pruned"] == 0.25 and metrics["in_beam_below@10"] == 0.25
+    assert metrics["coverage@10"] == pytest.approx(10 / 50)

@@ -11,7 +11,7 @@ from conftest import TINY_SYNTHETIC
 from genrec.cli import main
 from genrec.config import load_config
 from genrec.errors import ConfigError
-from genrec.evaluation import evaluate
+from genrec.evaluation import Catalogue, evaluate
 from genrec.pipeline import build_model, load_split, train
 from genrec.trainer import Trainer, length_bucketed_batches
 
@@ -95,10 +95,10 @@ def test_unconstrained_decoding_counts_invented_ids(make_config, tmp_path, model
     config = tiny(make_config, tmp_path, model=model, constrained_decoding=False, **extra)
     data, split = load_split(config)
     model = build_model(config, data, split)  # untrained; 96 of the 8^3 code tuples are items
-    metrics = evaluate(model, split.test, data.n_items, batch_size=64, num_beams=20)
+    metrics = evaluate(model, split.test, Catalogue(data.n_items), batch_size=64, num_beams=20)
     assert 0 < metrics["invalid@10"] < 1
     model.constrained = True
-    assert evaluate(model, split.test, data.n_items, batch_size=64, num_beams=20)["invalid@10"] == 0
+    assert evaluate(model, split.test, Catalogue(data.n_items), batch_size=64, num_beams=20)["invalid@10"] == 0
 
 
 def test_model_settings_are_validated():

@@ -9,7 +9,8 @@ import torch
 from tqdm import tqdm
 
 from genrec.data import Examples
-from genrec.evaluation.metrics import ranking_metrics
+from genrec.evaluation.diversity import Catalogue, diversity_metrics
+from genrec.evaluation.metrics import ranking_metrics, target_ranks
 
 
 def recommend_all(model, examples: Examples, batch_size: int, k: int, num_beams: int, autocast: bool = False) -> np.ndarray:
@@ -22,11 +23,20 @@ def recommend_all(model, examples: Examples, batch_size: int, k: int, num_beams:
     return np.concatenate(ranked)
 
 
-def evaluate(model, examples: Examples, n_items: int, batch_size: int, num_beams: int, autocast: bool = False) -> dict[str, float]:
-    """Full-ranking metrics (see :func:`ranking_metrics`) plus users per second."""
+def evaluate(model, examples: Examples, catalogue: Catalogue, batch_size: int, num_beams: int,
+             autocast: bool = False) -> dict[str, float]:
+    """Full-ranking metrics (:func:`ranking_metrics`), diversity (:func:`diversity_metrics`) and
+    users per second. For a beam-search model (``model.returns_beams``) the whole final beam is kept,
+    to tell targets the search *pruned* (not in the beam) from those it ranked below 10."""
+    beams = getattr(model, "returns_beams", False)
     start = time.perf_counter()
-    ranked = recommend_all(model, examples, batch_size, 10, num_beams, autocast)
+    ranked = recommend_all(model, examples, batch_size, max(10, num_beams) if beams else 10, num_beams, autocast)
     seconds = time.perf_counter() - start
-    metrics = ranking_metrics(ranked, examples.targets, n_items)
+    metrics = ranking_metrics(ranked[:, :10], examples.targets, catalogue.n_items)
+    metrics.update(diversity_metrics(ranked, catalogue))
+    if beams:
+        ranks = target_ranks(ranked, examples.targets)
+        metrics["pruned"] = float((ranks < 0).mean())
+        metrics["in_beam_below@10"] = float((ranks >= 10).mean())
     metrics["users_per_s"] = len(examples) / seconds
     return metrics

@@ -33,6 +33,8 @@ class BackboneSettings(StrictModel):
 
 
 class GenerativeRecommender(nn.Module):
+    returns_beams = True  # recommend(k=num_beams) returns the whole final beam (see evaluate)
+
     def __init__(self, config, sids: SemanticIDs, n_latent: int = 0, aggregation: str = "agg_sum"):
         super().__init__()
         self.vocab = SIDVocabulary(tuple(sids.level_sizes), n_latent)
