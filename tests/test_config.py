@@ -114,7 +114,7 @@ def test_every_schema_key_has_a_default_and_no_default_is_orphaned():
             own = set(registry.get(name).Settings.model_fields)
             layer = set(read_yaml(registry.config_file(name)))
             assert own <= layer <= own | set(GlobalSettings.model_fields), name
-    assert models.names() == ["BERT4Rec", "GRU4Rec", "Latte", "PSID", "SASRec", "TIGER"]
+    assert models.names() == ["BERT4Rec", "GRU4Rec", "Latte", "PSID", "ParallelSID", "SASRec", "SimGR", "TIGER"]
 
 
 def test_resolved_config_round_trips(tmp_path):

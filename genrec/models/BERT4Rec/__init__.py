@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from genrec.models.item_sequence import ItemIDRecommender, PositionalEncoder, TransformerSettings
+from genrec.models.full_ranking import PAD, ItemIDRecommender, PositionalEncoder, TransformerSettings
 
 
 class Settings(TransformerSettings):
@@ -29,7 +29,7 @@ class BERT4Rec(ItemIDRecommender):
         self.item_bias = nn.Parameter(torch.zeros(n_items))
 
     def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.trunk(self.item_emb, tokens)
+        return self.trunk(self.item_emb(tokens), tokens != PAD)
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden) @ self.item_vectors().T + self.item_bias

@@ -7,7 +7,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from genrec.models.item_sequence import ItemIDRecommender, ItemSettings
+from genrec.models.full_ranking import ItemIDRecommender, ItemSettings
 
 
 class Settings(ItemSettings):

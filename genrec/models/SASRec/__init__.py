@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genrec.models.item_sequence import ItemIDRecommender, PositionalEncoder, TransformerSettings
+from genrec.models.full_ranking import PAD, ItemIDRecommender, PositionalEncoder, TransformerSettings
 
 
 class Settings(TransformerSettings):
@@ -27,7 +27,7 @@ class SASRec(ItemIDRecommender):
 
     def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
         """``[B, L, d]`` outputs for right-aligned ``tokens``; position ``t`` sees items ``<= t`` only."""
-        return self.trunk(self.item_emb, tokens)
+        return self.trunk(self.item_emb(tokens), tokens != PAD)
 
     def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
         return self.hidden_states(self.padded(histories, self.max_len))[:, -1]

@@ -1,5 +1,6 @@
-"""Item-ID sequential recommenders (SASRec, GRU4Rec, BERT4Rec): a user vector from the history,
-scored against every item's embedding in one matrix product (full ranking, no sampling).
+"""Full-ranking recommenders: every item scored for a user in one pass (no decoding). The item-ID
+baselines (SASRec, GRU4Rec, BERT4Rec) score a user vector against every item's embedding in one
+matrix product; SimGR and ParallelSID score items through their semantic-ID tokens.
 
 They read the same leave-one-out examples as the generative models (every training prefix, the
 same ``max_item_seq_len`` truncation), so a comparison differs only in the model. Token ``0`` is
@@ -76,25 +77,20 @@ class TransformerEncoder(nn.Module):
         return self.norm(x)
 
 
-class ItemIDRecommender(nn.Module):
-    """Shared parts: the item table, left-padded history tensors, full-catalogue scoring and CE."""
+class FullRankingRecommender(nn.Module):
+    """Scores the whole catalogue for each user in one pass: full-catalogue cross-entropy for
+    training, the top ``k`` scores to recommend. Histories become right-aligned index tensors."""
 
-    def __init__(self, n_items: int, hidden_size: int, extra_tokens: int = 0):
-        super().__init__()
-        self.n_items = n_items
-        self.item_emb = nn.Embedding(n_items + 1 + extra_tokens, hidden_size, padding_idx=PAD)
-        nn.init.normal_(self.item_emb.weight, std=hidden_size ** -0.5)
-        with torch.no_grad():
-            self.item_emb.weight[PAD].zero_()
+    n_items: int
 
     @property
     def device(self) -> torch.device:
-        return self.item_emb.weight.device
+        return next(self.parameters()).device
 
     def padded(self, sequences: list[np.ndarray], max_length: int) -> torch.Tensor:
-        """``[B, L]`` item tokens, right-aligned (the latest item last), ``PAD`` on the left; ``L`` is
-        the batch's longest sequence up to ``max_length`` (positions count from the right, so the
-        width changes nothing but the work)."""
+        """``[B, L]`` item tokens (item ``i`` is ``i + 1``), right-aligned (the latest item last),
+        ``PAD`` on the left; ``L`` is the batch's longest sequence up to ``max_length`` (positions
+        count from the right, so the width changes nothing but the work)."""
         length = min(max_length, max(1, *(len(s) for s in sequences)))
         tokens = np.zeros((len(sequences), length), dtype=np.int64)
         for row, seq in enumerate(sequences):
@@ -102,15 +98,9 @@ class ItemIDRecommender(nn.Module):
                 tokens[row, -len(seq):] = np.asarray(seq[-length:]) + 1
         return torch.as_tensor(tokens, device=self.device)
 
-    def item_vectors(self) -> torch.Tensor:
-        return self.item_emb.weight[1 : self.n_items + 1]
-
-    def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
-        raise NotImplementedError
-
     def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
-        """``[B, n_items]``: every item against every user, in one product."""
-        return self.user_vectors(histories) @ self.item_vectors().T
+        """``[B, n_items]``: every item for every user."""
+        raise NotImplementedError
 
     def loss(self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator) -> torch.Tensor:
         """Cross-entropy over the full catalogue."""
@@ -120,6 +110,28 @@ class ItemIDRecommender(nn.Module):
     def recommend(self, histories: list[np.ndarray], k: int, num_beams: int) -> torch.Tensor:
         """Top ``k`` of the full ranking (``num_beams`` is for generative models and unused here)."""
         return top_k(self.scores(histories).float(), k)
+
+
+class ItemIDRecommender(FullRankingRecommender):
+    """An embedding per item: a user vector from the history, scored against every item's
+    embedding in one product."""
+
+    def __init__(self, n_items: int, hidden_size: int, extra_tokens: int = 0):
+        super().__init__()
+        self.n_items = n_items
+        self.item_emb = nn.Embedding(n_items + 1 + extra_tokens, hidden_size, padding_idx=PAD)
+        nn.init.normal_(self.item_emb.weight, std=hidden_size ** -0.5)
+        with torch.no_grad():
+            self.item_emb.weight[PAD].zero_()
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.item_emb.weight[1 : self.n_items + 1]
+
+    def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
+        return self.user_vectors(histories) @ self.item_vectors().T
 
 
 class PositionalEncoder(nn.Module):
@@ -134,7 +146,7 @@ class PositionalEncoder(nn.Module):
         self.encoder = TransformerEncoder(settings.hidden_size, settings.num_layers, settings.num_heads,
                                           settings.dropout_rate, causal)
 
-    def forward(self, item_emb: nn.Embedding, tokens: torch.Tensor) -> torch.Tensor:
-        real = tokens != PAD
-        x = item_emb(tokens) * math.sqrt(item_emb.embedding_dim) + self.positions.weight[-tokens.shape[1]:]
+    def forward(self, embedded: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """``embedded``: ``[B, L, d]`` right-aligned inputs; ``real``: ``[B, L]``, False at padding."""
+        x = embedded * math.sqrt(embedded.shape[-1]) + self.positions.weight[-embedded.shape[1]:]
         return self.encoder(self.drop(x) * real.unsqueeze(-1), real)

@@ -1,0 +1,56 @@
+"""ParallelSID: the parallel-generation paradigm that SimGR criticises (RPG-like, without RPG's
+graph decoding). One forward pass predicts an independent distribution per semantic-ID position;
+an item's score is the sum of its tokens' log-marginals, computed for every item (no search, no
+pruning), so only the independence assumption separates it from the true item distribution.
+
+The history is read item by item (an item's input vector is the mean of its SID-token embeddings)
+by a causal transformer; the last position, projected once per level, is scored against that
+level's token embeddings (the same table). Training: the sum over positions of each position's
+cross-entropy for the target's code.
+"""
+
+import numpy as np
+import torch
+from torch import nn
+
+from genrec.errors import ConfigError
+from genrec.models.full_ranking import FullRankingRecommender, PositionalEncoder, TransformerSettings
+from genrec.models.sid_tokens import SIDTokenTable
+from genrec.semantic_ids import SemanticIDs, semantic_ids
+
+Settings = TransformerSettings
+
+
+class ParallelSID(FullRankingRecommender):
+    def __init__(self, sids: SemanticIDs, max_len: int, settings: Settings):
+        super().__init__()
+        d = settings.hidden_size
+        self.n_items, self.max_len = len(sids.codes), max_len
+        self.tokens = SIDTokenTable(sids, d)
+        self.trunk = PositionalEncoder(max_len, settings, causal=True)
+        self.heads = nn.ModuleList(nn.Linear(d, d) for _ in sids.level_sizes)
+
+    def level_log_probs(self, histories: list[np.ndarray]) -> list[torch.Tensor]:
+        """Per level, ``[B, level_size]`` log-marginals of the next item's code."""
+        items = self.padded(histories, self.max_len) - 1  # -1: padding
+        hidden = self.trunk(self.tokens.item_token_embeddings(items).mean(dim=2), items >= 0)[:, -1]
+        return [torch.log_softmax((head(hidden) @ self.tokens.level_rows(level).T).float(), dim=-1)
+                for level, head in enumerate(self.heads)]
+
+    def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
+        """``[B, n_items]``: the sum over levels of the log-marginal of each item's code."""
+        return sum(log_probs[:, self.tokens.codes[:, level]] for level, log_probs in enumerate(self.level_log_probs(histories)))
+
+    def loss(self, histories, targets, generator):
+        codes = self.tokens.codes[torch.as_tensor(targets, device=self.device)]
+        per_level = [log_probs.gather(1, codes[:, level : level + 1]) for level, log_probs in enumerate(self.level_log_probs(histories))]
+        return -torch.cat(per_level, dim=1).sum(dim=1).mean()
+
+
+def build(config, interactions, split) -> ParallelSID:
+    if config.vq_collision != "conflict_free":
+        raise ConfigError("ParallelSID scores items by their codes and uses vq_collision=conflict_free")
+    return ParallelSID(semantic_ids(config, interactions, split), config.max_item_seq_len, config)
+
+
+__all__ = ["ParallelSID", "Settings", "build"]

@@ -1,0 +1,124 @@
+"""SimGR (Simply Generative Recommendation): no token generation. A transformer reads the
+history as semantic-ID tokens and its last hidden state is the user vector h(C); an item's vector
+A(E_i) aggregates the item's SID-token embeddings taken from the *same* table; p(i | C) is the
+softmax over all items of <h(C), A(E_i)> / temperature, trained with full-catalogue cross-entropy
+and ranked exhaustively at inference (nothing pruned, no independence assumption).
+
+``backbone=scratch`` (the offline default) is a small causal transformer with its own token table;
+a path to a local Hugging Face model uses that model instead (its vocabulary extended with the SID
+tokens, its own sizes; an ``instruction`` text is then tokenized with its tokenizer and prefixed).
+"""
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from genrec.errors import ConfigError
+from genrec.models.full_ranking import FullRankingRecommender, PositionalEncoder, TransformerSettings
+from genrec.models.sid_tokens import SIDTokenTable
+from genrec.models.SimGR.aggregators import AGGREGATORS, ItemAggregator
+from genrec.semantic_ids import SemanticIDs, semantic_ids
+
+
+class Settings(TransformerSettings):
+    backbone: str  # "scratch" or a local Hugging Face model folder
+    item_aggregator: Literal[AGGREGATORS]  # type: ignore[valid-type]
+    temperature: float = Field(gt=0)
+    instruction: str  # text before the history (pretrained backbones only)
+
+
+class ScratchBackbone(nn.Module):
+    def __init__(self, sids: SemanticIDs, max_tokens: int, settings: Settings):
+        super().__init__()
+        self.table = SIDTokenTable(sids, settings.hidden_size)
+        self.trunk = PositionalEncoder(max_tokens, settings, causal=True)
+        self.embedding, self.pad_id = self.table.embedding, 0
+        self.register_buffer("item_token_ids", self.table.item_tokens.clone(), persistent=False)
+        self.register_buffer("prefix_ids", torch.zeros(0, dtype=torch.long), persistent=False)
+
+    def last_hidden(self, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return self.trunk(self.embedding(ids), real)[:, -1]
+
+
+class PretrainedBackbone(nn.Module):
+    """A local Hugging Face model (no download): its token embeddings extended with one row per
+    SID token; left padding with explicit positions, so the last position is the latest token."""
+
+    def __init__(self, path: Path, sids: SemanticIDs, instruction: str):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        self.model = AutoModel.from_pretrained(path)
+        base = self.model.get_input_embeddings().num_embeddings
+        self.model.resize_token_embeddings(base + sum(sids.level_sizes))
+        self.embedding = self.model.get_input_embeddings()
+        if self.embedding.embedding_dim != self.model.config.hidden_size:
+            raise ConfigError(f"backbone {path}: hidden size {self.model.config.hidden_size} differs from its embedding size")
+        offsets = [base + sum(sids.level_sizes[:level]) for level in range(len(sids.level_sizes))]
+        self.register_buffer("item_token_ids", torch.as_tensor(np.asarray(sids.codes) + np.array(offsets), dtype=torch.long),
+                             persistent=False)
+        prefix: list[int] = []
+        self.pad_id = 0
+        if instruction:
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(path)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"instruction needs the backbone's tokenizer, which {path} lacks: {exc}") from None
+            prefix = tokenizer(instruction, add_special_tokens=False)["input_ids"]
+            self.pad_id = tokenizer.pad_token_id or 0
+        self.register_buffer("prefix_ids", torch.tensor(prefix, dtype=torch.long), persistent=False)
+
+    def last_hidden(self, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        positions = (real.long().cumsum(dim=1) - 1).clamp_min(0)
+        return self.model(input_ids=ids, attention_mask=real.long(), position_ids=positions).last_hidden_state[:, -1]
+
+
+class SimGR(FullRankingRecommender):
+    def __init__(self, sids: SemanticIDs, max_len: int, settings: Settings):
+        super().__init__()
+        self.n_items, self.max_len, self.temperature = len(sids.codes), max_len, settings.temperature
+        if settings.backbone == "scratch":
+            if settings.instruction:
+                raise ConfigError("instruction needs a pretrained backbone with a tokenizer (backbone=scratch has no words)")
+            self.backbone = ScratchBackbone(sids, max_len * len(sids.level_sizes), settings)
+        else:
+            path = Path(settings.backbone)
+            if not path.is_dir():
+                raise ConfigError(f"backbone {settings.backbone!r} is neither 'scratch' nor a local model folder")
+            self.backbone = PretrainedBackbone(path, sids, settings.instruction)
+        self.aggregate = ItemAggregator(settings.item_aggregator, self.backbone.embedding.embedding_dim, len(sids.level_sizes))
+
+    def history_tokens(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, T]`` right-aligned token ids (instruction, then each item's SID tokens) and the
+        mask of real positions."""
+        ids = self.backbone.item_token_ids
+        prefix = self.backbone.prefix_ids
+        rows = [torch.cat([prefix, ids[torch.as_tensor(h[-self.max_len:], dtype=torch.long, device=ids.device)].flatten()])
+                for h in histories]
+        length = max(len(r) for r in rows)
+        tokens = torch.full((len(rows), length), self.backbone.pad_id, dtype=torch.long, device=ids.device)
+        real = torch.zeros(len(rows), length, dtype=torch.bool, device=ids.device)
+        for row, values in enumerate(rows):
+            tokens[row, length - len(values):] = values
+            real[row, length - len(values):] = True
+        return tokens, real
+
+    def item_vectors(self) -> torch.Tensor:
+        """``[n_items, d]``: A(E_i) from the rows of the embedding table the history also reads."""
+        return self.aggregate(self.backbone.embedding(self.backbone.item_token_ids))
+
+    def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
+        return self.backbone.last_hidden(*self.history_tokens(histories)) @ self.item_vectors().T / self.temperature
+
+
+def build(config, interactions, split) -> SimGR:
+    if config.vq_collision != "conflict_free":
+        raise ConfigError("SimGR builds item vectors from their codes and uses vq_collision=conflict_free")
+    return SimGR(semantic_ids(config, interactions, split), config.max_item_seq_len, config)
+
+
+__all__ = ["AGGREGATORS", "Settings", "SimGR", "build"]
