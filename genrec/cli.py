@@ -94,7 +94,7 @@ def cmd_sids(argv: list[str]) -> int:
 
 
 def results_table(results: dict) -> str:
-    columns = ["split", "recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "coverage@10", "invalid@10", "users_per_s"]
+    columns = ["split", *results["valid"]]  # every metric the evaluator reported, users_per_s last
     rows = [{"split": split, **{k: f"{v:.4f}" if k != "users_per_s" else f"{v:.0f}" for k, v in results[split].items()}}
             for split in ("valid", "test")]
     return format_table(rows, columns)
