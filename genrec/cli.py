@@ -25,8 +25,8 @@ commands:
   train           train --model (TIGER, PSID, Latte, SASRec, GRU4Rec, BERT4Rec), select on validation,
                   test the best checkpoint
   evaluate        evaluate --checkpoint=PATH of --model on validation and test
-  compare         train (or reuse) --models=A,B,... over --seeds=N (or 1,2,3) on one dataset and
-                  write a Markdown + JSON table (mean ± std, training and inference time)
+  compare         train (or reuse) --models=A,B,... (variants: A:key=value) over --seeds=N (or 1,2,3)
+                  on one dataset; write a Markdown + JSON table (mean ± std, training and inference time)
   data stats      users / items / interactions / sequence lengths of a dataset
   data download   fetch the official files of a dataset that are missing (needs network)
   sids            build (or load from cache) semantic IDs and report their quality
@@ -37,6 +37,7 @@ examples:
   genrec sids --dataset=Synthetic --vq_method=rqkmeans --vq_collision=tiger
   genrec train --model=Latte --dataset=AmazonReviews2018 --category=Scientific --n_latent_tokens=8
   genrec compare --models=TIGER,PSID,Latte --seeds=3 --config=configs/quickstart.yaml
+  genrec compare --models=SASRec,SASRec:loss_type=bce --dataset=AmazonReviews2014 --category=Beauty
 """
 
 

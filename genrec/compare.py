@@ -46,6 +46,19 @@ def parse_seeds(value: Any, base: int) -> list[int]:
     return seeds
 
 
+def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
+    """``SASRec`` or ``SASRec:loss_type=bce[:key=value...]``: a model and its own overrides, so one
+    table can hold variants of a model (values parsed as YAML, like flags)."""
+    name, *pairs = spec.split(":")
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, raw = pair.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--models entry {spec!r}: expected Model:key=value, got {pair!r}")
+        overrides[key] = yaml.safe_load(raw) if raw else ""
+    return name, overrides
+
+
 def run_identity(config) -> str:
     return digest({k: v for k, v in config.model_dump(mode="json").items() if k not in LOCATION_KEYS})[:10]
 
@@ -107,26 +120,30 @@ def markdown_table(summary: dict, seeds: list[int]) -> str:
 def compare(argv: list[str]) -> tuple[str, Path]:
     """Run the comparison; returns the Markdown report and the folder holding it (and the JSON)."""
     config_file, flags = parse_flags(argv)
-    names = [n.strip() for n in str(flags.pop("models", "")).split(",") if n.strip()]
-    if not names:
-        raise ConfigError("compare needs --models, e.g. --models=SASRec,TIGER,PSID,Latte")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"--models lists a model twice: {','.join(names)}")
+    specs = [n.strip() for n in str(flags.pop("models", "")).split(",") if n.strip()]
+    if not specs:
+        raise ConfigError("compare needs --models, e.g. --models=SASRec,SASRec:loss_type=bce,TIGER,PSID,Latte")
+    if len(set(specs)) != len(specs):
+        raise ConfigError(f"--models lists a model twice: {','.join(specs)}")
     if "model" in flags:
         raise ConfigError("compare takes --models (a list), not --model")
     seeds_flag = flags.pop("seeds", 1)
     commit = source_commit()
     file_args = [f"--config={config_file}"] if config_file else []
+    variants = [(spec, *parse_variant(spec)) for spec in specs]
+    names = [name for _, name, _ in variants]
 
     runs, folder = [], None
-    for name in names:
-        base = load_config(file_args, ignore=keys_of_other_models(name, names), **{**flags, "model": name})
+    for label, name, overrides in variants:
+        settings = {**flags, **overrides, "model": name}
+        base = load_config(file_args, ignore=keys_of_other_models(name, names), **settings)
         for seed in parse_seeds(seeds_flag, base.seed):
-            config = load_config(file_args, ignore=keys_of_other_models(name, names), **{**flags, "model": name, "seed": seed})
+            config = load_config(file_args, ignore=keys_of_other_models(name, names), **{**settings, "seed": seed})
             slug = "-".join(str(p) for p in (config.dataset, getattr(config, "category", None)) if p)
-            config = config.model_copy(update={"run_name": f"compare/{slug}/{name}-seed{seed}-{run_identity(config)}"})
+            folder_name = label.replace(":", "-")
+            config = config.model_copy(update={"run_name": f"compare/{slug}/{folder_name}-seed{seed}-{run_identity(config)}"})
             results, directory = run_one(config)
-            runs.append({"model": name, "seed": seed, "directory": str(directory), "results": results})
+            runs.append({"model": label, "seed": seed, "directory": str(directory), "results": results})
             folder = directory.parent
     seeds = sorted({run["seed"] for run in runs})
     summary = summarize(runs)

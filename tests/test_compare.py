@@ -12,8 +12,8 @@ from genrec.compare import parse_seeds
 from genrec.errors import ConfigError
 
 
-def flags(tmp_path, **extra):
-    values = {**TINY_SYNTHETIC, **TINY_MODEL, "epochs": 2, "cache_dir": tmp_path / "cache", "output_dir": tmp_path / "runs", **extra}
+def flags(tmp_path, backbone=TINY_MODEL, **extra):
+    values = {**TINY_SYNTHETIC, **backbone, "epochs": 2, "cache_dir": tmp_path / "cache", "output_dir": tmp_path / "runs", **extra}
     return [f"--{k}={v}" for k, v in values.items()]
 
 
@@ -66,6 +66,17 @@ def test_compare_resumes_an_interrupted_run(tmp_path, monkeypatch):
     (run,) = [p for p in folder.iterdir() if p.is_dir()]
     epochs = [json.loads(line).get("epoch") for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, None]  # epoch 1 from the killed run, epoch 2 resumed, then the final test
+
+
+def test_compare_variants_of_one_model(tmp_path):
+    argv = ["--models=SASRec,SASRec:loss_type=bce:hidden_size=16", *flags(tmp_path, backbone={})]
+    report, folder = compare_module.compare(argv)
+    rows = [line.split(" | ")[0].strip("| ") for line in report.splitlines() if line.startswith("| SASRec")]
+    assert rows == ["SASRec", "SASRec:loss_type=bce:hidden_size=16"]
+    (bce,) = [p for p in folder.iterdir() if p.name.startswith("SASRec-loss_type=bce-hidden_size=16-seed")]
+    assert "loss_type: bce" in (bce / "config.yaml").read_text() and "hidden_size: 16" in (bce / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="Model:key=value"):
+        compare_module.compare(["--models=SASRec:loss_type", *flags(tmp_path, backbone={})])
 
 
 def test_compare_flags_are_checked(tmp_path):
