@@ -38,8 +38,8 @@ def ours(model, histories, batch_size, beams):
     ranked = []
     for start in range(0, len(histories), batch_size):
         ids, mask = model.inputs(histories[start : start + batch_size])
-        items, _, _ = model.model.generate(ids, mask, model.trie, beams)
-        ranked.append(items[:, :10].cpu().numpy())
+        items = model.model.generate(ids, mask, model.trie, beams)[0][:, :10].cpu().numpy()
+        ranked.append(np.pad(items, ((0, 0), (0, 10 - items.shape[1])), constant_values=-1))  # beams < 10
     return np.concatenate(ranked)
 
 
