@@ -175,18 +175,22 @@ def unknown_key_message(key: str, source: str, valid: list[str], dataset: str, m
     return message
 
 
-def keys_of_other_models(model: str, others: list[str]) -> set[str]:
-    """Keys that only the ``others`` declare: one config shared by several models (``genrec compare``)
-    may set them, and ``model`` ignores them rather than rejecting them."""
+def keys_of_other_models(model: str | None, others: list[str]) -> set[str]:
+    """Keys that only the ``others`` declare: one config shared by several models may set them, and
+    ``model`` (or a run without a model) ignores them rather than rejecting them."""
     from genrec import models
 
-    own = set(GlobalSettings.model_fields) | set(models.get(model).Settings.model_fields)
+    own = set(GlobalSettings.model_fields) | (set(models.get(model).Settings.model_fields) if model else set())
     return {key for name in others for key in models.get(name).Settings.model_fields} - own
 
 
 def load_config(argv: list[str] | None = None, ignore: set[str] = frozenset(), **overrides: Any) -> StrictModel:
     """Resolve the layered configuration from command-line flags (and/or keyword overrides); keys in
-    ``ignore`` are dropped from the user's file and flags (see :func:`keys_of_other_models`)."""
+    ``ignore`` are dropped from the user's file and flags (see :func:`keys_of_other_models`).
+
+    A ``--config`` file may be shared by several models (``configs/scientific_cpu.yaml``): its keys
+    that belong to other models are ignored. Flags stay strict: a flag the run cannot use is an error.
+    """
     config_file, flags = parse_flags(list(argv or []))
     flags.update(overrides)
     layers: list[tuple[str, dict[str, Any]]] = [(str(DEFAULT_FILE.relative_to(PACKAGE_DIR.parent)), read_yaml(DEFAULT_FILE))]
@@ -207,6 +211,8 @@ def load_config(argv: list[str] | None = None, ignore: set[str] = frozenset(), *
         raise ConfigError(_choice_message("dataset", dataset, datasets.names()))
     if model is not None and (not isinstance(model, str) or model not in models.names()):
         raise ConfigError(_choice_message("model", model, models.names()))
+    other_models = keys_of_other_models(model, models.names())
+    user_file = {k: v for k, v in user_file.items() if k not in other_models}
     layers.append((f"genrec/datasets/{dataset}/config.yaml", read_yaml(datasets.config_file(dataset))))
     if model is not None:
         layers.append((f"genrec/models/{model}/config.yaml", read_yaml(models.config_file(model))))

@@ -72,6 +72,19 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
         load_config([f"--config={user}"])
 
 
+def test_a_config_file_shared_by_several_models(tmp_path):
+    shared = tmp_path / "shared.yaml"
+    shared.write_text("d_model: 32\nn_latent_tokens: 2\nhidden_size: 16\nepochs: 3\n")
+    assert load_config([f"--config={shared}", "--model=TIGER"]).d_model == 32  # Latte's and SASRec's keys ignored
+    assert load_config([f"--config={shared}", "--model=SASRec"]).hidden_size == 16
+    assert load_config([f"--config={shared}"]).epochs == 3  # no model: every model key ignored
+    with pytest.raises(ConfigError, match="n_latent_tokens"):  # a flag is never ignored
+        load_config([f"--config={shared}", "--model=TIGER", "--n_latent_tokens=2"])
+    shared.write_text("d_modle: 32\n")
+    with pytest.raises(ConfigError, match="d_modle"):  # a key of no model is still a typo
+        load_config([f"--config={shared}", "--model=TIGER"])
+
+
 @pytest.mark.parametrize("flag,needle", [
     ("--vq_n_codebooks=three", "vq_n_codebooks"),
     ("--vq_n_codebooks=2.5", "vq_n_codebooks"),
