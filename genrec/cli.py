@@ -16,6 +16,7 @@ from genrec import __version__
 from genrec.cache import atomic_write_text
 from genrec.config import load_config
 from genrec.errors import GenrecError
+from genrec.runtime import source_commit
 
 USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]
 
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(command: Callable[[list[str]], int], argv: list[str]) -> int:
+    source_commit()  # now, before the checkout can change under a long run
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs every CPU-feature probe
     if "-h" in argv or "--help" in argv:
