@@ -16,7 +16,7 @@ from genrec import __version__
 from genrec.cache import atomic_write_text
 from genrec.config import load_config
 from genrec.errors import GenrecError
-from genrec.runtime import source_commit
+from genrec.provenance import source_commit
 
 USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]
 

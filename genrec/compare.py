@@ -19,7 +19,7 @@ import yaml
 from genrec.cache import atomic_write_text, digest
 from genrec.config import keys_of_other_models, load_config, parse_flags
 from genrec.errors import ConfigError
-from genrec.runtime import source_commit
+from genrec.provenance import source_commit
 
 log = logging.getLogger(__name__)
 

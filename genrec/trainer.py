@@ -21,7 +21,8 @@ from tqdm import tqdm
 from genrec.cache import atomic_write, atomic_write_text
 from genrec.data import LeaveOneOutSplit
 from genrec.evaluation import Catalogue, evaluate
-from genrec.runtime import deterministic, source_commit
+from genrec.provenance import source_commit
+from genrec.runtime import deterministic
 
 log = logging.getLogger(__name__)
 SELECT_ON = "ndcg@10"
