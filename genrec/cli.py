@@ -139,7 +139,8 @@ def cmd_evaluate(argv: list[str]) -> int:
     model.load_state_dict(torch.load(config.checkpoint, map_location=device, weights_only=False)["model"])
     model.to(device)
     catalogue = Catalogue.of(interactions, config.category_level)
-    results = {name: evaluate(model, examples, catalogue, config.eval_batch_size, config.test_num_beams, device.type == "cuda")
+    results = {name: evaluate(model, examples, catalogue, config.eval_batch_size, config.test_num_beams, device.type == "cuda",
+                              config.exclude_seen)
                for name, examples in (("valid", split.valid), ("test", split.test))}
     directory = run_directory(config, "evaluate")
     atomic_write_text(directory / "results.json", json.dumps(results, indent=2))

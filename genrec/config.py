@@ -90,6 +90,7 @@ class GlobalSettings(StrictModel):
     test_num_beams: int = Field(ge=1)
     checkpoint: Path | None
     category_level: int = Field(ge=0)
+    exclude_seen: bool
 
     split_comma_lists = field_validator("sent_emb_fields", "rqvae_hidden_dims", mode="before")(comma_separated)
 

@@ -1,8 +1,14 @@
-"""Deterministic top-k, shared by the evaluator, the ID models and beam aggregation."""
+"""Ranked lists of item indices, shared by the evaluator, the ID models and the generative models:
+deterministic top-k, and removing the items a user must not be shown (``exclude_seen``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
+
+EMPTY, INVALID = -1, -2  # ranked-list slots: nothing to recommend / a generated ID that is no item
 
 
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -16,3 +22,28 @@ def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     chosen = (above | (tied & (tied.cumsum(dim=1) <= needed))).nonzero()[:, 1].view(-1, k)  # ascending index
     order = torch.sort(scores.gather(1, chosen), dim=1, descending=True, stable=True).indices
     return chosen.gather(1, order)
+
+
+def exclusion_mask(exclude: Sequence[np.ndarray], n_items: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``[B, n_items]`` booleans, true where row ``b`` must not recommend the item."""
+    rows = np.repeat(np.arange(len(exclude)), [len(items) for items in exclude])
+    cols = np.concatenate([np.asarray(items, dtype=np.int64) for items in exclude]) if len(rows) else rows
+    mask = torch.zeros(len(exclude), n_items, dtype=torch.bool, device=device)
+    mask[torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)] = True
+    return mask
+
+
+def pad_ranked(ranked: torch.Tensor, k: int) -> torch.Tensor:
+    """The first ``k`` slots, ``EMPTY`` where a row has fewer."""
+    ranked = ranked[:, :k]
+    missing = k - ranked.shape[1]
+    return torch.cat([ranked, ranked.new_full((ranked.shape[0], missing), EMPTY)], dim=1) if missing else ranked
+
+
+def drop_excluded(ranked: torch.Tensor, excluded: torch.Tensor, k: int) -> torch.Tensor:
+    """Remove the excluded items (``excluded`` from :func:`exclusion_mask`) from ranked lists, the
+    others keeping their order, and return the first ``k`` slots (``EMPTY``-padded). A generative
+    model filters its final beam this way, so a list can come back shorter than ``k``."""
+    hit = (ranked >= 0) & excluded.gather(1, ranked.clamp_min(0))
+    order = torch.sort(hit.int(), dim=1, stable=True).indices
+    return pad_ranked(ranked.gather(1, order).masked_fill(hit.gather(1, order), EMPTY), k)

@@ -119,7 +119,8 @@ class Trainer:
                 self.epoch += 1
                 record = {"epoch": self.epoch, "loss": round(loss, 5), "lr": self.scheduler.get_last_lr()[0]}
                 if self.epoch % config.eval_interval == 0 or self.epoch == config.epochs:
-                    metrics = evaluate(self.model, self.split.valid, self.catalogue, config.eval_batch_size, config.num_beams, self.autocast)
+                    metrics = evaluate(self.model, self.split.valid, self.catalogue, config.eval_batch_size, config.num_beams, self.autocast,
+                                       config.exclude_seen)
                     record["valid"] = {k: round(v, 5) for k, v in metrics.items()}
                     if metrics[SELECT_ON] > self.best:
                         self.best, self.best_epoch, self.bad_evals = metrics[SELECT_ON], self.epoch, 0
@@ -138,8 +139,10 @@ class Trainer:
         best = torch.load(self.directory / "best.pt", map_location=self.device, weights_only=False)
         self.model.load_state_dict(best["model"])
         with deterministic():
-            valid = evaluate(self.model, self.split.valid, self.catalogue, config.eval_batch_size, config.test_num_beams, self.autocast)
-            test = evaluate(self.model, self.split.test, self.catalogue, config.eval_batch_size, config.test_num_beams, self.autocast)
+            valid = evaluate(self.model, self.split.valid, self.catalogue, config.eval_batch_size, config.test_num_beams, self.autocast,
+                             config.exclude_seen)
+            test = evaluate(self.model, self.split.test, self.catalogue, config.eval_batch_size, config.test_num_beams, self.autocast,
+                             config.exclude_seen)
         results = {"best_epoch": best["epoch"], "num_beams": config.test_num_beams, "commit": self.commit,
                    "valid": {k: round(v, 5) for k, v in valid.items()}, "test": {k: round(v, 5) for k, v in test.items()}}
         atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))

@@ -74,13 +74,13 @@ class FixedBeam:
     def eval(self):
         return self
 
-    def recommend(self, histories, k, num_beams):
-        assert k == num_beams == 15
+    def recommend(self, histories, k, num_beams, exclude=None):
+        assert k == num_beams == 15 and exclude is None
         return torch.arange(15).expand(len(histories), -1)
 
 
 def test_evaluate_separates_pruned_targets_from_those_ranked_below_10():
-    examples = Examples(np.arange(4), [np.array([1])] * 4, np.array([0, 12, 40, 3]))
+    examples = Examples(np.arange(4), [np.array([1])] * 4, np.array([0, 12, 40, 3]), [np.array([1])] * 4)
     metrics = evaluate(FixedBeam(), examples, Catalogue(50), batch_size=2, num_beams=15)
     assert metrics["recall@10"] == 0.5 and metrics["pruned"] == 0.25 and metrics["in_beam_below@10"] == 0.25
     assert metrics["coverage@10"] == pytest.approx(10 / 50)

@@ -17,10 +17,9 @@ from typing import Callable
 import torch
 
 from genrec.decoding.trie import SIDTrie
-from genrec.ranking import top_k
+from genrec.ranking import EMPTY, INVALID, top_k
 
 Step = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
-EMPTY, INVALID = -1, -2  # ranked-list slots: nothing generated / a generated ID that is no item
 
 
 def beam_search(step: Step, trie: SIDTrie, batch_size: int, num_beams: int, device: torch.device | str = "cpu",

@@ -13,24 +13,31 @@ from genrec.evaluation.diversity import Catalogue, diversity_metrics
 from genrec.evaluation.metrics import ranking_metrics, target_ranks
 
 
-def recommend_all(model, examples: Examples, batch_size: int, k: int, num_beams: int, autocast: bool = False) -> np.ndarray:
+def recommend_all(model, examples: Examples, batch_size: int, k: int, num_beams: int, autocast: bool = False,
+                  exclude_seen: bool = False) -> np.ndarray:
+    """``[n, k]`` ranked items per example; with ``exclude_seen`` never one of the user's earlier items."""
     model.eval()
     device_type = "cuda" if autocast else "cpu"
     ranked = []
     for start in tqdm(range(0, len(examples), batch_size), desc="evaluate", leave=False):
+        batch = slice(start, start + batch_size)
+        exclude = examples.seen[batch] if exclude_seen else None
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
-            ranked.append(model.recommend(examples.histories[start : start + batch_size], k, num_beams).cpu().numpy())
+            ranked.append(model.recommend(examples.histories[batch], k, num_beams, exclude).cpu().numpy())
     return np.concatenate(ranked)
 
 
 def evaluate(model, examples: Examples, catalogue: Catalogue, batch_size: int, num_beams: int,
-             autocast: bool = False) -> dict[str, float]:
+             autocast: bool = False, exclude_seen: bool = False) -> dict[str, float]:
     """Full-ranking metrics (:func:`ranking_metrics`), diversity (:func:`diversity_metrics`) and
     users per second. For a beam-search model (``model.returns_beams``) the whole final beam is kept,
-    to tell targets the search *pruned* (not in the beam) from those it ranked below 10."""
+    to tell targets the search *pruned* (not in the beam) from those it ranked below 10. With
+    ``exclude_seen`` the lists skip every item the user interacted with before (RecBole's protocol);
+    a target the user had already seen then always counts as a miss."""
     beams = getattr(model, "returns_beams", False)
     start = time.perf_counter()
-    ranked = recommend_all(model, examples, batch_size, max(10, num_beams) if beams else 10, num_beams, autocast)
+    ranked = recommend_all(model, examples, batch_size, max(10, num_beams) if beams else 10, num_beams, autocast,
+                           exclude_seen)
     seconds = time.perf_counter() - start
     metrics = ranking_metrics(ranked[:, :10], examples.targets, catalogue.n_items)
     metrics.update(diversity_metrics(ranked, catalogue))
@@ -38,5 +45,7 @@ def evaluate(model, examples: Examples, catalogue: Catalogue, batch_size: int, n
         ranks = target_ranks(ranked, examples.targets)
         metrics["pruned"] = float((ranks < 0).mean())
         metrics["in_beam_below@10"] = float((ranks >= 10).mean())
+    if exclude_seen:
+        metrics["target_seen"] = float(np.mean([target in seen for target, seen in zip(examples.targets, examples.seen)]))
     metrics["users_per_s"] = len(examples) / seconds
     return metrics

@@ -18,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from genrec.config import StrictModel
-from genrec.evaluation import top_k
+from genrec.ranking import EMPTY, exclusion_mask, top_k
 
 PAD = 0
 
@@ -107,9 +107,16 @@ class FullRankingRecommender(nn.Module):
         return F.cross_entropy(self.scores(histories).float(), torch.as_tensor(targets, device=self.device))
 
     @torch.no_grad()
-    def recommend(self, histories: list[np.ndarray], k: int, num_beams: int) -> torch.Tensor:
-        """Top ``k`` of the full ranking (``num_beams`` is for generative models and unused here)."""
-        return top_k(self.scores(histories).float(), k)
+    def recommend(self, histories: list[np.ndarray], k: int, num_beams: int,
+                  exclude: list[np.ndarray] | None = None) -> torch.Tensor:
+        """Top ``k`` of the full ranking, never an item of ``exclude[b]`` for user ``b`` (``EMPTY``
+        once every other item is listed); ``num_beams`` is for generative models and unused here."""
+        scores = self.scores(histories).float()
+        if exclude is None:
+            return top_k(scores, k)
+        excluded = exclusion_mask(exclude, self.n_items, scores.device)
+        ranked = top_k(scores.masked_fill(excluded, float("-inf")), k)
+        return ranked.masked_fill(excluded.gather(1, ranked), EMPTY)
 
 
 class ItemIDRecommender(FullRankingRecommender):

@@ -14,8 +14,9 @@ from pydantic import Field
 from torch import nn
 
 from genrec.config import StrictModel
-from genrec.decoding import EMPTY, SIDTrie, aggregate_beams
+from genrec.decoding import SIDTrie, aggregate_beams
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
+from genrec.ranking import drop_excluded, exclusion_mask, pad_ranked
 from genrec.semantic_ids import SemanticIDs
 
 
@@ -59,16 +60,16 @@ class GenerativeRecommender(nn.Module):
         return self.model.loss(ids, mask, target_tokens)
 
     @torch.no_grad()
-    def recommend(self, histories: list[np.ndarray], k: int, num_beams: int) -> torch.Tensor:
+    def recommend(self, histories: list[np.ndarray], k: int, num_beams: int,
+                  exclude: list[np.ndarray] | None = None) -> torch.Tensor:
         """``[B, k]`` item indices, best first; ``EMPTY`` where fewer items were generated, ``INVALID``
-        for a generated ID that is no item (only without the trie constraint)."""
+        for a generated ID that is no item (only without the trie constraint). Items of ``exclude[b]``
+        are removed from user ``b``'s final beam, which can leave fewer than ``k``."""
         ids, mask = self.inputs(histories)
         self.trie.to(ids.device)
         items, scores, _ = self.model.generate(ids, mask, self.trie, num_beams, self.constrained)
         if self.vocab.n_latent:
-            ranked, _ = aggregate_beams(items, scores, self.n_items, k, self.aggregation)
-            return ranked
-        ranked = items[:, :k]
-        if ranked.shape[1] < k:
-            ranked = torch.cat([ranked, ranked.new_full((ranked.shape[0], k - ranked.shape[1]), EMPTY)], dim=1)
-        return ranked
+            items, _ = aggregate_beams(items, scores, self.n_items, items.shape[1], self.aggregation)
+        if exclude is not None:
+            return drop_excluded(items, exclusion_mask(exclude, self.n_items, items.device), k)
+        return pad_ranked(items, k)
