@@ -1,0 +1,74 @@
+"""Inference time of trained runs: seconds to recommend top-10 lists to 1,000 test users, each run
+timed alone with the same threads and batch size (the compare table's "test s / 1k users" is taken
+during training, on whatever else the machine was doing). One JSON line per run.
+
+    python benchmarks/inference_time.py RUN_DIR [RUN_DIR ...] [--users=1000] [--repeats=3]
+        [--threads=1] [--key=value ...]      (flags as --key=value)
+
+A run folder is one that ``genrec train`` or ``genrec compare`` wrote (its ``config.yaml`` and
+``best.pt``); flags override its configuration (e.g. ``--data_dir``, ``--device``,
+``--test_num_beams``). Beam models search with the run's ``test_num_beams``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from genrec.config import load_config, parse_flags
+from genrec.data import Examples
+from genrec.evaluation import recommend_all
+from genrec.pipeline import build_model, load_split
+from genrec.runtime import resolve_device
+
+
+def first_users(examples: Examples, n: int) -> Examples:
+    return Examples(examples.users[:n], examples.histories[:n], examples.targets[:n], examples.seen[:n])
+
+
+def time_run(directory: Path, users: int, repeats: int, overrides: dict) -> dict:
+    config = load_config([f"--config={directory / 'config.yaml'}"], **overrides)
+    interactions, split = load_split(config)
+    device = resolve_device(config.device)
+    model = build_model(config, interactions, split)
+    model.load_state_dict(torch.load(directory / "best.pt", map_location=device, weights_only=False)["model"])
+    model.to(device)
+    examples = first_users(split.test, users)
+    autocast = device.type == "cuda"
+    recommend_all(model, first_users(examples, config.eval_batch_size), config.eval_batch_size, 10, config.test_num_beams, autocast)
+    seconds = []
+    for _ in range(repeats):
+        if autocast:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        recommend_all(model, examples, config.eval_batch_size, 10, config.test_num_beams, autocast)
+        if autocast:
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    return {"run": directory.name, "model": config.model, "dataset": config.dataset, "category": getattr(config, "category", None),
+            "beam": config.test_num_beams if getattr(model, "returns_beams", False) else None,
+            "batch_size": config.eval_batch_size, "users": len(examples), "device": device.type,
+            "threads": torch.get_num_threads(), "s_per_1k_users": round(1000 * median / len(examples), 4),
+            "users_per_s": round(len(examples) / median, 1)}
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    directories = [arg for arg in argv if not arg.startswith("--")]
+    _, flags = parse_flags([arg for arg in argv if arg.startswith("--")])
+    users, repeats = int(flags.pop("users", 1000)), int(flags.pop("repeats", 3))
+    if "threads" in flags:
+        torch.set_num_threads(int(flags.pop("threads")))
+    for directory in directories:
+        print(json.dumps(time_run(Path(directory), users, repeats, flags)), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
