@@ -1,7 +1,8 @@
 """``genrec compare``: several models x seeds on one dataset, trained and evaluated identically.
 
 Each (model, seed) run lives in ``<output_dir>/compare/<dataset>[-<category>]/<model>-seed<seed>-<digest>``,
-where the digest covers the whole resolved configuration except where files go. A finished run
+where the digest covers the whole resolved configuration except where files go (and settings added
+later, at the value that keeps the earlier behaviour: see ``ADDED_KEYS``). A finished run
 (``results.json``) is reused and an interrupted one resumed from its ``last.pt``, so running a
 comparison again only trains what is missing, and changing any setting trains afresh.
 """
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # Where files go, not what is computed: left out of a run's identity.
 LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device")
+# Settings added after runs had been named, with the value that reproduces what ran before them: at
+# that value they stay out of a run's identity, so a new option does not orphan finished runs.
+ADDED_KEYS = {"exclude_seen": False}
 ACCURACY = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 # Reported when every run of a model has them (older runs, or models without beams, may not).
 DIVERSITY = ("coverage@10", "entropy@10", "category_entropy@10", "pruned", "invalid@10")
@@ -60,7 +64,9 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def run_identity(config) -> str:
-    return digest({k: v for k, v in config.model_dump(mode="json").items() if k not in LOCATION_KEYS})[:10]
+    settings = config.model_dump(mode="json")
+    return digest({k: v for k, v in settings.items()
+                   if k not in LOCATION_KEYS and not (k in ADDED_KEYS and v == ADDED_KEYS[k])})[:10]
 
 
 def run_one(config) -> tuple[dict, Path]:

@@ -92,3 +92,14 @@ def test_compare_flags_are_checked(tmp_path):
     for bad in (0, "1,x", "1,1"):
         with pytest.raises(ConfigError, match="seeds"):
             parse_seeds(bad, 0)
+
+
+def test_a_setting_added_later_keeps_earlier_runs_identity_at_its_neutral_value():
+    from genrec.cache import digest
+    from genrec.config import load_config
+
+    config = load_config([], model="SASRec")
+    before_the_key = {k: v for k, v in config.model_dump(mode="json").items()
+                      if k not in compare_module.LOCATION_KEYS and k != "exclude_seen"}
+    assert compare_module.run_identity(config) == digest(before_the_key)[:10]
+    assert compare_module.run_identity(config.model_copy(update={"exclude_seen": True})) != compare_module.run_identity(config)
