@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device")
 # Settings added after runs had been named, with the value that reproduces what ran before them: at
 # that value they stay out of a run's identity, so a new option does not orphan finished runs.
-ADDED_KEYS = {"exclude_seen": False}
+ADDED_KEYS = {"exclude_seen": False, "lora_rank": 0, "lora_alpha": 16.0}
 ACCURACY = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 # Reported when every run of a model has them (older runs, or models without beams, may not).
 DIVERSITY = ("coverage@10", "entropy@10", "category_entropy@10", "pruned", "invalid@10")

@@ -69,6 +69,9 @@ class Trainer:
         self.model = model.to(device)
         self.autocast = device.type == "cuda"
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        sizes = [(p.numel(), p.requires_grad) for p in model.parameters()]
+        log.info("%s: %d parameters, %d trainable", type(model).__name__, sum(n for n, _ in sizes),
+                 sum(n for n, trains in sizes if trains))
         self.history_lengths = np.array([len(h) for h in split.train.histories])
         self.steps_per_epoch = len(length_bucketed_batches(self.history_lengths, config.batch_size, np.random.default_rng(0)))
         total = config.epochs * self.steps_per_epoch

@@ -94,12 +94,17 @@ def test_compare_flags_are_checked(tmp_path):
             parse_seeds(bad, 0)
 
 
-def test_a_setting_added_later_keeps_earlier_runs_identity_at_its_neutral_value():
+@pytest.mark.parametrize("model", ["SASRec", "SimGR"])
+def test_settings_added_later_keep_earlier_runs_identity_at_their_neutral_value(model):
     from genrec.cache import digest
     from genrec.config import load_config
 
-    config = load_config([], model="SASRec")
-    before_the_key = {k: v for k, v in config.model_dump(mode="json").items()
-                      if k not in compare_module.LOCATION_KEYS and k != "exclude_seen"}
-    assert compare_module.run_identity(config) == digest(before_the_key)[:10]
-    assert compare_module.run_identity(config.model_copy(update={"exclude_seen": True})) != compare_module.run_identity(config)
+    config = load_config([], model=model)
+    settings = config.model_dump(mode="json")
+    before_the_keys = {k: v for k, v in settings.items()
+                       if k not in compare_module.LOCATION_KEYS and k not in compare_module.ADDED_KEYS}
+    assert compare_module.run_identity(config) == digest(before_the_keys)[:10]
+    changed = {"exclude_seen": True, "lora_rank": 4, "lora_alpha": 32.0}
+    assert set(changed) == set(compare_module.ADDED_KEYS)
+    for key in set(changed) & set(settings):
+        assert compare_module.run_identity(config.model_copy(update={key: changed[key]})) != compare_module.run_identity(config)

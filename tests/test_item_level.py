@@ -20,7 +20,8 @@ TRANSFORMER = dict(hidden_size=16, num_layers=1, num_heads=2, dropout_rate=0.0)
 
 def simgr(**settings) -> SimGR:
     torch.manual_seed(0)
-    values = {**TRANSFORMER, "backbone": "scratch", "item_aggregator": "mean", "temperature": 1.0, "instruction": "", **settings}
+    values = {**TRANSFORMER, "backbone": "scratch", "item_aggregator": "mean", "temperature": 1.0, "instruction": "",
+              "lora_rank": 0, "lora_alpha": 16.0, **settings}
     return SimGR(SIDS, max_len=6, settings=SimGRSettings(**values))
 
 
@@ -124,8 +125,43 @@ def test_simgr_on_a_local_pretrained_backbone(tmp_path):
         torch.testing.assert_close(model.scores([np.array([1])])[0], model.scores(histories)[1])
 
 
+def test_simgr_lora_trains_only_adapters_and_sid_token_rows(tmp_path):
+    folder = tiny_language_model(tmp_path)
+    histories, targets = [np.array([0, 1]), np.array([1])], np.array([2, 0])
+    lora = simgr(backbone=str(folder), item_aggregator="proj", lora_rank=2, lora_alpha=4.0).eval()
+    with torch.no_grad():
+        start = lora.scores(histories)
+        with lora.backbone.model.disable_adapter():  # = the pretrained model: LoRA starts as the identity
+            torch.testing.assert_close(lora.scores(histories), start)
+    trainable = {name for name, p in lora.named_parameters() if p.requires_grad}
+    assert any("lora_B" in n for n in trainable) and any("trainable_tokens" in n for n in trainable)
+    assert all("lora_" in n or "trainable_tokens" in n or n.startswith("aggregate.") for n in trainable)
+    assert "aggregate.project.weight" in trainable  # the item aggregator is ours: it trains in full
+    frozen = {name: p.detach().clone() for name, p in lora.named_parameters() if not p.requires_grad}
+    all_rows = torch.arange(40 + 3 + 4 + 2)
+    rows = lora.backbone.embedding(all_rows).detach().clone()
+    optimizer = torch.optim.AdamW(lora.parameters(), lr=0.01, weight_decay=0.1)  # as the trainer builds it
+    lora.train()
+    for _ in range(3):
+        optimizer.zero_grad()
+        lora.loss(histories, targets, torch.Generator().manual_seed(0)).backward()
+        optimizer.step()
+    assert all(torch.equal(p, frozen[name]) for name, p in lora.named_parameters() if not p.requires_grad)
+    after = lora.backbone.embedding(all_rows).detach()
+    assert torch.equal(after[:40], rows[:40])  # the pretrained vocabulary is frozen
+    assert (after[40:] != rows[40:]).any(dim=1).all()  # every SID-token row learned (each scores items)
+    lora.eval()
+    restored = simgr(backbone=str(folder), item_aggregator="proj", lora_rank=2, lora_alpha=4.0).eval()
+    restored.load_state_dict(lora.state_dict())  # a checkpoint resumes the adapted model
+    with torch.no_grad():
+        assert not torch.allclose(lora.scores(histories), start)
+        torch.testing.assert_close(restored.scores(histories), lora.scores(histories))
+
+
 def test_simgr_settings_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="pretrained backbone"):
         simgr(instruction="hello")
+    with pytest.raises(ConfigError, match="lora_rank needs a pretrained backbone"):
+        simgr(lora_rank=4)
     with pytest.raises(ConfigError, match="neither 'scratch' nor a local model folder"):
         simgr(backbone=str(tmp_path / "missing"))

@@ -6,7 +6,8 @@ and ranked exhaustively at inference (nothing pruned, no independence assumption
 
 ``backbone=scratch`` (the offline default) is a small causal transformer with its own token table;
 a path to a local Hugging Face model uses that model instead (its vocabulary extended with the SID
-tokens, its own sizes; an ``instruction`` text is then tokenized with its tokenizer and prefixed).
+tokens, its own sizes; an ``instruction`` text is then tokenized with its tokenizer and prefixed),
+fine-tuned whole or, with ``lora_rank > 0``, through ``peft`` LoRA adapters plus the SID-token rows.
 """
 
 from pathlib import Path
@@ -29,6 +30,8 @@ class Settings(TransformerSettings):
     item_aggregator: Literal[AGGREGATORS]  # type: ignore[valid-type]
     temperature: float = Field(gt=0)
     instruction: str  # text before the history (pretrained backbones only)
+    lora_rank: int = Field(ge=0)  # 0: fine-tune the whole pretrained backbone
+    lora_alpha: float = Field(gt=0)
 
 
 class ScratchBackbone(nn.Module):
@@ -36,7 +39,7 @@ class ScratchBackbone(nn.Module):
         super().__init__()
         self.table = SIDTokenTable(sids, settings.hidden_size)
         self.trunk = PositionalEncoder(max_tokens, settings, causal=True)
-        self.embedding, self.pad_id = self.table.embedding, 0
+        self.embedding, self.pad_id, self.dim = self.table.embedding, 0, settings.hidden_size
         self.register_buffer("item_token_ids", self.table.item_tokens.clone(), persistent=False)
         self.register_buffer("prefix_ids", torch.zeros(0, dtype=torch.long), persistent=False)
 
@@ -46,18 +49,24 @@ class ScratchBackbone(nn.Module):
 
 class PretrainedBackbone(nn.Module):
     """A local Hugging Face model (no download): its token embeddings extended with one row per
-    SID token; left padding with explicit positions, so the last position is the latest token."""
+    SID token; left padding with explicit positions, so the last position is the latest token.
 
-    def __init__(self, path: Path, sids: SemanticIDs, instruction: str):
+    With ``lora_rank > 0`` only LoRA adapters on its linear layers and the new SID-token rows train
+    (peft's ``trainable_token_indices``): the item side reads the same adapted rows as the history."""
+
+    def __init__(self, path: Path, sids: SemanticIDs, instruction: str, lora_rank: int, lora_alpha: float):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
         self.model = AutoModel.from_pretrained(path)
         base = self.model.get_input_embeddings().num_embeddings
         self.model.resize_token_embeddings(base + sum(sids.level_sizes))
-        self.embedding = self.model.get_input_embeddings()
-        if self.embedding.embedding_dim != self.model.config.hidden_size:
+        self.dim = self.model.get_input_embeddings().embedding_dim
+        if self.dim != self.model.config.hidden_size:
             raise ConfigError(f"backbone {path}: hidden size {self.model.config.hidden_size} differs from its embedding size")
+        if lora_rank:
+            self.model = with_lora(self.model, lora_rank, lora_alpha, range(base, base + sum(sids.level_sizes)))
+        self.embedding = self.model.get_input_embeddings()
         offsets = [base + sum(sids.level_sizes[:level]) for level in range(len(sids.level_sizes))]
         self.register_buffer("item_token_ids", torch.as_tensor(np.asarray(sids.codes) + np.array(offsets), dtype=torch.long),
                              persistent=False)
@@ -77,6 +86,17 @@ class PretrainedBackbone(nn.Module):
         return self.model(input_ids=ids, attention_mask=real.long(), position_ids=positions).last_hidden_state[:, -1]
 
 
+def with_lora(model: nn.Module, rank: int, alpha: float, sid_rows: range) -> nn.Module:
+    """``model`` frozen but for rank-``rank`` LoRA adapters on every linear layer and its SID-token
+    embedding rows (which no pretrained weight knows, so they must learn in full)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ConfigError("lora_rank > 0 needs peft: pip install 'genrec[lora]'") from None
+    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, target_modules="all-linear",
+                                            trainable_token_indices=list(sid_rows)))
+
+
 class SimGR(FullRankingRecommender):
     def __init__(self, sids: SemanticIDs, max_len: int, settings: Settings):
         super().__init__()
@@ -84,13 +104,15 @@ class SimGR(FullRankingRecommender):
         if settings.backbone == "scratch":
             if settings.instruction:
                 raise ConfigError("instruction needs a pretrained backbone with a tokenizer (backbone=scratch has no words)")
+            if settings.lora_rank:
+                raise ConfigError("lora_rank needs a pretrained backbone (backbone=scratch trains in full)")
             self.backbone = ScratchBackbone(sids, max_len * len(sids.level_sizes), settings)
         else:
             path = Path(settings.backbone)
             if not path.is_dir():
                 raise ConfigError(f"backbone {settings.backbone!r} is neither 'scratch' nor a local model folder")
-            self.backbone = PretrainedBackbone(path, sids, settings.instruction)
-        self.aggregate = ItemAggregator(settings.item_aggregator, self.backbone.embedding.embedding_dim, len(sids.level_sizes))
+            self.backbone = PretrainedBackbone(path, sids, settings.instruction, settings.lora_rank, settings.lora_alpha)
+        self.aggregate = ItemAggregator(settings.item_aggregator, self.backbone.dim, len(sids.level_sizes))
 
     def history_tokens(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, T]`` right-aligned token ids (instruction, then each item's SID tokens) and the
