@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,9 @@ def run_one(config) -> tuple[dict, Path]:
     else:
         if (directory / "last.pt").is_file():
             config = config.model_copy(update={"checkpoint": directory / "last.pt"})
+        elif directory.is_dir():
+            log.info("restarting %s (stopped before its first checkpoint)", directory)
+            shutil.rmtree(directory)
         results, directory = train(config)
     epochs = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
     results["train_seconds"] = sum(record.get("seconds", 0.0) for record in epochs)

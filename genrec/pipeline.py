@@ -10,6 +10,7 @@ from pathlib import Path
 from genrec import datasets
 from genrec.config import dump_config
 from genrec.data import Interactions, LeaveOneOutSplit, leave_one_out
+from genrec.errors import GenrecError
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +27,18 @@ def load_split(config) -> tuple[Interactions, LeaveOneOutSplit]:
 
 
 def run_directory(config, command: str) -> Path:
-    """A fresh output folder for one run, holding its fully resolved ``config.yaml``."""
+    """A new output folder for one run, holding its resolved ``config.yaml``. A folder that holds a
+    run already is never reused, and the saved config leaves ``run_name`` out, so evaluating or
+    training again from a run's ``--config`` cannot overwrite that run's results."""
     name = config.run_name
     if name is None:
         parts = [command, config.dataset, getattr(config, "category", None), time.strftime("%Y%m%d-%H%M%S")]
         name = "-".join(str(p) for p in parts if p)
     directory = Path(config.output_dir) / name
+    if (directory / "config.yaml").exists():
+        raise GenrecError(f"{directory} holds a run already; choose another --run_name")
     directory.mkdir(parents=True, exist_ok=True)
-    dump_config(config, directory / "config.yaml")
+    dump_config(config.model_copy(update={"run_name": None}), directory / "config.yaml")
     return directory
 
 

@@ -47,25 +47,28 @@ def test_compare_trains_each_model_and_seed_then_reuses_them(tmp_path, capsys, m
         compare_module.compare(changed[1:])  # another setting is another run
 
 
-def test_compare_resumes_an_interrupted_run(tmp_path, monkeypatch):
+@pytest.mark.parametrize("killed_in_epoch", [1, 2])
+def test_compare_resumes_an_interrupted_run(tmp_path, monkeypatch, killed_in_epoch):
     from genrec.trainer import Trainer
 
     real = Trainer.train_epoch
 
-    def dies_in_epoch_2(self):
-        if self.epoch == 1:
+    def dies(self):
+        if self.epoch == killed_in_epoch - 1:
             raise KeyboardInterrupt
         return real(self)
 
     argv = ["--models=PSID", "--seeds=1", *flags(tmp_path)]
-    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_2)
+    monkeypatch.setattr(Trainer, "train_epoch", dies)
     with pytest.raises(KeyboardInterrupt):
         compare_module.compare(argv)
     monkeypatch.setattr(Trainer, "train_epoch", real)
     _, folder = compare_module.compare(argv)
     (run,) = [p for p in folder.iterdir() if p.is_dir()]
     epochs = [json.loads(line).get("epoch") for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == [1, 2, None]  # epoch 1 from the killed run, epoch 2 resumed, then the final test
+    # killed in epoch 2: epoch 1 from the killed run, epoch 2 resumed; killed in epoch 1 (no
+    # checkpoint yet): trained afresh in the same folder; then the final test
+    assert epochs == [1, 2, None]
 
 
 def test_compare_variants_of_one_model(tmp_path):

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import TINY_SYNTHETIC
 
 from genrec.cli import main
@@ -78,6 +79,20 @@ def test_evaluate_command_reproduces_the_test_of_the_best_checkpoint(make_config
     # main.py / genrec train with a weights-only checkpoint evaluates instead of resuming
     assert main(["train", *[f.replace("--run_name=eval", "--run_name=eval2") for f in flags]]) == 0
     assert json.loads((tmp_path / "runs/eval2/results.json").read_text())["test"]["ndcg@10"] == evaluated["test"]["ndcg@10"]
+
+
+def test_evaluating_a_run_from_its_own_config_never_overwrites_it(make_config, tmp_path, capsys):
+    results, directory = train(tiny(make_config, tmp_path, model="PSID", epochs=1))
+    saved = {name: (directory / name).read_bytes() for name in ("config.yaml", "results.json")}
+    assert yaml.safe_load(saved["config.yaml"])["run_name"] is None  # reloading it starts a new folder
+    run = [f"--config={directory / 'config.yaml'}", f"--checkpoint={directory / 'best.pt'}"]
+    assert main(["evaluate", *run, "--exclude_seen=true"]) == 0
+    assert {name: (directory / name).read_bytes() for name in saved} == saved
+    (evaluated,) = (tmp_path / "runs").glob("evaluate-Synthetic-*/results.json")
+    assert "target_seen" in json.loads(evaluated.read_text())["test"]
+    assert main(["evaluate", *run, f"--run_name={directory.name}"]) == 2  # an explicit clash is refused
+    assert "holds a run already" in capsys.readouterr().err
+    assert {name: (directory / name).read_bytes() for name in saved} == saved
 
 
 def test_latte_recommends_real_items_only(make_config, tmp_path):
