@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from genrec.cache import atomic_write_text, digest
-from genrec.config import keys_of_other_models, load_config, parse_flags
+from genrec.config import keys_of_other_models, load_config, parse_flags, read_yaml
 from genrec.errors import ConfigError
 from genrec.provenance import source_commit
 
@@ -68,6 +68,17 @@ def run_identity(config) -> str:
     settings = config.model_dump(mode="json")
     return digest({k: v for k, v in settings.items()
                    if k not in LOCATION_KEYS and not (k in ADDED_KEYS and v == ADDED_KEYS[k])})[:10]
+
+
+def changed_model_settings(config) -> dict[str, dict[str, Any]]:
+    """The model's own settings (its ``config.yaml``) that the file, flags or variant changed: a key
+    such as ``num_layers`` in a file shared by several models sizes every model that declares it,
+    which a reader of the table would not guess."""
+    from genrec import models
+
+    settings = config.model_dump(mode="json")
+    return {key: {"value": settings[key], "default": default}
+            for key, default in read_yaml(models.config_file(config.model)).items() if settings[key] != default}
 
 
 def run_one(config) -> tuple[dict, Path]:
@@ -127,6 +138,15 @@ def markdown_table(summary: dict, seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def markdown_changes(changes: dict[str, dict[str, dict[str, Any]]]) -> str:
+    lines = ["Each model's own settings (`genrec/models/<Model>/config.yaml`) that the file, flags or variant changed, "
+             "its default in brackets:", ""]
+    for model, changed in changes.items():
+        listed = ", ".join(f"`{key}` {c['value']} ({c['default']})" for key, c in changed.items())
+        lines.append(f"- {model}: {listed or 'none'}")
+    return "\n".join(lines)
+
+
 def compare(argv: list[str]) -> tuple[str, Path]:
     """Run the comparison; returns the Markdown report and the folder holding it (and the JSON)."""
     config_file, flags = parse_flags(argv)
@@ -143,10 +163,11 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     variants = [(spec, *parse_variant(spec)) for spec in specs]
     names = [name for _, name, _ in variants]
 
-    runs, folder = [], None
+    runs, changes, folder = [], {}, None
     for label, name, overrides in variants:
         settings = {**flags, **overrides, "model": name}
         base = load_config(file_args, ignore=keys_of_other_models(name, names), **settings)
+        changes[label] = changed_model_settings(base)
         for seed in parse_seeds(seeds_flag, base.seed):
             config = load_config(file_args, ignore=keys_of_other_models(name, names), **{**settings, "seed": seed})
             slug = "-".join(str(p) for p in (config.dataset, getattr(config, "category", None)) if p)
@@ -163,9 +184,10 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     runs_at = ", ".join(f"`{c}`" for c in trained_by)
     report = (f"`{command}`\n\ncommit `{commit}` (runs trained at {runs_at}); seeds {', '.join(map(str, seeds))}; test metrics "
               f"of the best validation checkpoint (mean ± sample std over seeds); train s includes validation; every run's "
-              f"resolved `config.yaml` is in its folder under `{folder}`.{settings}\n\n{markdown_table(summary, seeds)}\n")
+              f"resolved `config.yaml` is in its folder under `{folder}`.{settings}\n\n{markdown_table(summary, seeds)}\n\n"
+              f"{markdown_changes(changes)}\n")
     atomic_write_text(folder / "comparison.md", report)
     atomic_write_text(folder / "comparison.json", json.dumps(
         {"command": command, "commit": commit, "seeds": seeds, "config_file": yaml.safe_load(config_file.read_text()) if config_file else None,
-         "flags": flags, "summary": summary, "runs": runs}, indent=2, default=str))
+         "flags": flags, "changed_model_settings": changes, "summary": summary, "runs": runs}, indent=2, default=str))
     return report, folder

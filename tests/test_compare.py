@@ -78,6 +78,13 @@ def test_compare_variants_of_one_model(tmp_path):
     assert rows == ["SASRec", "SASRec:loss_type=bce:hidden_size=16"]
     (bce,) = [p for p in folder.iterdir() if p.name.startswith("SASRec-loss_type=bce-hidden_size=16-seed")]
     assert "loss_type: bce" in (bce / "config.yaml").read_text() and "hidden_size: 16" in (bce / "config.yaml").read_text()
+    # the table says which of each model's own settings differ from its config.yaml: here the
+    # variant's, and a shared flag's (num_layers sizes both; SASRec's default is 2)
+    report, folder = compare_module.compare([*argv, "--num_layers=1"])
+    assert "- SASRec: `num_layers` 1 (2)\n" in report
+    assert "- SASRec:loss_type=bce:hidden_size=16: `hidden_size` 16 (64), `num_layers` 1 (2), `loss_type` bce (ce)\n" in report
+    changes = json.loads((folder / "comparison.json").read_text())["changed_model_settings"]
+    assert changes["SASRec"] == {"num_layers": {"value": 1, "default": 2}}
     with pytest.raises(ConfigError, match="Model:key=value"):
         compare_module.compare(["--models=SASRec:loss_type", *flags(tmp_path, backbone={})])
 
