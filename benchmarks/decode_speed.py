@@ -16,13 +16,14 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from genrec.config import load_config, parse_flags
 from genrec.models.sid_seq2seq import EOS
-from genrec.pipeline import build_model, load_split
+from genrec.pipeline import build_model, load_split, load_trained
 from genrec.runtime import resolve_device, seed_everything
 
 
@@ -77,11 +78,12 @@ def main(argv: list[str]) -> None:
     checkpoint = flags.pop("checkpoint", None)
     config = load_config([], **{"model": "PSID", **flags})
     seed_everything(config.seed)
-    data, split = load_split(config)
-    model = build_model(config, data, split)
     device = resolve_device(config.device)
     if checkpoint:
-        model.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False)["model"])
+        model, data, split = load_trained(config, Path(checkpoint))
+    else:
+        data, split = load_split(config)
+        model = build_model(config, data, split)
     model.to(device).eval()
     histories = split.test.histories[:users]
     allowed = hf_trie(model.item_tokens.cpu())

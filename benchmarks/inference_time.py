@@ -24,7 +24,7 @@ import torch
 from genrec.config import load_config, parse_flags
 from genrec.data import Examples
 from genrec.evaluation import recommend_all
-from genrec.pipeline import build_model, load_split
+from genrec.pipeline import load_trained
 from genrec.runtime import resolve_device
 
 
@@ -34,11 +34,8 @@ def first_users(examples: Examples, n: int) -> Examples:
 
 def time_run(directory: Path, users: int, repeats: int, overrides: dict) -> dict:
     config = load_config([f"--config={directory / 'config.yaml'}"], **overrides)
-    interactions, split = load_split(config)
     device = resolve_device(config.device)
-    model = build_model(config, interactions, split)
-    model.load_state_dict(torch.load(directory / "best.pt", map_location=device, weights_only=False)["model"])
-    model.to(device)
+    model, _, split = load_trained(config, directory / "best.pt")
     examples = first_users(split.test, users)
     autocast = device.type == "cuda"
     recommend_all(model, first_users(examples, config.eval_batch_size), config.eval_batch_size, 10, config.test_num_beams, autocast)

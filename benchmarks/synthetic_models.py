@@ -17,21 +17,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from genrec import models
 from genrec.config import keys_of_other_models, load_config, parse_flags
 from genrec.data import Examples
 from genrec.evaluation import ranking_metrics, recommend_all
-from genrec.pipeline import build_model, load_split, train
+from genrec.pipeline import load_trained, train
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
 
 def twin_metrics(config, directory: Path) -> dict:
-    data, split = load_split(config)
-    model = build_model(config, data, split)
-    model.load_state_dict(torch.load(directory / "best.pt", map_location="cpu", weights_only=False)["model"])
+    model, data, split = load_trained(config.model_copy(update={"device": "cpu"}), directory / "best.pt")
     index = {item: i for i, item in enumerate(data.item_ids)}
     twins = {index[item] for pair in data.extra["twin_pairs"] for item in pair["items"] if item in index}
     users = np.flatnonzero(np.isin(split.test.targets, list(twins)))

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def digest(obj: Any) -> str:
@@ -59,12 +63,25 @@ class ArrayCache:
     def path(self, kind: str, key: dict[str, Any]) -> Path:
         return self.directory / f"{kind}-{digest(key)[:20]}.npz"
 
-    def load(self, kind: str, key: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    def load(self, kind: str, key: dict[str, Any], check: Callable[[dict[str, np.ndarray]], str | None] | None = None
+             ) -> dict[str, np.ndarray] | None:
+        """The entry's arrays, or None when there is none. An entry that cannot be read (truncated,
+        garbage) or that ``check`` rejects (it returns what is wrong) is logged as a warning naming
+        the file and treated as absent, so the caller rebuilds and overwrites it."""
         path = self.path(kind, key)
         if not path.exists():
             return None
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            log.warning("cache entry %s is unreadable (%s); rebuilding it", path, exc)
+            return None
+        problem = check(arrays) if check is not None else None
+        if problem:
+            log.warning("cache entry %s is invalid (%s); rebuilding it", path, problem)
+            return None
+        return arrays
 
     def save(self, kind: str, key: dict[str, Any], arrays: dict[str, np.ndarray], info: dict | None = None) -> Path:
         path = self.path(kind, key)

@@ -86,10 +86,10 @@ def cmd_sids(argv: list[str]) -> int:
     from genrec.semantic_ids import semantic_ids
 
     config = load_config(argv)
-    interactions, split = load_split(config)
-    sids = semantic_ids(config, interactions, split)
-    directory = run_directory(config, "sids")
-    atomic_write_text(directory / "sids.json", json.dumps(sids.report, indent=2))
+    with run_directory(config, "sids") as directory:
+        interactions, split = load_split(config)
+        sids = semantic_ids(config, interactions, split)
+        atomic_write_text(directory / "sids.json", json.dumps(sids.report, indent=2))
     print(sids_summary(sids.report))
     print(f"report and resolved config: {directory}")
     return 0
@@ -111,11 +111,8 @@ def cmd_train(argv: list[str]) -> int:
     config = load_config(argv)
     if config.model is None:
         raise GenrecError(f"no model chosen; pass --model=<{'|'.join(models.names())}>")
-    if config.checkpoint is not None:
-        if not Path(config.checkpoint).is_file():
-            raise GenrecError(f"checkpoint not found: {config.checkpoint}")
-        if not is_resumable(Path(config.checkpoint)):
-            return cmd_evaluate(argv)
+    if config.checkpoint is not None and not is_resumable(Path(config.checkpoint)):
+        return cmd_evaluate(argv)
     results, directory = train(config)
     print(f"{config.model} on {config.dataset}: best epoch {results['best_epoch']}, beam {results['num_beams']}")
     print(results_table(results))
@@ -124,26 +121,22 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def cmd_evaluate(argv: list[str]) -> int:
-    import torch
-
+    """Evaluate a checkpoint of the configured run; its folder is written first (so an unwritable
+    output fails before the work) and removed if the evaluation fails."""
     from genrec.evaluation import Catalogue, evaluate
-    from genrec.pipeline import build_model, load_split, run_directory
-    from genrec.runtime import resolve_device
+    from genrec.pipeline import load_trained, run_directory
 
     config = load_config(argv)
     if config.model is None or config.checkpoint is None:
         raise GenrecError("evaluate needs --model and --checkpoint=PATH (best.pt or last.pt of a run)")
-    interactions, split = load_split(config)
-    model = build_model(config, interactions, split)
-    device = resolve_device(config.device)
-    model.load_state_dict(torch.load(config.checkpoint, map_location=device, weights_only=False)["model"])
-    model.to(device)
-    catalogue = Catalogue.of(interactions, config.category_level)
-    results = {name: evaluate(model, examples, catalogue, config.eval_batch_size, config.test_num_beams, device.type == "cuda",
-                              config.exclude_seen)
-               for name, examples in (("valid", split.valid), ("test", split.test))}
-    directory = run_directory(config, "evaluate")
-    atomic_write_text(directory / "results.json", json.dumps(results, indent=2))
+    with run_directory(config, "evaluate") as directory:
+        model, interactions, split = load_trained(config, Path(config.checkpoint))
+        catalogue = Catalogue.of(interactions, config.category_level)
+        autocast = next(model.parameters()).device.type == "cuda"
+        results = {name: evaluate(model, examples, catalogue, config.eval_batch_size, config.test_num_beams, autocast,
+                                  config.exclude_seen)
+                   for name, examples in (("valid", split.valid), ("test", split.test))}
+        atomic_write_text(directory / "results.json", json.dumps(results, indent=2))
     print(results_table(results))
     print(f"results and resolved config: {directory}")
     return 0
@@ -166,13 +159,13 @@ def cmd_run(argv: list[str]) -> int:
     config = load_config(argv)
     if config.model is not None:
         return cmd_train(argv)
-    directory = run_directory(config, "run")
-    interactions, split = load_split(config)
-    sids = semantic_ids(config, interactions, split)
-    summary = {"data": interactions.stats(),
-               "split": {"train_examples": len(split.train), "valid_users": len(split.valid), "test_users": len(split.test)},
-               "semantic_ids": sids.report}
-    atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2))
+    with run_directory(config, "run") as directory:
+        interactions, split = load_split(config)
+        sids = semantic_ids(config, interactions, split)
+        summary = {"data": interactions.stats(),
+                   "split": {"train_examples": len(split.train), "valid_users": len(split.valid), "test_users": len(split.test)},
+                   "semantic_ids": sids.report}
+        atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2))
     print(format_table([summary["data"]], ["dataset", "users", "items", "interactions", "avg_length"]))
     print(format_table([summary["split"]], list(summary["split"])))
     print(sids_summary(sids.report))

@@ -19,14 +19,13 @@ import numpy as np
 import yaml
 
 from genrec.cache import atomic_write_text, digest
+from genrec.checkpoint import LOCATION_KEYS
 from genrec.config import keys_of_other_models, load_config, parse_flags, read_yaml
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, GenrecError
 from genrec.provenance import source_commit
 
 log = logging.getLogger(__name__)
 
-# Where files go, not what is computed: left out of a run's identity.
-LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device")
 # Settings added after runs had been named, with the value that reproduces what ran before them: at
 # that value they stay out of a run's identity, so a new option does not orphan finished runs.
 ADDED_KEYS = {"exclude_seen": False, "lora_rank": 0, "lora_alpha": 16.0}
@@ -88,7 +87,7 @@ def run_one(config) -> tuple[dict, Path]:
     directory = Path(config.output_dir) / config.run_name
     if (directory / "results.json").is_file():
         log.info("reusing %s", directory)
-        results = json.loads((directory / "results.json").read_text())
+        results = read_results(directory / "results.json")
     else:
         if (directory / "last.pt").is_file():
             config = config.model_copy(update={"checkpoint": directory / "last.pt"})
@@ -96,9 +95,30 @@ def run_one(config) -> tuple[dict, Path]:
             log.info("restarting %s (stopped before its first checkpoint)", directory)
             shutil.rmtree(directory)
         results, directory = train(config)
-    epochs = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
-    results["train_seconds"] = sum(record.get("seconds", 0.0) for record in epochs)
+    results["train_seconds"] = training_seconds(directory / "metrics.jsonl")
     return results, directory
+
+
+def read_results(path: Path) -> dict:
+    """A finished run's ``results.json``; a damaged one is one error line saying how to retrain."""
+    try:
+        results = json.loads(path.read_text())
+        if not isinstance(results, dict) or not all(isinstance(results.get(k), dict) for k in ("valid", "test")):
+            raise ValueError("expected an object with 'valid' and 'test' metrics")
+        return results
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GenrecError(f"{path}: damaged results ({exc}); delete {path.parent} to train that run again") from None
+
+
+def training_seconds(path: Path) -> float:
+    """Seconds of every epoch in a run's ``metrics.jsonl`` (validation included)."""
+    try:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise GenrecError(f"{path}: missing; delete {path.parent} to train that run again") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GenrecError(f"{path}: damaged log ({exc}); delete {path.parent} to train that run again") from None
+    return sum(record.get("seconds", 0.0) for record in records if isinstance(record, dict))
 
 
 def mean_std(values: list[float]) -> dict[str, float]:

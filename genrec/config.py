@@ -54,6 +54,7 @@ class GlobalSettings(StrictModel):
     run_name: str | None
     device: Literal["auto", "cpu", "cuda"]
     # sequences
+    duplicates: Literal["drop", "refuse", "keep"]
     max_item_seq_len: int = Field(ge=1)
     # item embeddings
     item_emb: Literal["auto", "text", "cf", "text+cf"]

@@ -4,10 +4,14 @@ Models (next issues) receive these from here and never rebuild them their own wa
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from genrec import datasets
+from genrec.checkpoint import EVALUATION_KEYS, check_identity, read_checkpoint, restore_weights, run_identity
 from genrec.config import dump_config
 from genrec.data import Interactions, LeaveOneOutSplit, leave_one_out
 from genrec.errors import GenrecError
@@ -26,20 +30,42 @@ def load_split(config) -> tuple[Interactions, LeaveOneOutSplit]:
     return interactions, leave_one_out(interactions.sequences, config.max_item_seq_len)
 
 
-def run_directory(config, command: str) -> Path:
-    """A new output folder for one run, holding its resolved ``config.yaml``. A folder that holds a
-    run already is never reused, and the saved config leaves ``run_name`` out, so evaluating or
-    training again from a run's ``--config`` cannot overwrite that run's results."""
+RUN_FILES = ("config.yaml", "results.json", "best.pt", "last.pt", "metrics.jsonl")
+
+
+@contextmanager
+def run_directory(config, command: str) -> Iterator[Path]:
+    """A new output folder for one run, holding its resolved ``config.yaml``, written first (so a
+    folder that cannot be written fails before any work). A folder that holds a run is never reused,
+    a ``run_name`` may not lead out of ``output_dir`` (checked on the resolved path), and the saved
+    config leaves ``run_name`` out, so evaluating or training again from a run's ``--config`` cannot
+    overwrite that run. If the command fails, the folder is removed unless it holds a resumable
+    ``last.pt``, so a failed command never blocks its ``run_name``."""
     name = config.run_name
     if name is None:
         parts = [command, config.dataset, getattr(config, "category", None), time.strftime("%Y%m%d-%H%M%S")]
         name = "-".join(str(p) for p in parts if p)
-    directory = Path(config.output_dir) / name
-    if (directory / "config.yaml").exists():
-        raise GenrecError(f"{directory} holds a run already; choose another --run_name")
-    directory.mkdir(parents=True, exist_ok=True)
-    dump_config(config.model_copy(update={"run_name": None}), directory / "config.yaml")
-    return directory
+    output = Path(config.output_dir).expanduser().resolve()
+    directory = (output / name).resolve()
+    if output not in directory.parents:
+        raise GenrecError(f"run_name {name!r} leads to {directory}, outside output_dir {output}; name a folder inside it")
+    held = [f for f in RUN_FILES if (directory / f).exists()]
+    if held:
+        raise GenrecError(f"{directory} holds a run already ({', '.join(held)}); choose another --run_name")
+    created = not directory.exists()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GenrecError(f"cannot create the run folder {directory}: {exc.strerror}") from None
+    try:
+        dump_config(config.model_copy(update={"run_name": None}), directory / "config.yaml")
+        yield directory
+    except BaseException:
+        if not (directory / "last.pt").exists():
+            (directory / "config.yaml").unlink(missing_ok=True)
+            if created:
+                shutil.rmtree(directory, ignore_errors=True)
+        raise
 
 
 def build_model(config, interactions: Interactions, split: LeaveOneOutSplit):
@@ -47,6 +73,28 @@ def build_model(config, interactions: Interactions, split: LeaveOneOutSplit):
     from genrec import models
 
     return models.get(config.model).build(config, interactions, split)
+
+
+def identity(config, interactions: Interactions, model) -> dict:
+    """The identity its checkpoints carry (:mod:`genrec.checkpoint`): settings, data, semantic IDs."""
+    sids = getattr(model, "semantic_ids", None)
+    return run_identity(config, interactions.fingerprint, sids.fingerprint if sids is not None else None)
+
+
+def load_trained(config, checkpoint: Path):
+    """``(model, interactions, split)``: the configured model with a checkpoint's weights, after
+    checking that the checkpoint was trained with these settings, data and semantic IDs (only
+    :data:`genrec.checkpoint.EVALUATION_KEYS` may differ). The model is on ``config.device``."""
+    from genrec.runtime import resolve_device
+
+    device = resolve_device(config.device)
+    state = read_checkpoint(checkpoint, device)
+    interactions, split = load_split(config)
+    model = build_model(config, interactions, split)
+    check_identity(checkpoint, state["identity"], identity(config, interactions, model), EVALUATION_KEYS,
+                   f"Evaluate it with the settings it was trained with: --config={Path(checkpoint).parent / 'config.yaml'}")
+    restore_weights(model, state, checkpoint)
+    return model.to(device), interactions, split
 
 
 def train(config) -> tuple[dict, Path]:
@@ -58,9 +106,16 @@ def train(config) -> tuple[dict, Path]:
     seed_everything(config.seed)
     interactions, split = load_split(config)
     model = build_model(config, interactions, split)
-    directory = Path(config.checkpoint).parent if config.checkpoint else run_directory(config, "train")
     catalogue = Catalogue.of(interactions, config.category_level)
-    trainer = Trainer(config, model, split, catalogue, directory, resolve_device(config.device))
+
+    def fit(directory: Path) -> tuple[dict, Path]:
+        trainer = Trainer(config, model, split, catalogue, directory, resolve_device(config.device),
+                          identity(config, interactions, model))
+        if config.checkpoint:
+            trainer.resume(Path(config.checkpoint))
+        return trainer.fit(), directory
+
     if config.checkpoint:
-        trainer.resume(Path(config.checkpoint))
-    return trainer.fit(), directory
+        return fit(Path(config.checkpoint).parent)
+    with run_directory(config, "train") as directory:
+        return fit(directory)

@@ -18,8 +18,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from genrec.cache import atomic_write, atomic_write_text
+from genrec.cache import atomic_write_text
+from genrec.checkpoint import RESUMABLE_KEYS, CheckpointError, check_identity, read_checkpoint, restore_weights, save_checkpoint
+from genrec.config import dump_config
 from genrec.data import LeaveOneOutSplit
+from genrec.errors import GenrecError
 from genrec.evaluation import Catalogue, evaluate
 from genrec.provenance import source_commit
 from genrec.runtime import deterministic
@@ -56,16 +59,18 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
 
 def is_resumable(path: Path) -> bool:
     """A ``last.pt`` carries the training state; a ``best.pt`` only the weights (evaluate it)."""
-    return "optimizer" in torch.load(path, map_location="cpu", weights_only=False)
+    return "optimizer" in read_checkpoint(path)
 
 
-def save(path: Path, state: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+class TrainingDiverged(GenrecError):
+    """The loss or the weights became non-finite."""
 
 
 class Trainer:
-    def __init__(self, config, model, split: LeaveOneOutSplit, catalogue: Catalogue, directory: Path, device: torch.device):
+    def __init__(self, config, model, split: LeaveOneOutSplit, catalogue: Catalogue, directory: Path, device: torch.device,
+                 identity: dict):
         self.config, self.split, self.catalogue, self.directory, self.device = config, split, catalogue, directory, device
+        self.identity = identity  # stored in every checkpoint (genrec.checkpoint)
         self.model = model.to(device)
         self.autocast = device.type == "cuda"
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -85,12 +90,35 @@ class Trainer:
                 "epoch": self.epoch, "best": self.best, "best_epoch": self.best_epoch, "bad_evals": self.bad_evals}
 
     def resume(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch, self.best, self.best_epoch, self.bad_evals = state["epoch"], state["best"], state["best_epoch"], state["bad_evals"]
+        """Continue from a ``last.pt`` of the same run; only :data:`RESUMABLE_KEYS` may have changed,
+        and a change is logged, appended to ``resumes.jsonl`` and written into ``config.yaml``."""
+        state = read_checkpoint(path, self.device)
+        if "optimizer" not in state:
+            raise CheckpointError(f"{path} holds weights only (a best.pt): evaluate it, or resume from the run's last.pt")
+        changed = check_identity(path, state["identity"], self.identity, RESUMABLE_KEYS,
+                                 f"A resume may change only {', '.join(RESUMABLE_KEYS)}; for other settings start a new run")
+        restore_weights(self.model, state, path)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.epoch, self.best, self.best_epoch, self.bad_evals = state["epoch"], state["best"], state["best_epoch"], state["bad_evals"]
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: incomplete training state ({exc})") from None
+        self.keep_metrics_up_to(self.epoch)
+        if changed:
+            listed = {key: {"checkpoint": old, "now": new} for key, (old, new) in changed.items()}
+            log.warning("resuming %s with changed settings: %s", path, ", ".join(f"{k} {v['checkpoint']} -> {v['now']}" for k, v in listed.items()))
+            with open(self.directory / "resumes.jsonl", "a") as handle:
+                handle.write(json.dumps({"epoch": self.epoch, "changed": listed, "commit": self.commit}) + "\n")
+            dump_config(self.config.model_copy(update={"run_name": None, "checkpoint": None}), self.directory / "config.yaml")
         log.info("resumed from %s at epoch %d (best %s %.4f at epoch %d)", path, self.epoch, SELECT_ON, self.best, self.best_epoch)
+
+    def keep_metrics_up_to(self, epoch: int) -> None:
+        """Drop log lines a killed run wrote after its checkpoint (they are trained again)."""
+        path = self.directory / "metrics.jsonl"
+        if path.is_file():
+            lines = [line for line in path.read_text().splitlines() if json.loads(line).get("epoch", epoch + 1) <= epoch]
+            atomic_write_text(path, "".join(line + "\n" for line in lines))
 
     def train_epoch(self) -> float:
         config, train = self.config, self.split.train
@@ -99,15 +127,26 @@ class Trainer:
         batches = length_bucketed_batches(self.history_lengths, config.batch_size, np.random.default_rng([config.seed, self.epoch]))
         self.model.train()
         losses = []
-        for batch in tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False):
+        for step, batch in enumerate(tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False), start=1):
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
                 loss = self.model.loss([train.histories[i] for i in batch], train.targets[batch], generator)
+            losses.append(loss.item())
+            if not math.isfinite(losses[-1]):
+                self.diverged(f"loss {losses[-1]} at epoch {self.epoch + 1}, step {step} of {len(batches)}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
-            losses.append(loss.item())
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            self.diverged(f"non-finite weights after epoch {self.epoch + 1}")
         return float(np.mean(losses))
+
+    def diverged(self, what: str) -> None:
+        """Stop, keeping the last checkpoint written (the end of the previous epoch), untouched."""
+        last = self.directory / "last.pt"
+        kept = f"the last good checkpoint is {last} (epoch {self.epoch})" if last.exists() else "no epoch finished, so no checkpoint was kept"
+        raise TrainingDiverged(f"training diverged: {what} (lr {self.config.lr}); {kept}. Lower --lr (or raise warmup_steps) "
+                               "and start a new run")
 
     def log_metrics(self, record: dict) -> None:
         with open(self.directory / "metrics.jsonl", "a") as handle:
@@ -127,20 +166,22 @@ class Trainer:
                     record["valid"] = {k: round(v, 5) for k, v in metrics.items()}
                     if metrics[SELECT_ON] > self.best:
                         self.best, self.best_epoch, self.bad_evals = metrics[SELECT_ON], self.epoch, 0
-                        save(self.directory / "best.pt", {"model": self.model.state_dict(), "epoch": self.epoch})
+                        save_checkpoint(self.directory / "best.pt", self.identity, {"model": self.model.state_dict(), "epoch": self.epoch})
                     else:
                         self.bad_evals += 1
                     log.info("epoch %d  loss %.4f  valid recall@10 %.4f  ndcg@10 %.4f  (best %.4f @%d)  %.1fs", self.epoch, loss,
                              metrics["recall@10"], metrics[SELECT_ON], self.best, self.best_epoch, time.perf_counter() - start)
                 record["seconds"] = round(time.perf_counter() - start, 2)
                 self.log_metrics(record)
-                save(self.directory / "last.pt", self.state())
+                save_checkpoint(self.directory / "last.pt", self.identity, self.state())
         return self.test()
 
     def test(self) -> dict:
         config = self.config
-        best = torch.load(self.directory / "best.pt", map_location=self.device, weights_only=False)
-        self.model.load_state_dict(best["model"])
+        path = self.directory / "best.pt"
+        best = read_checkpoint(path, self.device)
+        check_identity(path, best["identity"], self.identity, RESUMABLE_KEYS, "It was replaced after training; train the run again")
+        restore_weights(self.model, best, path)
         with deterministic():
             valid = evaluate(self.model, self.split.valid, self.catalogue, config.eval_batch_size, config.test_num_beams, self.autocast,
                              config.exclude_seen)

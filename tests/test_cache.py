@@ -94,3 +94,52 @@ def test_algorithm_version_is_part_of_the_key(make_config, count_quantize, monke
     monkeypatch.setattr(sid_module, "ALGORITHM_VERSION", sid_module.ALGORITHM_VERSION + 1)
     build(make_config)
     assert len(count_quantize) == 2  # a code change that alters results never reuses old IDs
+
+
+def sids_entry(tmp_path):
+    (entry,) = (tmp_path / "cache").rglob("sids-*.npz")
+    return entry
+
+
+def zero_codes(path):
+    import numpy as np
+
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays["codes"] = np.zeros_like(arrays["codes"])
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+@pytest.mark.parametrize("damage, says", [
+    (zero_codes, "invalid (semantic IDs are not unique)"),  # readable but wrong: once used, and reported 100% unique
+    (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "unreadable"),  # truncated
+    (lambda p: p.write_bytes(b"garbage" * 50), "unreadable"),
+])
+def test_a_damaged_sids_entry_is_rebuilt_with_a_warning(make_config, count_quantize, tmp_path, caplog, damage, says):
+    import numpy as np
+
+    base = build(make_config)
+    entry = sids_entry(tmp_path)
+    damage(entry)
+    rebuilt = build(make_config)
+    assert len(count_quantize) == 2 and np.array_equal(rebuilt.codes, base.codes)
+    assert f"cache entry {entry} is {says}" in caplog.text and "rebuilding it" in caplog.text
+    assert np.array_equal(build(make_config).codes, base.codes) and len(count_quantize) == 2  # the rewritten entry is good
+
+
+@pytest.mark.parametrize("kind, change", [("text-emb", {}), ("cf-emb", {"item_emb": "cf", "cf_emb_dim": 8})])
+def test_non_finite_cached_vectors_are_rebuilt(make_config, tmp_path, caplog, kind, change):
+    import numpy as np
+
+    build(make_config, **change)
+    (entry,) = (tmp_path / "cache").rglob(f"{kind}-*.npz")
+    with np.load(entry) as data:
+        vectors = data["vectors"].copy()
+    vectors[3, 1] = np.nan
+    with open(entry, "wb") as handle:
+        np.savez(handle, vectors=vectors)
+    build(make_config, **change)
+    assert f"cache entry {entry} is invalid (non-finite values)" in caplog.text
+    with np.load(entry) as data:
+        assert np.isfinite(data["vectors"]).all()

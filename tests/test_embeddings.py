@@ -64,7 +64,7 @@ def test_auto_picks_cf_without_text_and_says_so(make_config, caplog):
     config, data, split = textless(make_config, cf_emb_dim=4)
     vectors = item_embeddings(config, data, split)
     assert vectors.source == "cf" and vectors.vectors.shape == (30, 4)
-    assert "has no item text, using cf embeddings" in caplog.text
+    assert "has no item text, using collaborative (cf) embeddings" in caplog.text and "WARNING" in caplog.text
 
 
 def test_text_requested_without_text_is_an_error(make_config):

@@ -54,22 +54,22 @@ def test_killed_run_resumes_to_the_same_result(make_config, tmp_path, monkeypatc
         train(killed)
     monkeypatch.setattr(Trainer, "train_epoch", real)
     last = tmp_path / "runs" / "killed" / "last.pt"
-    assert torch.load(last, weights_only=False)["epoch"] == 2
+    assert torch.load(last, weights_only=True)["epoch"] == 2
     resumed, directory = train(tiny(make_config, tmp_path, model="Latte", n_latent_tokens=2, epochs=4, checkpoint=str(last)))
     assert directory == last.parent
     def quality(results):  # everything but the timing
         return {k: ({m: v for m, v in val.items() if m != "users_per_s"} if isinstance(val, dict) else val) for k, val in results.items()}
 
     assert quality(resumed) == quality(straight)
-    a = torch.load(tmp_path / "runs/straight/last.pt", weights_only=False)["model"]
-    b = torch.load(last, weights_only=False)["model"]
+    a = torch.load(tmp_path / "runs/straight/last.pt", weights_only=True)["model"]
+    b = torch.load(last, weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_evaluate_command_reproduces_the_test_of_the_best_checkpoint(make_config, tmp_path, capsys):
     config = tiny(make_config, tmp_path, model="PSID", epochs=2)
     results, directory = train(config)
-    flags = [f"--{k}={v}" for k, v in {**TINY_SYNTHETIC, **TINY_MODEL, "seed": 3, "model": "PSID",
+    flags = [f"--{k}={v}" for k, v in {**TINY_SYNTHETIC, **TINY_MODEL, "seed": 3, "model": "PSID", "epochs": 2,
                                        "cache_dir": tmp_path / "cache", "output_dir": tmp_path / "runs",
                                        "run_name": "eval", "checkpoint": directory / "best.pt"}.items()]
     assert main(["evaluate", *flags]) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -44,6 +45,13 @@ class Interactions:
     def n_interactions(self) -> int:
         return int(sum(len(s) for s in self.sequences))
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the catalogue and every sequence: what a checkpoint trained on this data records."""
+        from genrec.cache import digest, fingerprint_arrays
+
+        return digest([self.name, self.item_ids, fingerprint_arrays(self.sequences)])
+
     @property
     def has_text(self) -> bool:
         return any(any(v.strip() for v in fields.values()) for fields in self.item_text)
@@ -64,21 +72,52 @@ class Interactions:
         }
 
 
+def without_duplicates(user: str, items: list[str], policy: str, path=None, lines: int | list[int] | None = None,
+                       timestamps: list[float] | None = None) -> tuple[list[str], int]:
+    """A user's chronological items less their duplicate interactions, and how many went.
+
+    A duplicate is an item right after itself (a doubled record: it would make the target repeat
+    the last history item) or, where the format has timestamps, an item seen again at the same
+    time. Items bought again later are real repeats and stay. ``policy`` is the ``duplicates``
+    setting: ``drop`` (counted and logged by :func:`build_interactions`), ``refuse`` (a
+    :class:`DataError` at the duplicate's file and line) or ``keep``."""
+    if policy == "keep":
+        return items, 0
+    kept: list[str] = []
+    events: set[tuple[str, float]] = set()
+    for position, item in enumerate(items):
+        stamp = timestamps[position] if timestamps is not None else None
+        if (kept and kept[-1] == item) or (item, stamp) in events:
+            if policy == "refuse":
+                from genrec.errors import DataError
+
+                line = lines[position] if isinstance(lines, list) else lines
+                raise DataError(f"user {user}: duplicate interaction with item {item} (duplicates=refuse; "
+                                "--duplicates=drop drops them)", path, line)
+            continue
+        kept.append(item)
+        if stamp is not None:
+            events.add((item, stamp))
+    return kept, len(items) - len(kept)
+
+
 def build_interactions(
     name: str,
     user_sequences: list[tuple[str, list[str]]],
     item_text: dict[str, dict[str, str]] | None = None,
     dropped: dict[str, int] | None = None,
     extra: dict[str, object] | None = None,
+    source=None,
 ) -> Interactions:
     """Index raw ``(user_id, [item_id, ...])`` sequences; ``item_text`` is None when the dataset has
     no metadata file (as opposed to a file that misses some items, which is logged).
 
     Items are numbered in order of first appearance, so the numbering is a deterministic function of
     the input. Sequences shorter than :data:`MIN_SEQUENCE_LENGTH` cannot be split leave-one-out;
-    they are dropped, counted and logged (the 5-core datasets of the papers have none).
+    they are dropped, counted and logged (the 5-core datasets of the papers have none). ``source``
+    (the interaction file) is named when nothing is left.
     """
-    dropped = dict(dropped or {})
+    dropped = {reason: count for reason, count in (dropped or {}).items() if count}
     kept = [(u, s) for u, s in user_sequences if len(s) >= MIN_SEQUENCE_LENGTH]
     if len(kept) < len(user_sequences):
         n = len(user_sequences) - len(kept)
@@ -89,7 +128,7 @@ def build_interactions(
     if not kept:
         from genrec.errors import DataError
 
-        raise DataError(f"{name}: no user has at least {MIN_SEQUENCE_LENGTH} interactions")
+        raise DataError(f"{name}: none of its {len(user_sequences)} users has at least {MIN_SEQUENCE_LENGTH} interactions", source)
     index: dict[str, int] = {}
     sequences = []
     for _, seq in kept:

@@ -36,9 +36,11 @@ def dataset_cache_dir(config, interactions: Interactions) -> Path:
 
 def choose_source(config, interactions: Interactions) -> str:
     if config.item_emb == "auto":
-        source = "text" if interactions.has_text else "cf"
-        log.info("item_emb=auto: %s %s, using %s embeddings", interactions.name, "has item text" if interactions.has_text else "has no item text", source)
-        return source
+        if interactions.has_text:
+            log.info("item_emb=auto: %s has item text, using text embeddings", interactions.name)
+            return "text"
+        log.warning("item_emb=auto: %s has no item text, using collaborative (cf) embeddings", interactions.name)
+        return "cf"
     if "text" in config.item_emb and not interactions.has_text:
         raise ConfigError(f"item_emb={config.item_emb} but {interactions.name} has no item text; use --item_emb=cf")
     return config.item_emb
@@ -72,13 +74,25 @@ def cf_key(config, interactions: Interactions, split: LeaveOneOutSplit) -> dict:
     }
 
 
+def check_vectors(arrays: dict[str, np.ndarray], n_items: int, dim: int | None = None) -> str | None:
+    """What is wrong with cached item vectors, or None: one finite row per item (of ``dim`` columns)."""
+    vectors = arrays.get("vectors")
+    if vectors is None or vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.floating):
+        return "no 2-D float array 'vectors'"
+    if len(vectors) != n_items or (dim is not None and vectors.shape[1] != dim):
+        return f"shape {vectors.shape}, expected ({n_items}, {dim or 'any'})"
+    if not np.isfinite(vectors).all():
+        return "non-finite values"
+    return None
+
+
 def item_embeddings(config, interactions: Interactions, split: LeaveOneOutSplit) -> ItemVectors:
     source = choose_source(config, interactions)
     cache = ArrayCache(dataset_cache_dir(config, interactions))
     parts, keys = [], []
     if "text" in source:
         key, sentences = text_key(config, interactions)
-        cached = cache.load("text-emb", key)
+        cached = cache.load("text-emb", key, lambda arrays: check_vectors(arrays, interactions.n_items))
         if cached is None:
             vectors = encode(sentences, config.sent_emb_model, config.sent_emb_batch_size, str(resolve_device(config.device)))
             if config.sent_emb_pca:
@@ -91,7 +105,7 @@ def item_embeddings(config, interactions: Interactions, split: LeaveOneOutSplit)
         keys.append(key)
     if "cf" in source:
         key = cf_key(config, interactions, split)
-        cached = cache.load("cf-emb", key)
+        cached = cache.load("cf-emb", key, lambda arrays: check_vectors(arrays, interactions.n_items, config.cf_emb_dim))
         if cached is None:
             vectors = cf_embeddings(split.train_sequences, interactions.n_items, config.cf_emb_dim, config.cf_window, config.seed)
             cache.save("cf-emb", key, {"vectors": vectors})

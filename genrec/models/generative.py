@@ -44,6 +44,7 @@ class GenerativeRecommender(nn.Module):
         self.register_buffer("item_tokens", self.vocab.item_tokens(sids.codes), persistent=False)
         self.trie = SIDTrie(sids.codes, list(sids.level_sizes), free_prefix_size=n_latent)
         self.n_items = len(sids.codes)
+        self.semantic_ids = sids  # what its checkpoints record (genrec.checkpoint)
         self.aggregation = aggregation
         self.constrained = config.constrained_decoding
 

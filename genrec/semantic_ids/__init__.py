@@ -6,6 +6,7 @@ and caches the result under ``cache_dir`` keyed by every setting that affects it
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -33,10 +34,18 @@ class SemanticIDs:
     codes: np.ndarray  # [n_items, n_levels] int64
     level_sizes: list[int]
     report: dict
+    cache_key: str | None = None  # digest of what they were built from (None: made by hand)
 
     @property
     def n_levels(self) -> int:
         return self.codes.shape[1]
+
+    @property
+    def fingerprint(self) -> dict:
+        """What a checkpoint of a model reading these IDs records: their cache key and their content."""
+        codes = np.ascontiguousarray(self.codes, dtype=np.int64)
+        content = hashlib.sha256(codes.tobytes() + repr((codes.shape, list(self.level_sizes))).encode()).hexdigest()
+        return {"key": self.cache_key, "codes": content}
 
 
 def quantize(config, vectors: np.ndarray) -> Quantization:
@@ -106,15 +115,41 @@ def sid_key(config, vectors: ItemVectors) -> dict:
     return key
 
 
+def level_sizes_of(config, report: dict) -> list[int]:
+    """Codes per level: the codebook size, plus TIGER's extra token (as many as the largest group)."""
+    sizes = [config.vq_codebook_size] * config.vq_n_codebooks
+    return sizes + [report["extra_token_values"]] if config.vq_collision == "tiger" else sizes
+
+
+def check_cached(arrays: dict[str, np.ndarray], config, n_items: int) -> str | None:
+    """What is wrong with a cached semantic-ID entry, or None: one ID per item, every code inside
+    its level, every ID unique, and a report that agrees."""
+    codes = arrays.get("codes")
+    try:
+        report = json.loads(str(arrays["report"]))
+        sizes = level_sizes_of(config, report)
+    except (KeyError, ValueError, TypeError):
+        return "no readable report"
+    if codes is None or codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
+        return "no 2-D integer array 'codes'"
+    if codes.shape != (n_items, len(sizes)) or report.get("level_sizes") != sizes:
+        return f"codes of shape {codes.shape} and level sizes {report.get('level_sizes')}, expected {(n_items, len(sizes))} and {sizes}"
+    if (codes < 0).any() or (codes >= np.array(sizes)).any():
+        return "codes outside their level's range"
+    if len(np.unique(codes, axis=0)) != n_items:
+        return "semantic IDs are not unique"
+    return None
+
+
 def semantic_ids(config, interactions: Interactions, split: LeaveOneOutSplit) -> SemanticIDs:
     vectors = item_embeddings(config, interactions, split)
     cache = ArrayCache(dataset_cache_dir(config, interactions))
     key = sid_key(config, vectors)
-    cached = cache.load("sids", key)
+    cached = cache.load("sids", key, lambda arrays: check_cached(arrays, config, interactions.n_items))
     if cached is not None:
         log.info("semantic IDs: cache hit (%s)", cache.path("sids", key).name)
         report = json.loads(str(cached["report"]))
-        return SemanticIDs(cached["codes"], report["level_sizes"], report)
+        return SemanticIDs(cached["codes"], report["level_sizes"], report, cache.path("sids", key).stem)
     quantization = quantize(config, vectors.vectors)
     if config.vq_collision == "tiger":
         final = resolve_tiger(quantization.codes, quantization.distances)
@@ -122,11 +157,9 @@ def semantic_ids(config, interactions: Interactions, split: LeaveOneOutSplit) ->
         final = resolve_conflict_free(quantization.codes, quantization.distances, config.vq_codebook_size)
     report = build_report(config, quantization, final)
     report["embedding_source"] = vectors.source
-    level_sizes = [config.vq_codebook_size] * config.vq_n_codebooks
-    if config.vq_collision == "tiger":
-        level_sizes.append(report["extra_token_values"])
+    level_sizes = level_sizes_of(config, report)
     report["level_sizes"] = level_sizes
     if report["unique"] != 1.0:
         raise AssertionError(f"semantic IDs are not unique after {config.vq_collision} resolution")
     cache.save("sids", key, {"codes": final, "report": np.array(json.dumps(report))}, info=report)
-    return SemanticIDs(final, level_sizes, report)
+    return SemanticIDs(final, level_sizes, report, cache.path("sids", key).stem)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from genrec.config import StrictModel
-from genrec.data import Interactions, build_interactions
+from genrec.data import Interactions, build_interactions, without_duplicates
 from genrec.datasets.io import data_root, find_file, read_lines, require_file
 from genrec.errors import DataError
 
@@ -26,6 +26,7 @@ def load(config) -> Interactions:
     seq_path = require_file([folder / "user_sequence.txt"], "P5 user_sequence.txt")
     sequences = []
     seen = set()
+    duplicates = 0
     for number, line in read_lines(seq_path):
         parts = line.split()
         if not parts:
@@ -33,7 +34,11 @@ def load(config) -> Interactions:
         if parts[0] in seen:
             raise DataError(f"user {parts[0]} appears twice", seq_path, number)
         seen.add(parts[0])
-        sequences.append((parts[0], parts[1:]))
+        items, dropped = without_duplicates(parts[0], parts[1:], config.duplicates, seq_path, number)
+        duplicates += dropped
+        sequences.append((parts[0], items))
+    if not sequences:
+        raise DataError("no user sequences (the file is empty)", seq_path)
 
     text: dict[str, dict[str, str]] = {}
     text_path = find_file([folder / "item_generative_indexing_phase_0.txt"])
@@ -43,5 +48,6 @@ def load(config) -> Interactions:
             if item:
                 text[item] = {"title": words.strip()}
     else:
-        log.info("%s: no item_generative_indexing_phase_0.txt; items have no text", config.category)
-    return build_interactions(f"AmazonReviews2014/{config.category}", sequences, text if text_path is not None else None)
+        log.warning("%s: no item_generative_indexing_phase_0.txt: items have no text", config.category)
+    return build_interactions(f"AmazonReviews2014/{config.category}", sequences, text if text_path is not None else None,
+                              {"duplicate_interactions": duplicates}, source=seq_path)

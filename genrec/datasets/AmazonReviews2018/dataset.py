@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from genrec.config import StrictModel
-from genrec.data import Interactions, build_interactions
+from genrec.data import Interactions, build_interactions, without_duplicates
 from genrec.datasets.io import data_root, find_file, read_json, read_lines, require_file
 from genrec.errors import DataError
 
@@ -41,10 +41,15 @@ def load(config) -> Interactions:
     if not isinstance(raw, dict):
         raise DataError("expected an object mapping user index to a list of item indices", inter_path)
     sequences = []
+    duplicates = 0
     for user, items in raw.items():
         if not isinstance(items, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
             raise DataError(f"user {user}: expected a list of integer item indices", inter_path)
-        sequences.append((str(user), [str(i) for i in items]))
+        kept, dropped = without_duplicates(str(user), [str(i) for i in items], config.duplicates, inter_path)
+        duplicates += dropped
+        sequences.append((str(user), kept))
+    if not sequences:
+        raise DataError("no users (the object is empty)", inter_path)
 
     item2id_path = find_file([folder / f"{name}.item2id"])
     if item2id_path is not None:
@@ -65,5 +70,6 @@ def load(config) -> Interactions:
                 raise DataError(f"item {item}: expected an object of text fields", item_path)
             text[str(item)] = {k: str(v) for k, v in fields.items() if isinstance(v, (str, int, float)) and v != ""}
     else:
-        log.info("%s: no %s.item.json; items have no text (use --item_emb=cf)", name, name)
-    return build_interactions(f"AmazonReviews2018/{name}", sequences, text if item_path is not None else None)
+        log.warning("%s: no %s.item.json: items have no text", name, name)
+    return build_interactions(f"AmazonReviews2018/{name}", sequences, text if item_path is not None else None,
+                              {"duplicate_interactions": duplicates}, source=inter_path)

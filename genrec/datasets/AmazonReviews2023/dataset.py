@@ -7,8 +7,8 @@ Files under ``<data_dir>/AmazonReviews2023`` in either layout:
 - flat: ``<cat>/<cat>.{train,valid,test}.csv[.gz]`` and ``<cat>/meta_<cat>.jsonl[.gz]``.
 
 Each test row carries the user's complete history, so ``history + [parent_asin]`` of the test row is
-the full chronological sequence; ``valid`` and (when present) ``train`` are checked against it. The
-train file and the metadata are optional: without metadata the items have no text.
+the full chronological sequence; ``valid`` and ``train``, when present, are checked against it. Both
+and the metadata are optional: without metadata the items have no text.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 from pydantic import field_validator
 
 from genrec.config import StrictModel
-from genrec.data import Interactions, build_interactions
+from genrec.data import Interactions, build_interactions, without_duplicates
 from genrec.datasets.download import download
-from genrec.datasets.io import data_root, find_file, open_text, read_jsonl
+from genrec.datasets.io import data_root, find_file, finite_number, read_jsonl, read_lines
 from genrec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -92,35 +92,41 @@ def download_files(config, parts: tuple[str, ...] = SPLITS + ("meta",)) -> list[
     return written
 
 
+def csv_fields(line: str, path: Path, number: int) -> list[str]:
+    """One CSV record on one line (the official files have no line breaks inside fields, so an
+    unbalanced quote is reported on its own line rather than where the next quote happens to be)."""
+    try:
+        return next(csv.reader([line], strict=True))
+    except csv.Error as exc:
+        raise DataError(f"malformed CSV: {exc}", path, number) from None
+
+
 def read_rows(path: Path):
     """Yield (line, user, item, history) from one split file, validating the header and every row."""
-    with open_text(path) as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError("empty file (expected a header line)", path, 1) from None
-        except csv.Error as exc:
-            raise DataError(f"malformed CSV: {exc}", path, 1) from None
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise DataError(f"header lacks column(s) {', '.join(missing)}; got {','.join(header)}", path, 1)
-        col = {name: header.index(name) for name in COLUMNS}
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise DataError(f"malformed CSV: {exc}", path, reader.line_num) from None
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise DataError(f"expected {len(header)} fields, found {len(row)}", path, reader.line_num)
-            user, item = row[col["user_id"]], row[col["parent_asin"]]
-            if not user or not item:
-                raise DataError("empty user_id or parent_asin", path, reader.line_num)
-            yield reader.line_num, user, item, row[col["history"]].split()
+    lines = read_lines(path)
+    first = next(lines, None)
+    if first is None:
+        raise DataError("empty file (expected a header line)", path, 1)
+    header = csv_fields(first[1], path, 1)
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise DataError(f"header lacks column(s) {', '.join(missing)}; got {','.join(header)}", path, 1)
+    col = {name: header.index(name) for name in COLUMNS}
+    rows = 0
+    for number, line in lines:
+        if not line.strip():
+            continue
+        row = csv_fields(line, path, number)
+        if len(row) != len(header):
+            raise DataError(f"expected {len(header)} fields, found {len(row)}", path, number)
+        user, item = row[col["user_id"]], row[col["parent_asin"]]
+        if not user or not item:
+            raise DataError("empty user_id or parent_asin", path, number)
+        finite_number(row[col["timestamp"]], "timestamp", path, number)
+        rows += 1
+        yield number, user, item, row[col["history"]].split()
+    if not rows:
+        raise DataError("no data rows (only a header)", path)
 
 
 def read_meta(path: Path) -> dict[str, dict[str, str]]:
@@ -159,24 +165,27 @@ def load(config) -> Interactions:
         raise DataError(f"test split for {category} not found under {root} after download")
 
     sequences: dict[str, list[str]] = {}
+    lines: dict[str, int] = {}
     for line, user, item, history in read_rows(test_path):
         if user in sequences:
             raise DataError(f"user {user} appears twice", test_path, line)
         sequences[user] = history + [item]
+        lines[user] = line
 
     valid_path = locate(root, category, "valid")
-    if valid_path is None:
-        raise DataError(f"validation split for {category} not found under {root}")
-    seen = set()
-    for line, user, item, history in read_rows(valid_path):
-        seq = sequences.get(user)
-        if seq is None:
-            raise DataError(f"user {user} is not in the test split {test_path.name}", valid_path, line)
-        if len(seq) < 2 or seq[-2] != item or seq[:-2] != history:
-            raise DataError(f"user {user}: validation row disagrees with the test history", valid_path, line)
-        seen.add(user)
-    if len(seen) != len(sequences):
-        raise DataError(f"{len(sequences) - len(seen)} test users have no validation row", valid_path)
+    if valid_path is not None:
+        seen = set()
+        for line, user, item, history in read_rows(valid_path):
+            seq = sequences.get(user)
+            if seq is None:
+                raise DataError(f"user {user} is not in the test split {test_path.name}", valid_path, line)
+            if len(seq) < 2 or seq[-2] != item or seq[:-2] != history:
+                raise DataError(f"user {user}: validation row disagrees with the test history", valid_path, line)
+            seen.add(user)
+        if len(seen) != len(sequences):
+            raise DataError(f"{len(sequences) - len(seen)} test users have no validation row", valid_path)
+    else:
+        log.info("%s: no valid file; validation targets come from the test histories", category)
 
     train_path = locate(root, category, "train")
     if train_path is not None:
@@ -187,8 +196,13 @@ def load(config) -> Interactions:
     else:
         log.info("%s: no train file; training sequences rebuilt from the test histories", category)
 
+    duplicates = 0
+    for user, seq in sequences.items():
+        sequences[user], dropped = without_duplicates(user, seq, config.duplicates, test_path, lines[user])
+        duplicates += dropped
     meta_path = locate(root, category, "meta")
     text = read_meta(meta_path) if meta_path is not None else {}
     if meta_path is None:
-        log.info("%s: no item metadata file; items have no text (use --item_emb=cf)", category)
-    return build_interactions(f"AmazonReviews2023/{category}", list(sequences.items()), text if meta_path is not None else None)
+        log.warning("%s: no item metadata file (meta_%s.jsonl[.gz]): items have no text", category, category)
+    return build_interactions(f"AmazonReviews2023/{category}", list(sequences.items()), text if meta_path is not None else None,
+                              {"duplicate_interactions": duplicates}, source=test_path)

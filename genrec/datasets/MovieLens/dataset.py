@@ -8,13 +8,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from pathlib import Path
 
 from genrec.config import StrictModel
-from genrec.data import Interactions, build_interactions
-from genrec.datasets.io import data_root, find_file, read_lines, require_file
+from genrec.data import Interactions, build_interactions, without_duplicates
+from genrec.datasets.io import data_root, find_file, finite_number, read_lines, require_file
 from genrec.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 class Settings(StrictModel):
@@ -46,20 +49,27 @@ def load(config) -> Interactions:
     inter_path = require_file([folder / f"{config.category}.inter"], "RecBole .inter file")
     per_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
     for number, row in read_atomic(inter_path, ("user_id", "item_id", "timestamp")):
-        try:
-            timestamp = float(row["timestamp"])
-        except ValueError:
-            raise DataError(f"timestamp {row['timestamp']!r} is not a number", inter_path, number) from None
-        per_user[row["user_id"]].append((timestamp, number, row["item_id"]))
-    sequences = [(user, [item for _, _, item in sorted(events)]) for user, events in per_user.items()]
+        per_user[row["user_id"]].append((finite_number(row["timestamp"], "timestamp", inter_path, number), number, row["item_id"]))
+    if not per_user:
+        raise DataError("no interactions (only a header)", inter_path)
+    sequences, duplicates = [], 0
+    for user, events in per_user.items():
+        events.sort()
+        items, dropped = without_duplicates(user, [item for _, _, item in events], config.duplicates, inter_path,
+                                            [number for _, number, _ in events], [stamp for stamp, _, _ in events])
+        duplicates += dropped
+        sequences.append((user, items))
 
     text: dict[str, dict[str, str]] = {}
     item_path = find_file([folder / f"{config.category}.item"])
-    if item_path is not None:
+    if item_path is None:
+        log.warning("%s: no %s.item: items have no text", config.category, config.category)
+    else:
         for _, row in read_atomic(item_path, ("item_id",)):
             title, year = row.get("movie_title", "").strip(), row.get("release_year", "").strip()
             text[row["item_id"]] = {
                 "title": f"{title} ({year})" if title and year else title,
                 "categories": ", ".join(row.get("class", "").split()),
             }
-    return build_interactions(f"MovieLens/{config.category}", sequences, text if item_path is not None else None)
+    return build_interactions(f"MovieLens/{config.category}", sequences, text if item_path is not None else None,
+                              {"duplicate_interactions": duplicates}, source=inter_path)

@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import Field
 
 from genrec.config import StrictModel
-from genrec.data import Interactions, build_interactions
+from genrec.data import Interactions, build_interactions, without_duplicates
 from genrec.errors import ConfigError
 
 
@@ -99,7 +99,9 @@ def twin_text(text: dict[str, str], rng: np.random.Generator) -> dict[str, str]:
     return {**text, "title": text["title"].rsplit(", ", 1)[0] + f", {other}"}
 
 
-def generate(settings: Settings) -> Interactions:
+def generate(settings: Settings, duplicates: str = "keep") -> Interactions:
+    """The dataset of ``settings``; ``duplicates`` is the policy for an item drawn twice in a row
+    (see :func:`genrec.data.without_duplicates`)."""
     rng = np.random.default_rng(settings.synthetic_seed)
     n_groups = settings.synthetic_n_groups
     per_group = settings.synthetic_families_per_group
@@ -155,7 +157,7 @@ def generate(settings: Settings) -> Interactions:
         paths[g2].insert(paths[g2].index(anchor) + 1, b)
         twin_pairs.append({"anchor": anchor, "items": [a, b], "groups": [int(g1), int(g2)]})
 
-    sequences, groups = [], []
+    sequences, groups, n_duplicates = [], [], 0
     for user in range(settings.synthetic_n_users):
         group = user % n_groups
         path = paths[group]
@@ -168,12 +170,14 @@ def generate(settings: Settings) -> Interactions:
             else:
                 position = int(rng.integers(len(path)))
             seq.append(path[position])
+        seq, dropped = without_duplicates(f"u{user:05d}", seq, duplicates)
+        n_duplicates += dropped
         sequences.append((f"u{user:05d}", seq))
         groups.append(group)
 
     extra = {"groups": groups, "paths": paths, "twin_pairs": twin_pairs, "triples": triples}
-    return build_interactions("Synthetic", sequences, texts, extra=extra)
+    return build_interactions("Synthetic", sequences, texts, {"duplicate_interactions": n_duplicates}, extra=extra)
 
 
 def load(config) -> Interactions:
-    return generate(config)
+    return generate(config, config.duplicates)

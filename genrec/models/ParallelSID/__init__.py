@@ -26,6 +26,7 @@ class ParallelSID(FullRankingRecommender):
         super().__init__()
         d = settings.hidden_size
         self.n_items, self.max_len = len(sids.codes), max_len
+        self.semantic_ids = sids  # what its checkpoints record (genrec.checkpoint)
         self.tokens = SIDTokenTable(sids, d)
         self.trunk = PositionalEncoder(max_len, settings, causal=True)
         self.heads = nn.ModuleList(nn.Linear(d, d) for _ in sids.level_sizes)

@@ -101,6 +101,7 @@ class SimGR(FullRankingRecommender):
     def __init__(self, sids: SemanticIDs, max_len: int, settings: Settings):
         super().__init__()
         self.n_items, self.max_len, self.temperature = len(sids.codes), max_len, settings.temperature
+        self.semantic_ids = sids  # what its checkpoints record (genrec.checkpoint)
         if settings.backbone == "scratch":
             if settings.instruction:
                 raise ConfigError("instruction needs a pretrained backbone with a tokenizer (backbone=scratch has no words)")

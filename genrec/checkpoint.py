@@ -1,0 +1,131 @@
+"""Checkpoints that say what they are: weights plus the identity of the run that wrote them.
+
+Every ``best.pt`` / ``last.pt`` stores an *identity*: the model name, the resolved settings (less
+where files go), a fingerprint of the dataset's content and one of the semantic IDs the model reads.
+Loading compares it with the run at hand, so a checkpoint of another dataset, seed or ID table is
+refused with the keys that differ instead of being evaluated. Only the settings named here may
+differ: :data:`EVALUATION_KEYS` when a checkpoint is evaluated, :data:`RESUMABLE_KEYS` when a run is
+resumed (the trainer records such changes in the run folder).
+
+Checkpoints hold tensors and plain values only and are read with ``weights_only=True``: a crafted
+file cannot run code, and any unreadable file is one error line naming it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from genrec.cache import atomic_write
+from genrec.errors import GenrecError
+
+FORMAT = 1  # bump when the layout of a checkpoint changes
+# Where files go (and on which device), not what is computed: never part of an identity.
+LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device")
+# How a checkpoint is evaluated, never its weights: evaluating may change these.
+EVALUATION_KEYS = ("eval_batch_size", "num_beams", "test_num_beams", "exclude_seen", "category_level")
+# What a resumed run may change: how long it trains and how its best checkpoint is tested. A longer
+# `epochs` stretches a decaying learning-rate schedule over the new total from the current step on.
+RESUMABLE_KEYS = ("epochs", "patience", "eval_batch_size", "test_num_beams", "category_level")
+
+
+class CheckpointError(GenrecError):
+    """A checkpoint that cannot be read, or that belongs to another run."""
+
+
+def run_identity(config, data_fingerprint: str, semantic_ids: dict | None) -> dict:
+    """What a checkpoint of this run depends on (plain types only)."""
+    settings = {k: v for k, v in config.model_dump(mode="json").items() if k not in LOCATION_KEYS}
+    return {"format": FORMAT, "model": config.model, "settings": settings, "data": data_fingerprint,
+            "semantic_ids": semantic_ids}
+
+
+def save_checkpoint(path: Path, identity: dict, state: dict) -> None:
+    """Write ``state`` (tensors, numbers, strings) with ``identity`` atomically."""
+    atomic_write(path, lambda tmp: torch.save({"identity": identity, **state}, tmp))
+
+
+def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """The checkpoint's contents, loaded without running any code it might hold."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        blocked = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if blocked:
+            raise CheckpointError(f"{path}: refused: it would load {blocked.group(1)}, code or an object other than tensors "
+                                  "and plain values (genrec loads checkpoints with weights_only=True)") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt (not a torch archive)") from None
+    except PermissionError as exc:
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror}") from None
+    except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError, IndexError, TypeError, AttributeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({reason})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("identity"), dict) or "model" not in state:
+        raise CheckpointError(f"{path}: not a genrec checkpoint with an identity record (written by another program, "
+                              "or by a genrec before checkpoints carried their identity)")
+    if state["identity"].get("format") != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {state['identity'].get('format')!r}, this genrec reads format {FORMAT}")
+    return state
+
+
+def differences(saved: dict, current: dict) -> dict[str, tuple[Any, Any]]:
+    """``{what: (in the checkpoint, now)}`` for every part of two identities that differs."""
+    changed: dict[str, tuple[Any, Any]] = {}
+    for part in ("model", "data", "semantic_ids"):
+        if saved.get(part) != current.get(part):
+            changed[part] = (saved.get(part), current.get(part))
+    old, new = saved.get("settings", {}), current["settings"]
+    for key in sorted(set(old) | set(new)):
+        if old.get(key, "(absent)") != new.get(key, "(absent)"):
+            changed[key] = (old.get(key, "(absent)"), new.get(key, "(absent)"))
+    return changed
+
+
+def check_identity(path: Path, saved: dict, current: dict, allowed: Iterable[str], hint: str) -> dict[str, tuple[Any, Any]]:
+    """Refuse a checkpoint whose identity differs from ``current`` beyond the ``allowed`` settings;
+    returns the allowed differences (key: (checkpoint, now))."""
+    changed = differences(saved, current)
+    refused = {k: v for k, v in changed.items() if k not in set(allowed)}
+    if refused:
+        listed = "; ".join(describe(key, old, new) for key, (old, new) in refused.items())
+        raise CheckpointError(f"{path} does not belong to this run: {listed}. {hint}")
+    return changed
+
+
+def describe(key: str, old: Any, new: Any) -> str:
+    if key == "data":
+        return "the dataset's content differs (another dataset, category, file or duplicate policy)"
+    if key == "semantic_ids":
+        keys = [v.get("key") if isinstance(v, dict) else v for v in (old, new)]
+        return f"the semantic IDs differ (cache key {keys[0]} in the checkpoint, {keys[1]} now)"
+    return f"{key} {old!r} in the checkpoint, {new!r} now"
+
+
+def restore_weights(model: torch.nn.Module, state: dict, path: Path) -> None:
+    """Load the checkpoint's weights into ``model``; a mismatch or a non-finite weight is one line."""
+    weights = state["model"]
+    bad = [name for name, tensor in weights.items() if torch.is_tensor(tensor) and tensor.is_floating_point()
+           and not torch.isfinite(tensor).all()] if isinstance(weights, dict) else []
+    if bad:
+        raise CheckpointError(f"{path}: non-finite weights in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} "
+                              "(the run diverged before this checkpoint)")
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: the weights do not fit the model ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
