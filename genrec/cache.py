@@ -8,16 +8,19 @@ file name, so a stale entry is never reused.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
-import tempfile
+import secrets
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from genrec.errors import GenrecError
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +41,35 @@ def fingerprint_arrays(arrays) -> str:
     return h.hexdigest()
 
 
+# Errors of the file system we write to (read-only, full, not permitted, not a folder), as opposed
+# to errors of what produces the content (e.g. a download's network errors).
+WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENOTDIR,
+                errno.EISDIR}
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """``write`` a temporary file beside ``path``, then rename it into place: a reader never sees
+    a half-written file, and a failure leaves nothing behind. The file gets the mode the user's
+    umask gives (like any new file); a read-only or full file system is a :class:`GenrecError`
+    naming ``path``."""
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
-        write(Path(tmp))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # mode 0666 less the umask
+        write(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRORS:
+            raise GenrecError(f"cannot write {path}: {exc.strerror}") from None
         raise
+
+
+def ensure_writable(directory: Path) -> None:
+    """Fail now, naming the folder, if ``directory`` cannot take new files (before hours of work
+    whose result would then be lost)."""
+    atomic_write(Path(directory) / ".write-check", lambda tmp: None)
+    (Path(directory) / ".write-check").unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -59,6 +81,10 @@ class ArrayCache:
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
+
+    def ensure_writable(self) -> None:
+        """Called before building an entry, so a read-only cache folder fails before the work."""
+        ensure_writable(self.directory)
 
     def path(self, kind: str, key: dict[str, Any]) -> Path:
         return self.directory / f"{kind}-{digest(key)[:20]}.npz"

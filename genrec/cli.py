@@ -220,3 +220,7 @@ def run_command(command: Callable[[list[str]], int], argv: list[str]) -> int:
     except GenrecError as exc:
         print(f"genrec: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine's (a folder that vanished, a device error): one line with the path
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"genrec: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2

@@ -25,9 +25,10 @@ DEFAULT_FILE = PACKAGE_DIR / "default.yaml"
 
 
 class StrictModel(BaseModel):
-    """Base of every settings schema: unknown keys are errors, and a resolved config is read-only."""
+    """Base of every settings schema: unknown keys are errors, ``nan`` and infinities are refused
+    (``--lr=.inf`` would only fail deep in training), and a resolved config is read-only."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def comma_separated(value: Any) -> Any:
@@ -95,12 +96,44 @@ class GlobalSettings(StrictModel):
 
     split_comma_lists = field_validator("sent_emb_fields", "rqvae_hidden_dims", mode="before")(comma_separated)
 
+    @field_validator("run_name")
+    @classmethod
+    def _inside_output_dir(cls, value: str | None) -> str | None:
+        """A run's folder is ``output_dir/run_name``: a name may nest (``compare/x/y``) but never leave."""
+        if value is not None and (not value.strip() or Path(value).is_absolute() or ".." in Path(value).parts):
+            raise ValueError("must be a relative folder name inside output_dir (no leading '/', no '..')")
+        return value
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (plain YAML
+    keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"{self.name}:{key_node.start_mark.line + 1}: key '{key}' given twice "
+                                  f"(first on line {seen[key]})")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        loader = UniqueKeyLoader(Path(path).read_text())
+        loader.name = str(path)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if data is None:
@@ -132,6 +165,8 @@ def parse_flags(argv: list[str]) -> tuple[Path | None, dict[str, Any]]:
         i += 1
         key = key.replace("-", "_")
         if key == "config":
+            if config_file is not None:
+                raise ConfigError(f"--config given twice ({config_file} and {raw}); merge them into one file")
             config_file = Path(raw)
             continue
         if key in overrides:

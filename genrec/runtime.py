@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from contextlib import contextmanager
 from typing import Iterator
@@ -19,6 +20,21 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but CUDA is not available; use --device=cpu or auto")
     return torch.device(name)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes that can still be allocated on ``device``: free GPU memory, or the system's
+    ``MemAvailable`` (all physical memory where /proc/meminfo is missing)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def seed_everything(seed: int) -> None:

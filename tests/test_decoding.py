@@ -136,3 +136,22 @@ def test_aggregate_beams_by_hand():
     np.testing.assert_allclose(agg[0, :2].numpy(), np.log([0.5, 0.4]), rtol=1e-6)
     ranked, agg = aggregate_beams(items, scores, n_items=4, k=2, method="agg_max")
     assert ranked.tolist() == [[0, 2]]
+
+
+@pytest.mark.parametrize("n_latent", [0, 3])
+def test_a_beam_wider_than_the_trie_keeps_only_valid_prefixes_and_changes_nothing(n_latent):
+    codes, sizes = catalogue(8, n_items=12)
+    trie = SIDTrie(codes, sizes, free_prefix_size=n_latent)
+    levels = [n_latent, *sizes] if n_latent else sizes
+    widths = []
+
+    def step(model):
+        def recording(level, tokens, parents):
+            widths.append(tokens.shape[1])
+            return model.step(level, tokens, parents)
+        return recording
+
+    huge = beam_search(step(ToyModel(levels, 2, seed=8)), trie, batch_size=2, num_beams=10**9)
+    assert max(widths) <= trie.n_prefixes[-1] and widths[1:] == trie.n_prefixes[:-1]  # a level's beams: the prefixes before it
+    exact = beam_search(ToyModel(levels, 2, seed=8).step, trie, batch_size=2, num_beams=trie.n_prefixes[-1])
+    assert all(torch.equal(a, b) for a, b in zip(huge, exact))

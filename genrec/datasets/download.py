@@ -1,5 +1,9 @@
 """Fetching official dataset files: streamed to a temporary file, checked, then renamed into place,
-so an interrupted or failed download never leaves a file that looks complete."""
+so an interrupted or failed download never leaves a file that looks complete.
+
+The check: the byte count must match the server's ``Content-Length``, and a ``.gz`` file is
+decompressed to its end, so its CRC-32 and length trailer catch truncation and corruption (the
+official Amazon Reviews 2023 site publishes no checksums to compare against)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import gzip
 import logging
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 from tqdm import tqdm
@@ -35,8 +40,13 @@ def download(url: str, destination: Path, timeout: float = 60.0) -> Path:
         if expected is not None and received != expected:
             raise DataError(f"download of {url} was truncated ({received} of {expected} bytes)")
         if destination.name.endswith(".gz"):
-            with gzip.open(tmp, "rb") as check:
-                check.read(1)
+            try:
+                with gzip.open(tmp, "rb") as check:
+                    while check.read(CHUNK):
+                        pass
+            except (OSError, EOFError, zlib.error) as exc:
+                raise DataError(f"download of {url} is corrupt ({exc or 'the compressed stream ends early'}); "
+                                f"nothing was written to {destination}") from None
 
     try:
         atomic_write(destination, write)

@@ -12,6 +12,7 @@ and a finished beam whose ID is no item comes back as :data:`INVALID`.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -26,19 +27,22 @@ def beam_search(step: Step, trie: SIDTrie, batch_size: int, num_beams: int, devi
                 constrained: bool = True):
     """Returns ``(items [B, W], scores [B, W], tokens [B, W, depth])``, best first; ``W <= num_beams``;
     an item of ``EMPTY`` (score ``-inf``) marks a slot for which fewer valid IDs existed, ``INVALID``
-    an unconstrained beam that left the trie (its node is ``-1`` from then on)."""
+    an unconstrained beam that left the trie (its node is ``-1`` from then on). No level keeps more
+    beams than there are valid prefixes of its length, so an over-wide ``num_beams`` costs nothing
+    and changes nothing."""
     nodes = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
     scores = torch.zeros(batch_size, 1, device=device)
     tokens = torch.zeros(batch_size, 1, 0, dtype=torch.long, device=device)
     parents = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
     for level in range(trie.depth):
+        prefixes = trie.n_prefixes[level] if constrained else math.prod(trie.level_sizes[: level + 1])
         log_probs = step(level, tokens, parents).float()
         children = trie.children(level, nodes.clamp_min(0)).masked_fill(nodes.unsqueeze(-1) < 0, -1)  # [B, W, V]
         candidates = scores.unsqueeze(-1) + log_probs
         if constrained:
             candidates = candidates.masked_fill(children < 0, float("-inf"))
         width, vocab = candidates.shape[1], candidates.shape[2]
-        scores, index = candidates.view(batch_size, -1).topk(min(num_beams, width * vocab), dim=1)
+        scores, index = candidates.view(batch_size, -1).topk(min(num_beams, prefixes, width * vocab), dim=1)
         parents, token = index // vocab, index % vocab
         nodes = children.view(batch_size, -1).gather(1, index)
         tokens = torch.cat([tokens.gather(1, parents.unsqueeze(-1).expand(-1, -1, level)), token.unsqueeze(-1)], dim=-1)

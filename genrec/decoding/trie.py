@@ -21,8 +21,10 @@ class SIDTrie:
         if len({tuple(c) for c in codes.tolist()}) != n_items:
             raise ValueError("semantic IDs must be unique to build a trie")
         tables = []
+        prefixes = []  # valid token sequences of each length: how wide a beam can usefully be
         if free_prefix_size:
             tables.append(torch.zeros(1, free_prefix_size, dtype=torch.int32))
+            prefixes.append(free_prefix_size)
         node = np.zeros(n_items, dtype=np.int64)  # each item's node at the current depth
         for level in range(n_levels):
             if level + 1 < n_levels:
@@ -33,9 +35,11 @@ class SIDTrie:
             table = torch.full((int(node.max()) + 1, level_sizes[level]), -1, dtype=torch.int32)
             table[torch.as_tensor(node), torch.as_tensor(codes[:, level])] = torch.as_tensor(child, dtype=torch.int32)
             tables.append(table)
+            prefixes.append(max(free_prefix_size, 1) * (int(child.max()) + 1))
             node = child
         self.tables = tables
         self.level_sizes = [t.shape[1] for t in tables]
+        self.n_prefixes = prefixes
 
     @property
     def depth(self) -> int:

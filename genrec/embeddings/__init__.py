@@ -94,6 +94,7 @@ def item_embeddings(config, interactions: Interactions, split: LeaveOneOutSplit)
         key, sentences = text_key(config, interactions)
         cached = cache.load("text-emb", key, lambda arrays: check_vectors(arrays, interactions.n_items))
         if cached is None:
+            cache.ensure_writable()
             vectors = encode(sentences, config.sent_emb_model, config.sent_emb_batch_size, str(resolve_device(config.device)))
             if config.sent_emb_pca:
                 vectors = pca(vectors, config.sent_emb_pca)
@@ -107,6 +108,7 @@ def item_embeddings(config, interactions: Interactions, split: LeaveOneOutSplit)
         key = cf_key(config, interactions, split)
         cached = cache.load("cf-emb", key, lambda arrays: check_vectors(arrays, interactions.n_items, config.cf_emb_dim))
         if cached is None:
+            cache.ensure_writable()
             vectors = cf_embeddings(split.train_sequences, interactions.n_items, config.cf_emb_dim, config.cf_window, config.seed)
             cache.save("cf-emb", key, {"vectors": vectors})
         else:

@@ -8,6 +8,8 @@ latent token then ID, and an item's beams are aggregated over latent tokens.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from pydantic import Field
@@ -15,8 +17,10 @@ from torch import nn
 
 from genrec.config import StrictModel
 from genrec.decoding import SIDTrie, aggregate_beams
+from genrec.errors import ConfigError, GenrecError
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
 from genrec.ranking import drop_excluded, exclusion_mask, pad_ranked
+from genrec.runtime import available_memory
 from genrec.semantic_ids import SemanticIDs
 
 
@@ -47,6 +51,21 @@ class GenerativeRecommender(nn.Module):
         self.semantic_ids = sids  # what its checkpoints record (genrec.checkpoint)
         self.aggregation = aggregation
         self.constrained = config.constrained_decoding
+        # An upper estimate of what one beam holds during a search: the level's scores and trie
+        # lookups, the full-vocabulary logits, the decoder's self-attention cache and activations.
+        self.decode_bytes_per_beam = (4 + 8 + 8) * max(self.trie.level_sizes) + 3 * 4 * self.vocab.size \
+            + 2 * 2 * 4 * config.num_decoder_layers * config.num_heads * config.d_kv * self.trie.depth + 8 * 4 * config.d_model
+        for key in ("num_beams", "test_num_beams"):
+            if self.constrained and getattr(config, key) > self.max_beams:
+                raise ConfigError(f"{key}={getattr(config, key)} is wider than the {self.max_beams} semantic IDs"
+                                  f"{f' x {n_latent} latent tokens' if n_latent else ''} the decoder can generate; "
+                                  f"use at most {self.max_beams} (that beam already scores every item)")
+
+    @property
+    def max_beams(self) -> int:
+        """The most distinct beams a search can hold: every valid ID (times latent tokens)."""
+        return self.trie.n_prefixes[-1] if self.constrained else math.prod(self.trie.level_sizes)
+
 
     def inputs(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = self.vocab.histories(histories, self.item_tokens.cpu())
@@ -66,6 +85,11 @@ class GenerativeRecommender(nn.Module):
         """``[B, k]`` item indices, best first; ``EMPTY`` where fewer items were generated, ``INVALID``
         for a generated ID that is no item (only without the trie constraint). Items of ``exclude[b]``
         are removed from user ``b``'s final beam, which can leave fewer than ``k``."""
+        chunk = self.users_per_search(num_beams)
+        if len(histories) > chunk:  # decode in smaller groups rather than run out of memory
+            return torch.cat([self.recommend(histories[start : start + chunk], k, num_beams,
+                                             None if exclude is None else exclude[start : start + chunk])
+                              for start in range(0, len(histories), chunk)])
         ids, mask = self.inputs(histories)
         self.trie.to(ids.device)
         items, scores, _ = self.model.generate(ids, mask, self.trie, num_beams, self.constrained)
@@ -74,3 +98,12 @@ class GenerativeRecommender(nn.Module):
         if exclude is not None:
             return drop_excluded(items, exclusion_mask(exclude, self.n_items, items.device), k)
         return pad_ranked(items, k)
+
+    def users_per_search(self, num_beams: int) -> int:
+        """How many users one beam search may decode together within half the free memory."""
+        need = min(num_beams, self.max_beams) * self.decode_bytes_per_beam
+        budget = available_memory(self.item_tokens.device) // 2
+        if need > budget:
+            raise GenrecError(f"a beam of {num_beams} needs about {need / 2**30:.1f} GiB per user to decode, more than "
+                              f"half of the {2 * budget / 2**30:.1f} GiB free; lower num_beams / test_num_beams")
+        return max(1, budget // need)

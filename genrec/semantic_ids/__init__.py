@@ -16,6 +16,7 @@ import numpy as np
 from genrec.cache import ArrayCache
 from genrec.data import Interactions, LeaveOneOutSplit
 from genrec.embeddings import ItemVectors, dataset_cache_dir, item_embeddings
+from genrec.errors import DataError
 from genrec.runtime import resolve_device
 from genrec.semantic_ids.collisions import resolve_conflict_free, resolve_tiger
 from genrec.semantic_ids.opq import opq
@@ -150,6 +151,11 @@ def semantic_ids(config, interactions: Interactions, split: LeaveOneOutSplit) ->
         log.info("semantic IDs: cache hit (%s)", cache.path("sids", key).name)
         report = json.loads(str(cached["report"]))
         return SemanticIDs(cached["codes"], report["level_sizes"], report, cache.path("sids", key).stem)
+    if np.ptp(vectors.vectors, axis=0).max(initial=0.0) == 0:
+        raise DataError(f"the {vectors.source} embeddings of {interactions.name} are the same vector for every item "
+                        f"({'all zero' if not vectors.vectors.any() else 'constant'}): semantic IDs would carry no "
+                        "information; check sent_emb_model, or choose other embeddings with --item_emb")
+    cache.ensure_writable()
     quantization = quantize(config, vectors.vectors)
     if config.vq_collision == "tiger":
         final = resolve_tiger(quantization.codes, quantization.distances)
