@@ -2,10 +2,11 @@
 ``prefix_allowed_tokens_fn`` trie, on the same model and inputs. One JSON line per beam width.
 
     python benchmarks/decode_speed.py [--beams=20,50,100,500] [--users=128] [--batch_size=32]
-        [--checkpoint=runs/<run>/best.pt] [--key=value ...]
+        [--checkpoint=runs/<run>/best.pt --config=runs/<run>/config.yaml] [--key=value ...]
 
 The model is PSID (paper-size T5 unless flags say otherwise) on the configured dataset's test
-histories, randomly initialised unless ``--checkpoint`` is given. ``top10_overlap`` is the mean
+histories, randomly initialised unless ``--checkpoint`` is given (with its run's ``--config``: a
+checkpoint is loaded only into the run it belongs to). ``top10_overlap`` is the mean
 share of each user's top-10 that both searches return; ``top10_identical`` the share of users whose
 top-10 lists are equal in order.
 """
@@ -71,12 +72,12 @@ def timed(fn, *args):
 
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
-    _, flags = parse_flags(argv)
+    config_file, flags = parse_flags(argv)
     beams = [int(b) for b in str(flags.pop("beams", "20,50,100,500")).split(",")]
     users = int(flags.pop("users", 128))
     batch_size = int(flags.pop("batch_size", 32))
     checkpoint = flags.pop("checkpoint", None)
-    config = load_config([], **{"model": "PSID", **flags})
+    config = load_config([f"--config={config_file}"] if config_file else [], **{"model": "PSID", **flags})
     seed_everything(config.seed)
     device = resolve_device(config.device)
     if checkpoint:

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 # Settings added after runs had been named, with the value that reproduces what ran before them: at
 # that value they stay out of a run's identity, so a new option does not orphan finished runs.
-ADDED_KEYS = {"exclude_seen": False, "lora_rank": 0, "lora_alpha": 16.0}
+# (`duplicates`: earlier runs kept every interaction; the file datasets now default to `drop`, so
+# their runs made before it are trained again once, though their data had no duplicates.)
+ADDED_KEYS = {"exclude_seen": False, "lora_rank": 0, "lora_alpha": 16.0, "duplicates": "keep"}
 ACCURACY = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 # Reported when every run of a model has them (older runs, or models without beams, may not).
 DIVERSITY = ("coverage@10", "entropy@10", "category_entropy@10", "pruned", "invalid@10")

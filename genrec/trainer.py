@@ -117,7 +117,10 @@ class Trainer:
         """Drop log lines a killed run wrote after its checkpoint (they are trained again)."""
         path = self.directory / "metrics.jsonl"
         if path.is_file():
-            lines = [line for line in path.read_text().splitlines() if json.loads(line).get("epoch", epoch + 1) <= epoch]
+            try:
+                lines = [line for line in path.read_text().splitlines() if json.loads(line).get("epoch", epoch + 1) <= epoch]
+            except (ValueError, AttributeError) as exc:
+                raise GenrecError(f"{path}: damaged log ({exc}); remove the damaged lines to resume") from None
             atomic_write_text(path, "".join(line + "\n" for line in lines))
 
     def train_epoch(self) -> float:
