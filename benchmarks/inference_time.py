@@ -22,23 +22,18 @@ from pathlib import Path
 import torch
 
 from genrec.config import load_config, parse_flags
-from genrec.data import Examples
 from genrec.evaluation import recommend_all
 from genrec.pipeline import load_trained
 from genrec.runtime import resolve_device
-
-
-def first_users(examples: Examples, n: int) -> Examples:
-    return Examples(examples.users[:n], examples.histories[:n], examples.targets[:n], examples.seen[:n])
 
 
 def time_run(directory: Path, users: int, repeats: int, overrides: dict) -> dict:
     config = load_config([f"--config={directory / 'config.yaml'}"], **overrides)
     device = resolve_device(config.device)
     model, _, split = load_trained(config, directory / "best.pt")
-    examples = first_users(split.test, users)
+    examples = split.test.subset(range(min(users, len(split.test))))
     autocast = device.type == "cuda"
-    recommend_all(model, first_users(examples, config.eval_batch_size), config.eval_batch_size, 10, config.test_num_beams, autocast)
+    recommend_all(model, examples.subset(range(min(config.eval_batch_size, len(examples)))), config.eval_batch_size, 10, config.test_num_beams, autocast)
     seconds = []
     for _ in range(repeats):
         if autocast:

@@ -20,7 +20,6 @@ import numpy as np
 
 from genrec import models
 from genrec.config import keys_of_other_models, load_config, parse_flags
-from genrec.data import Examples
 from genrec.evaluation import ranking_metrics, recommend_all
 from genrec.pipeline import load_trained, train
 
@@ -32,8 +31,7 @@ def twin_metrics(config, directory: Path) -> dict:
     index = {item: i for i, item in enumerate(data.item_ids)}
     twins = {index[item] for pair in data.extra["twin_pairs"] for item in pair["items"] if item in index}
     users = np.flatnonzero(np.isin(split.test.targets, list(twins)))
-    subset = Examples(split.test.users[users], [split.test.histories[u] for u in users], split.test.targets[users],
-                      [split.test.seen[u] for u in users])
+    subset = split.test.subset(users)
     ranked = recommend_all(model, subset, config.eval_batch_size, 10, config.test_num_beams)
     metrics = ranking_metrics(ranked, subset.targets, data.n_items)
     return {"users": len(users), **{k: round(v, 4) for k, v in metrics.items() if k != "coverage@10"}}

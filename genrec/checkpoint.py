@@ -32,6 +32,11 @@ EVALUATION_KEYS = ("eval_batch_size", "num_beams", "test_num_beams", "exclude_se
 # What a resumed run may change: how long it trains and how its best checkpoint is tested. A longer
 # `epochs` stretches a decaying learning-rate schedule over the new total from the current step on.
 RESUMABLE_KEYS = ("epochs", "patience", "eval_batch_size", "test_num_beams", "category_level")
+# Settings added after runs (and their checkpoints) existed, with the value that reproduces what ran
+# before them: a run that lacks such a key counts as having that value, so a new option does not
+# orphan finished runs. (`duplicates`: earlier runs kept every interaction; file datasets now default
+# to `drop`, so their earlier compare runs are trained again once, though their data had none.)
+ADDED_KEYS = {"exclude_seen": False, "lora_rank": 0, "lora_alpha": 16.0, "duplicates": "keep", "valid_users": 0}
 
 
 class CheckpointError(GenrecError):
@@ -86,7 +91,8 @@ def differences(saved: dict, current: dict) -> dict[str, tuple[Any, Any]]:
             changed[part] = (saved.get(part), current.get(part))
     old, new = saved.get("settings", {}), current["settings"]
     for key in sorted(set(old) | set(new)):
-        if old.get(key, "(absent)") != new.get(key, "(absent)"):
+        absent = ADDED_KEYS.get(key, "(absent)")
+        if old.get(key, absent) != new.get(key, absent):
             changed[key] = (old.get(key, "(absent)"), new.get(key, "(absent)"))
     return changed
 

@@ -19,21 +19,17 @@ import numpy as np
 import yaml
 
 from genrec.cache import atomic_write_text, digest
-from genrec.checkpoint import LOCATION_KEYS
+from genrec.checkpoint import ADDED_KEYS, LOCATION_KEYS
 from genrec.config import keys_of_other_models, load_config, parse_flags, read_yaml
 from genrec.errors import ConfigError, GenrecError
+from genrec.figures import learning_curves_figure
 from genrec.provenance import source_commit
 
 log = logging.getLogger(__name__)
 
-# Settings added after runs had been named, with the value that reproduces what ran before them: at
-# that value they stay out of a run's identity, so a new option does not orphan finished runs.
-# (`duplicates`: earlier runs kept every interaction; the file datasets now default to `drop`, so
-# their runs made before it are trained again once, though their data had no duplicates.)
-ADDED_KEYS = {"exclude_seen": False, "lora_rank": 0, "lora_alpha": 16.0, "duplicates": "keep"}
 ACCURACY = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 # Reported when every run of a model has them (older runs, or models without beams, may not).
-DIVERSITY = ("coverage@10", "entropy@10", "category_entropy@10", "pruned", "invalid@10")
+DIVERSITY = ("coverage@10", "entropy@10", "category_entropy@10", "pruned", "beam_items", "invalid@10")
 
 
 def parse_seeds(value: Any, base: int) -> list[int]:
@@ -97,8 +93,59 @@ def run_one(config) -> tuple[dict, Path]:
             log.info("restarting %s (stopped before its first checkpoint)", directory)
             shutil.rmtree(directory)
         results, directory = train(config)
-    results["train_seconds"] = training_seconds(directory / "metrics.jsonl")
+    epochs = read_epochs(directory / "metrics.jsonl")
+    results["train_seconds"] = sum(record.get("seconds", 0.0) for record in epochs)
+    results["curve"] = learning_curve(epochs)
+    results["converged"] = converged(config, epochs, results["best_epoch"])
     return results, directory
+
+
+def test_ranks(config, directory: Path) -> np.ndarray:
+    """Each test user's target rank under the run's best checkpoint: saved by training, or (for
+    runs trained before it was saved, or a damaged file) recomputed from ``best.pt`` and saved."""
+    from genrec.evaluation import Catalogue, evaluate_with_ranks
+    from genrec.pipeline import load_trained
+    from genrec.trainer import TEST_RANKS, save_ranks
+
+    path = directory / TEST_RANKS
+    if path.is_file():
+        try:
+            ranks = np.load(path, allow_pickle=False)
+            if ranks.ndim == 1 and np.issubdtype(ranks.dtype, np.integer):
+                return ranks
+        except (OSError, ValueError, EOFError):
+            pass
+        log.warning("%s is unreadable; computing it again from best.pt", path)
+    model, interactions, split = load_trained(config.model_copy(update={"checkpoint": None}), directory / "best.pt")
+    catalogue = Catalogue.of(interactions, config.category_level)
+    autocast = next(model.parameters()).device.type == "cuda"
+    _, ranks = evaluate_with_ranks(model, split.test, catalogue, config.eval_batch_size, config.test_num_beams, autocast,
+                                   config.exclude_seen)
+    save_ranks(path, ranks)
+    return ranks
+
+
+def paired_differences(ranks: list[tuple[str, np.ndarray]]) -> list[dict]:
+    """Test NDCG@10 of every pair of models, paired by user: each model's per-user NDCG@10
+    (averaged over its seeds; ``ranks`` holds one (model, test ranks) per run), then the mean
+    difference with a 95% paired-bootstrap interval."""
+    from genrec.evaluation import ndcg_per_example, paired_bootstrap
+
+    per_user: dict[str, list[np.ndarray]] = {}
+    for model, run_ranks in ranks:
+        per_user.setdefault(model, []).append(ndcg_per_example(run_ranks, 10))
+    means = {model: np.mean(values, axis=0) for model, values in per_user.items()}
+    models = list(means)
+    return [{"a": a, "b": b, **paired_bootstrap(means[a], means[b])}
+            for i, a in enumerate(models) for b in models[i + 1:] if means[a].shape == means[b].shape]
+
+
+def markdown_differences(differences: list[dict], n_users: int) -> str:
+    lines = [f"Paired differences in test NDCG@10 (per-user NDCG@10 averaged over seeds; 95% paired bootstrap "
+             f"interval over the {n_users} test users, 2,000 resamples; an interval that excludes 0 is a difference "
+             "beyond the users' noise):", "", "| A − B | mean | 95% interval |", "|---|---|---|"]
+    lines += [f"| {d['a']} − {d['b']} | {d['mean']:+.4f} | [{d['low']:+.4f}, {d['high']:+.4f}] |" for d in differences]
+    return "\n".join(lines)
 
 
 def read_results(path: Path) -> dict:
@@ -112,15 +159,40 @@ def read_results(path: Path) -> dict:
         raise GenrecError(f"{path}: damaged results ({exc}); delete {path.parent} to train that run again") from None
 
 
-def training_seconds(path: Path) -> float:
-    """Seconds of every epoch in a run's ``metrics.jsonl`` (validation included)."""
+def read_epochs(path: Path) -> list[dict]:
+    """The per-epoch records of a run's ``metrics.jsonl`` (the final record left out)."""
     try:
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     except FileNotFoundError:
         raise GenrecError(f"{path}: missing; delete {path.parent} to train that run again") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise GenrecError(f"{path}: damaged log ({exc}); delete {path.parent} to train that run again") from None
-    return sum(record.get("seconds", 0.0) for record in records if isinstance(record, dict))
+    return [record for record in records if isinstance(record, dict) and "epoch" in record]
+
+
+def learning_curve(epochs: list[dict]) -> list[dict]:
+    """Validation NDCG@10 after each validated epoch, with the training seconds spent until then."""
+    curve, seconds = [], 0.0
+    for record in epochs:
+        seconds += record.get("seconds", 0.0)
+        if "valid" in record:
+            curve.append({"epoch": record["epoch"], "seconds": round(seconds, 2), "ndcg@10": record["valid"]["ndcg@10"]})
+    return curve
+
+
+def converged(config, epochs: list[dict], best_epoch: int) -> bool:
+    """Whether validation had stopped improving: the run stopped by patience, or it reached its
+    epoch cap with its best epoch older than its last ``patience`` validations. A run that was
+    still improving near its cap has not converged, and its numbers understate the model."""
+    last = max((record["epoch"] for record in epochs), default=0)
+    return last < config.epochs or best_epoch <= config.epochs - config.patience * config.eval_interval
+
+
+def group_curves(runs: list[dict]) -> dict[str, list[list[dict]]]:
+    by_model: dict[str, list[list[dict]]] = {}
+    for run in runs:
+        by_model.setdefault(run["model"], []).append(run["results"]["curve"])
+    return by_model
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -141,6 +213,7 @@ def summarize(runs: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
         summary[model]["train_seconds"] = mean_std([run["results"]["train_seconds"] for run in group])
         summary[model]["test_seconds_per_1k_users"] = mean_std([1000 / t["users_per_s"] for t in test])
         summary[model]["best_epoch"] = mean_std([run["results"]["best_epoch"] for run in group])
+        summary[model]["converged"] = {"runs": len(group), "converged": sum(run["results"]["converged"] for run in group)}
     return summary
 
 
@@ -151,12 +224,16 @@ def markdown_table(summary: dict, seeds: list[int]) -> str:
         return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if len(seeds) > 1 else "")
 
     columns = [*((m, 4) for m in ACCURACY), ("coverage@10", 4), ("entropy@10", 2), ("category_entropy@10", 2), ("pruned", 4),
-               ("best_epoch", 1), ("train_seconds", 0), ("test_seconds_per_1k_users", 2)]
+               ("beam_items", 1), ("best_epoch", 1), ("train_seconds", 0), ("test_seconds_per_1k_users", 2)]
     header = ["model", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10", "coverage@10", "entropy@10 (bits)", "category entropy@10",
-              "pruned by the beam", "best epoch", "train s", "test s / 1k users"]
+              "pruned by the beam", "items in the beam", "best epoch", "train s", "test s / 1k users", "converged"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, stats in summary.items():
-        lines.append("| " + " | ".join([model, *(cell(stats.get(name), digits) for name, digits in columns)]) + " |")
+        done = stats["converged"]
+        flag = f"{done['converged']}/{done['runs']}" + ("" if done["converged"] == done["runs"] else " **not converged**")
+        lines.append("| " + " | ".join([model, *(cell(stats.get(name), digits) for name, digits in columns), flag]) + " |")
+    lines += ["", "*converged*: runs that stopped by patience, or whose best validation epoch is older than their last "
+              "`patience` validations before the epoch cap; the others were still improving, so their numbers understate the model."]
     return "\n".join(lines)
 
 
@@ -185,7 +262,7 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     variants = [(spec, *parse_variant(spec)) for spec in specs]
     names = [name for _, name, _ in variants]
 
-    runs, changes, folder = [], {}, None
+    runs, ranks, changes, folder = [], [], {}, None
     for label, name, overrides in variants:
         settings = {**flags, **overrides, "model": name}
         base = load_config(file_args, ignore=keys_of_other_models(name, names), **settings)
@@ -197,9 +274,11 @@ def compare(argv: list[str]) -> tuple[str, Path]:
             config = config.model_copy(update={"run_name": f"compare/{slug}/{folder_name}-seed{seed}-{run_identity(config)}"})
             results, directory = run_one(config)
             runs.append({"model": label, "seed": seed, "directory": str(directory), "results": results})
+            ranks.append((label, test_ranks(config, directory)))
             folder = directory.parent
     seeds = sorted({run["seed"] for run in runs})
     summary = summarize(runs)
+    differences = paired_differences(ranks)
     trained_by = sorted({run["results"].get("commit", "unknown") for run in runs})
     command = " ".join(["genrec compare", *argv])
     settings = f"\n\n`{config_file}`:\n\n```yaml\n{config_file.read_text().strip()}\n```" if config_file else ""
@@ -207,9 +286,11 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     report = (f"`{command}`\n\ncommit `{commit}` (runs trained at {runs_at}); seeds {', '.join(map(str, seeds))}; test metrics "
               f"of the best validation checkpoint (mean ± sample std over seeds); train s includes validation; every run's "
               f"resolved `config.yaml` is in its folder under `{folder}`.{settings}\n\n{markdown_table(summary, seeds)}\n\n"
-              f"{markdown_changes(changes)}\n")
+              + (f"{markdown_differences(differences, len(ranks[0][1]))}\n\n" if differences else "") + f"{markdown_changes(changes)}\n")
     atomic_write_text(folder / "comparison.md", report)
+    learning_curves_figure(group_curves(runs), folder / "learning_curves")
     atomic_write_text(folder / "comparison.json", json.dumps(
         {"command": command, "commit": commit, "seeds": seeds, "config_file": yaml.safe_load(config_file.read_text()) if config_file else None,
-         "flags": flags, "changed_model_settings": changes, "summary": summary, "runs": runs}, indent=2, default=str))
+         "flags": flags, "changed_model_settings": changes, "summary": summary, "paired_ndcg@10": differences,
+         "runs": runs}, indent=2, default=str))
     return report, folder

@@ -86,6 +86,7 @@ class GlobalSettings(StrictModel):
     warmup_steps: int = Field(ge=0)
     lr_schedule: Literal["cosine", "linear", "constant"]
     eval_interval: int = Field(ge=1)
+    valid_users: int = Field(ge=0)
     patience: int = Field(ge=1)
     eval_batch_size: int = Field(ge=1)
     num_beams: int = Field(ge=1)

@@ -18,17 +18,26 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from genrec.cache import atomic_write_text
+from genrec.cache import atomic_write, atomic_write_text
 from genrec.checkpoint import RESUMABLE_KEYS, CheckpointError, check_identity, read_checkpoint, restore_weights, save_checkpoint
 from genrec.config import dump_config
-from genrec.data import LeaveOneOutSplit
+from genrec.data import Examples, LeaveOneOutSplit
 from genrec.errors import GenrecError
-from genrec.evaluation import Catalogue, evaluate
+from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks
 from genrec.provenance import source_commit
 from genrec.runtime import deterministic
 
 log = logging.getLogger(__name__)
 SELECT_ON = "ndcg@10"
+TEST_RANKS = "test_ranks.npy"  # each test user's target rank in the best checkpoint's list (-1: not retrieved)
+
+
+def save_ranks(path: Path, ranks: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.save(handle, np.asarray(ranks, dtype=np.int32))
+
+    atomic_write(path, write)
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -62,6 +71,16 @@ def is_resumable(path: Path) -> bool:
     return "optimizer" in read_checkpoint(path)
 
 
+def validation_sample(valid: Examples, users: int, seed: int) -> Examples:
+    """The validation examples early stopping watches: all of them, or ``users`` of them drawn once
+    with ``seed`` (the same sample every epoch and on resume), which makes frequent validation of
+    long runs on large datasets affordable; the final validation and the test use every user."""
+    if not users or users >= len(valid):
+        return valid
+    rows = np.sort(np.random.default_rng([seed, 17]).choice(len(valid), users, replace=False))
+    return valid.subset(rows)
+
+
 class TrainingDiverged(GenrecError):
     """The loss or the weights became non-finite."""
 
@@ -84,6 +103,7 @@ class Trainer:
             self.optimizer, lambda step: lr_factor(step, config.warmup_steps, total, config.lr_schedule))
         self.epoch, self.best, self.best_epoch, self.bad_evals = 0, -1.0, -1, 0
         self.commit = source_commit()  # recorded with the results
+        self.valid = validation_sample(split.valid, config.valid_users, config.seed)
 
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -164,7 +184,7 @@ class Trainer:
                 self.epoch += 1
                 record = {"epoch": self.epoch, "loss": round(loss, 5), "lr": self.scheduler.get_last_lr()[0]}
                 if self.epoch % config.eval_interval == 0 or self.epoch == config.epochs:
-                    metrics = evaluate(self.model, self.split.valid, self.catalogue, config.eval_batch_size, config.num_beams, self.autocast,
+                    metrics = evaluate(self.model, self.valid, self.catalogue, config.eval_batch_size, config.num_beams, self.autocast,
                                        config.exclude_seen)
                     record["valid"] = {k: round(v, 5) for k, v in metrics.items()}
                     if metrics[SELECT_ON] > self.best:
@@ -188,8 +208,9 @@ class Trainer:
         with deterministic():
             valid = evaluate(self.model, self.split.valid, self.catalogue, config.eval_batch_size, config.test_num_beams, self.autocast,
                              config.exclude_seen)
-            test = evaluate(self.model, self.split.test, self.catalogue, config.eval_batch_size, config.test_num_beams, self.autocast,
-                             config.exclude_seen)
+            test, ranks = evaluate_with_ranks(self.model, self.split.test, self.catalogue, config.eval_batch_size,
+                                              config.test_num_beams, self.autocast, config.exclude_seen)
+        save_ranks(self.directory / TEST_RANKS, ranks)
         results = {"best_epoch": best["epoch"], "num_beams": config.test_num_beams, "commit": self.commit,
                    "valid": {k: round(v, 5) for k, v in valid.items()}, "test": {k: round(v, 5) for k, v in test.items()}}
         atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))

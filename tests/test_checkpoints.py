@@ -173,3 +173,17 @@ def test_a_damaged_file_in_a_compare_folder_is_one_line(tmp_path, capsys, part):
     (run / part).write_bytes(b"\x00garbage{")
     capsys.readouterr()
     assert_one_line_error(main(argv), capsys.readouterr().err, str(run / part))
+
+
+def test_a_setting_added_later_reads_as_its_neutral_value(trained, tmp_path, capsys):
+    from genrec.checkpoint import ADDED_KEYS
+
+    settings, directory, _ = trained
+    run = copy_run(directory, tmp_path)
+    state = torch.load(run / "best.pt", weights_only=True)
+    for key in ADDED_KEYS:  # as written before these settings existed
+        state["identity"]["settings"].pop(key, None)
+    torch.save(state, run / "best.pt")
+    assert evaluate_cli({**settings, "output_dir": tmp_path / "a", "duplicates": "keep"}, run / "best.pt", capsys)[0] == 0
+    code, err = evaluate_cli({**settings, "output_dir": tmp_path / "b", "duplicates": "drop"}, run / "best.pt", capsys)
+    assert_one_line_error(code, err, "duplicates '(absent)' in the checkpoint, 'drop' now")

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from conftest import TINY_SYNTHETIC
 from test_training import TINY_MODEL
@@ -10,6 +11,7 @@ from genrec import compare as compare_module
 from genrec.cli import main
 from genrec.compare import parse_seeds
 from genrec.errors import ConfigError
+from genrec.evaluation import ndcg_per_example
 
 
 def flags(tmp_path, backbone=TINY_MODEL, **extra):
@@ -25,7 +27,8 @@ def test_compare_trains_each_model_and_seed_then_reuses_them(tmp_path, capsys, m
     assert runs == ["Latte-seed5", "Latte-seed6", "PSID-seed5", "PSID-seed6", "SASRec-seed5", "SASRec-seed6"]
     report = (folder / "comparison.md").read_text()
     assert report in capsys.readouterr().out
-    rows = {line.split(" | ")[0].strip("| "): line for line in report.splitlines() if line.startswith(("| PSID", "| Latte", "| SASRec"))}
+    rows = {line.split(" | ")[0].strip("| "): line for line in report.splitlines()
+            if line.startswith(("| PSID", "| Latte", "| SASRec")) and " − " not in line}
     assert set(rows) == {"PSID", "Latte", "SASRec"} and "±" in rows["PSID"]
     assert "—" in rows["SASRec"] and "—" not in rows["PSID"]  # nothing is pruned without a beam
     data = json.loads((folder / "comparison.json").read_text())
@@ -34,14 +37,32 @@ def test_compare_trains_each_model_and_seed_then_reuses_them(tmp_path, capsys, m
     ndcg = [r["results"]["test"]["ndcg@10"] for r in latte]
     assert data["summary"]["Latte"]["ndcg@10"]["mean"] == pytest.approx(sum(ndcg) / 2)
     assert all(r["results"]["train_seconds"] > 0 for r in data["runs"])
+    assert all([point["epoch"] for point in r["results"]["curve"]] == [1, 2] for r in data["runs"])  # validated every epoch
+    assert rows["PSID"].endswith("| 0/2 **not converged** |")  # 2 epochs, best epoch within the patience window
+    assert data["summary"]["PSID"]["converged"] == {"runs": 2, "converged": 0}
+    for suffix in (".png", ".svg"):
+        assert (folder / f"learning_curves{suffix}").stat().st_size > 1000
+    assert (folder / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for run in data["runs"]:  # per-user test ranks: their NDCG@10 is the run's
+        ranks = np.load(f"{run['directory']}/test_ranks.npy")
+        assert ndcg_per_example(ranks, 10).mean() == pytest.approx(run["results"]["test"]["ndcg@10"], abs=1e-5)
+    pairs = {(d["a"], d["b"]) for d in data["paired_ndcg@10"]}
+    assert pairs == {("PSID", "Latte"), ("PSID", "SASRec"), ("Latte", "SASRec")}
+    assert all(d["low"] <= d["mean"] <= d["high"] for d in data["paired_ndcg@10"])
+    assert "| PSID − Latte |" in report and "95% paired bootstrap" in report
     assert "n_latent_tokens: 2" in (folder / f"{latte[0]['directory'].rsplit('/', 1)[1]}/config.yaml").read_text()
 
     def no_training(config):
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr("genrec.pipeline.train", no_training)
+    removed = next(folder.glob("Latte-seed5-*/test_ranks.npy"))
+    kept = np.load(removed)
+    removed.unlink()  # a run trained before ranks were saved: recomputed from its best.pt
     assert main(argv) == 0  # everything reused
-    assert json.loads((folder / "comparison.json").read_text())["summary"] == data["summary"]
+    assert np.array_equal(np.load(removed), kept)
+    again = json.loads((folder / "comparison.json").read_text())
+    assert again["summary"] == data["summary"] and again["paired_ndcg@10"] == data["paired_ndcg@10"]
     changed = ["compare", "--models=PSID", "--seeds=5", *flags(tmp_path, lr=0.002)]
     with pytest.raises(AssertionError, match="trained again"):
         compare_module.compare(changed[1:])  # another setting is another run
@@ -75,7 +96,7 @@ def test_compare_variants_of_one_model(tmp_path):
     argv = ["--models=SASRec,SASRec:loss_type=bce:hidden_size=16", *flags(tmp_path, backbone={})]
     report, folder = compare_module.compare(argv)
     rows = [line.split(" | ")[0].strip("| ") for line in report.splitlines() if line.startswith("| SASRec")]
-    assert rows == ["SASRec", "SASRec:loss_type=bce:hidden_size=16"]
+    assert rows == ["SASRec", "SASRec:loss_type=bce:hidden_size=16", "SASRec − SASRec:loss_type=bce:hidden_size=16"]
     (bce,) = [p for p in folder.iterdir() if p.name.startswith("SASRec-loss_type=bce-hidden_size=16-seed")]
     assert "loss_type: bce" in (bce / "config.yaml").read_text() and "hidden_size: 16" in (bce / "config.yaml").read_text()
     # the table says which of each model's own settings differ from its config.yaml: here the
@@ -114,7 +135,20 @@ def test_settings_added_later_keep_earlier_runs_identity_at_their_neutral_value(
     before_the_keys = {k: v for k, v in settings.items()
                        if k not in compare_module.LOCATION_KEYS and k not in compare_module.ADDED_KEYS}
     assert compare_module.run_identity(config) == digest(before_the_keys)[:10]
-    changed = {"exclude_seen": True, "lora_rank": 4, "lora_alpha": 32.0, "duplicates": "drop"}
+    changed = {"exclude_seen": True, "lora_rank": 4, "lora_alpha": 32.0, "duplicates": "drop", "valid_users": 100}
     assert set(changed) == set(compare_module.ADDED_KEYS)
     for key in set(changed) & set(settings):
         assert compare_module.run_identity(config.model_copy(update={key: changed[key]})) != compare_module.run_identity(config)
+
+
+@pytest.mark.parametrize("last, best, epochs, patience, interval, expected", [
+    (30, 12, 100, 5, 3, True),    # stopped by patience before the cap
+    (100, 85, 100, 5, 3, True),   # reached the cap with its best epoch at least patience x eval_interval before it
+    (100, 88, 100, 5, 3, False),  # reached the cap while still improving
+    (2, 2, 2, 20, 1, False),
+])
+def test_converged_means_validation_stopped_improving(last, best, epochs, patience, interval, expected):
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(epochs=epochs, patience=patience, eval_interval=interval)
+    assert compare_module.converged(config, [{"epoch": e} for e in range(1, last + 1)], best) is expected

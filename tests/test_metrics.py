@@ -83,4 +83,27 @@ def test_evaluate_separates_pruned_targets_from_those_ranked_below_10():
     examples = Examples(np.arange(4), [np.array([1])] * 4, np.array([0, 12, 40, 3]), [np.array([1])] * 4)
     metrics = evaluate(FixedBeam(), examples, Catalogue(50), batch_size=2, num_beams=15)
     assert metrics["recall@10"] == 0.5 and metrics["pruned"] == 0.25 and metrics["in_beam_below@10"] == 0.25
-    assert metrics["coverage@10"] == pytest.approx(10 / 50)
+    assert metrics["coverage@10"] == pytest.approx(10 / 50) and metrics["beam_items"] == 15
+
+
+def test_paired_bootstrap_against_a_direct_computation():
+    from genrec.evaluation import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random(500), rng.random(500)
+    result = paired_bootstrap(a, b, resamples=300, seed=7)
+    draws = np.random.default_rng(7).integers(0, 500, size=(300, 500))  # the same draws, all at once
+    means = (a - b)[draws].mean(axis=1)
+    assert result["mean"] == pytest.approx((a - b).mean())
+    assert (result["low"], result["high"]) == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])))
+    assert paired_bootstrap(a, a) == {"mean": 0.0, "low": 0.0, "high": 0.0}
+    shifted = paired_bootstrap(a + 0.25, a)
+    assert shifted["low"] == pytest.approx(0.25) and shifted["high"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="equally long"):
+        paired_bootstrap(a, b[:10])
+
+
+def test_ndcg_per_example_by_hand():
+    from genrec.evaluation import ndcg_per_example
+
+    assert ndcg_per_example(np.array([0, 1, 9, 10, -1]), 10).tolist() == pytest.approx([1.0, 1 / np.log2(3), 1 / np.log2(11), 0.0, 0.0])

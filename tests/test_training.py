@@ -145,3 +145,24 @@ def test_length_bucketed_batches_cover_every_example_once_with_less_padding():
     padded = sum(len(b) * lengths[b].max() for b in batches)
     shuffled = np.random.default_rng(1).permutation(1000)
     assert padded < 0.8 * sum(32 * lengths[shuffled[i:i + 32]].max() for i in range(0, 1000, 32))
+
+
+def test_validation_on_a_seeded_sample_of_users(make_config, tmp_path):
+    from genrec.trainer import validation_sample
+
+    config = tiny(make_config, tmp_path, model="PSID", epochs=1, valid_users=30)
+    data, split = load_split(config)
+    sample = validation_sample(split.valid, 30, seed=3)
+    assert len(sample) == 30 and sorted(set(sample.users.tolist())) == sample.users.tolist()
+    assert np.array_equal(validation_sample(split.valid, 30, seed=3).users, sample.users)  # the same every epoch / resume
+    assert not np.array_equal(validation_sample(split.valid, 30, seed=4).users, sample.users)
+    assert validation_sample(split.valid, 0, seed=3) is split.valid
+    k = int(sample.users[5])
+    assert np.array_equal(sample.histories[5], split.valid.histories[k]) and sample.targets[5] == split.valid.targets[k]
+    from genrec.pipeline import identity
+
+    model = build_model(config, data, split)
+    trainer = Trainer(config, model, split, Catalogue(data.n_items), tmp_path, torch.device("cpu"), identity(config, data, model))
+    assert len(trainer.valid) == 30
+    results = trainer.fit()
+    assert "valid" in results and len(split.valid) > 30  # the final validation and the test use every user

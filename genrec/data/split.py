@@ -29,6 +29,11 @@ class Examples:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def subset(self, rows) -> "Examples":
+        """The examples at ``rows`` (indices), in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return Examples(self.users[rows], [self.histories[r] for r in rows], self.targets[rows], [self.seen[r] for r in rows])
+
 
 @dataclass(frozen=True)
 class LeaveOneOutSplit:

@@ -29,11 +29,20 @@ def recommend_all(model, examples: Examples, batch_size: int, k: int, num_beams:
 
 def evaluate(model, examples: Examples, catalogue: Catalogue, batch_size: int, num_beams: int,
              autocast: bool = False, exclude_seen: bool = False) -> dict[str, float]:
+    """The metrics of :func:`evaluate_with_ranks`."""
+    return evaluate_with_ranks(model, examples, catalogue, batch_size, num_beams, autocast, exclude_seen)[0]
+
+
+def evaluate_with_ranks(model, examples: Examples, catalogue: Catalogue, batch_size: int, num_beams: int,
+                        autocast: bool = False, exclude_seen: bool = False) -> tuple[dict[str, float], np.ndarray]:
     """Full-ranking metrics (:func:`ranking_metrics`), diversity (:func:`diversity_metrics`) and
     users per second. For a beam-search model (``model.returns_beams``) the whole final beam is kept,
-    to tell targets the search *pruned* (not in the beam) from those it ranked below 10. With
+    to tell targets the search *pruned* (not in the beam) from those it ranked below 10, and to count
+    the distinct items it holds (``beam_items``: a latent-token model spends several beams on one item). With
     ``exclude_seen`` the lists skip every item the user interacted with before (RecBole's protocol);
-    a target the user had already seen then always counts as a miss."""
+    a target the user had already seen then always counts as a miss. Also returns each example's
+    target rank in its list (``-1``: not retrieved), from which per-user metrics and paired
+    comparisons between models follow."""
     beams = getattr(model, "returns_beams", False)
     start = time.perf_counter()
     ranked = recommend_all(model, examples, batch_size, max(10, num_beams) if beams else 10, num_beams, autocast,
@@ -41,11 +50,12 @@ def evaluate(model, examples: Examples, catalogue: Catalogue, batch_size: int, n
     seconds = time.perf_counter() - start
     metrics = ranking_metrics(ranked[:, :10], examples.targets, catalogue.n_items)
     metrics.update(diversity_metrics(ranked, catalogue))
+    ranks = target_ranks(ranked, examples.targets)
     if beams:
-        ranks = target_ranks(ranked, examples.targets)
         metrics["pruned"] = float((ranks < 0).mean())
         metrics["in_beam_below@10"] = float((ranks >= 10).mean())
+        metrics["beam_items"] = float((ranked >= 0).sum(axis=1).mean())  # distinct items the final beam holds (Latte: fewer than beams)
     if exclude_seen:
         metrics["target_seen"] = float(np.mean([target in seen for target, seen in zip(examples.targets, examples.seen)]))
     metrics["users_per_s"] = len(examples) / seconds
-    return metrics
+    return metrics, ranks

@@ -24,6 +24,12 @@ def target_ranks(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
 
 
+def ndcg_per_example(ranks: np.ndarray, k: int) -> np.ndarray:
+    """NDCG@k of each example from its target's 0-based rank (``-1``: not retrieved)."""
+    ranks = np.asarray(ranks)
+    return np.where((ranks >= 0) & (ranks < k), 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
+
+
 def ranking_metrics(ranked: np.ndarray, targets: np.ndarray, n_items: int) -> dict[str, float]:
     """Recall@{1,5,10}, NDCG@{5,10}, the catalogue coverage of the top-10 lists and the share of
     top-10 slots holding an invalid generation."""
@@ -31,8 +37,7 @@ def ranking_metrics(ranked: np.ndarray, targets: np.ndarray, n_items: int) -> di
     ranks = target_ranks(ranked, targets)
     found = ranks >= 0
     metrics = {f"recall@{k}": float((found & (ranks < k)).mean()) for k in RECALL_KS}
-    gains = np.where(found, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
-    metrics.update({f"ndcg@{k}": float(np.where(found & (ranks < k), gains, 0.0).mean()) for k in NDCG_KS})
+    metrics.update({f"ndcg@{k}": float(ndcg_per_example(ranks, k).mean()) for k in NDCG_KS})
     top10 = ranked[:, :10]
     metrics["coverage@10"] = float(len(np.unique(top10[top10 >= 0])) / n_items)
     metrics["invalid@10"] = float((top10 == INVALID).sum() / top10.size) if top10.size else 0.0

@@ -1,0 +1,46 @@
+"""Figures written next to the JSON they show (PNG for reading, SVG for papers), with matplotlib's
+file-only backend so they work on machines without a display."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+from genrec.cache import atomic_write  # noqa: E402
+
+
+def save_figure(figure, stem: Path) -> list[Path]:
+    """Write ``stem.png`` and ``stem.svg`` atomically; returns both paths."""
+    paths = []
+    for suffix in (".png", ".svg"):
+        path = stem.with_suffix(suffix)
+        atomic_write(path, lambda tmp, fmt=suffix[1:]: figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
+        paths.append(path)
+    plt.close(figure)
+    return paths
+
+
+def learning_curves_figure(curves: dict[str, list[list[dict]]], stem: Path) -> list[Path]:
+    """Validation NDCG@10 against epochs and against training seconds, one colour per model and one
+    line per seed: whether a model was still improving when it stopped is visible at a glance."""
+    figure, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    colours = plt.get_cmap("tab10")
+    for index, (model, runs) in enumerate(curves.items()):
+        for seed, curve in enumerate(runs):
+            label = model if seed == 0 else None
+            epochs = [point["epoch"] for point in curve]
+            seconds = [point["seconds"] for point in curve]
+            ndcg = [point["ndcg@10"] for point in curve]
+            by_epoch.plot(epochs, ndcg, color=colours(index % 10), alpha=0.8, linewidth=1.2, label=label)
+            by_time.plot(seconds, ndcg, color=colours(index % 10), alpha=0.8, linewidth=1.2)
+    by_epoch.set(xlabel="epoch", ylabel="validation NDCG@10")
+    by_time.set(xlabel="training seconds (validation included)")
+    for axes in (by_epoch, by_time):
+        axes.grid(alpha=0.3)
+    by_epoch.legend(fontsize=8)
+    figure.suptitle("Learning curves (one line per seed)")
+    return save_figure(figure, stem)
