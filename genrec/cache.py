@@ -8,6 +8,7 @@ file name, so a stale entry is never reused.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -59,7 +60,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno in WRITE_ERRORS:
             raise GenrecError(f"cannot write {path}: {exc.strerror}") from None
         raise

@@ -140,6 +140,37 @@ def paired_differences(ranks: list[tuple[str, np.ndarray]]) -> list[dict]:
             for i, a in enumerate(models) for b in models[i + 1:] if means[a].shape == means[b].shape]
 
 
+def target_groups(config, ranks: list[tuple[str, np.ndarray]]) -> list[dict]:
+    """Test NDCG@10 and Recall@10 of each model (mean over seeds) on the users whose target is in one
+    of the dataset's ``item_groups`` (Synthetic: the planted twin and triple items)."""
+    from genrec.evaluation import ndcg_per_example
+    from genrec.pipeline import load_split
+
+    interactions, split = load_split(config)
+    index = {item: i for i, item in enumerate(interactions.item_ids)}
+    rows = []
+    for name, items in interactions.extra.get("item_groups", {}).items():
+        users = np.isin(split.test.targets, [index[item] for item in items if item in index])
+        for model in dict(ranks):
+            per_seed = [r[users] for label, r in ranks if label == model]
+            rows.append({"group": name, "users": int(users.sum()), "model": model,
+                         "ndcg@10": float(np.mean([ndcg_per_example(r, 10).mean() for r in per_seed])),
+                         "recall@10": float(np.mean([((r >= 0) & (r < 10)).mean() for r in per_seed]))})
+    return rows
+
+
+def markdown_groups(rows: list[dict]) -> str:
+    groups = list(dict.fromkeys(row["group"] for row in rows))
+    users = {row["group"]: row["users"] for row in rows}
+    lines = ["Test accuracy on the users whose target is one of the dataset's items of interest (NDCG@10 / Recall@10, "
+             "mean over seeds):", "", "| model | " + " | ".join(f"{g} ({users[g]} users)" for g in groups) + " |",
+             "|---|" + "---|" * len(groups)]
+    cells = {(row["model"], row["group"]): f"{row['ndcg@10']:.4f} / {row['recall@10']:.4f}" for row in rows}
+    for model in dict.fromkeys(row["model"] for row in rows):
+        lines.append(f"| {model} | " + " | ".join(cells[model, g] for g in groups) + " |")
+    return "\n".join(lines)
+
+
 def markdown_differences(differences: list[dict], n_users: int) -> str:
     lines = [f"Paired differences in test NDCG@10 (per-user NDCG@10 averaged over seeds; 95% paired bootstrap "
              f"interval over the {n_users} test users, 2,000 resamples; an interval that excludes 0 is a difference "
@@ -279,6 +310,7 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     seeds = sorted({run["seed"] for run in runs})
     summary = summarize(runs)
     differences = paired_differences(ranks)
+    groups = target_groups(config, ranks)
     trained_by = sorted({run["results"].get("commit", "unknown") for run in runs})
     command = " ".join(["genrec compare", *argv])
     settings = f"\n\n`{config_file}`:\n\n```yaml\n{config_file.read_text().strip()}\n```" if config_file else ""
@@ -286,11 +318,12 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     report = (f"`{command}`\n\ncommit `{commit}` (runs trained at {runs_at}); seeds {', '.join(map(str, seeds))}; test metrics "
               f"of the best validation checkpoint (mean ± sample std over seeds); train s includes validation; every run's "
               f"resolved `config.yaml` is in its folder under `{folder}`.{settings}\n\n{markdown_table(summary, seeds)}\n\n"
-              + (f"{markdown_differences(differences, len(ranks[0][1]))}\n\n" if differences else "") + f"{markdown_changes(changes)}\n")
+              + (f"{markdown_differences(differences, len(ranks[0][1]))}\n\n" if differences else "")
+              + (f"{markdown_groups(groups)}\n\n" if groups else "") + f"{markdown_changes(changes)}\n")
     atomic_write_text(folder / "comparison.md", report)
     learning_curves_figure(group_curves(runs), folder / "learning_curves")
     atomic_write_text(folder / "comparison.json", json.dumps(
         {"command": command, "commit": commit, "seeds": seeds, "config_file": yaml.safe_load(config_file.read_text()) if config_file else None,
-         "flags": flags, "changed_model_settings": changes, "summary": summary, "paired_ndcg@10": differences,
+         "flags": flags, "changed_model_settings": changes, "summary": summary, "paired_ndcg@10": differences, "target_groups": groups,
          "runs": runs}, indent=2, default=str))
     return report, folder

@@ -22,7 +22,8 @@ class Interactions:
     ``item_ids[i]`` is the raw id of item index ``i``; ``sequences[u]`` holds item indices in time
     order; ``item_text[i]`` maps text fields (a subset of :data:`genrec.config.TEXT_FIELDS`) to
     strings, empty when the dataset has no text. ``dropped`` counts what the loader removed, by
-    reason, so nothing is lost silently.
+    reason, so nothing is lost silently. ``extra`` holds what a loader knows beyond that; its
+    ``item_groups`` (name: raw item ids) are items of interest whose targets comparisons report apart.
     """
 
     name: str
