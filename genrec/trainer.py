@@ -211,7 +211,8 @@ class Trainer:
             test, ranks = evaluate_with_ranks(self.model, self.split.test, self.catalogue, config.eval_batch_size,
                                               config.test_num_beams, self.autocast, config.exclude_seen)
         save_ranks(self.directory / TEST_RANKS, ranks)
-        results = {"best_epoch": best["epoch"], "num_beams": config.test_num_beams, "commit": self.commit,
+        results = {"best_epoch": best["epoch"], "num_beams": min(config.test_num_beams, getattr(self.model, "max_beams", config.test_num_beams)),
+                   "commit": self.commit,
                    "valid": {k: round(v, 5) for k, v in valid.items()}, "test": {k: round(v, 5) for k, v in test.items()}}
         atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))
         self.log_metrics({"final": results})

@@ -44,6 +44,8 @@ def evaluate_with_ranks(model, examples: Examples, catalogue: Catalogue, batch_s
     target rank in its list (``-1``: not retrieved), from which per-user metrics and paired
     comparisons between models follow."""
     beams = getattr(model, "returns_beams", False)
+    if beams:  # a wider beam decodes at the catalogue's width: keep only that many slots
+        num_beams = min(num_beams, getattr(model, "max_beams", num_beams))
     start = time.perf_counter()
     ranked = recommend_all(model, examples, batch_size, max(10, num_beams) if beams else 10, num_beams, autocast,
                            exclude_seen)

@@ -8,6 +8,7 @@ latent token then ID, and an item's beams are aggregated over latent tokens.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -17,11 +18,13 @@ from torch import nn
 
 from genrec.config import StrictModel
 from genrec.decoding import SIDTrie, aggregate_beams
-from genrec.errors import ConfigError, GenrecError
+from genrec.errors import GenrecError
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
 from genrec.ranking import drop_excluded, exclusion_mask, pad_ranked
 from genrec.runtime import available_memory
 from genrec.semantic_ids import SemanticIDs
+
+log = logging.getLogger(__name__)
 
 
 class BackboneSettings(StrictModel):
@@ -56,14 +59,15 @@ class GenerativeRecommender(nn.Module):
         self.decode_bytes_per_beam = (4 + 8 + 8) * max(self.trie.level_sizes) + 3 * 4 * self.vocab.size \
             + 2 * 2 * 4 * config.num_decoder_layers * config.num_heads * config.d_kv * self.trie.depth + 8 * 4 * config.d_model
         for key in ("num_beams", "test_num_beams"):
-            if self.constrained and getattr(config, key) > self.max_beams:
-                raise ConfigError(f"{key}={getattr(config, key)} is wider than the {self.max_beams} semantic IDs"
-                                  f"{f' x {n_latent} latent tokens' if n_latent else ''} the decoder can generate; "
-                                  f"use at most {self.max_beams} (that beam already scores every item)")
+            if getattr(config, key) > self.max_beams:
+                log.warning("%s=%d is wider than the %d semantic IDs%s the decoder can generate: it decodes with %d beams, "
+                            "which already score every one", key, getattr(config, key), self.max_beams,
+                            f" x {n_latent} latent tokens" if n_latent else "", self.max_beams)
 
     @property
     def max_beams(self) -> int:
-        """The most distinct beams a search can hold: every valid ID (times latent tokens)."""
+        """The most distinct beams a search can hold: every valid ID (times latent tokens). A wider
+        ``num_beams`` is decoded at this width (same result: :func:`genrec.decoding.beam_search`)."""
         return self.trie.n_prefixes[-1] if self.constrained else math.prod(self.trie.level_sizes)
 
 
