@@ -29,14 +29,15 @@ FORMAT = 1  # bump when the layout of a checkpoint changes
 LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device")
 # How a checkpoint is evaluated, never its weights: evaluating may change these.
 EVALUATION_KEYS = ("eval_batch_size", "num_beams", "test_num_beams", "exclude_seen", "category_level")
-# What a resumed run may change: how long it trains and how its best checkpoint is tested. A longer
+# What a resumed run may change: when it stops and how its best checkpoint is tested. A longer
 # `epochs` stretches a decaying learning-rate schedule over the new total from the current step on.
-RESUMABLE_KEYS = ("epochs", "patience", "eval_batch_size", "test_num_beams", "category_level")
+RESUMABLE_KEYS = ("epochs", "patience", "min_delta", "eval_batch_size", "test_num_beams", "category_level")
 # Settings added after runs (and their checkpoints) existed, with the value that reproduces what ran
 # before them: a run that lacks such a key counts as having that value, so a new option does not
 # orphan finished runs. (`duplicates`: earlier runs kept every interaction; file datasets now default
 # to `drop`, so their earlier compare runs are trained again once, though their data had none.)
-ADDED_KEYS = {"exclude_seen": False, "lora_rank": 0, "lora_alpha": 16.0, "duplicates": "keep", "valid_users": 0}
+ADDED_KEYS = {"exclude_seen": False, "lora_rank": 0, "lora_alpha": 16.0, "duplicates": "keep", "valid_users": 0,
+              "min_delta": 0.0}
 
 
 class CheckpointError(GenrecError):

@@ -88,6 +88,7 @@ class GlobalSettings(StrictModel):
     eval_interval: int = Field(ge=1)
     valid_users: int = Field(ge=0)
     patience: int = Field(ge=1)
+    min_delta: float = Field(ge=0)
     eval_batch_size: int = Field(ge=1)
     num_beams: int = Field(ge=1)
     test_num_beams: int = Field(ge=1)

@@ -187,7 +187,7 @@ class Trainer:
                     metrics = evaluate(self.model, self.valid, self.catalogue, config.eval_batch_size, config.num_beams, self.autocast,
                                        config.exclude_seen)
                     record["valid"] = {k: round(v, 5) for k, v in metrics.items()}
-                    if metrics[SELECT_ON] > self.best:
+                    if metrics[SELECT_ON] > self.best + config.min_delta:
                         self.best, self.best_epoch, self.bad_evals = metrics[SELECT_ON], self.epoch, 0
                         save_checkpoint(self.directory / "best.pt", self.identity, {"model": self.model.state_dict(), "epoch": self.epoch})
                     else:

@@ -166,3 +166,22 @@ def test_validation_on_a_seeded_sample_of_users(make_config, tmp_path):
     assert len(trainer.valid) == 30
     results = trainer.fit()
     assert "valid" in results and len(split.valid) > 30  # the final validation and the test use every user
+
+
+def test_min_delta_counts_only_real_gains_as_improvement(make_config, tmp_path, monkeypatch):
+    import genrec.trainer as trainer_module
+
+    scores = iter([0.10, 0.20, 0.2003, 0.2006, 0.2009, 0.30, 0.31])  # after epoch 2: gains that add up to less than 0.001
+    real = trainer_module.evaluate
+
+    def scripted(model, examples, *args, **kwargs):
+        metrics = real(model, examples, *args, **kwargs)
+        return {**metrics, "ndcg@10": next(scores)} if len(examples) == 30 else metrics
+
+    monkeypatch.setattr(trainer_module, "evaluate", scripted)
+    config = tiny(make_config, tmp_path, model="PSID", epochs=7, patience=3, min_delta=0.001, valid_users=30)
+    results, directory = train(config)
+    records = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if "epoch" in r] == [1, 2, 3, 4, 5]  # 3 validations without a gain > 0.001
+    assert results["best_epoch"] == 2
+    assert torch.load(directory / "best.pt", weights_only=True)["epoch"] == 2
