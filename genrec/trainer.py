@@ -21,7 +21,7 @@ from tqdm import tqdm
 from genrec.cache import atomic_write, atomic_write_text
 from genrec.checkpoint import RESUMABLE_KEYS, CheckpointError, check_identity, read_checkpoint, restore_weights, save_checkpoint
 from genrec.config import dump_config
-from genrec.data import Examples, LeaveOneOutSplit
+from genrec.data import Examples, LeaveOneOutSplit, Windows, training_windows
 from genrec.errors import GenrecError
 from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks
 from genrec.provenance import source_commit
@@ -81,6 +81,22 @@ def validation_sample(valid: Examples, users: int, seed: int) -> Examples:
     return valid.subset(rows)
 
 
+def training_data(model, split: LeaveOneOutSplit, max_item_seq_len: int) -> Examples | Windows:
+    """What an epoch trains on: every training prefix, or for a model that learns all next items of
+    a sequence in one pass (``model.learns_windows``) the same targets as windows."""
+    if getattr(model, "learns_windows", False):
+        return training_windows(split.train_sequences, max_item_seq_len)
+    return split.train
+
+
+def examples_per_batch(train: Examples | Windows, batch_size: int) -> int:
+    """``batch_size`` counts training targets: a batch of windows holds about that many, so either
+    backbone takes the same number of optimizer steps per epoch on the same number of targets."""
+    if isinstance(train, Windows):
+        return max(1, round(batch_size * len(train) / max(1, train.n_targets)))
+    return batch_size
+
+
 class TrainingDiverged(GenrecError):
     """The loss or the weights became non-finite."""
 
@@ -96,8 +112,10 @@ class Trainer:
         sizes = [(p.numel(), p.requires_grad) for p in model.parameters()]
         log.info("%s: %d parameters, %d trainable", type(model).__name__, sum(n for n, _ in sizes),
                  sum(n for n, trains in sizes if trains))
-        self.history_lengths = np.array([len(h) for h in split.train.histories])
-        self.steps_per_epoch = len(length_bucketed_batches(self.history_lengths, config.batch_size, np.random.default_rng(0)))
+        self.train = training_data(model, split, config.max_item_seq_len)
+        self.history_lengths = self.train.lengths
+        self.batch_size = examples_per_batch(self.train, config.batch_size)
+        self.steps_per_epoch = len(length_bucketed_batches(self.history_lengths, self.batch_size, np.random.default_rng(0)))
         total = config.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, config.warmup_steps, total, config.lr_schedule))
@@ -144,15 +162,15 @@ class Trainer:
             atomic_write_text(path, "".join(line + "\n" for line in lines))
 
     def train_epoch(self) -> float:
-        config, train = self.config, self.split.train
+        config, train = self.config, self.train
         torch.manual_seed(config.seed * 100_003 + self.epoch)  # dropout
         generator = torch.Generator().manual_seed(config.seed * 100_019 + self.epoch)  # latent tokens
-        batches = length_bucketed_batches(self.history_lengths, config.batch_size, np.random.default_rng([config.seed, self.epoch]))
+        batches = length_bucketed_batches(self.history_lengths, self.batch_size, np.random.default_rng([config.seed, self.epoch]))
         self.model.train()
         losses = []
         for step, batch in enumerate(tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False), start=1):
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-                loss = self.model.loss([train.histories[i] for i in batch], train.targets[batch], generator)
+                loss = self.model.loss(*train.batch(batch), generator)
             losses.append(loss.item())
             if not math.isfinite(losses[-1]):
                 self.diverged(f"loss {losses[-1]} at epoch {self.epoch + 1}, step {step} of {len(batches)}")

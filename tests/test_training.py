@@ -24,12 +24,12 @@ def tiny(make_config, tmp_path, **kw):
     return make_config(**{**TINY_SYNTHETIC, **TINY_MODEL, "run_name": "r", "seed": 3, **kw})
 
 
-@pytest.mark.parametrize("model", ["Latte", "PSID", "TIGER"])
-def test_models_train_and_beat_chance(make_config, tmp_path, model):
+@pytest.mark.parametrize("model,backbone", [("Latte", "t5"), ("PSID", "t5"), ("TIGER", "t5"), ("Latte", "decoder"), ("PSID", "decoder")])
+def test_models_train_and_beat_chance(make_config, tmp_path, model, backbone):
     extra = {"n_latent_tokens": 2} if model == "Latte" else {}
     if model == "TIGER":
         extra["vq_collision"] = "tiger"
-    config = tiny(make_config, tmp_path, model=model, epochs=12, lr=0.01, **extra)
+    config = tiny(make_config, tmp_path, model=model, architecture=backbone, epochs=12, lr=0.01, **extra)
     results, directory = train(config)
     assert {"recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "coverage@10"} <= set(results["test"])
     assert results["valid"]["recall@10"] > 2 * 10 / 110  # well above a random ranking of the ~110 items

@@ -29,10 +29,73 @@ class Examples:
     def __len__(self) -> int:
         return len(self.targets)
 
+    @property
+    def lengths(self) -> np.ndarray:
+        """History length of each example (batches group similar lengths)."""
+        return np.array([len(h) for h in self.histories])
+
+    def batch(self, rows: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """``(histories, targets)`` of the examples at ``rows``: what a model's ``loss`` reads."""
+        return [self.histories[r] for r in rows], self.targets[rows]
+
     def subset(self, rows) -> "Examples":
         """The examples at ``rows`` (indices), in that order."""
         rows = np.asarray(rows, dtype=np.int64)
         return Examples(self.users[rows], [self.histories[r] for r in rows], self.targets[rows], [self.seen[r] for r in rows])
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The training targets of a split as windows of consecutive items, for models that learn every
+    next item of a window in one causal pass (``architecture: decoder``). Window ``k`` trains on its
+    items from position ``loss_from[k]`` on, each predicted from the window's items before it."""
+
+    items: list[np.ndarray]
+    loss_from: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(w) for w in self.items])
+
+    @property
+    def n_targets(self) -> int:
+        return int(self.lengths.sum() - self.loss_from.sum())
+
+    def batch(self, rows: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """``(windows, loss_from)`` of the windows at ``rows``: what a windowed model's ``loss`` reads."""
+        return [self.items[r] for r in rows], self.loss_from[rows]
+
+
+def training_windows(train_sequences: list[np.ndarray], max_item_seq_len: int) -> Windows:
+    """Every training target of the leave-one-out split exactly once, in windows of at most
+    ``max_item_seq_len + 1`` items.
+
+    A sequence that fits is one window and each target sees its whole past, as in the prefix
+    examples. A longer one is cut into overlapping windows: the first trains on its items ``1 ..
+    max_item_seq_len``, each later one starts ``max_item_seq_len + 1 - c`` items further on
+    (``c = ceil(max_item_seq_len / 2)``) and trains on its items from ``c`` on, so every target sees
+    between ``c`` and ``max_item_seq_len`` items of history where a prefix example sees exactly
+    ``max_item_seq_len``.
+    """
+    if max_item_seq_len < 1:
+        raise ValueError("max_item_seq_len must be >= 1")
+    context = (max_item_seq_len + 1) // 2
+    stride = max_item_seq_len + 1 - context
+    items, loss_from = [], []
+    for sequence in train_sequences:
+        if len(sequence) < 2:
+            continue
+        items.append(sequence[: max_item_seq_len + 1])
+        loss_from.append(1)
+        start = stride
+        while start + context < len(sequence):
+            items.append(sequence[start : start + max_item_seq_len + 1])
+            loss_from.append(context)
+            start += stride
+    return Windows(items, np.array(loss_from, dtype=np.int64))
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,22 @@
-"""TIGER, PSID and Latte as recommenders: the seq2seq backbone plus training targets and decoding.
+"""TIGER, PSID and Latte as recommenders: a backbone over semantic-ID tokens plus training targets
+and decoding.
 
 They differ only in their semantic IDs (``tiger``: one extra token; ``conflict_free``: same length)
 and in Latte's latent token: in training one of ``n_latent_tokens`` is drawn uniformly for every
-example each time it is drawn and prepended to the target; at inference one beam search generates
+target each time it is drawn and prepended to its ID; at inference one beam search generates
 latent token then ID, and an item's beams are aggregated over latent tokens.
+
+The backbone is the papers' T5 encoder-decoder (``architecture: t5``, trained on every history prefix)
+or a causal decoder (``architecture: decoder``, :mod:`genrec.models.sid_decoder`, trained on windows of
+each sequence in one pass: several times fewer tokens per epoch).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,6 +26,7 @@ from torch import nn
 from genrec.config import StrictModel
 from genrec.decoding import SIDTrie, aggregate_beams
 from genrec.errors import GenrecError
+from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
 from genrec.ranking import drop_excluded, exclusion_mask, pad_ranked
 from genrec.runtime import available_memory
@@ -28,8 +36,10 @@ log = logging.getLogger(__name__)
 
 
 class BackboneSettings(StrictModel):
-    """T5 encoder-decoder size (paper: 4 + 4 blocks, d_model 128, d_ff 1024, 6 heads, d_kv 64)."""
+    """Backbone and size (paper: a T5 of 4 + 4 blocks, d_model 128, d_ff 1024, 6 heads, d_kv 64).
+    The decoder backbone has ``num_layers + num_decoder_layers`` blocks of the same width."""
 
+    architecture: Literal["t5", "decoder"]
     d_model: int = Field(ge=1)
     d_ff: int = Field(ge=1)
     num_layers: int = Field(ge=1)
@@ -46,8 +56,15 @@ class GenerativeRecommender(nn.Module):
     def __init__(self, config, sids: SemanticIDs, n_latent: int = 0, aggregation: str = "agg_sum"):
         super().__init__()
         self.vocab = SIDVocabulary(tuple(sids.level_sizes), n_latent)
-        self.model = SIDSeq2Seq(self.vocab, config.d_model, config.d_ff, config.num_layers, config.num_decoder_layers,
-                                config.num_heads, config.d_kv, config.dropout_rate)
+        self.learns_windows = config.architecture == "decoder"  # the trainer feeds it genrec.data.Windows
+        if self.learns_windows:
+            self.model = SIDDecoder(self.vocab, config.d_model, config.d_ff, config.num_layers + config.num_decoder_layers,
+                                    config.num_heads, config.d_kv, config.dropout_rate, config.max_item_seq_len)
+            cache_bytes = self.model.cache_bytes_per_beam()
+        else:
+            self.model = SIDSeq2Seq(self.vocab, config.d_model, config.d_ff, config.num_layers, config.num_decoder_layers,
+                                    config.num_heads, config.d_kv, config.dropout_rate)
+            cache_bytes = 2 * 2 * 4 * config.num_decoder_layers * config.num_heads * config.d_kv * (len(self.vocab.decode_ranges))
         self.register_buffer("item_tokens", self.vocab.item_tokens(sids.codes), persistent=False)
         self.trie = SIDTrie(sids.codes, list(sids.level_sizes), free_prefix_size=n_latent)
         self.n_items = len(sids.codes)
@@ -56,8 +73,8 @@ class GenerativeRecommender(nn.Module):
         self.constrained = config.constrained_decoding
         # An upper estimate of what one beam holds during a search: the level's scores and trie
         # lookups, the full-vocabulary logits, the decoder's self-attention cache and activations.
-        self.decode_bytes_per_beam = (4 + 8 + 8) * max(self.trie.level_sizes) + 3 * 4 * self.vocab.size \
-            + 2 * 2 * 4 * config.num_decoder_layers * config.num_heads * config.d_kv * self.trie.depth + 8 * 4 * config.d_model
+        self.decode_bytes_per_beam = (4 + 8 + 8) * max(self.trie.level_sizes) + 3 * 4 * self.vocab.size + cache_bytes \
+            + 8 * 4 * config.d_model
         for key in ("num_beams", "test_num_beams"):
             if getattr(config, key) > self.max_beams:
                 log.warning("%s=%d is wider than the %d semantic IDs%s the decoder can generate: it decodes with %d beams, "
@@ -72,10 +89,18 @@ class GenerativeRecommender(nn.Module):
 
 
     def inputs(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, mask = self.vocab.histories(histories, self.item_tokens.cpu())
+        """The backbone's inference inputs ``(ids, mask)`` for the histories."""
+        prompt = self.model.prompt if self.learns_windows else self.vocab.histories
+        ids, mask = prompt(histories, self.item_tokens.cpu())
         return ids.to(self.item_tokens.device), mask.to(self.item_tokens.device)
 
     def loss(self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        """Prefix examples (T5) or, for the decoder, windows: ``histories`` the windows' items and
+        ``targets`` their ``loss_from`` (:meth:`genrec.data.Windows.batch`)."""
+        if self.learns_windows:
+            latents = [torch.randint(self.vocab.n_latent, (len(w),), generator=generator) for w in histories] \
+                if self.vocab.n_latent else None
+            return self.model.window_loss(self.model.sequence_tokens(histories, self.item_tokens.cpu(), latents), targets)
         ids, mask = self.inputs(histories)
         target_tokens = self.item_tokens[torch.as_tensor(targets, device=ids.device)]
         if self.vocab.n_latent:

@@ -1,0 +1,202 @@
+"""A decoder-only backbone over semantic-ID tokens (``architecture: decoder``), the alternative to the T5.
+
+Why: the T5 re-encodes a user's whole history for every training prefix, so a training sequence of
+``L`` items costs ``O(L^2)`` tokens per epoch. A causal decoder reads the sequence once and learns
+every next item of it in that pass (the decoder-only family of generative recommenders, HSTU /
+OneRec-V2 style): the tokens of item ``j`` are predicted from everything before them.
+
+Token layout (the :class:`SIDVocabulary` of the T5): ``1`` starts a sequence, then each item's
+tokens in order; with Latte's latent tokens every item is ``[latent, code_1, ..., code_D]``. In
+training each item's latent token is drawn uniformly (so as context it carries no information);
+at inference the history's latent tokens follow a fixed cycle (item ``j``: latent ``j mod n``)
+and the target's is generated. Histories are left-padded for inference, so the generated tokens of
+every user sit at the same column; positions count from each sequence's own first token.
+
+Decoding (:meth:`SIDDecoder.beam_step`) prefills the history once per user and keeps its keys and
+values per user, not per beam: the ``W`` beams of a user attend to them as a group plus to their
+own few generated tokens, as :class:`genrec.models.t5_decoding.GroupedT5Decoder` does with the
+encoder states. The tests hold it to exhaustive teacher-forced scoring.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genrec.decoding import SIDTrie, beam_search
+from genrec.models.sid_seq2seq import EOS, PAD, SIDVocabulary
+
+START = EOS  # the token that opens every sequence (no end token is needed: IDs have a fixed length)
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm causal self-attention and feed-forward."""
+
+    def __init__(self, d_model: int, d_ff: int, heads: int, d_kv: int, dropout: float):
+        super().__init__()
+        self.heads, self.d_kv, self.dropout = heads, d_kv, dropout
+        self.attention_norm = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * heads * d_kv, bias=False)
+        self.out = nn.Linear(heads * d_kv, d_model, bias=False)
+        self.ff_norm = nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+        self.drop = nn.Dropout(dropout)
+
+    def project(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``q, k, v`` of shape ``[..., heads, T, d_kv]`` for ``hidden`` ``[..., T, d]``."""
+        qkv = self.qkv(self.attention_norm(hidden)).unflatten(-1, (3, self.heads, self.d_kv))  # [..., T, 3, H, d_kv]
+        return tuple(qkv.select(-3, i).transpose(-3, -2) for i in range(3))
+
+    def finish(self, hidden: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """Residual of the attention output (``[..., T, H * d_kv]``), then the feed-forward."""
+        hidden = hidden + self.drop(self.out(attended))
+        return hidden + self.drop(self.ff(self.ff_norm(hidden)))
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``mask`` ``[B, 1, T, T]`` (True: may attend) or None for plain causal attention."""
+        q, k, v = self.project(hidden)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                                  dropout_p=self.dropout if self.training else 0.0)
+        return self.finish(hidden, attended.transpose(1, 2).flatten(2)), (k, v)
+
+
+class SIDDecoder(nn.Module):
+    def __init__(self, vocab: SIDVocabulary, d_model: int, d_ff: int, num_blocks: int, num_heads: int, d_kv: int,
+                 dropout_rate: float, max_items: int):
+        super().__init__()
+        self.vocab = vocab
+        self.item_length = len(vocab.decode_ranges)  # tokens per item, the latent one included
+        self.embed = nn.Embedding(vocab.size, d_model)
+        self.position = nn.Embedding(1 + (max_items + 1) * self.item_length, d_model)
+        self.blocks = nn.ModuleList(DecoderBlock(d_model, d_ff, num_heads, d_kv, dropout_rate) for _ in range(num_blocks))
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab.size, bias=False)
+        self.drop = nn.Dropout(dropout_rate)
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+
+    def cache_bytes_per_beam(self) -> int:
+        """Float32 bytes one beam's generated keys and values take in a search (for memory planning)."""
+        block = self.blocks[0]
+        return 2 * 4 * len(self.blocks) * block.heads * block.d_kv * self.item_length
+
+    def sequence_tokens(self, items: list[np.ndarray], item_tokens: torch.Tensor, latents: list[torch.Tensor] | None) -> list[torch.Tensor]:
+        """Each item sequence as tokens: the start token, then every item's (latent and) ID tokens."""
+        sequences = []
+        for row, sequence in enumerate(items):
+            tokens = item_tokens[torch.as_tensor(sequence, dtype=torch.long)]
+            if latents is not None:
+                tokens = torch.cat([latents[row].unsqueeze(1) + 2, tokens], dim=1)
+            sequences.append(torch.cat([torch.tensor([START]), tokens.flatten()]))
+        return sequences
+
+    def history_latents(self, histories: list[np.ndarray]) -> list[torch.Tensor] | None:
+        """The fixed latent tokens of inference histories (item ``j``: ``j mod n``), or None without them."""
+        if not self.vocab.n_latent:
+            return None
+        return [torch.arange(len(h)) % self.vocab.n_latent for h in histories]
+
+    def prompt(self, histories: list[np.ndarray], item_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded inference inputs ``(ids, mask)`` ``[B, T]``: start token then the history's tokens."""
+        sequences = self.sequence_tokens(histories, item_tokens, self.history_latents(histories))
+        length = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), length), PAD, dtype=torch.long)
+        for row, tokens in enumerate(sequences):
+            ids[row, length - len(tokens):] = tokens
+        return ids, (ids != PAD).long()
+
+    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """Final hidden states ``[B, T, d]`` and each block's keys/values, for left-padded ``ids``."""
+        real = mask.bool()
+        positions = (real.long().cumsum(1) - 1).clamp_min(0)
+        causal = torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool, device=ids.device).tril()
+        # a padded position sees itself only (its output is never read), a real one its real past
+        allowed = (causal & real[:, None, :]) | torch.eye(ids.shape[1], dtype=torch.bool, device=ids.device)
+        hidden = self.drop(self.embed(ids) + self.position(positions))
+        cache = []
+        for block in self.blocks:
+            hidden, kv = block(hidden, allowed.unsqueeze(1))
+            cache.append(kv)
+        return self.norm(hidden), cache
+
+    def token_log_probs(self, ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``[B, T']`` log-probability of each target token when ``targets`` follow the left-padded
+        prompt ``ids`` (teacher forcing over the whole vocabulary, as the T5's)."""
+        full = torch.cat([ids, targets], dim=1)
+        hidden, _ = self.hidden_states(full, torch.cat([mask, torch.ones_like(targets)], dim=1))
+        logits = self.head(hidden[:, ids.shape[1] - 1 : -1])
+        return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+    def window_loss(self, windows: list[torch.Tensor], loss_from: np.ndarray) -> torch.Tensor:
+        """Mean next-token cross-entropy over the tokens of every window item from ``loss_from[k]`` on
+        (``windows[k]``: the sequence tokens of window ``k``, start token first), in one causal pass."""
+        length = max(len(w) for w in windows)
+        ids = torch.full((len(windows), length), PAD, dtype=torch.long)
+        trained = torch.zeros(len(windows), length, dtype=torch.bool)
+        for row, tokens in enumerate(windows):
+            ids[row, : len(tokens)] = tokens
+            trained[row, 1 + int(loss_from[row]) * self.item_length : len(tokens)] = True
+        device = self.head.weight.device
+        ids, trained = ids.to(device), trained.to(device)
+        positions = torch.arange(length, device=device).expand_as(ids)
+        hidden = self.drop(self.embed(ids) + self.position(positions))
+        for block in self.blocks:
+            hidden, _ = block(hidden, None)  # right padding: real tokens never see a padded one
+        predictors = self.norm(hidden[:, :-1][trained[:, 1:]])  # the position before each trained token
+        return F.cross_entropy(self.head(predictors).float(), ids[:, 1:][trained[:, 1:]])
+
+    def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """A ``step`` for :func:`beam_search`: prefills the history once, then feeds one token per beam."""
+        hidden, cache = self.hidden_states(input_ids, attention_mask)
+        first_logits = self.head(hidden[:, -1])  # [B, vocab]: the next item's first token
+        key_bias = torch.zeros(attention_mask.shape, device=input_ids.device).masked_fill(attention_mask == 0, float("-inf"))
+        key_bias = key_bias[:, None, None, :]  # [B, 1, 1, T]
+        next_position = attention_mask.sum(1)  # [B]
+        ranges = self.vocab.decode_ranges
+        generated: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block: [B, W, H, t, d_kv]
+        scale = self.blocks[0].d_kv ** -0.5
+
+        def step(level: int, tokens: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
+            if level == 0:
+                logits = first_logits.unsqueeze(1).expand(-1, parents.shape[1], -1)
+            else:
+                index = parents[:, :, None, None, None]
+                for i, (k, v) in enumerate(generated):
+                    generated[i] = (k.gather(1, index.expand(-1, -1, *k.shape[2:])), v.gather(1, index.expand(-1, -1, *v.shape[2:])))
+                last = tokens[:, :, -1] + ranges[level - 1][0]  # [B, W]
+                position = (next_position + level - 1)[:, None]
+                state = self.embed(last) + self.position(position)  # [B, W, d]
+                for i, block in enumerate(self.blocks):
+                    q, k, v = block.project(state.unsqueeze(-2))  # [B, W, H, 1, d_kv]
+                    if level > 1:
+                        k, v = torch.cat([generated[i][0], k], dim=3), torch.cat([generated[i][1], v], dim=3)
+                    if len(generated) <= i:
+                        generated.append((k, v))
+                    else:
+                        generated[i] = (k, v)
+                    history_k, history_v = cache[i]  # [B, H, T, d_kv], shared by the user's beams
+                    q = q.squeeze(3)  # [B, W, H, d_kv]
+                    to_history = torch.einsum("bwhd,bhtd->bhwt", q, history_k) * scale + key_bias  # [B, H, W, T]
+                    to_generated = torch.einsum("bwhd,bwhtd->bhwt", q, k) * scale  # [B, H, W, t]
+                    weights = torch.cat([to_history, to_generated], dim=-1).softmax(-1)
+                    attended = torch.einsum("bhwt,bhtd->bwhd", weights[..., : history_k.shape[2]], history_v) \
+                        + torch.einsum("bhwt,bwhtd->bwhd", weights[..., history_k.shape[2] :], v)
+                    state = block.finish(state, attended.flatten(2))
+                logits = self.head(self.norm(state))
+            first, size = ranges[level]
+            return torch.log_softmax(logits.float(), dim=-1)[..., first : first + size]
+
+        return step
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SIDTrie, num_beams: int,
+                 constrained: bool = True):
+        """Beam search (constrained to the trie unless told otherwise): ``(items, scores, tokens)`` as
+        :func:`beam_search`."""
+        step = self.beam_step(input_ids, attention_mask)
+        return beam_search(step, trie, input_ids.shape[0], num_beams, input_ids.device, constrained)

@@ -1,0 +1,130 @@
+"""The decoder-only backbone: beam search with its cache equals exhaustive teacher-forced scoring,
+padding never changes a user's scores, and window training is the prefix examples' loss computed
+in one pass (so nothing is looked ahead at)."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from genrec.data import leave_one_out, training_windows
+from genrec.decoding import SIDTrie, aggregate_beams
+from genrec.models.sid_decoder import SIDDecoder
+from genrec.models.sid_seq2seq import SIDVocabulary
+
+
+def setup(seed, level_sizes=(3, 4, 5), n_items=24, n_latent=0):
+    rng = np.random.default_rng(seed)
+    space = list(itertools.product(*(range(s) for s in level_sizes)))
+    codes = np.array([space[i] for i in rng.choice(len(space), n_items, replace=False)])
+    vocab = SIDVocabulary(tuple(level_sizes), n_latent)
+    torch.manual_seed(seed)
+    model = SIDDecoder(vocab, d_model=16, d_ff=32, num_blocks=2, num_heads=2, d_kv=8, dropout_rate=0.0, max_items=20)
+    for p in model.parameters():  # spread the logits so that ranks are well separated
+        p.data.mul_(20.0)
+    histories = [rng.integers(0, n_items, size=n) for n in (3, 1, 5)]
+    return codes, vocab, model.eval(), histories
+
+
+def all_targets(vocab, codes):
+    """Every item's generated tokens, once per latent token when there are latent tokens."""
+    items = vocab.item_tokens(codes)
+    if not vocab.n_latent:
+        return items
+    return torch.cat([torch.cat([torch.full((len(codes), 1), 2 + z), items], dim=1) for z in range(vocab.n_latent)])
+
+
+def exhaustive(model, vocab, codes, histories):
+    """[users, targets] summed log-probabilities of each target sequence, each user decoded alone."""
+    targets = all_targets(vocab, codes)
+    scores = []
+    for history in histories:
+        ids, mask = model.prompt([history], vocab.item_tokens(codes))
+        with torch.no_grad():
+            scores.append(model.token_log_probs(ids.expand(len(targets), -1), mask.expand(len(targets), -1), targets).sum(1))
+    return torch.stack(scores)
+
+
+@pytest.mark.parametrize("level_sizes", [(3, 4, 5), (4, 4, 4, 3)])
+def test_wide_beam_equals_exhaustive(level_sizes):
+    codes, vocab, model, histories = setup(0, level_sizes)
+    ids, mask = model.prompt(histories, vocab.item_tokens(codes))
+    items, scores, _ = model.generate(ids, mask, SIDTrie(codes, list(level_sizes)), num_beams=500)
+    expected = exhaustive(model, vocab, codes, histories)
+    for user in range(len(histories)):
+        found = items[user] >= 0
+        assert int(found.sum()) == len(codes)
+        order = sorted(range(len(codes)), key=lambda i: -float(expected[user, i]))
+        assert items[user, found].tolist() == order
+        np.testing.assert_allclose(scores[user, found].numpy(), expected[user, order].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_narrow_beam_scores_are_exact_and_batching_changes_nothing():
+    codes, vocab, model, histories = setup(1)
+    trie = SIDTrie(codes, list(vocab.level_sizes))
+    ids, mask = model.prompt(histories, vocab.item_tokens(codes))
+    items, scores, _ = model.generate(ids, mask, trie, num_beams=4)
+    expected = exhaustive(model, vocab, codes, histories)
+    np.testing.assert_allclose(scores.numpy(), expected.gather(1, items).numpy(), rtol=1e-4, atol=1e-4)
+    for user, history in enumerate(histories):  # left padding in a batch == the user alone
+        alone = model.generate(*model.prompt([history], vocab.item_tokens(codes)), trie, num_beams=4)
+        assert torch.equal(alone[0][0], items[user])
+        np.testing.assert_allclose(alone[1][0].numpy(), scores[user].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_latent_tokens_one_search_then_aggregate():
+    n_latent = 3
+    codes, vocab, model, histories = setup(2, n_latent=n_latent)
+    ids, mask = model.prompt(histories, vocab.item_tokens(codes))
+    assert ids[2, -20::4].tolist() == [2, 3, 4, 2, 3]  # the history's latent tokens cycle, item j: j mod n
+    items, scores, tokens = model.generate(ids, mask, SIDTrie(codes, list(vocab.level_sizes), free_prefix_size=n_latent), 500)
+    expected = exhaustive(model, vocab, codes, histories).view(len(histories), n_latent, len(codes))
+    assert (items >= 0).all() and items.shape[1] == n_latent * len(codes)
+    paths = scores.new_full((len(histories), n_latent, len(codes)), float("nan"))
+    for user in range(len(histories)):
+        paths[user, tokens[user, :, 0], items[user]] = scores[user]
+    np.testing.assert_allclose(paths.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
+    ranked, _ = aggregate_beams(items, scores, len(codes), 10, "agg_sum")
+    assert ranked.tolist() == torch.logsumexp(expected, dim=1).topk(10).indices.tolist()
+
+
+def test_window_loss_is_the_prefix_examples_loss_in_one_pass():
+    codes, vocab, model, _ = setup(3, n_items=24)
+    rng = np.random.default_rng(3)
+    sequences = [rng.integers(0, 24, size=n) for n in (4, 9, 30)]
+    split = leave_one_out(sequences, max_item_seq_len=6)
+    windows = training_windows(split.train_sequences, 6)
+    item_tokens = vocab.item_tokens(codes)
+    with torch.no_grad():
+        got = model.window_loss(model.sequence_tokens(windows.items, item_tokens, None), windows.loss_from)
+    # each target of each window, scored alone from the window's items before it
+    losses = []
+    for window, first in zip(windows.items, windows.loss_from):
+        for j in range(first, len(window)):
+            ids, mask = model.prompt([window[:j]], item_tokens)
+            losses.append(-model.token_log_probs(ids, mask, item_tokens[window[j]][None]).squeeze(0))
+    np.testing.assert_allclose(float(got), float(torch.cat(losses).mean()), rtol=1e-5)
+
+
+def test_training_windows_cover_every_training_target_once():
+    rng = np.random.default_rng(0)
+    sequences = [rng.permutation(100)[:n] for n in (3, 4, 8, 21, 22, 23, 40, 61)]  # distinct items: a position per item
+    for max_len in (1, 2, 5, 20):
+        split = leave_one_out(sequences, max_item_seq_len=max_len)
+        context = (max_len + 1) // 2
+        total = 0
+        for sequence in split.train_sequences:
+            windows = training_windows([sequence], max_len)
+            position = {int(item): t for t, item in enumerate(sequence)}
+            covered = []
+            for window, first in zip(windows.items, windows.loss_from):
+                assert len(window) <= max_len + 1
+                for j in range(first, len(window)):
+                    t = position[int(window[j])]
+                    assert window[:j].tolist() == sequence[t - j : t].tolist()  # the items just before it
+                    assert min(t, context) <= j <= max_len  # its whole past, or at least `context` items
+                    covered.append(t)
+            assert sorted(covered) == list(range(1, len(sequence)))  # every training target, once
+            total += windows.n_targets
+        assert total == len(split.train)
