@@ -32,11 +32,17 @@ ACCURACY = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 DIVERSITY = ("coverage@10", "entropy@10", "category_entropy@10", "pruned", "beam_items", "invalid@10")
 
 
+MAX_SEED_COUNT = 100  # a larger count is almost surely a seed meant as a list: --seeds=2026
+
+
 def parse_seeds(value: Any, base: int) -> list[int]:
     """``3`` means three seeds from the configured ``seed`` on; ``1,2,3`` (or a YAML list) names them."""
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 1:
             raise ConfigError(f"--seeds must be at least 1, got {value}")
+        if value > MAX_SEED_COUNT:
+            raise ConfigError(f"--seeds={value} asks for {value} seeds (a count); to train the one seed {value}, "
+                              f"write --seeds=[{value}]")
         return [base + i for i in range(value)]
     parts = value if isinstance(value, list) else str(value).split(",")
     try:

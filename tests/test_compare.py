@@ -133,6 +133,8 @@ def test_compare_flags_are_checked(tmp_path):
     for bad in (0, "1,x", "1,1"):
         with pytest.raises(ConfigError, match="seeds"):
             parse_seeds(bad, 0)
+    with pytest.raises(ConfigError, match=r"--seeds=\[2026\]"):  # a seed written as a count
+        parse_seeds(2026, 0)
 
 
 @pytest.mark.parametrize("model", ["SASRec", "SimGR"])
