@@ -96,14 +96,13 @@ def test_window_loss_is_the_prefix_examples_loss_in_one_pass():
     split = leave_one_out(sequences, max_item_seq_len=6)
     windows = training_windows(split.train_sequences, 6)
     item_tokens = vocab.item_tokens(codes)
+    losses = []
     with torch.no_grad():
         got = model.window_loss(model.sequence_tokens(windows.items, item_tokens, None), windows.loss_from)
-    # each target of each window, scored alone from the window's items before it
-    losses = []
-    for window, first in zip(windows.items, windows.loss_from):
-        for j in range(first, len(window)):
-            ids, mask = model.prompt([window[:j]], item_tokens)
-            losses.append(-model.token_log_probs(ids, mask, item_tokens[window[j]][None]).squeeze(0))
+        for window, first in zip(windows.items, windows.loss_from):  # each target alone, from the window's items before it
+            for j in range(first, len(window)):
+                ids, mask = model.prompt([window[:j]], item_tokens)
+                losses.append(-model.token_log_probs(ids, mask, item_tokens[window[j]][None]).squeeze(0))
     np.testing.assert_allclose(float(got), float(torch.cat(losses).mean()), rtol=1e-5)
 
 
@@ -128,3 +127,18 @@ def test_training_windows_cover_every_training_target_once():
             assert sorted(covered) == list(range(1, len(sequence)))  # every training target, once
             total += windows.n_targets
         assert total == len(split.train)
+
+
+def test_window_training_never_looks_ahead():
+    codes, vocab, model, _ = setup(4)
+    item_tokens = vocab.item_tokens(codes)
+    window = np.array([3, 8, 1, 17, 5, 11])
+    changed = window.copy()
+    changed[4:] = [20, 2]  # every item after the fourth
+    with torch.no_grad():
+        (before, trained), (after, _) = (model.window_log_probs(model.sequence_tokens([w], item_tokens, None), np.array([1]))
+                                         for w in (window, changed))
+    assert trained[0].tolist() == [False] + [False] * 3 + [True] * 15  # the start token and the first item are context
+    up_to_fourth = 1 + 4 * 3
+    assert torch.equal(before[0, :up_to_fourth], after[0, :up_to_fourth])
+    assert not torch.equal(before[0, up_to_fourth:], after[0, up_to_fourth:])

@@ -158,9 +158,10 @@ class SIDDecoder(nn.Module):
         logits = self.head(hidden[:, ids.shape[1] - 1 : -1])
         return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
-    def window_loss(self, windows: list[torch.Tensor], loss_from: np.ndarray) -> torch.Tensor:
-        """Mean next-token cross-entropy over the tokens of every window item from ``loss_from[k]`` on
-        (``windows[k]``: the sequence tokens of window ``k``, start token first), in one causal pass."""
+    def window_log_probs(self, windows: list[torch.Tensor], loss_from: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([B, T], [B, T])``: the log-probability of each token of each window (``windows[k]``: its
+        sequence tokens, start token first) given the tokens before it, computed in one causal pass,
+        and which of them are trained (the tokens of window ``k``'s items from ``loss_from[k]`` on)."""
         length = max(len(w) for w in windows)
         ids = torch.full((len(windows), length), PAD, dtype=torch.long)
         trained = torch.zeros(len(windows), length, dtype=torch.bool)
@@ -175,8 +176,15 @@ class SIDDecoder(nn.Module):
         hidden = self.drop(self.embed(ids))
         for block in self.blocks:
             hidden, _ = block(hidden, bias)
+        log_probs = torch.zeros(ids.shape, device=device)
         predictors = self.norm(hidden[:, :-1][trained[:, 1:]])  # the position before each trained token
-        return F.cross_entropy(self.head(predictors).float(), ids[:, 1:][trained[:, 1:]])
+        log_probs[:, 1:][trained[:, 1:]] = -F.cross_entropy(self.head(predictors).float(), ids[:, 1:][trained[:, 1:]], reduction="none")
+        return log_probs, trained
+
+    def window_loss(self, windows: list[torch.Tensor], loss_from: np.ndarray) -> torch.Tensor:
+        """Mean next-token cross-entropy over the trained tokens of the windows (:meth:`window_log_probs`)."""
+        log_probs, trained = self.window_log_probs(windows, loss_from)
+        return -log_probs[trained].mean()
 
     def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """A ``step`` for :func:`beam_search`: prefills the history once, then feeds one token per beam."""
