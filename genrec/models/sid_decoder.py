@@ -28,8 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.models.t5.modeling_t5 import T5Attention
 
-from genrec.decoding import SIDTrie, beam_search
-from genrec.models.sid_seq2seq import EOS, PAD, SIDVocabulary
+from genrec.models.sid_seq2seq import EOS, PAD, SIDBackbone, SIDVocabulary
 
 START = EOS  # the token that opens every sequence (no end token is needed: IDs have a fixed length)
 
@@ -81,7 +80,7 @@ class DecoderBlock(nn.Module):
         return self.finish(hidden, attended.transpose(1, 2).flatten(2)), (k, v)
 
 
-class SIDDecoder(nn.Module):
+class SIDDecoder(SIDBackbone):
     def __init__(self, vocab: SIDVocabulary, d_model: int, d_ff: int, num_blocks: int, num_heads: int, d_kv: int,
                  dropout_rate: float, max_items: int):
         super().__init__()
@@ -187,7 +186,7 @@ class SIDDecoder(nn.Module):
         return -log_probs[trained].mean()
 
     def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        """A ``step`` for :func:`beam_search`: prefills the history once, then feeds one token per beam."""
+        """A ``step`` for :func:`genrec.decoding.beam_search`: prefills the history once, then feeds one token per beam."""
         hidden, cache, history_positions = self.hidden_states(input_ids, attention_mask)
         first_logits = self.head(hidden[:, -1])  # [B, vocab]: the next item's first token
         padding = torch.zeros(attention_mask.shape, device=input_ids.device).masked_fill(attention_mask == 0, float("-inf"))
@@ -231,11 +230,3 @@ class SIDDecoder(nn.Module):
             return torch.log_softmax(logits.float(), dim=-1)[..., first : first + size]
 
         return step
-
-    @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SIDTrie, num_beams: int,
-                 constrained: bool = True):
-        """Beam search (constrained to the trie unless told otherwise): ``(items, scores, tokens)`` as
-        :func:`beam_search`."""
-        step = self.beam_step(input_ids, attention_mask)
-        return beam_search(step, trie, input_ids.shape[0], num_beams, input_ids.device, constrained)

@@ -57,7 +57,20 @@ class SIDVocabulary:
         return ids, (ids != PAD).long()
 
 
-class SIDSeq2Seq(nn.Module):
+class SIDBackbone(nn.Module):
+    """What decoding needs of a backbone over semantic-ID tokens: a ``beam_step(input_ids,
+    attention_mask)`` that returns the ``step`` of :func:`beam_search`."""
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SIDTrie, num_beams: int,
+                 constrained: bool = True):
+        """Beam search (constrained to the trie unless told otherwise): ``(items, scores, tokens)`` as
+        :func:`beam_search`."""
+        step = self.beam_step(input_ids, attention_mask)
+        return beam_search(step, trie, input_ids.shape[0], num_beams, input_ids.device, constrained)
+
+
+class SIDSeq2Seq(SIDBackbone):
     def __init__(self, vocab: SIDVocabulary, d_model: int, d_ff: int, num_layers: int, num_decoder_layers: int,
                  num_heads: int, d_kv: int, dropout_rate: float):
         super().__init__()
@@ -96,11 +109,3 @@ class SIDSeq2Seq(nn.Module):
             return torch.log_softmax(decoder.step(last).float(), dim=-1)[..., first : first + size]
 
         return step
-
-    @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SIDTrie, num_beams: int,
-                 constrained: bool = True):
-        """Beam search (constrained to the trie unless told otherwise): ``(items, scores, tokens)`` as
-        :func:`beam_search`."""
-        step = self.beam_step(input_ids, attention_mask)
-        return beam_search(step, trie, input_ids.shape[0], num_beams, input_ids.device, constrained)
