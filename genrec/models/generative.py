@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-
 from typing import Literal
 
 import numpy as np
@@ -64,7 +63,7 @@ class GenerativeRecommender(nn.Module):
         else:
             self.model = SIDSeq2Seq(self.vocab, config.d_model, config.d_ff, config.num_layers, config.num_decoder_layers,
                                     config.num_heads, config.d_kv, config.dropout_rate)
-            cache_bytes = 2 * 2 * 4 * config.num_decoder_layers * config.num_heads * config.d_kv * (len(self.vocab.decode_ranges))
+            cache_bytes = 2 * 2 * 4 * config.num_decoder_layers * config.num_heads * config.d_kv * len(self.vocab.decode_ranges)
         self.register_buffer("item_tokens", self.vocab.item_tokens(sids.codes), persistent=False)
         self.trie = SIDTrie(sids.codes, list(sids.level_sizes), free_prefix_size=n_latent)
         self.n_items = len(sids.codes)
