@@ -23,10 +23,10 @@ USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]
 commands:
   run             the main job (also: python main.py): train and test --model, or without a model
                   the data, split and semantic IDs with a summary
-  train           train --model (TIGER, PSID, Latte, SASRec, GRU4Rec, BERT4Rec), select on validation,
-                  test the best checkpoint
+  train           train --model (TIGER, PSID, Latte, SimGR, ParallelSID, SASRec, GRU4Rec, BERT4Rec;
+                  --architecture=decoder for TIGER/PSID/Latte), select on validation, test the best checkpoint
   evaluate        evaluate --checkpoint=PATH of --model on validation and test
-  compare         train (or reuse) --models=A,B,... (variants: A:key=value) over --seeds=N (or 1,2,3)
+  compare         train (or reuse) --models=A,B,... (variants: A:key=value) over --seeds=N (or 1,2,3 / [7])
                   on one dataset; write a Markdown + JSON table (mean ± std, training and inference time)
   data stats      users / items / interactions / sequence lengths of a dataset
   data download   fetch the official files of a dataset that are missing (needs network)
