@@ -5,10 +5,12 @@ and beam; with ``--figure=STEM`` also STEM.png / STEM.svg (test NDCG@10 against 
 users, a line per run, each point labelled with its beam).
 
     python benchmarks/beam_cost.py RUN_DIR [RUN_DIR ...] [--beams=10,20,50,100,200,500]
-        [--threads=1] [--figure=docs/figures/beam_cost] [--key=value ...]
+        [--aggregations=agg_sum,agg_max] [--threads=1] [--figure=docs/figures/beam_cost] [--key=value ...]
 
 A run folder is one that ``genrec train`` or ``genrec compare`` wrote; flags override its
-configuration (e.g. ``--data_dir``, ``--eval_batch_size``). Each evaluation covers every test user
+configuration (e.g. ``--data_dir``, ``--eval_batch_size``); ``--aggregations`` tests each latent-token
+run (Latte) under every listed way of scoring an item's beams (the weights are the same; only the
+checkpoint was selected under the run's own method). Each evaluation covers every test user
 and is timed alone; a beam wider than the catalogue decodes at the catalogue's width (reported).
 """
 
@@ -22,7 +24,7 @@ from pathlib import Path
 import torch
 from matplotlib.ticker import FuncFormatter
 
-from genrec.config import load_config, parse_flags
+from genrec.config import load_config, parse_flags, read_yaml
 from genrec.evaluation import Catalogue, evaluate
 from genrec.figures import plt, save_figure
 from genrec.pipeline import load_trained
@@ -36,7 +38,9 @@ def measure(directory: Path, beams: list[int], overrides: dict) -> list[dict]:
     rows = []
     for beam in beams:
         metrics = evaluate(model, split.test, catalogue, config.eval_batch_size, beam, autocast, config.exclude_seen)
-        rows.append({"run": directory.name, "model": config.model, "seed": config.seed, "beam": min(beam, model.max_beams),
+        rows.append({"run": directory.name, "model": config.model, "seed": config.seed,
+                     "latent_tokens": getattr(config, "n_latent_tokens", None),
+                     "aggregation": getattr(config, "aggregation_method", None), "beam": min(beam, model.max_beams),
                      "users": len(split.test), "threads": torch.get_num_threads(), "device": str(next(model.parameters()).device),
                      "s_per_1k_users": round(1000 / metrics["users_per_s"], 4), "ndcg@10": round(metrics["ndcg@10"], 5),
                      "recall@10": round(metrics["recall@10"], 5), "pruned": round(metrics["pruned"], 4),
@@ -47,9 +51,11 @@ def measure(directory: Path, beams: list[int], overrides: dict) -> list[dict]:
 
 def figure(rows: list[dict], stem: Path) -> None:
     fig, axes = plt.subplots(figsize=(6.5, 4.2))
-    for run in dict.fromkeys(row["run"] for row in rows):
-        points = [row for row in rows if row["run"] == run]
-        label = f"{points[0]['model']} (seed {points[0]['seed']})"
+    for run, aggregation in dict.fromkeys((row["run"], row["aggregation"]) for row in rows):
+        points = [row for row in rows if (row["run"], row["aggregation"]) == (run, aggregation)]
+        first = points[0]
+        latte = f", n={first['latent_tokens']}, {aggregation}" if aggregation else ""
+        label = f"{first['model']} (seed {first['seed']}{latte})"
         axes.plot([p["s_per_1k_users"] for p in points], [p["ndcg@10"] for p in points], marker="o", label=label)
         for p in points:
             axes.annotate(str(p["beam"]), (p["s_per_1k_users"], p["ndcg@10"]), textcoords="offset points", xytext=(3, -10), fontsize=7)
@@ -72,7 +78,13 @@ def main(argv: list[str]) -> None:
     stem = flags.pop("figure", None)
     if "threads" in flags:
         torch.set_num_threads(int(flags.pop("threads")))
-    rows = [row for directory in directories for row in measure(directory, beams, flags)]
+    aggregations = [a for a in str(flags.pop("aggregations", "")).split(",") if a]
+    rows = []
+    for directory in directories:
+        latent = "aggregation_method" in read_yaml(directory / "config.yaml")
+        for aggregation in (aggregations if latent and aggregations else [None]):
+            overrides = {**flags, "aggregation_method": aggregation} if aggregation else flags
+            rows += measure(directory, beams, overrides)
     if stem:
         figure(rows, Path(stem))
 

@@ -77,6 +77,21 @@ def test_evaluation_settings_may_differ(trained, tmp_path, capsys):
     assert evaluated["test"]["ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-5)
 
 
+def test_latte_checkpoint_is_evaluated_under_either_aggregation(tmp_path, capsys):
+    """How an item's beams are scored is an evaluation setting: the weights do not depend on it."""
+    settings = {**TINY_SYNTHETIC, **TINY_PSID, "model": "Latte", "n_latent_tokens": 2, "epochs": 1,
+                "cache_dir": str(tmp_path / "cache"), "output_dir": str(tmp_path / "runs")}
+    results, directory = train(load_config([], run_name="latte", **settings))
+    for method in ("agg_sum", "agg_max"):
+        output = tmp_path / method
+        code, err = evaluate_cli({**settings, "output_dir": output}, directory / "best.pt", capsys, aggregation_method=method)
+        assert code == 0, err
+        evaluated = json.loads((output / "eval/results.json").read_text())
+        assert evaluated["test"]["ndcg@10"] > 0
+        if method == "agg_sum":
+            assert evaluated["test"]["ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-5)
+
+
 def copy_run(directory, tmp_path):
     copy = tmp_path / "runs" / "copy"
     shutil.copytree(directory, copy)
