@@ -31,6 +31,8 @@ commands:
   data stats      users / items / interactions / sequence lengths of a dataset
   data download   fetch the official files of a dataset that are missing (needs network)
   sids            build (or load from cache) semantic IDs and report their quality
+  analyze tree    RUN_DIR...: do items close in the semantic-ID tree get correlated probabilities?
+                  (correlation and rank reversal per tree distance, Kendall tau; JSON lines + figure)
   config          print the fully resolved configuration
 
 examples:
@@ -39,6 +41,7 @@ examples:
   genrec train --model=Latte --dataset=AmazonReviews2018 --category=Scientific --n_latent_tokens=8
   genrec compare --models=TIGER,PSID,Latte --seeds=3 --config=configs/quickstart.yaml
   genrec compare --models=SASRec,SASRec:loss_type=bce --dataset=AmazonReviews2014 --category=Beauty
+  genrec analyze tree runs/compare/Synthetic/PSID-seed2024-* runs/compare/Synthetic/Latte-seed2024-* --users=512
 """
 
 
@@ -173,6 +176,50 @@ def cmd_run(argv: list[str]) -> int:
     return 0
 
 
+def count_flag(flags: dict, key: str, default: int, least: int) -> int:
+    value = flags.pop(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise GenrecError(f"--{key} must be an integer >= {least}, got {value!r}")
+    return value
+
+
+def cmd_analyze_tree(argv: list[str]) -> int:
+    """``genrec analyze tree RUN_DIR ... [--users=512] [--pairs=1024] [--seed=0] [--output=DIR]``; other
+    flags change where a run's data and caches are (e.g. ``--data_dir``). Writes ``tree.jsonl`` (per run
+    and distance), ``tree_pairs.jsonl`` (every sampled pair) and ``tree.png`` / ``.svg`` to ``--output``
+    (default: an ``analysis`` folder beside the first run)."""
+    from genrec.analysis import load_run, tree_analysis
+    from genrec.config import parse_flags
+    from genrec.figures import tree_correlation_figure
+
+    directories = [Path(arg) for arg in argv if not arg.startswith("--")]
+    _, flags = parse_flags([arg for arg in argv if arg.startswith("--")])
+    n_users, per_distance, seed = (count_flag(flags, key, default, least)
+                                   for key, default, least in (("users", 512, 2), ("pairs", 1024, 1), ("seed", 0, 0)))
+    if not directories:
+        raise GenrecError("analyze tree needs the folders of finished runs, e.g. runs/compare/Synthetic/PSID-seed2024-*")
+    output = Path(flags.pop("output", directories[0].parent / "analysis"))
+    records, pair_records, rows, summaries = [], [], {}, {}
+    for directory in directories:
+        run = load_run(directory, flags)
+        label = run.label if run.label not in rows else f"{run.label} ({directory.name})"
+        pair_rows, by_distance, summary = tree_analysis(run, n_users, per_distance, seed)
+        rows[label], summaries[label] = pair_rows, by_distance
+        head = {"run": str(directory), "label": label, "model": run.config.model, "seed": run.config.seed}
+        records.append({**head, "kind": "run", **summary})
+        records += [{**head, "kind": "distance", **entry} for entry in by_distance]
+        pair_records += [{**head, **row} for row in pair_rows]
+        print(f"{label}: Kendall tau (distance, correlation) {summary['kendall_tau']:+.3f} over {summary['pairs']} pairs")
+        print(format_table([{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in entry.items()} for entry in by_distance],
+                           list(by_distance[0])))
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output / "tree.jsonl", "".join(json.dumps(record) + "\n" for record in records))
+    atomic_write_text(output / "tree_pairs.jsonl", "".join(json.dumps(record) + "\n" for record in pair_records))
+    tree_correlation_figure(rows, summaries, output / "tree")
+    print(f"tree.jsonl, tree_pairs.jsonl and tree.png / tree.svg: {output}")
+    return 0
+
+
 def cmd_config(argv: list[str]) -> int:
     import yaml
 
@@ -188,6 +235,7 @@ COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
     ("data", "stats"): cmd_stats,
     ("data", "download"): cmd_download,
     ("sids",): cmd_sids,
+    ("analyze", "tree"): cmd_analyze_tree,
     ("config",): cmd_config,
 }
 

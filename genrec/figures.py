@@ -44,3 +44,36 @@ def learning_curves_figure(curves: dict[str, list[list[dict]]], stem: Path) -> l
     by_epoch.legend(fontsize=8)
     figure.suptitle("Learning curves (one line per seed)")
     return save_figure(figure, stem)
+
+
+def tree_correlation_figure(rows: dict[str, list[dict]], summaries: dict[str, list[dict]], stem: Path) -> list[Path]:
+    """Left: the correlation of two items' probabilities over users, a box per tree distance and
+    model; right: the mean rank-reversal rate per distance. ``rows``/``summaries``: per model label,
+    the pair rows and per-distance summary of :func:`genrec.analysis.tree.tree_analysis`."""
+    figure, (boxes, reversal) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    colours = plt.get_cmap("tab10")
+    distances = sorted({row["distance"] for model_rows in rows.values() for row in model_rows})
+    width = 0.8 / max(1, len(rows))
+    for index, (label, model_rows) in enumerate(rows.items()):
+        colour = colours(index % 10)
+        data = [[r["correlation"] for r in model_rows if r["distance"] == d and r["correlation"] == r["correlation"]]
+                for d in distances]
+        positions = [k + (index - (len(rows) - 1) / 2) * width for k in range(len(distances))]
+        kept = [(p, values) for p, values in zip(positions, data) if values]
+        parts = boxes.boxplot([values for _, values in kept], positions=[p for p, _ in kept], widths=width * 0.9,
+                              patch_artist=True, showfliers=False, manage_ticks=False,
+                              medianprops={"color": "black"})
+        for patch in parts["boxes"]:
+            patch.set(facecolor=colour, alpha=0.6)
+        boxes.plot([], [], color=colour, linewidth=6, alpha=0.6, label=label)
+        points = summaries[label]
+        reversal.plot([p["distance"] for p in points], [p["rank_reversal"] for p in points], marker="o", color=colour, label=label)
+    boxes.set_xticks(range(len(distances)), [str(d) for d in distances])
+    boxes.set(xlabel="tree distance", ylabel="Pearson correlation over users", title="Item probabilities vs tree distance")
+    reversal.set(xlabel="tree distance", ylabel="share of user pairs ordering them differently", title="Rank reversal",
+                 xticks=distances)
+    for axes in (boxes, reversal):
+        axes.grid(alpha=0.3)
+    boxes.legend(fontsize=8)
+    figure.tight_layout()
+    return save_figure(figure, stem)

@@ -127,6 +127,24 @@ class GenerativeRecommender(nn.Module):
             return drop_excluded(items, exclusion_mask(exclude, self.n_items, items.device), k)
         return pad_ranked(items, k)
 
+    @torch.no_grad()
+    def path_log_probs(self, histories: list[np.ndarray]) -> torch.Tensor:
+        """``[B, paths, n_items]``: the exact log-probability of generating each item, per latent token
+        for Latte (``paths = n_latent_tokens``), else one path. A constrained search as wide as the trie
+        keeps every valid prefix at every level, so it is the decoding tree traversed level by level:
+        one history pass per user and one decoder step per level, not one call per item."""
+        width = self.trie.n_prefixes[-1]
+        chunk = self.users_per_search(width)
+        if len(histories) > chunk:
+            return torch.cat([self.path_log_probs(histories[start : start + chunk]) for start in range(0, len(histories), chunk)])
+        ids, mask = self.inputs(histories)
+        self.trie.to(ids.device)
+        items, scores, tokens = self.model.generate(ids, mask, self.trie, width, constrained=True)
+        paths = max(1, self.vocab.n_latent)
+        path = tokens[:, :, 0] if self.vocab.n_latent else torch.zeros_like(items)
+        log_probs = torch.full((len(histories), paths * self.n_items), float("-inf"), device=ids.device)
+        return log_probs.scatter_(1, path * self.n_items + items, scores).view(len(histories), paths, self.n_items)
+
     def users_per_search(self, num_beams: int) -> int:
         """How many users one beam search may decode together within half the free memory."""
         need = min(num_beams, self.max_beams) * self.decode_bytes_per_beam

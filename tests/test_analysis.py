@@ -1,0 +1,147 @@
+"""``genrec analyze tree``: item probabilities are exact (every item of the tree against teacher-forced
+scoring), pairs are drawn uniformly at their tree distance, and the statistics agree with scipy and
+with brute force on hand data."""
+
+import itertools
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_SYNTHETIC
+from scipy.stats import kendalltau, pearsonr
+
+from genrec.analysis import (aggregate_paths, item_log_probs, pairwise_pearson, rank_reversals, sample_pairs,
+                             tree_distances)
+from genrec.cli import main
+from genrec.decoding import aggregate_beams
+from genrec.pipeline import build_model, load_split, train
+
+TINY_RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3)
+TINY = {"T5": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, dropout_rate=0.0),
+        "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2, dropout_rate=0.0)}
+
+
+def settings_of(model: str, **extra) -> dict:
+    return {**TINY_SYNTHETIC, **TINY_RUN, **TINY["SASRec" if model == "SASRec" else "T5"], "model": model, **extra}
+
+
+def untrained(make_config, **settings):
+    config = make_config(**settings_of(**settings))
+    interactions, split = load_split(config)
+    torch.manual_seed(0)
+    return build_model(config, interactions, split).eval(), split
+
+
+@pytest.mark.parametrize("model,architecture", [("PSID", "t5"), ("Latte", "t5"), ("TIGER", "t5"), ("Latte", "decoder")])
+def test_every_item_probability_equals_teacher_forced_scoring(make_config, model, architecture):
+    extra = {"n_latent_tokens": 3} if model == "Latte" else {"vq_collision": "tiger"} if model == "TIGER" else {}
+    recommender, split = untrained(make_config, model=model, architecture=architecture, **extra)
+    histories = split.test.histories[:5]
+    paths = recommender.path_log_probs(histories)
+    n_latent = recommender.vocab.n_latent
+    assert paths.shape == (5, max(1, n_latent), recommender.n_items)
+    for user, history in enumerate(histories):
+        ids, mask = recommender.inputs([history])
+        for path in range(paths.shape[1]):
+            targets = recommender.item_tokens
+            if n_latent:
+                targets = torch.cat([torch.full((len(targets), 1), 2 + path), targets], dim=1)
+            with torch.no_grad():
+                expected = recommender.model.token_log_probs(ids.expand(len(targets), -1), mask.expand(len(targets), -1),
+                                                             targets).sum(1)
+            np.testing.assert_allclose(paths[user, path].numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_aggregated_paths_equal_aggregating_a_full_beam():
+    generator = torch.Generator().manual_seed(0)
+    paths = torch.randn(4, 3, 7, generator=generator) * 3
+    items = torch.arange(7).repeat(3).expand(4, -1)  # every (latent, item) path as one beam
+    for method in ("agg_sum", "agg_max"):
+        ranked, scores = aggregate_beams(items, paths.flatten(1), 7, 7, method)
+        aggregated = aggregate_paths(paths, method)
+        np.testing.assert_allclose(aggregated.gather(1, ranked).numpy(), scores.numpy(), rtol=1e-5)
+
+
+def test_full_ranking_models_give_the_softmax_over_the_catalogue(make_config):
+    recommender, split = untrained(make_config, model="SASRec")
+    log_probs, paths = item_log_probs(recommender, split.test.histories[:6], batch_size=4)
+    assert paths is None and log_probs.shape == (6, recommender.n_items)
+    np.testing.assert_allclose(np.exp(log_probs).sum(axis=1), 1.0, rtol=1e-6)
+    with torch.no_grad():
+        scores = recommender.scores(split.test.histories[:6]).double()
+    np.testing.assert_allclose(log_probs, torch.log_softmax(scores, dim=1).numpy(), atol=1e-5)
+
+
+def all_pairs_at(codes, distance):
+    return [(i, j) for i, j in itertools.combinations(range(len(codes)), 2)
+            if tree_distances(codes, np.array([i]), np.array([j]))[0] == distance]
+
+
+def test_pairs_have_their_distance_and_are_drawn_uniformly():
+    codes = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 1, 0], [0, 1, 1], [1, 0, 0], [1, 2, 0], [2, 0, 0], [2, 0, 1]])
+    assert tree_distances(codes, np.array([0, 0, 0]), np.array([1, 3, 5])).tolist() == [2, 4, 6]
+    pairs = sample_pairs(codes, 30000, np.random.default_rng(0))
+    assert sorted(pairs) == [2, 4, 6]
+    for distance, (first, second) in pairs.items():
+        assert (tree_distances(codes, first, second) == distance).all()
+        expected = all_pairs_at(codes, distance)
+        counts = Counter(tuple(sorted(pair)) for pair in zip(first.tolist(), second.tolist()))
+        assert set(counts) == set(expected)
+        share = 1 / len(expected)
+        tolerance = 5 * np.sqrt(share * (1 - share) / 30000)
+        assert all(abs(count / 30000 - share) < tolerance for count in counts.values()), (distance, counts)
+
+
+def test_no_pairs_at_a_distance_that_does_not_occur():
+    codes = np.array([[0, 0], [1, 0], [2, 0]])  # no two items share a first code
+    assert sorted(sample_pairs(codes, 10, np.random.default_rng(0))) == [4]
+
+
+def test_correlation_and_rank_reversal_against_direct_computation():
+    rng = np.random.default_rng(1)
+    x, y = rng.random((9, 5)), rng.random((9, 5))
+    y[:, 0] = x[:, 0] * 2 + 1  # perfectly correlated: no user pair disagrees
+    y[3, 1] = x[3, 1]  # a tie counts as agreement
+    expected = [pearsonr(x[:, k], y[:, k]).statistic for k in range(5)]
+    np.testing.assert_allclose(pairwise_pearson(x, y), expected, rtol=1e-10)
+    assert np.isnan(pairwise_pearson(np.ones((4, 1)), rng.random((4, 1))))[0]
+    brute = [np.mean([(x[u, k] - y[u, k]) * (x[v, k] - y[v, k]) < 0 for u, v in itertools.combinations(range(9), 2)])
+             for k in range(5)]
+    np.testing.assert_allclose(rank_reversals(x, y), brute, rtol=1e-12)
+    assert rank_reversals(x, y)[0] == 0
+
+
+def test_analyze_tree_command_on_finished_runs(make_config, tmp_path, capsys):
+    directories = []
+    for model, extra in (("PSID", {}), ("Latte", {"n_latent_tokens": 2}), ("SASRec", {})):
+        config = make_config(**settings_of(model, epochs=2, run_name=model, **extra))
+        directories.append(train(config)[1])
+    output = tmp_path / "analysis"
+    code = main(["analyze", "tree", *map(str, directories), "--users=40", "--pairs=50", f"--output={output}",
+                 f"--cache_dir={tmp_path / 'cache'}"])
+    assert code == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in (output / "tree.jsonl").read_text().splitlines()]
+    pairs = [json.loads(line) for line in (output / "tree_pairs.jsonl").read_text().splitlines()]
+    assert (output / "tree.png").is_file() and (output / "tree.svg").is_file()
+    runs = {r["label"]: r for r in records if r["kind"] == "run"}
+    assert set(runs) == {"PSID", "Latte", "SASRec"} and all(r["users"] == 40 for r in runs.values())
+    for label, summary in runs.items():
+        rows = [p for p in pairs if p["label"] == label and np.isfinite(p["correlation"])]
+        tau = kendalltau([p["distance"] for p in rows], [p["correlation"] for p in rows]).statistic
+        assert summary["kendall_tau"] == pytest.approx(tau)
+        distances = [r for r in records if r["kind"] == "distance" and r["label"] == label]
+        assert {r["distance"] for r in distances} <= {2, 4, 6} and all(r["pairs"] == 50 for r in distances)
+    latte = runs["Latte"]
+    assert latte["aggregation"] == "agg_sum" and sum(latte["latent_usage_all"]["shares"]) == pytest.approx(1, abs=1e-3)
+    assert all(0 <= p["latent_split"] <= 1 and p["distance"] <= p["effective_distance"] <= 8
+               for p in pairs if p["label"] == "Latte")
+    assert "latent_split" not in next(p for p in pairs if p["label"] == "PSID")
+
+
+def test_analyze_tree_refuses_a_folder_that_is_no_run(tmp_path, capsys):
+    assert main(["analyze", "tree", str(tmp_path)]) == 2
+    assert "is not a finished run" in capsys.readouterr().err
+    assert main(["analyze", "tree", str(tmp_path), "--users=abc"]) == 2
+    assert "--users must be an integer" in capsys.readouterr().err
