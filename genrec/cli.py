@@ -33,6 +33,8 @@ commands:
   sids            build (or load from cache) semantic IDs and report their quality
   analyze tree    RUN_DIR...: do items close in the semantic-ID tree get correlated probabilities?
                   (correlation and rank reversal per tree distance, Kendall tau; JSON lines + figure)
+  analyze beams   RUN_DIR...: test beam models at several widths (accuracy, pruned targets, items in the
+                  beam, seconds per 1,000 users, top-10 overlap with the widest); JSON lines + figure
   config          print the fully resolved configuration
 
 examples:
@@ -189,15 +191,11 @@ def cmd_analyze_tree(argv: list[str]) -> int:
     and distance), ``tree_pairs.jsonl`` (every sampled pair) and ``tree.png`` / ``.svg`` to ``--output``
     (default: an ``analysis`` folder beside the first run)."""
     from genrec.analysis import load_run, tree_analysis
-    from genrec.config import parse_flags
     from genrec.figures import tree_correlation_figure
 
-    directories = [Path(arg) for arg in argv if not arg.startswith("--")]
-    _, flags = parse_flags([arg for arg in argv if arg.startswith("--")])
+    directories, flags = run_folders(argv, "tree")
     n_users, per_distance, seed = (count_flag(flags, key, default, least)
                                    for key, default, least in (("users", 512, 2), ("pairs", 1024, 1), ("seed", 0, 0)))
-    if not directories:
-        raise GenrecError("analyze tree needs the folders of finished runs, e.g. runs/compare/Synthetic/PSID-seed2024-*")
     output = Path(flags.pop("output", directories[0].parent / "analysis"))
     records, pair_records, rows, summaries = [], [], {}, {}
     for directory in directories:
@@ -220,6 +218,56 @@ def cmd_analyze_tree(argv: list[str]) -> int:
     return 0
 
 
+def cmd_analyze_beams(argv: list[str]) -> int:
+    """``genrec analyze beams RUN_DIR ... [--beams=10,20,50,100,200,500] [--aggregations=agg_sum,agg_max]
+    [--threads=N] [--output=DIR]``; ``--aggregations`` rescores each latent-token run (Latte) under every
+    listed method. Writes ``beams.jsonl`` and ``beams.png`` / ``.svg`` to ``--output`` (default: an
+    ``analysis`` folder beside the first run)."""
+    import torch
+
+    from genrec.analysis import beam_sweep, load_run
+    from genrec.figures import beam_widths_figure
+
+    directories, flags = run_folders(argv, "beams")
+    beams = list_flag(flags, "beams", "10,20,50,100,200,500", int)
+    aggregations = list_flag(flags, "aggregations", "", str)
+    if "threads" in flags:
+        torch.set_num_threads(count_flag(flags, "threads", 1, 1))
+    output = Path(flags.pop("output", directories[0].parent / "analysis"))
+    rows = []
+    for directory in directories:
+        run = load_run(directory, flags)
+        latent = getattr(getattr(run.model, "vocab", None), "n_latent", 0)
+        for aggregation in (aggregations if latent and aggregations else [None]):
+            rows += beam_sweep(run, beams, aggregation)
+    columns = ["label", "aggregation", "beam", "recall@10", "ndcg@10", "pruned", "beam_items", "s_per_1k_users",
+               "top10_overlap_widest"]
+    print(format_table(rows, columns))
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output / "beams.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    beam_widths_figure(rows, output / "beams")
+    print(f"beams.jsonl and beams.png / beams.svg: {output}")
+    return 0
+
+
+def run_folders(argv: list[str], command: str) -> tuple[list[Path], dict]:
+    """``genrec analyze``'s positional run folders and its ``--key=value`` flags."""
+    from genrec.config import parse_flags
+
+    directories = [Path(arg) for arg in argv if not arg.startswith("--")]
+    if not directories:
+        raise GenrecError(f"analyze {command} needs the folders of finished runs, e.g. runs/compare/Synthetic/PSID-seed2024-*")
+    return directories, parse_flags([arg for arg in argv if arg.startswith("--")])[1]
+
+
+def list_flag(flags: dict, key: str, default: str, kind: type) -> list:
+    raw = flags.pop(key, default)
+    try:
+        return [kind(part) for part in str(raw).split(",") if part.strip()]
+    except ValueError:
+        raise GenrecError(f"--{key} must be a comma-separated list, got {raw!r}") from None
+
+
 def cmd_config(argv: list[str]) -> int:
     import yaml
 
@@ -236,6 +284,7 @@ COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
     ("data", "download"): cmd_download,
     ("sids",): cmd_sids,
     ("analyze", "tree"): cmd_analyze_tree,
+    ("analyze", "beams"): cmd_analyze_beams,
     ("config",): cmd_config,
 }
 

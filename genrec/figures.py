@@ -77,3 +77,40 @@ def tree_correlation_figure(rows: dict[str, list[dict]], summaries: dict[str, li
     boxes.legend(fontsize=8)
     figure.tight_layout()
     return save_figure(figure, stem)
+
+
+def beam_widths_figure(rows: list[dict], stem: Path) -> list[Path]:
+    """Rows of :func:`genrec.analysis.beam_sweep`, one line per run (and aggregation): Recall@10 and
+    seconds per 1,000 users against the beam width, and NDCG@10 against seconds (each point labelled
+    with its width), where models compare at equal decoding cost."""
+    from matplotlib.ticker import FuncFormatter
+
+    figure, (recall, cost, equal) = plt.subplots(1, 3, figsize=(15, 4.2))
+    colours = plt.get_cmap("tab10")
+    lines = list(dict.fromkeys((row["run"], row["aggregation"]) for row in rows))
+    for index, line in enumerate(lines):
+        points = [row for row in rows if (row["run"], row["aggregation"]) == line]
+        first = points[0]
+        latte = f", n={first['latent_tokens']}, {first['aggregation']}" if first["aggregation"] else ""
+        style = {"marker": "o", "color": colours(index % 10), "label": f"{first['label']} (seed {first['seed']}{latte})"}
+        widths = [p["beam"] for p in points]
+        recall.plot(widths, [p["recall@10"] for p in points], **style)
+        cost.plot(widths, [p["s_per_1k_users"] for p in points], **style)
+        equal.plot([p["s_per_1k_users"] for p in points], [p["ndcg@10"] for p in points], **style)
+        for p in points:
+            equal.annotate(str(p["beam"]), (p["s_per_1k_users"], p["ndcg@10"]), textcoords="offset points", xytext=(3, -10), fontsize=7)
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    recall.set(xscale="log", xlabel="beam width", ylabel="test Recall@10", title="Accuracy against beam width")
+    cost.set(xscale="log", yscale="log", xlabel="beam width", ylabel="seconds per 1,000 test users", title="Decoding cost")
+    equal.set(xscale="log", xlabel="seconds per 1,000 test users", ylabel="test NDCG@10",
+              title="Accuracy at equal decoding cost (labels: width)")
+    cost.yaxis.set_major_formatter(plain)
+    cost.yaxis.set_minor_formatter(plain)
+    for axes in (recall, cost, equal):
+        axes.xaxis.set_major_formatter(plain)
+        axes.xaxis.set_minor_formatter(plain)
+        axes.tick_params(axis="x", which="minor", labelsize=7)
+        axes.grid(alpha=0.3)
+    recall.legend(fontsize=7)
+    figure.tight_layout()
+    return save_figure(figure, stem)

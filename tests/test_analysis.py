@@ -1,6 +1,6 @@
-"""``genrec analyze tree``: item probabilities are exact (every item of the tree against teacher-forced
-scoring), pairs are drawn uniformly at their tree distance, and the statistics agree with scipy and
-with brute force on hand data."""
+"""``genrec analyze``: item probabilities are exact (every item of the tree against teacher-forced
+scoring), pairs are drawn uniformly at their tree distance, the statistics agree with scipy and with
+brute force on hand data, and a beam sweep reports what evaluation at each width reports."""
 
 import itertools
 import json
@@ -12,10 +12,11 @@ import torch
 from conftest import TINY_SYNTHETIC
 from scipy.stats import kendalltau, pearsonr
 
-from genrec.analysis import (aggregate_paths, item_log_probs, pairwise_pearson, rank_reversals, sample_pairs,
-                             tree_distances)
+from genrec.analysis import (aggregate_paths, item_log_probs, load_run, pairwise_pearson, rank_reversals, sample_pairs,
+                             top10_overlap, tree_distances)
 from genrec.cli import main
 from genrec.decoding import aggregate_beams
+from genrec.evaluation import Catalogue, evaluate
 from genrec.pipeline import build_model, load_split, train
 
 TINY_RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3)
@@ -113,14 +114,25 @@ def test_correlation_and_rank_reversal_against_direct_computation():
     assert rank_reversals(x, y)[0] == 0
 
 
-def test_analyze_tree_command_on_finished_runs(make_config, tmp_path, capsys):
-    directories = []
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """Tiny PSID, Latte and SASRec runs (2 epochs) shared by the command tests, and their cache."""
+    from genrec.config import load_config
+
+    root = tmp_path_factory.mktemp("finished")
+    directories = {}
     for model, extra in (("PSID", {}), ("Latte", {"n_latent_tokens": 2}), ("SASRec", {})):
-        config = make_config(**settings_of(model, epochs=2, run_name=model, **extra))
-        directories.append(train(config)[1])
+        config = load_config([], **settings_of(model, epochs=2, run_name=model, cache_dir=str(root / "cache"),
+                                               output_dir=str(root / "runs"), **extra))
+        directories[model] = train(config)[1]
+    return directories, root / "cache"
+
+
+def test_analyze_tree_command_on_finished_runs(finished, tmp_path, capsys):
+    directories, cache = finished
     output = tmp_path / "analysis"
-    code = main(["analyze", "tree", *map(str, directories), "--users=40", "--pairs=50", f"--output={output}",
-                 f"--cache_dir={tmp_path / 'cache'}"])
+    code = main(["analyze", "tree", *map(str, directories.values()), "--users=40", "--pairs=50", f"--output={output}",
+                 f"--cache_dir={cache}"])
     assert code == 0, capsys.readouterr().err
     records = [json.loads(line) for line in (output / "tree.jsonl").read_text().splitlines()]
     pairs = [json.loads(line) for line in (output / "tree_pairs.jsonl").read_text().splitlines()]
@@ -145,3 +157,35 @@ def test_analyze_tree_refuses_a_folder_that_is_no_run(tmp_path, capsys):
     assert "is not a finished run" in capsys.readouterr().err
     assert main(["analyze", "tree", str(tmp_path), "--users=abc"]) == 2
     assert "--users must be an integer" in capsys.readouterr().err
+
+
+def test_analyze_beams_matches_evaluation_at_each_width(finished, tmp_path, capsys):
+    directories, cache = finished
+    output = tmp_path / "beams"
+    code = main(["analyze", "beams", str(directories["PSID"]), str(directories["Latte"]), "--beams=4,16",
+                 "--aggregations=agg_sum,agg_max", f"--output={output}", f"--cache_dir={cache}"])
+    assert code == 0, capsys.readouterr().err
+    rows = [json.loads(line) for line in (output / "beams.jsonl").read_text().splitlines()]
+    assert [(r["label"], r["aggregation"], r["beam"]) for r in rows] == [
+        ("PSID", None, 4), ("PSID", None, 16), ("Latte", "agg_sum", 4), ("Latte", "agg_sum", 16),
+        ("Latte", "agg_max", 4), ("Latte", "agg_max", 16)]
+    assert (output / "beams.png").is_file() and all(r["top10_overlap_widest"] == 1.0 for r in rows if r["beam"] == 16)
+    for label, aggregation in (("PSID", None), ("Latte", "agg_max")):
+        run = load_run(directories[label], {"cache_dir": str(cache), **({"aggregation_method": aggregation} if aggregation else {})})
+        for width in (4, 16):
+            metrics = evaluate(run.model, run.split.test, Catalogue.of(run.interactions, 2), 64, width)
+            row = next(r for r in rows if (r["label"], r["aggregation"], r["beam"]) == (label, aggregation, width))
+            assert row["ndcg@10"] == pytest.approx(metrics["ndcg@10"], abs=1e-5) and row["pruned"] == pytest.approx(metrics["pruned"], abs=1e-4)
+            assert row["beam_items"] == pytest.approx(metrics["beam_items"], abs=0.05)
+
+
+def test_top10_overlap_counts_shared_items_only():
+    first = np.array([[1, 2, 3, -1], [4, 5, 6, 7]])
+    second = np.array([[3, 2, 9, -1], [7, 6, 5, 4]])
+    assert top10_overlap(first, second) == pytest.approx((2 + 4) / 2 / 10)
+
+
+def test_analyze_beams_refuses_a_model_without_beams(finished, capsys):
+    directories, cache = finished
+    assert main(["analyze", "beams", str(directories["SASRec"]), f"--cache_dir={cache}"]) == 2
+    assert "has no beam" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from genrec.config import load_config
-from genrec.data import LeaveOneOutSplit
+from genrec.data import Interactions, LeaveOneOutSplit
 from genrec.errors import ConfigError
 from genrec.semantic_ids import SemanticIDs
 
@@ -18,6 +18,7 @@ class FinishedRun:
     directory: Path
     config: Any
     model: Any
+    interactions: Interactions
     split: LeaveOneOutSplit
     sids: SemanticIDs  # the model's own; for an item-ID model, those its configuration would build
 
@@ -40,4 +41,4 @@ def load_run(directory: Path, overrides: dict[str, Any] | None = None) -> Finish
     config = load_config([f"--config={directory / 'config.yaml'}"], **(overrides or {}))
     model, interactions, split = load_trained(config, directory / "best.pt")
     sids = getattr(model, "semantic_ids", None) or semantic_ids(config, interactions, split)
-    return FinishedRun(directory, config, model, split, sids)
+    return FinishedRun(directory, config, model, interactions, split, sids)

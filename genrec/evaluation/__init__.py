@@ -1,10 +1,10 @@
 """Full-ranking evaluation: metrics over ranked item lists, one target per user."""
 
 from genrec.evaluation.diversity import Catalogue, diversity_metrics
-from genrec.evaluation.evaluator import evaluate, evaluate_with_ranks, recommend_all
+from genrec.evaluation.evaluator import evaluate, evaluate_with_ranks, list_metrics, recommend_all
 from genrec.evaluation.metrics import METRIC_NAMES, ndcg_per_example, ranking_metrics, target_ranks
 from genrec.evaluation.significance import paired_bootstrap
 from genrec.ranking import top_k
 
-__all__ = ["METRIC_NAMES", "Catalogue", "diversity_metrics", "evaluate", "evaluate_with_ranks", "ndcg_per_example", "paired_bootstrap",
+__all__ = ["METRIC_NAMES", "Catalogue", "diversity_metrics", "evaluate", "evaluate_with_ranks", "list_metrics", "ndcg_per_example", "paired_bootstrap",
            "ranking_metrics", "recommend_all", "target_ranks", "top_k"]

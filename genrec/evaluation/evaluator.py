@@ -50,6 +50,15 @@ def evaluate_with_ranks(model, examples: Examples, catalogue: Catalogue, batch_s
     ranked = recommend_all(model, examples, batch_size, max(10, num_beams) if beams else 10, num_beams, autocast,
                            exclude_seen)
     seconds = time.perf_counter() - start
+    metrics, ranks = list_metrics(ranked, examples, catalogue, beams, exclude_seen)
+    metrics["users_per_s"] = len(examples) / seconds
+    return metrics, ranks
+
+
+def list_metrics(ranked: np.ndarray, examples: Examples, catalogue: Catalogue, beams: bool,
+                 exclude_seen: bool = False) -> tuple[dict[str, float], np.ndarray]:
+    """The metrics of :func:`evaluate_with_ranks` (all but the speed) for ranked lists ``[n, >= 10]``
+    of :func:`recommend_all`; ``beams``: the lists are whole final beams."""
     metrics = ranking_metrics(ranked[:, :10], examples.targets, catalogue.n_items)
     metrics.update(diversity_metrics(ranked, catalogue))
     ranks = target_ranks(ranked, examples.targets)
@@ -59,5 +68,4 @@ def evaluate_with_ranks(model, examples: Examples, catalogue: Catalogue, batch_s
         metrics["beam_items"] = float((ranked >= 0).sum(axis=1).mean())  # distinct items the final beam holds (Latte: fewer than beams)
     if exclude_seen:
         metrics["target_seen"] = float(np.mean([target in seen for target, seen in zip(examples.targets, examples.seen)]))
-    metrics["users_per_s"] = len(examples) / seconds
     return metrics, ranks
