@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from genrec.errors import ConfigError
 
@@ -72,6 +72,7 @@ class GlobalSettings(StrictModel):
     vq_codebook_size: int = Field(ge=2)
     vq_collision: Literal["tiger", "conflict_free"]
     vq_kmeans_iters: int = Field(ge=1)
+    vq_level_order: list[int] | None
     rqvae_hidden_dims: list[int]
     rqvae_latent_dim: int = Field(ge=1)
     rqvae_epochs: int = Field(ge=1)
@@ -96,7 +97,15 @@ class GlobalSettings(StrictModel):
     category_level: int = Field(ge=0)
     exclude_seen: bool
 
-    split_comma_lists = field_validator("sent_emb_fields", "rqvae_hidden_dims", mode="before")(comma_separated)
+    split_comma_lists = field_validator("sent_emb_fields", "rqvae_hidden_dims", "vq_level_order", mode="before")(comma_separated)
+
+    @model_validator(mode="after")
+    def _level_order_is_a_permutation(self):
+        levels = self.vq_n_codebooks + (self.vq_collision == "tiger")
+        if self.vq_level_order is not None and sorted(self.vq_level_order) != list(range(levels)):
+            raise ValueError(f"vq_level_order {self.vq_level_order} must order the {levels} ID levels 0..{levels - 1} "
+                             f"(vq_n_codebooks {self.vq_n_codebooks}{' plus the collision token' * (self.vq_collision == 'tiger')})")
+        return self
 
     @field_validator("run_name")
     @classmethod

@@ -24,11 +24,18 @@ def tiny(make_config, tmp_path, **kw):
     return make_config(**{**TINY_SYNTHETIC, **TINY_MODEL, "run_name": "r", "seed": 3, **kw})
 
 
-@pytest.mark.parametrize("model,backbone", [("Latte", "t5"), ("PSID", "t5"), ("TIGER", "t5"), ("Latte", "decoder"), ("PSID", "decoder")])
+# Latte's permutation mode on the tiny T5 stays near 1.5x chance over 12-24 epochs (0.14 validation
+# Recall@10, against 0.23 for the shared mode; at d_model 32 it reaches 0.26 in 12 epochs, and on the
+# decoder it keeps up with the shared mode): its exactness is tested in test_latent_permutations.py,
+# its recommendations below.
+@pytest.mark.parametrize("model,backbone", [("Latte", "t5"), ("PSID", "t5"), ("TIGER", "t5"), ("Latte", "decoder"), ("PSID", "decoder"),
+                                            ("Latte-permutation", "decoder")])
 def test_models_train_and_beat_chance(make_config, tmp_path, model, backbone):
     extra = {"n_latent_tokens": 2} if model == "Latte" else {}
     if model == "TIGER":
         extra["vq_collision"] = "tiger"
+    if model == "Latte-permutation":  # latent tokens bound to orders (0, 1, 2), (0, 2, 1), (1, 0, 2) of the ID levels
+        model, extra = "Latte", {"n_latent_tokens": 3, "latent_mode": "permutation"}
     config = tiny(make_config, tmp_path, model=model, architecture=backbone, epochs=12, lr=0.01, **extra)
     results, directory = train(config)
     assert {"recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "coverage@10"} <= set(results["test"])
@@ -95,8 +102,9 @@ def test_evaluating_a_run_from_its_own_config_never_overwrites_it(make_config, t
     assert {name: (directory / name).read_bytes() for name in saved} == saved
 
 
-def test_latte_recommends_real_items_only(make_config, tmp_path):
-    config = tiny(make_config, tmp_path, model="Latte", n_latent_tokens=3)
+@pytest.mark.parametrize("mode", ["shared", "permutation"])
+def test_latte_recommends_real_items_only(make_config, tmp_path, mode):
+    config = tiny(make_config, tmp_path, model="Latte", n_latent_tokens=3, latent_mode=mode)
     data, split = load_split(config)
     model = build_model(config, data, split)
     ranked = model.eval().recommend(split.test.histories[:20], k=10, num_beams=30)
@@ -114,6 +122,12 @@ def test_unconstrained_decoding_counts_invented_ids(make_config, tmp_path, model
     assert 0 < metrics["invalid@10"] < 1
     model.constrained = True
     assert evaluate(model, split.test, Catalogue(data.n_items), batch_size=64, num_beams=20)["invalid@10"] == 0
+
+
+def test_permutation_latent_tokens_need_an_order_each(make_config, tmp_path):
+    config = tiny(make_config, tmp_path, model="Latte", n_latent_tokens=7, latent_mode="permutation")
+    with pytest.raises(ConfigError, match="n_latent_tokens=7 with latent_mode=permutation: the 3 ID levels have only 6 orders"):
+        build_model(config, *load_split(config))
 
 
 def test_model_settings_are_validated():

@@ -3,7 +3,9 @@
 ``tables[l][node, token]`` is the node reached from ``node`` (a prefix of length ``l``) by emitting
 local code ``token`` at level ``l``, or ``-1`` when no item has that prefix; at the last level the
 value is the item index. Masking a batch of beams is then one gather per step. A *free* leading
-level (Latte's latent token) allows every token and leads back to the root of the ID trie.
+level (Latte's latent token) allows every token and leads back to the root of the ID trie. Rows may
+also spell one item several ways (``leaf_items``: the item each row ends in), as Latte's latent tokens
+bound to permutations of the ID levels do.
 """
 
 from __future__ import annotations
@@ -13,29 +15,32 @@ import torch
 
 
 class SIDTrie:
-    def __init__(self, codes: np.ndarray, level_sizes: list[int], free_prefix_size: int = 0):
+    def __init__(self, codes: np.ndarray, level_sizes: list[int], free_prefix_size: int = 0,
+                 leaf_items: np.ndarray | None = None):
         codes = np.asarray(codes, dtype=np.int64)
-        n_items, n_levels = codes.shape
+        n_rows, n_levels = codes.shape
+        leaves = np.arange(n_rows) if leaf_items is None else np.asarray(leaf_items, dtype=np.int64)
         if len(level_sizes) != n_levels:
             raise ValueError(f"{n_levels} code levels but {len(level_sizes)} level sizes")
-        if len({tuple(c) for c in codes.tolist()}) != n_items:
+        if len({tuple(c) for c in codes.tolist()}) != n_rows:
             raise ValueError("semantic IDs must be unique to build a trie")
         tables = []
         prefixes = []  # valid token sequences of each length: how wide a beam can usefully be
         if free_prefix_size:
             tables.append(torch.zeros(1, free_prefix_size, dtype=torch.int32))
             prefixes.append(free_prefix_size)
-        node = np.zeros(n_items, dtype=np.int64)  # each item's node at the current depth
+        node = np.zeros(n_rows, dtype=np.int64)  # each row's node at the current depth
         for level in range(n_levels):
             if level + 1 < n_levels:
                 _, child = np.unique(codes[:, : level + 1], axis=0, return_inverse=True)
                 child = child.ravel()
+                distinct = int(child.max()) + 1
             else:
-                child = np.arange(n_items)
+                child, distinct = leaves, n_rows
             table = torch.full((int(node.max()) + 1, level_sizes[level]), -1, dtype=torch.int32)
             table[torch.as_tensor(node), torch.as_tensor(codes[:, level])] = torch.as_tensor(child, dtype=torch.int32)
             tables.append(table)
-            prefixes.append(max(free_prefix_size, 1) * (int(child.max()) + 1))
+            prefixes.append(max(free_prefix_size, 1) * distinct)
             node = child
         self.tables = tables
         self.level_sizes = [t.shape[1] for t in tables]

@@ -23,7 +23,7 @@ from pydantic import Field
 from torch import nn
 
 from genrec.config import StrictModel
-from genrec.decoding import SIDTrie, aggregate_beams
+from genrec.decoding import aggregate_beams
 from genrec.errors import GenrecError
 from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
@@ -52,9 +52,10 @@ class BackboneSettings(StrictModel):
 class GenerativeRecommender(nn.Module):
     returns_beams = True  # recommend(k=num_beams) returns the whole final beam (see evaluate)
 
-    def __init__(self, config, sids: SemanticIDs, n_latent: int = 0, aggregation: str = "agg_sum"):
+    def __init__(self, config, sids: SemanticIDs, n_latent: int = 0, aggregation: str = "agg_sum",
+                 permutations: tuple[tuple[int, ...], ...] = ()):
         super().__init__()
-        self.vocab = SIDVocabulary(tuple(sids.level_sizes), n_latent)
+        self.vocab = SIDVocabulary(tuple(sids.level_sizes), n_latent, permutations)
         self.learns_windows = config.architecture == "decoder"  # the trainer feeds it genrec.data.Windows
         if self.learns_windows:
             self.model = SIDDecoder(self.vocab, config.d_model, config.d_ff, config.num_layers + config.num_decoder_layers,
@@ -65,7 +66,7 @@ class GenerativeRecommender(nn.Module):
                                     config.num_heads, config.d_kv, config.dropout_rate)
             cache_bytes = 2 * 2 * 4 * config.num_decoder_layers * config.num_heads * config.d_kv * len(self.vocab.decode_ranges)
         self.register_buffer("item_tokens", self.vocab.item_tokens(sids.codes), persistent=False)
-        self.trie = SIDTrie(sids.codes, list(sids.level_sizes), free_prefix_size=n_latent)
+        self.trie = self.vocab.trie(sids.codes)
         self.n_items = len(sids.codes)
         self.semantic_ids = sids  # what its checkpoints record (genrec.checkpoint)
         self.aggregation = aggregation
@@ -103,8 +104,8 @@ class GenerativeRecommender(nn.Module):
         ids, mask = self.inputs(histories)
         target_tokens = self.item_tokens[torch.as_tensor(targets, device=ids.device)]
         if self.vocab.n_latent:
-            latent = torch.randint(self.vocab.n_latent, (len(targets), 1), generator=generator).to(ids.device) + 2
-            target_tokens = torch.cat([latent, target_tokens], dim=1)
+            latents = torch.randint(self.vocab.n_latent, (len(targets),), generator=generator).to(ids.device)
+            target_tokens = self.vocab.latent_targets(target_tokens, latents)
         return self.model.loss(ids, mask, target_tokens)
 
     @torch.no_grad()

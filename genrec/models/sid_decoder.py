@@ -109,7 +109,7 @@ class SIDDecoder(SIDBackbone):
         for row, sequence in enumerate(items):
             tokens = item_tokens[torch.as_tensor(sequence, dtype=torch.long)]
             if latents is not None:
-                tokens = torch.cat([latents[row].unsqueeze(1) + 2, tokens], dim=1)
+                tokens = self.vocab.latent_targets(tokens, latents[row])
             sequences.append(torch.cat([torch.tensor([START]), tokens.flatten()]))
         return sequences
 

@@ -24,8 +24,18 @@ PAD, EOS = 0, 1
 
 @dataclass(frozen=True)
 class SIDVocabulary:
+    """``permutations``: Latte's latent token ``k`` bound to an order of the ID levels (the target is
+    generated in that order). Each level keeps its own token range, so a code is the same token
+    wherever it is generated; every generated position then chooses among all levels' codes, and the
+    trie (:meth:`trie`) allows only the level its latent token puts there."""
+
     level_sizes: tuple[int, ...]
     n_latent: int = 0
+    permutations: tuple[tuple[int, ...], ...] = ()
+
+    def __post_init__(self):
+        if self.permutations and len(self.permutations) != self.n_latent:
+            raise ValueError(f"{len(self.permutations)} level orders for {self.n_latent} latent tokens")
 
     @property
     def level_offsets(self) -> list[int]:
@@ -40,7 +50,28 @@ class SIDVocabulary:
     def decode_ranges(self) -> list[tuple[int, int]]:
         """(first token, size) of each generated position: the latent token first, when there is one."""
         ranges = [(2, self.n_latent)] if self.n_latent else []
+        if self.permutations:
+            return ranges + [(self.level_offsets[0], sum(self.level_sizes))] * len(self.level_sizes)
         return ranges + list(zip(self.level_offsets, self.level_sizes))
+
+    def latent_targets(self, item_tokens: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """``[N, 1 + levels]``: latent token ``latents[n]`` then item ``n``'s ID tokens (``item_tokens``
+        ``[N, levels]``), in the level order that latent token is bound to."""
+        if self.permutations:
+            order = torch.as_tensor(self.permutations, device=item_tokens.device)[latents]
+            item_tokens = item_tokens.gather(1, order)
+        return torch.cat([latents.unsqueeze(1) + 2, item_tokens], dim=1)
+
+    def trie(self, codes: np.ndarray) -> SIDTrie:
+        """The valid generated sequences of items with semantic IDs ``codes``, in local codes of each
+        position (see :attr:`decode_ranges`); its leaves are item indices."""
+        if not self.permutations:
+            return SIDTrie(codes, list(self.level_sizes), free_prefix_size=self.n_latent)
+        union = np.asarray(codes) + np.cumsum([0, *self.level_sizes[:-1]])  # each level's codes in one range
+        rows = np.concatenate([np.column_stack([np.full(len(union), k), union[:, list(order)]])
+                               for k, order in enumerate(self.permutations)])
+        sizes = [self.n_latent] + [sum(self.level_sizes)] * len(self.level_sizes)
+        return SIDTrie(rows, sizes, leaf_items=np.tile(np.arange(len(union)), self.n_latent))
 
     def item_tokens(self, codes: np.ndarray) -> torch.Tensor:
         """``[n_items, levels]`` global token ids of every item's semantic ID."""

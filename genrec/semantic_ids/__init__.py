@@ -150,7 +150,7 @@ def semantic_ids(config, interactions: Interactions, split: LeaveOneOutSplit) ->
     if cached is not None:
         log.info("semantic IDs: cache hit (%s)", cache.path("sids", key).name)
         report = json.loads(str(cached["report"]))
-        return SemanticIDs(cached["codes"], report["level_sizes"], report, cache.path("sids", key).stem)
+        return in_level_order(config, SemanticIDs(cached["codes"], report["level_sizes"], report, cache.path("sids", key).stem))
     if np.ptp(vectors.vectors, axis=0).max(initial=0.0) == 0:
         raise DataError(f"the {vectors.source} embeddings of {interactions.name} are the same vector for every item "
                         f"({'all zero' if not vectors.vectors.any() else 'constant'}): semantic IDs would carry no "
@@ -168,4 +168,14 @@ def semantic_ids(config, interactions: Interactions, split: LeaveOneOutSplit) ->
     if report["unique"] != 1.0:
         raise AssertionError(f"semantic IDs are not unique after {config.vq_collision} resolution")
     cache.save("sids", key, {"codes": final, "report": np.array(json.dumps(report))}, info=report)
-    return SemanticIDs(final, level_sizes, report, cache.path("sids", key).stem)
+    return in_level_order(config, SemanticIDs(final, level_sizes, report, cache.path("sids", key).stem))
+
+
+def in_level_order(config, sids: SemanticIDs) -> SemanticIDs:
+    """The IDs with their levels in ``vq_level_order`` (a fixed-order ablation: the cached IDs are the
+    quantizer's; the order is applied on loading, and the codes' fingerprint tells checkpoints apart)."""
+    if config.vq_level_order is None:
+        return sids
+    order = list(config.vq_level_order)
+    return SemanticIDs(sids.codes[:, order], [sids.level_sizes[level] for level in order],
+                       {**sids.report, "level_order": order}, sids.cache_key)

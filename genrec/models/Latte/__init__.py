@@ -1,9 +1,17 @@
-"""Latte: PSID plus a latent token sampled per training example and aggregated at inference."""
+"""Latte: PSID plus a latent token sampled per training example and aggregated at inference.
 
+With ``latent_mode: permutation`` (the paper's §6) latent token ``k`` is bound to the ``k``-th order of
+the ID levels (``itertools.permutations`` order; 3 levels give 6): training generates the target's
+levels in the order of its sampled token, and each latent token decodes under the trie of its order.
+"""
+
+import itertools
+import math
 from typing import Literal
 
 from pydantic import Field, field_validator
 
+from genrec.errors import ConfigError
 from genrec.models.generative import BackboneSettings, GenerativeRecommender
 from genrec.semantic_ids import semantic_ids
 
@@ -11,6 +19,7 @@ from genrec.semantic_ids import semantic_ids
 class Settings(BackboneSettings):
     n_latent_tokens: int = Field(ge=0)
     aggregation_method: Literal["agg_sum", "agg_max"]
+    latent_mode: Literal["shared", "permutation"]
 
     @field_validator("n_latent_tokens")
     @classmethod
@@ -21,7 +30,15 @@ class Settings(BackboneSettings):
 
 
 def build(config, interactions, split) -> GenerativeRecommender:
-    return GenerativeRecommender(config, semantic_ids(config, interactions, split), n_latent=config.n_latent_tokens, aggregation=config.aggregation_method)
+    sids = semantic_ids(config, interactions, split)
+    orders = ()
+    if config.latent_mode == "permutation":
+        if config.n_latent_tokens > math.factorial(sids.n_levels):
+            raise ConfigError(f"n_latent_tokens={config.n_latent_tokens} with latent_mode=permutation: the {sids.n_levels} ID "
+                              f"levels have only {math.factorial(sids.n_levels)} orders")
+        orders = tuple(itertools.islice(itertools.permutations(range(sids.n_levels)), config.n_latent_tokens))
+    return GenerativeRecommender(config, sids, n_latent=config.n_latent_tokens, aggregation=config.aggregation_method,
+                                 permutations=orders)
 
 
 __all__ = ["Settings", "build"]
