@@ -67,7 +67,8 @@ class GlobalSettings(StrictModel):
     cf_emb_dim: int = Field(ge=2)
     cf_window: int = Field(ge=1)
     # semantic IDs
-    vq_method: Literal["rqkmeans", "opq", "rqvae"]
+    vq_method: Literal["rqkmeans", "opq", "rqvae", "per_modality"]
+    vq_modalities: list[Literal["text", "cf", "category"]]
     vq_n_codebooks: int = Field(ge=1, le=8)
     vq_codebook_size: int = Field(ge=2)
     vq_collision: Literal["tiger", "conflict_free"]
@@ -97,7 +98,15 @@ class GlobalSettings(StrictModel):
     category_level: int = Field(ge=0)
     exclude_seen: bool
 
-    split_comma_lists = field_validator("sent_emb_fields", "rqvae_hidden_dims", "vq_level_order", mode="before")(comma_separated)
+    split_comma_lists = field_validator("sent_emb_fields", "rqvae_hidden_dims", "vq_level_order", "vq_modalities",
+                                        mode="before")(comma_separated)
+
+    @model_validator(mode="after")
+    def _one_level_per_modality(self):
+        if self.vq_method == "per_modality" and len(self.vq_modalities) != self.vq_n_codebooks:
+            raise ValueError(f"vq_method=per_modality makes one level per modality: vq_modalities {self.vq_modalities} "
+                             f"has {len(self.vq_modalities)}, vq_n_codebooks is {self.vq_n_codebooks}")
+        return self
 
     @model_validator(mode="after")
     def _level_order_is_a_permutation(self):

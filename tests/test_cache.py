@@ -42,8 +42,13 @@ CHANGES = [
     {"item_emb": "cf", "cf_emb_dim": 8},
     {"item_emb": "text+cf", "cf_emb_dim": 8},
     {"synthetic_seed": 3},  # different data: the content fingerprint changes
+    {"vq_method": "per_modality"},
+    {"vq_method": "per_modality", "vq_modalities": ["text", "category", "cf"]},
+    {"vq_modalities": ["text", "category", "cf"]},  # read by per_modality only
     {"max_item_seq_len": 5},  # affects neither embeddings nor IDs
+    {"vq_level_order": [2, 0, 1]},  # applied to the cached IDs on loading
 ]
+REUSING = ({"vq_modalities": ["text", "category", "cf"]}, {"max_item_seq_len": 5}, {"vq_level_order": [2, 0, 1]})
 
 
 def test_every_setting_that_matters_invalidates_and_nothing_else_does(make_config, count_quantize, tmp_path):
@@ -56,9 +61,9 @@ def test_every_setting_that_matters_invalidates_and_nothing_else_does(make_confi
         before = len(count_quantize)
         build(make_config, **change)
         recomputed = len(count_quantize) - before
-        assert recomputed == (0 if "max_item_seq_len" in change else 1), change
+        assert recomputed == (0 if change in REUSING else 1), change
     entries = list((tmp_path / "cache").rglob("sids-*.npz"))
-    assert len(entries) == 1 + len(CHANGES) - 1
+    assert len(entries) == 1 + len(CHANGES) - len(REUSING)
     assert not list((tmp_path / "cache").rglob("*.tmp"))  # atomic writes leave no temporaries
 
 

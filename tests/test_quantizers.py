@@ -5,6 +5,7 @@ import pytest
 
 from genrec.errors import ConfigError
 from genrec.semantic_ids.opq import opq
+from genrec.semantic_ids.per_modality import per_modality
 from genrec.semantic_ids.quantization import squared_distances
 from genrec.semantic_ids.rqkmeans import rq_kmeans
 from genrec.semantic_ids.rqvae import rq_vae
@@ -91,3 +92,33 @@ def test_rqvae_is_deterministic_at_realistic_size():
                   lr=1e-3, beta=0.25, kmeans_iters=5, seed=0)
     a, b = rq_vae(x, **kwargs), rq_vae(x, **kwargs)
     assert np.array_equal(a.codes, b.codes) and a.level_errors == b.level_errors
+
+
+def test_per_modality_levels_cluster_their_own_vectors(vectors):
+    rng = np.random.default_rng(3)
+    categories = rng.normal(size=(3, 5)).astype(np.float32)[rng.integers(3, size=len(vectors))]  # 3 distinct paths
+    parts = [vectors[:, :12], categories, vectors[:, 12:]]
+    q = per_modality(parts, codebook_size=8, iters=15, seed=1)
+    assert q.codes.shape == (len(vectors), 3) and q.distances.shape == (len(vectors), 3, 8)
+    for level, part in enumerate(parts):
+        assert (q.codes[:, level] == q.distances[:, level].argmin(1)).all()  # nearest code of its own modality
+        assert q.codes[:, level].max() < 8 and 0 <= q.level_errors[level] < 1
+    # fewer distinct vectors than codes: one code per category path, the rest out of reach
+    assert len(np.unique(q.codes[:, 1])) == 3 and np.isinf(q.distances[:, 1, 3:]).all()
+    _, first = np.unique(categories, axis=0, return_inverse=True)
+    assert len(set(zip(first.ravel().tolist(), q.codes[:, 1].tolist()))) == 3  # same path, same code
+    assert q.level_errors[1] == pytest.approx(0.0, abs=1e-6)  # every path is its own centroid
+
+
+def test_per_modality_ids_on_synthetic(make_config):
+    from conftest import TINY_SYNTHETIC
+
+    from genrec.pipeline import load_split
+    from genrec.semantic_ids import semantic_ids
+
+    config = make_config(**TINY_SYNTHETIC, model="PSID", vq_method="per_modality", vq_modalities="cf,category,text")
+    sids = semantic_ids(config, *load_split(config))
+    assert sids.report["embedding_source"] == "cf+category+text" and sids.report["unique"] == 1.0
+    assert sids.codes.shape[1] == 3 and sids.level_sizes == [8, 8, 8]
+    with pytest.raises(ConfigError, match="one level per modality"):
+        make_config(**TINY_SYNTHETIC, model="PSID", vq_method="per_modality", vq_modalities="cf,text")

@@ -26,8 +26,9 @@ ALGORITHM_VERSION = 1
 @dataclass(frozen=True)
 class ItemVectors:
     vectors: np.ndarray  # [n_items, dim], row i = item index i
-    source: str  # text | cf | text+cf
+    source: str  # text | cf | text+cf, or the per-modality blocks (cf+category+text)
     key: dict  # the cache key: everything the vectors depend on
+    part_dims: tuple[int, ...] = ()  # per-modality: the width of each block, in order
 
 
 def dataset_cache_dir(config, interactions: Interactions) -> Path:
@@ -86,35 +87,60 @@ def check_vectors(arrays: dict[str, np.ndarray], n_items: int, dim: int | None =
     return None
 
 
-def item_embeddings(config, interactions: Interactions, split: LeaveOneOutSplit) -> ItemVectors:
-    source = choose_source(config, interactions)
+def text_vectors(config, interactions: Interactions, fields: list[str]) -> tuple[np.ndarray, dict]:
+    """Sentence embeddings of each item's ``fields`` (cached), and their cache key."""
+    key, sentences = text_key(config.model_copy(update={"sent_emb_fields": fields}), interactions)
     cache = ArrayCache(dataset_cache_dir(config, interactions))
-    parts, keys = [], []
-    if "text" in source:
-        key, sentences = text_key(config, interactions)
-        cached = cache.load("text-emb", key, lambda arrays: check_vectors(arrays, interactions.n_items))
-        if cached is None:
-            cache.ensure_writable()
-            vectors = encode(sentences, config.sent_emb_model, config.sent_emb_batch_size, str(resolve_device(config.device)))
-            if config.sent_emb_pca:
-                vectors = pca(vectors, config.sent_emb_pca)
-            cache.save("text-emb", key, {"vectors": vectors})
-        else:
-            vectors = cached["vectors"]
-            log.info("text embeddings: cache hit (%s)", cache.path("text-emb", key).name)
-        parts.append(vectors)
-        keys.append(key)
-    if "cf" in source:
-        key = cf_key(config, interactions, split)
-        cached = cache.load("cf-emb", key, lambda arrays: check_vectors(arrays, interactions.n_items, config.cf_emb_dim))
-        if cached is None:
-            cache.ensure_writable()
-            vectors = cf_embeddings(split.train_sequences, interactions.n_items, config.cf_emb_dim, config.cf_window, config.seed)
-            cache.save("cf-emb", key, {"vectors": vectors})
-        else:
-            vectors = cached["vectors"]
-        parts.append(vectors)
-        keys.append(key)
+    cached = cache.load("text-emb", key, lambda arrays: check_vectors(arrays, interactions.n_items))
+    if cached is not None:
+        log.info("text embeddings: cache hit (%s)", cache.path("text-emb", key).name)
+        return cached["vectors"], key
+    cache.ensure_writable()
+    vectors = encode(sentences, config.sent_emb_model, config.sent_emb_batch_size, str(resolve_device(config.device)))
+    if config.sent_emb_pca:
+        vectors = pca(vectors, config.sent_emb_pca)
+    cache.save("text-emb", key, {"vectors": vectors})
+    return vectors, key
+
+
+def cf_vectors(config, interactions: Interactions, split: LeaveOneOutSplit) -> tuple[np.ndarray, dict]:
+    """Collaborative embeddings from the training sequences (cached), and their cache key."""
+    key = cf_key(config, interactions, split)
+    cache = ArrayCache(dataset_cache_dir(config, interactions))
+    cached = cache.load("cf-emb", key, lambda arrays: check_vectors(arrays, interactions.n_items, config.cf_emb_dim))
+    if cached is not None:
+        return cached["vectors"], key
+    cache.ensure_writable()
+    vectors = cf_embeddings(split.train_sequences, interactions.n_items, config.cf_emb_dim, config.cf_window, config.seed)
+    cache.save("cf-emb", key, {"vectors": vectors})
+    return vectors, key
+
+
+def modality_vectors(config, interactions: Interactions, split: LeaveOneOutSplit, modality: str) -> tuple[np.ndarray, dict]:
+    """``text`` (the ``sent_emb_fields``), ``cf``, or ``category`` (the embedded category path alone)."""
+    if modality == "cf":
+        return cf_vectors(config, interactions, split)
+    if modality == "category" and not any(text.get("categories", "").strip() for text in interactions.item_text):
+        raise ConfigError(f"vq_modalities includes category but {interactions.name} has no item categories")
+    if not interactions.has_text:
+        raise ConfigError(f"vq_modalities includes {modality} but {interactions.name} has no item text")
+    return text_vectors(config, interactions, ["categories"] if modality == "category" else list(config.sent_emb_fields))
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def item_embeddings(config, interactions: Interactions, split: LeaveOneOutSplit) -> ItemVectors:
+    """The vectors semantic IDs quantize: with ``vq_method=per_modality`` one unit-norm block per
+    entry of ``vq_modalities`` (``part_dims`` tells them apart), else the ``item_emb`` source."""
+    if config.vq_method == "per_modality":
+        parts, keys = zip(*(modality_vectors(config, interactions, split, m) for m in config.vq_modalities))
+        source = "+".join(config.vq_modalities)
+        return ItemVectors(np.concatenate([unit_rows(p) for p in parts], axis=1).astype(np.float32), source,
+                           {"source": source, "parts": list(keys)}, tuple(p.shape[1] for p in parts))
+    source = choose_source(config, interactions)
+    parts, keys = zip(*(modality_vectors(config, interactions, split, m) for m in source.split("+")))
     if len(parts) > 1:  # text+cf: each part unit-norm so neither dominates by scale
-        parts = [p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts]
-    return ItemVectors(np.concatenate(parts, axis=1).astype(np.float32), source, {"source": source, "parts": keys})
+        parts = [unit_rows(p) for p in parts]
+    return ItemVectors(np.concatenate(parts, axis=1).astype(np.float32), source, {"source": source, "parts": list(keys)})

@@ -20,6 +20,7 @@ from genrec.errors import DataError
 from genrec.runtime import resolve_device
 from genrec.semantic_ids.collisions import resolve_conflict_free, resolve_tiger
 from genrec.semantic_ids.opq import opq
+from genrec.semantic_ids.per_modality import per_modality
 from genrec.semantic_ids.quantization import Quantization
 from genrec.semantic_ids.rqkmeans import rq_kmeans
 from genrec.semantic_ids.rqvae import rq_vae
@@ -49,7 +50,11 @@ class SemanticIDs:
         return {"key": self.cache_key, "codes": content}
 
 
-def quantize(config, vectors: np.ndarray) -> Quantization:
+def quantize(config, item_vectors: ItemVectors) -> Quantization:
+    vectors = item_vectors.vectors
+    if config.vq_method == "per_modality":
+        parts = np.split(vectors, np.cumsum(item_vectors.part_dims)[:-1], axis=1)
+        return per_modality(parts, config.vq_codebook_size, config.vq_kmeans_iters, config.seed)
     common = dict(n_levels=config.vq_n_codebooks, codebook_size=config.vq_codebook_size)
     if config.vq_method == "rqkmeans":
         return rq_kmeans(vectors, iters=config.vq_kmeans_iters, seed=config.seed, **common)
@@ -110,6 +115,8 @@ def sid_key(config, vectors: ItemVectors) -> dict:
         "collision": config.vq_collision,
         "seed": config.seed,
     }
+    if config.vq_method == "per_modality":
+        key["modalities"] = list(config.vq_modalities)
     if config.vq_method == "rqvae":
         key["rqvae"] = {name: getattr(config, name) for name in
                         ("rqvae_hidden_dims", "rqvae_latent_dim", "rqvae_epochs", "rqvae_batch_size", "rqvae_lr", "rqvae_beta")}
@@ -156,7 +163,7 @@ def semantic_ids(config, interactions: Interactions, split: LeaveOneOutSplit) ->
                         f"({'all zero' if not vectors.vectors.any() else 'constant'}): semantic IDs would carry no "
                         "information; check sent_emb_model, or choose other embeddings with --item_emb")
     cache.ensure_writable()
-    quantization = quantize(config, vectors.vectors)
+    quantization = quantize(config, vectors)
     if config.vq_collision == "tiger":
         final = resolve_tiger(quantization.codes, quantization.distances)
     else:
