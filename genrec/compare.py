@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,11 @@ def parse_seeds(value: Any, base: int) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds lists a seed twice: {value!r}")
     return seeds
+
+
+def split_models(value: Any) -> list[str]:
+    """``--models`` entries: split at the commas outside brackets (``PSID:vq_level_order=[2,0,1],Latte``)."""
+    return [spec.strip() for spec in re.split(r",(?![^\[]*\])", str(value)) if spec.strip()]
 
 
 def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
@@ -286,7 +292,7 @@ def markdown_changes(changes: dict[str, dict[str, dict[str, Any]]]) -> str:
 def compare(argv: list[str]) -> tuple[str, Path]:
     """Run the comparison; returns the Markdown report and the folder holding it (and the JSON)."""
     config_file, flags = parse_flags(argv)
-    specs = [n.strip() for n in str(flags.pop("models", "")).split(",") if n.strip()]
+    specs = split_models(flags.pop("models", ""))
     if not specs:
         raise ConfigError("compare needs --models, e.g. --models=SASRec,SASRec:loss_type=bce,TIGER,PSID,Latte")
     if len(set(specs)) != len(specs):

@@ -9,7 +9,7 @@ from test_training import TINY_MODEL
 
 from genrec import compare as compare_module
 from genrec.cli import main
-from genrec.compare import parse_seeds
+from genrec.compare import parse_seeds, parse_variant, split_models
 from genrec.errors import ConfigError
 from genrec.evaluation import ndcg_per_example
 
@@ -130,6 +130,9 @@ def test_compare_flags_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="n_latent_tokens"):  # a key of no compared model is still an error
         compare_module.compare(["--models=PSID,TIGER", "--n_latent_tokens=2", *flags(tmp_path)])
     assert parse_seeds(3, 10) == [10, 11, 12] and parse_seeds("4,2", 0) == [4, 2] and parse_seeds([7], 0) == [7]
+    specs = split_models("PSID:vq_level_order=[2,0,1], Latte:latent_mode=permutation:n_latent_tokens=6,SASRec")
+    assert specs == ["PSID:vq_level_order=[2,0,1]", "Latte:latent_mode=permutation:n_latent_tokens=6", "SASRec"]
+    assert parse_variant(specs[0]) == ("PSID", {"vq_level_order": [2, 0, 1]})
     for bad in (0, "1,x", "1,1"):
         with pytest.raises(ConfigError, match="seeds"):
             parse_seeds(bad, 0)

@@ -174,4 +174,6 @@ def tree_analysis(run, n_users: int, per_distance: int, seed: int) -> tuple[list
     summary.update({"users": len(users), "id_length": run.sids.n_levels})
     if paths is not None:
         summary["aggregation"] = run.model.aggregation
+        if run.model.vocab.permutations:  # latent_mode=permutation: the usage shares are the orders' shares
+            summary["latent_orders"] = [list(order) for order in run.model.vocab.permutations]
     return rows, summarize_distances(rows), summary
