@@ -121,10 +121,11 @@ def finished(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("finished")
     directories = {}
-    for model, extra in (("PSID", {}), ("Latte", {"n_latent_tokens": 2}), ("SASRec", {})):
-        config = load_config([], **settings_of(model, epochs=2, run_name=model, cache_dir=str(root / "cache"),
+    for name, model, extra in (("PSID", "PSID", {}), ("Latte", "Latte", {"n_latent_tokens": 2}), ("SASRec", "SASRec", {}),
+                               ("orders", "Latte", {"n_latent_tokens": 6, "latent_mode": "permutation"})):
+        config = load_config([], **settings_of(model, epochs=2, run_name=name, cache_dir=str(root / "cache"),
                                                output_dir=str(root / "runs"), **extra))
-        directories[model] = train(config)[1]
+        directories[name] = train(config)[1]
     return directories, root / "cache"
 
 
@@ -138,6 +139,9 @@ def test_analyze_tree_command_on_finished_runs(finished, tmp_path, capsys):
     pairs = [json.loads(line) for line in (output / "tree_pairs.jsonl").read_text().splitlines()]
     assert (output / "tree.png").is_file() and (output / "tree.svg").is_file()
     runs = {r["label"]: r for r in records if r["kind"] == "run"}
+    orders = runs.pop(next(label for label in runs if label.startswith("Latte (")))  # the second Latte run
+    assert orders["latent_orders"] == [list(p) for p in itertools.permutations(range(3))]
+    assert len(orders["latent_usage_top10"]["shares"]) == 6
     assert set(runs) == {"PSID", "Latte", "SASRec"} and all(r["users"] == 40 for r in runs.values())
     for label, summary in runs.items():
         rows = [p for p in pairs if p["label"] == label and np.isfinite(p["correlation"])]
@@ -149,7 +153,7 @@ def test_analyze_tree_command_on_finished_runs(finished, tmp_path, capsys):
     assert latte["aggregation"] == "agg_sum" and sum(latte["latent_usage_all"]["shares"]) == pytest.approx(1, abs=1e-3)
     assert all(0 <= p["latent_split"] <= 1 and p["distance"] <= p["effective_distance"] <= 8
                for p in pairs if p["label"] == "Latte")
-    assert "latent_split" not in next(p for p in pairs if p["label"] == "PSID")
+    assert "latent_split" not in next(p for p in pairs if p["label"] == "PSID") and "latent_orders" not in latte
 
 
 def test_analyze_tree_refuses_a_folder_that_is_no_run(tmp_path, capsys):
