@@ -21,16 +21,15 @@ from pathlib import Path
 
 import torch
 
-from genrec.config import load_config, parse_flags
+from genrec import load_run
+from genrec.config import parse_flags
 from genrec.evaluation import recommend_all
-from genrec.pipeline import load_trained
-from genrec.runtime import resolve_device
 
 
 def time_run(directory: Path, users: int, repeats: int, overrides: dict) -> dict:
-    config = load_config([f"--config={directory / 'config.yaml'}"], **overrides)
-    device = resolve_device(config.device)
-    model, _, split = load_trained(config, directory / "best.pt")
+    run = load_run(directory, **overrides)
+    config, model, split = run.config, run.model, run.split
+    device = next(model.parameters()).device
     examples = split.test.subset(range(min(users, len(split.test))))
     autocast = device.type == "cuda"
     recommend_all(model, examples.subset(range(min(config.eval_batch_size, len(examples)))), config.eval_batch_size, 10, config.test_num_beams, autocast)

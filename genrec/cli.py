@@ -190,7 +190,8 @@ def cmd_analyze_tree(argv: list[str]) -> int:
     flags change where a run's data and caches are (e.g. ``--data_dir``). Writes ``tree.jsonl`` (per run
     and distance), ``tree_pairs.jsonl`` (every sampled pair) and ``tree.png`` / ``.svg`` to ``--output``
     (default: an ``analysis`` folder beside the first run)."""
-    from genrec.analysis import load_run, tree_analysis
+    from genrec.analysis import tree_analysis
+    from genrec.run import load_run
     from genrec.figures import tree_correlation_figure
 
     directories, flags = run_folders(argv, "tree")
@@ -199,7 +200,7 @@ def cmd_analyze_tree(argv: list[str]) -> int:
     output = Path(flags.pop("output", directories[0].parent / "analysis"))
     records, pair_records, rows, summaries = [], [], {}, {}
     for directory in directories:
-        run = load_run(directory, flags)
+        run = load_run(directory, **flags)
         label = run.label if run.label not in rows else f"{run.label} ({directory.name})"
         pair_rows, by_distance, summary = tree_analysis(run, n_users, per_distance, seed)
         rows[label], summaries[label] = pair_rows, by_distance
@@ -225,7 +226,8 @@ def cmd_analyze_beams(argv: list[str]) -> int:
     ``analysis`` folder beside the first run)."""
     import torch
 
-    from genrec.analysis import beam_sweep, load_run
+    from genrec.analysis import beam_sweep
+    from genrec.run import load_run
     from genrec.figures import beam_widths_figure
 
     directories, flags = run_folders(argv, "beams")
@@ -236,7 +238,7 @@ def cmd_analyze_beams(argv: list[str]) -> int:
     output = Path(flags.pop("output", directories[0].parent / "analysis"))
     rows = []
     for directory in directories:
-        run = load_run(directory, flags)
+        run = load_run(directory, **flags)
         latent = getattr(getattr(run.model, "vocab", None), "n_latent", 0)
         for aggregation in (aggregations if latent and aggregations else [None]):
             rows += beam_sweep(run, beams, aggregation)

@@ -33,17 +33,23 @@ def exclusion_mask(exclude: Sequence[np.ndarray], n_items: int, device: torch.de
     return mask
 
 
-def pad_ranked(ranked: torch.Tensor, k: int) -> torch.Tensor:
-    """The first ``k`` slots, ``EMPTY`` where a row has fewer."""
-    ranked = ranked[:, :k]
+def pad_ranked(ranked: torch.Tensor, scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``k`` slots of ranked items and their scores; ``EMPTY`` (score ``-inf``) where a row
+    has fewer."""
+    ranked, scores = ranked[:, :k], scores[:, :k]
     missing = k - ranked.shape[1]
-    return torch.cat([ranked, ranked.new_full((ranked.shape[0], missing), EMPTY)], dim=1) if missing else ranked
+    if not missing:
+        return ranked, scores
+    return (torch.cat([ranked, ranked.new_full((ranked.shape[0], missing), EMPTY)], dim=1),
+            torch.cat([scores, scores.new_full((scores.shape[0], missing), float("-inf"))], dim=1))
 
 
-def drop_excluded(ranked: torch.Tensor, excluded: torch.Tensor, k: int) -> torch.Tensor:
-    """Remove the excluded items (``excluded`` from :func:`exclusion_mask`) from ranked lists, the
-    others keeping their order, and return the first ``k`` slots (``EMPTY``-padded). A generative
-    model filters its final beam this way, so a list can come back shorter than ``k``."""
+def drop_excluded(ranked: torch.Tensor, scores: torch.Tensor, excluded: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Remove the excluded items (``excluded`` from :func:`exclusion_mask`) from ranked lists and
+    their scores, the others keeping their order, and return the first ``k`` slots (``EMPTY``-padded).
+    A generative model filters its final beam this way, so a list can come back shorter than ``k``."""
     hit = (ranked >= 0) & excluded.gather(1, ranked.clamp_min(0))
     order = torch.sort(hit.int(), dim=1, stable=True).indices
-    return pad_ranked(ranked.gather(1, order).masked_fill(hit.gather(1, order), EMPTY), k)
+    dropped = hit.gather(1, order)
+    return pad_ranked(ranked.gather(1, order).masked_fill(dropped, EMPTY),
+                      scores.gather(1, order).masked_fill(dropped, float("-inf")), k)

@@ -12,12 +12,13 @@ import torch
 from conftest import TINY_SYNTHETIC
 from scipy.stats import kendalltau, pearsonr
 
-from genrec.analysis import (aggregate_paths, item_log_probs, load_run, pairwise_pearson, rank_reversals, sample_pairs,
+from genrec.analysis import (aggregate_paths, item_log_probs, pairwise_pearson, rank_reversals, sample_pairs,
                              top10_overlap, tree_distances)
 from genrec.cli import main
 from genrec.decoding import aggregate_beams
 from genrec.evaluation import Catalogue, evaluate
 from genrec.pipeline import build_model, load_split, train
+from genrec.run import load_run
 
 TINY_RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3)
 TINY = {"T5": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, dropout_rate=0.0),
@@ -175,7 +176,7 @@ def test_analyze_beams_matches_evaluation_at_each_width(finished, tmp_path, caps
         ("Latte", "agg_max", 4), ("Latte", "agg_max", 16)]
     assert (output / "beams.png").is_file() and all(r["top10_overlap_widest"] == 1.0 for r in rows if r["beam"] == 16)
     for label, aggregation in (("PSID", None), ("Latte", "agg_max")):
-        run = load_run(directories[label], {"cache_dir": str(cache), **({"aggregation_method": aggregation} if aggregation else {})})
+        run = load_run(directories[label], cache_dir=str(cache), **({"aggregation_method": aggregation} if aggregation else {}))
         for width in (4, 16):
             metrics = evaluate(run.model, run.split.test, Catalogue.of(run.interactions, 2), 64, width)
             row = next(r for r in rows if (r["label"], r["aggregation"], r["beam"]) == (label, aggregation, width))

@@ -34,10 +34,14 @@ def test_seen_is_the_untruncated_past_of_each_example():
 def test_drop_excluded_equals_a_python_filter():
     rng = np.random.default_rng(0)
     ranked = torch.as_tensor(np.stack([rng.permutation(np.r_[np.arange(8), [EMPTY, INVALID]]) for _ in range(50)]))
+    scores = -torch.arange(10.0).expand(50, -1)  # a beam's scores, best first
     exclude = random_exclusions(rng, 50, 8)
-    filtered = drop_excluded(ranked, exclusion_mask(exclude, 8), k=6)
+    filtered, kept = drop_excluded(ranked, scores, exclusion_mask(exclude, 8), k=6)
     assert filtered.tolist() == [python_filter(row, set(e.tolist()), 6) for row, e in zip(ranked.tolist(), exclude)]
-    assert drop_excluded(ranked, exclusion_mask(exclude, 8), k=12).shape == (50, 12)
+    for row, slots in zip(ranked.tolist(), zip(filtered.tolist(), kept.tolist())):  # each item keeps its own score
+        assert all(score == -row.index(item) for item, score in zip(*slots) if item >= 0)
+    wide = drop_excluded(ranked, scores, exclusion_mask(exclude, 8), k=12)
+    assert wide[0].shape == wide[1].shape == (50, 12) and (wide[1][:, 10:] == float("-inf")).all()
 
 
 @pytest.mark.parametrize("name", ["SASRec", "GRU4Rec", "BERT4Rec"])

@@ -25,7 +25,7 @@ def top10_overlap(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def beam_sweep(run, beams: list[int], aggregation: str | None = None) -> list[dict]:
-    """One row per width (ascending) for a finished beam run (:class:`genrec.analysis.FinishedRun`);
+    """One row per width (ascending) for a finished beam run (:class:`genrec.run.Run`);
     ``aggregation`` rescores a latent-token run's beams (the checkpoint was selected under its own)."""
     model, config, test = run.model, run.config, run.split.test
     if not getattr(model, "returns_beams", False):

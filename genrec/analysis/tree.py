@@ -162,16 +162,16 @@ def summarize_distances(rows: list[dict]) -> list[dict]:
 
 
 def tree_analysis(run, n_users: int, per_distance: int, seed: int) -> tuple[list[dict], list[dict], dict]:
-    """One finished run (:class:`genrec.analysis.FinishedRun`): ``(pair rows, per-distance summary,
+    """One finished run (:class:`genrec.run.Run`): ``(pair rows, per-distance summary,
     run summary)`` over ``n_users`` test users and ``per_distance`` pairs per distance, both drawn
     with ``seed`` (the same users and, for the same semantic IDs, the same pairs for every run)."""
     rng = np.random.default_rng(seed)
     test = run.split.test
     users = np.sort(rng.choice(len(test), size=min(n_users, len(test)), replace=False))
-    pairs = sample_pairs(run.sids.codes, per_distance, rng)
+    pairs = sample_pairs(run.semantic_ids.codes, per_distance, rng)
     log_probs, paths = item_log_probs(run.model, [test.histories[u] for u in users], run.config.eval_batch_size)
-    rows, summary = analyze(log_probs, run.sids.codes, pairs, paths)
-    summary.update({"users": len(users), "id_length": run.sids.n_levels})
+    rows, summary = analyze(log_probs, run.semantic_ids.codes, pairs, paths)
+    summary.update({"users": len(users), "id_length": run.semantic_ids.n_levels})
     if paths is not None:
         summary["aggregation"] = run.model.aggregation
         if run.model.vocab.permutations:  # latent_mode=permutation: the usage shares are the orders' shares

@@ -106,17 +106,26 @@ class FullRankingRecommender(nn.Module):
         """Cross-entropy over the full catalogue."""
         return F.cross_entropy(self.scores(histories).float(), torch.as_tensor(targets, device=self.device))
 
-    @torch.no_grad()
     def recommend(self, histories: list[np.ndarray], k: int, num_beams: int,
                   exclude: list[np.ndarray] | None = None) -> torch.Tensor:
-        """Top ``k`` of the full ranking, never an item of ``exclude[b]`` for user ``b`` (``EMPTY``
-        once every other item is listed); ``num_beams`` is for generative models and unused here."""
+        """``[B, k]`` item indices of :meth:`recommend_scored`."""
+        return self.recommend_scored(histories, k, num_beams, exclude)[0]
+
+    @torch.no_grad()
+    def recommend_scored(self, histories: list[np.ndarray], k: int, num_beams: int,
+                         exclude: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top ``k`` of the full ranking and the model's scores, never an item of ``exclude[b]`` for
+        user ``b`` (``EMPTY``, score ``-inf``, once every other item is listed); ``num_beams`` is for
+        generative models and unused here."""
         scores = self.scores(histories).float()
         if exclude is None:
-            return top_k(scores, k)
+            ranked = top_k(scores, k)
+            return ranked, scores.gather(1, ranked)
         excluded = exclusion_mask(exclude, self.n_items, scores.device)
-        ranked = top_k(scores.masked_fill(excluded, float("-inf")), k)
-        return ranked.masked_fill(excluded.gather(1, ranked), EMPTY)
+        scores = scores.masked_fill(excluded, float("-inf"))
+        ranked = top_k(scores, k)
+        hidden = excluded.gather(1, ranked)
+        return ranked.masked_fill(hidden, EMPTY), scores.gather(1, ranked)
 
 
 class ItemIDRecommender(FullRankingRecommender):

@@ -108,25 +108,32 @@ class GenerativeRecommender(nn.Module):
             target_tokens = self.vocab.latent_targets(target_tokens, latents)
         return self.model.loss(ids, mask, target_tokens)
 
-    @torch.no_grad()
     def recommend(self, histories: list[np.ndarray], k: int, num_beams: int,
                   exclude: list[np.ndarray] | None = None) -> torch.Tensor:
-        """``[B, k]`` item indices, best first; ``EMPTY`` where fewer items were generated, ``INVALID``
-        for a generated ID that is no item (only without the trie constraint). Items of ``exclude[b]``
-        are removed from user ``b``'s final beam, which can leave fewer than ``k``."""
+        """``[B, k]`` item indices of :meth:`recommend_scored`."""
+        return self.recommend_scored(histories, k, num_beams, exclude)[0]
+
+    @torch.no_grad()
+    def recommend_scored(self, histories: list[np.ndarray], k: int, num_beams: int,
+                         exclude: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([B, k] item indices, [B, k] log-probabilities)``, best first (Latte: aggregated over latent
+        tokens); ``EMPTY`` (``-inf``) where fewer items were generated, ``INVALID`` for a generated ID
+        that is no item (only without the trie constraint). Items of ``exclude[b]`` are removed from
+        user ``b``'s final beam, which can leave fewer than ``k``."""
         chunk = self.users_per_search(num_beams)
         if len(histories) > chunk:  # decode in smaller groups rather than run out of memory
-            return torch.cat([self.recommend(histories[start : start + chunk], k, num_beams,
-                                             None if exclude is None else exclude[start : start + chunk])
-                              for start in range(0, len(histories), chunk)])
+            parts = [self.recommend_scored(histories[start : start + chunk], k, num_beams,
+                                           None if exclude is None else exclude[start : start + chunk])
+                     for start in range(0, len(histories), chunk)]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         ids, mask = self.inputs(histories)
         self.trie.to(ids.device)
         items, scores, _ = self.model.generate(ids, mask, self.trie, num_beams, self.constrained)
         if self.vocab.n_latent:
-            items, _ = aggregate_beams(items, scores, self.n_items, items.shape[1], self.aggregation)
+            items, scores = aggregate_beams(items, scores, self.n_items, items.shape[1], self.aggregation)
         if exclude is not None:
-            return drop_excluded(items, exclusion_mask(exclude, self.n_items, items.device), k)
-        return pad_ranked(items, k)
+            return drop_excluded(items, scores, exclusion_mask(exclude, self.n_items, items.device), k)
+        return pad_ranked(items, scores, k)
 
     @torch.no_grad()
     def path_log_probs(self, histories: list[np.ndarray]) -> torch.Tensor:

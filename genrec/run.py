@@ -1,0 +1,106 @@
+"""A finished run, loaded to use: ``run = genrec.load_run("runs/<run>")`` then
+``run.recommend([["B001", "B002"]], k=10)`` for raw item ids in, raw item ids and scores out.
+
+The run is loaded from its own ``config.yaml`` and ``best.pt``, with the checkpoint's identity checked
+against the data and semantic IDs it is loaded with (:func:`genrec.pipeline.load_trained`), so a
+changed dataset or ID table is refused rather than silently mis-indexed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from genrec.config import load_config
+from genrec.data import Interactions, LeaveOneOutSplit
+from genrec.errors import ConfigError, GenrecError
+from genrec.semantic_ids import SemanticIDs
+
+
+class Run:
+    """A trained run: its resolved ``config``, the ``model`` (best checkpoint, eval mode, on the
+    configured device), the data it was trained on (``interactions``, ``split``) and the items'
+    semantic IDs."""
+
+    def __init__(self, directory: Path, config: Any, model: torch.nn.Module, interactions: Interactions,
+                 split: LeaveOneOutSplit):
+        self.directory, self.config, self.model = directory, config, model.eval()
+        self.interactions, self.split = interactions, split
+
+    @property
+    def label(self) -> str:
+        """The model, with its backbone when it is not the papers' T5."""
+        architecture = getattr(self.config, "architecture", "t5")
+        return self.config.model if architecture == "t5" else f"{self.config.model} ({architecture})"
+
+    @cached_property
+    def semantic_ids(self) -> SemanticIDs:
+        """The model's own; for an item-ID model, those its configuration would build (cached)."""
+        from genrec.semantic_ids import semantic_ids
+
+        return getattr(self.model, "semantic_ids", None) or semantic_ids(self.config, self.interactions, self.split)
+
+    @cached_property
+    def item_index(self) -> dict[str, int]:
+        return {item: index for index, item in enumerate(self.interactions.item_ids)}
+
+    def item_indices(self, histories: Sequence[Sequence[str]], on_unknown: Literal["error", "skip"] = "error") -> list[np.ndarray]:
+        """Each history's item indices; ids not in the catalogue are an error naming them, or skipped."""
+        unknown = list(dict.fromkeys(item for history in histories for item in history if item not in self.item_index))
+        if unknown and on_unknown == "error":
+            shown = ", ".join(map(repr, unknown[:10])) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            raise GenrecError(f"{len(unknown)} item id(s) not in the catalogue of {self.interactions.name}: {shown} "
+                              "(on_unknown='skip' leaves them out)")
+        return [np.array([self.item_index[item] for item in history if item in self.item_index], dtype=np.int64)
+                for history in histories]
+
+    @torch.no_grad()
+    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_seen: bool = False,
+                  num_beams: int | None = None, on_unknown: Literal["error", "skip"] = "error",
+                  batch_size: int | None = None) -> list[list[tuple[str, float]]]:
+        """For each history (raw item ids, oldest first): up to ``k`` ``(item id, score)`` pairs, best
+        first. Scores are the model's: log-probabilities for generative models (Latte: aggregated
+        over latent tokens), similarity logits for full-ranking ones. Histories keep their most recent
+        ``max_item_seq_len`` items as model input; ``exclude_seen`` never recommends an item of the
+        whole history. Beam models search ``num_beams`` wide (default: the run's ``test_num_beams``,
+        at least ``k``) and may return fewer than ``k`` items."""
+        if on_unknown not in ("error", "skip"):
+            raise ConfigError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}")
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        indices = self.item_indices(histories, on_unknown)
+        empty = [row for row, history in enumerate(indices) if not len(history)]
+        if empty:
+            raise GenrecError(f"{len(empty)} history(ies) hold no known item (first: #{empty[0]}); nothing to recommend from")
+        width = max(k, num_beams or self.config.test_num_beams)
+        step = batch_size or self.config.eval_batch_size
+        autocast = next(self.model.parameters()).device.type == "cuda"
+        lists = []
+        for start in range(0, len(indices), step):
+            batch = indices[start : start + step]
+            inputs = [history[-self.config.max_item_seq_len :] for history in batch]
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                items, scores = self.model.recommend_scored(inputs, k, width, batch if exclude_seen else None)
+            for row_items, row_scores in zip(items.cpu().tolist(), scores.float().cpu().tolist()):
+                lists.append([(self.interactions.item_ids[item], score) for item, score in zip(row_items, row_scores) if item >= 0])
+        return lists
+
+
+def load_run(directory: str | Path, **overrides: Any) -> Run:
+    """Load a finished run folder (one ``genrec train`` or ``genrec compare`` wrote). ``overrides``
+    may change where data and caches are (``data_dir``, ``cache_dir``), the ``device``, and how it is
+    evaluated (``test_num_beams``, ``eval_batch_size``, Latte's ``aggregation_method``), never what
+    it learned."""
+    from genrec.pipeline import load_trained
+
+    directory = Path(directory)
+    if not (directory / "config.yaml").is_file() or not (directory / "best.pt").is_file():
+        raise ConfigError(f"{directory} is not a finished run (it needs config.yaml and best.pt)")
+    config = load_config([f"--config={directory / 'config.yaml'}"], **overrides)
+    model, interactions, split = load_trained(config, directory / "best.pt")
+    return Run(directory, config, model, interactions, split)

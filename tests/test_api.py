@@ -1,0 +1,90 @@
+"""The Python API: ``genrec.load_run`` and ``Run.recommend`` over raw item ids give the model's own
+rankings and scores, exclude what a user has seen, and name the ids they do not know."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_SYNTHETIC
+
+import genrec
+from genrec.config import load_config
+from genrec.errors import ConfigError, GenrecError
+from genrec.pipeline import train
+
+TINY_RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
+TINY = {"PSID": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8),
+        "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2)}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api")
+    folders = {}
+    for model, extra in (("PSID", {}), ("Latte", {"n_latent_tokens": 2}), ("SASRec", {})):
+        settings = {**TINY_SYNTHETIC, **TINY_RUN, **TINY["SASRec" if model == "SASRec" else "PSID"], **extra}
+        config = load_config([], model=model, run_name=model, cache_dir=str(root / "cache"), output_dir=str(root / "runs"), **settings)
+        folders[model] = train(config)[1]
+    return folders, root / "cache"
+
+
+@pytest.mark.parametrize("model", ["PSID", "Latte", "SASRec"])
+def test_recommendations_are_the_models_rankings_in_raw_ids(runs, model):
+    folders, cache = runs
+    run = genrec.load_run(folders[model], cache_dir=str(cache))
+    histories = [run.split.test.histories[u] for u in range(12)]
+    raw = [[run.interactions.item_ids[i] for i in history] for history in histories]
+    lists = run.recommend(raw, k=10)
+    items, scores = run.model.recommend_scored(histories, 10, 16)
+    for got, row_items, row_scores in zip(lists, items.tolist(), scores.tolist()):
+        expected = [(run.interactions.item_ids[i], s) for i, s in zip(row_items, row_scores) if i >= 0]
+        assert [item for item, _ in got] == [item for item, _ in expected]
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], rtol=1e-5)
+        assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+    for alone, batched in zip(run.recommend(raw, k=10, batch_size=1), lists):  # batching changes nothing
+        assert [item for item, _ in alone] == [item for item, _ in batched]
+        np.testing.assert_allclose([s for _, s in alone], [s for _, s in batched], rtol=1e-4, atol=1e-4)
+
+
+def test_generative_scores_are_exact_log_probabilities(runs):
+    folders, cache = runs
+    run = genrec.load_run(folders["PSID"], cache_dir=str(cache))
+    history = run.split.test.histories[0]
+    (got,) = run.recommend([[run.interactions.item_ids[i] for i in history]], k=5)
+    exact = run.model.path_log_probs([history])[0, 0]
+    for item, score in got:
+        assert score == pytest.approx(float(exact[run.item_index[item]]), abs=1e-4)
+
+
+def test_exclude_seen_never_returns_a_history_item(runs):
+    folders, cache = runs
+    run = genrec.load_run(folders["SASRec"], cache_dir=str(cache))
+    raw = [[run.interactions.item_ids[i] for i in run.split.test.seen[u]] for u in range(20)]
+    for history, recommended in zip(raw, run.recommend(raw, k=10, exclude_seen=True)):
+        assert len(recommended) == 10 and not set(history) & {item for item, _ in recommended}
+
+
+def test_unknown_ids_are_named_or_skipped(runs):
+    folders, cache = runs
+    run = genrec.load_run(folders["SASRec"], cache_dir=str(cache))
+    known = run.interactions.item_ids[:3]
+    with pytest.raises(GenrecError, match="'nope-1', 'nope-2'"):
+        run.recommend([[*known, "nope-1"], ["nope-2"]])
+    assert run.recommend([[*known, "nope-1"]], on_unknown="skip") == run.recommend([known])
+    with pytest.raises(GenrecError, match="hold no known item"):
+        run.recommend([["nope-1"]], on_unknown="skip")
+    with pytest.raises(ConfigError, match="on_unknown"):
+        run.recommend([known], on_unknown="ignore")
+
+
+def test_load_run_refuses_a_folder_that_is_no_run(tmp_path):
+    with pytest.raises(ConfigError, match="is not a finished run"):
+        genrec.load_run(tmp_path)
+
+
+def test_import_genrec_stays_light():
+    import subprocess
+    import sys
+
+    code = "import sys, genrec; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert torch.nn.Module  # the API itself loads torch on first use
