@@ -31,6 +31,8 @@ commands:
   data stats      users / items / interactions / sequence lengths of a dataset
   data download   fetch the official files of a dataset that are missing (needs network)
   sids            build (or load from cache) semantic IDs and report their quality
+  recommend       --run=DIR and --history=ID,ID,... (or --input=histories.jsonl [--output=recs.jsonl]):
+                  top --k raw item ids with scores from a trained run
   analyze tree    RUN_DIR...: do items close in the semantic-ID tree get correlated probabilities?
                   (correlation and rank reversal per tree distance, Kendall tau; JSON lines + figure)
   analyze beams   RUN_DIR...: test beam models at several widths (accuracy, pruned targets, items in the
@@ -43,6 +45,7 @@ examples:
   genrec train --model=Latte --dataset=AmazonReviews2018 --category=Scientific --n_latent_tokens=8
   genrec compare --models=TIGER,PSID,Latte --seeds=3 --config=configs/quickstart.yaml
   genrec compare --models=SASRec,SASRec:loss_type=bce --dataset=AmazonReviews2014 --category=Beauty
+  genrec recommend --run=runs/compare/Synthetic/PSID-seed2024-fe5f999765 --history=i00327,i00280 --k=5
   genrec analyze tree runs/compare/Synthetic/PSID-seed2024-* runs/compare/Synthetic/Latte-seed2024-* --users=512
 """
 
@@ -178,6 +181,61 @@ def cmd_run(argv: list[str]) -> int:
     return 0
 
 
+def cmd_recommend(argv: list[str]) -> int:
+    """``genrec recommend --run=DIR (--history=ID,ID,... | --input=FILE.jsonl [--output=FILE.jsonl])
+    [--k=10] [--exclude_seen=true] [--num_beams=N] [--on_unknown=skip] [--batch_size=N]``; other flags
+    go to :func:`genrec.load_run` (``--data_dir``, ``--device`` ...). An input line is ``{"history":
+    [ids], "id": anything}``; each output line ``{"id", "items", "scores"}``, in input order."""
+    from tqdm import tqdm
+
+    from genrec.config import parse_flags
+    from genrec.run import load_run
+
+    _, flags = parse_flags(argv)
+    if "run" not in flags or ("history" in flags) == ("input" in flags):
+        raise GenrecError("recommend needs --run=DIR and one of --history=ID,ID,... or --input=FILE.jsonl")
+    options = {"k": count_flag(flags, "k", 10, 1), "exclude_seen": bool(flags.pop("exclude_seen", False)),
+               "num_beams": flags.pop("num_beams", None), "on_unknown": flags.pop("on_unknown", "error")}
+    run_dir, output = Path(str(flags.pop("run"))), flags.pop("output", None)
+    if "history" in flags:
+        requests = [{"id": 0, "history": [str(item) for item in list_flag(flags, "history", "", str)]}]
+    else:
+        requests = read_requests(Path(str(flags.pop("input"))))
+    batch_size = count_flag(flags, "batch_size", 256, 1)
+    run = load_run(run_dir, **flags)
+    lines = []
+    for start in tqdm(range(0, len(requests), batch_size), desc="recommend", disable=len(requests) <= batch_size):
+        batch = requests[start : start + batch_size]
+        for request, ranked in zip(batch, run.recommend([r["history"] for r in batch], batch_size=batch_size, **options)):
+            lines.append(json.dumps({"id": request["id"], "items": [item for item, _ in ranked],
+                                     "scores": [round(score, 6) for _, score in ranked]}))
+    text = "".join(line + "\n" for line in lines)
+    if output:
+        atomic_write_text(Path(str(output)), text)
+        print(f"{len(lines)} lists: {output}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def read_requests(path: Path) -> list[dict]:
+    """The ``{"history": [...], "id": ...}`` lines of a JSONL file (``id`` defaults to the line number);
+    a malformed line is an error naming it."""
+    requests = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise GenrecError(f"{path}:{number}: not JSON ({exc.msg})") from None
+        history = request.get("history") if isinstance(request, dict) else None
+        if not isinstance(history, list) or not all(isinstance(item, (str, int)) for item in history):
+            raise GenrecError(f'{path}:{number}: expected {{"history": [item ids], "id": ...}}')
+        requests.append({"id": request.get("id", number), "history": [str(item) for item in history]})
+    return requests
+
+
 def count_flag(flags: dict, key: str, default: int, least: int) -> int:
     value = flags.pop(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -285,6 +343,7 @@ COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
     ("data", "stats"): cmd_stats,
     ("data", "download"): cmd_download,
     ("sids",): cmd_sids,
+    ("recommend",): cmd_recommend,
     ("analyze", "tree"): cmd_analyze_tree,
     ("analyze", "beams"): cmd_analyze_beams,
     ("config",): cmd_config,

@@ -88,3 +88,29 @@ def test_import_genrec_stays_light():
     code = "import sys, genrec; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
     assert torch.nn.Module  # the API itself loads torch on first use
+
+
+def test_recommend_command_matches_the_api(runs, tmp_path, capsys):
+    import json
+
+    from genrec.cli import main
+
+    folders, cache = runs
+    run = genrec.load_run(folders["Latte"], cache_dir=str(cache))
+    histories = [[run.interactions.item_ids[i] for i in run.split.test.histories[u]] for u in range(5)]
+    expected = run.recommend(histories, k=4, exclude_seen=True)
+    common = [f"--run={folders['Latte']}", f"--cache_dir={cache}", "--k=4", "--exclude_seen=true"]
+    assert main(["recommend", *common, f"--history={','.join(histories[0])}"]) == 0
+    (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines() if text.startswith("{")]
+    assert line["items"] == [item for item, _ in expected[0]]
+    requests = tmp_path / "histories.jsonl"
+    requests.write_text("".join(json.dumps({"id": f"user{u}", "history": h}) + "\n" for u, h in enumerate(histories)))
+    assert main(["recommend", *common, f"--input={requests}", f"--output={tmp_path / 'recs.jsonl'}", "--batch_size=2"]) == 0
+    lines = [json.loads(text) for text in (tmp_path / "recs.jsonl").read_text().splitlines()]
+    assert [line["id"] for line in lines] == [f"user{u}" for u in range(5)]
+    assert [line["items"] for line in lines] == [[item for item, _ in ranked] for ranked in expected]
+    requests.write_text('{"history": ["x"]}\n{"user": 3}\n')
+    assert main(["recommend", *common, f"--input={requests}"]) == 2
+    assert "histories.jsonl:2: expected" in capsys.readouterr().err
+    assert main(["recommend", *common]) == 2
+    assert "one of --history" in capsys.readouterr().err
