@@ -31,6 +31,7 @@ class Run:
                  split: LeaveOneOutSplit):
         self.directory, self.config, self.model = directory, config, model.eval()
         self.interactions, self.split = interactions, split
+        self.available = np.ones(interactions.n_items, dtype=bool)  # what remove() took out: never recommended
 
     @property
     def label(self) -> str:
@@ -59,16 +60,50 @@ class Run:
         return [np.array([self.item_index[item] for item in history if item in self.item_index], dtype=np.int64)
                 for history in histories]
 
+    @cached_property
+    def item_categories(self) -> list[frozenset[str]]:
+        """Each item's category path (every level), from its comma-separated ``categories`` text."""
+        return [frozenset(part.strip() for part in text.get("categories", "").split(",") if part.strip())
+                for text in self.interactions.item_text]
+
+    def remove(self, items: Sequence[str]) -> None:
+        """Never recommend these items again (out of stock), from the next request on; their
+        interactions stay usable as history."""
+        self.available[self.item_indices([items])[0]] = False
+
+    def restore(self, items: Sequence[str]) -> None:
+        """Make removed items recommendable again."""
+        self.available[self.item_indices([items])[0]] = True
+
+    def allowed_items(self, allow: Sequence[str] | None = None, deny: Sequence[str] | None = None,
+                      category: str | None = None) -> np.ndarray:
+        """``[n_items]`` booleans: available items, restricted to ``allow`` and to ``category`` (any
+        level of an item's category path), without ``deny``."""
+        allowed = self.available.copy()
+        if allow is not None:
+            only = np.zeros_like(allowed)
+            only[self.item_indices([allow])[0]] = True
+            allowed &= only
+        if deny is not None:
+            allowed[self.item_indices([deny])[0]] = False
+        if category is not None:
+            allowed &= np.array([category in path for path in self.item_categories])
+        return allowed
+
     @torch.no_grad()
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_seen: bool = False,
                   num_beams: int | None = None, on_unknown: Literal["error", "skip"] = "error",
-                  batch_size: int | None = None) -> list[list[tuple[str, float]]]:
+                  batch_size: int | None = None, allow: Sequence[str] | None = None,
+                  deny: Sequence[str] | None = None, category: str | None = None) -> list[list[tuple[str, float]]]:
         """For each history (raw item ids, oldest first): up to ``k`` ``(item id, score)`` pairs, best
         first. Scores are the model's: log-probabilities for generative models (Latte: aggregated
         over latent tokens), similarity logits for full-ranking ones. Histories keep their most recent
         ``max_item_seq_len`` items as model input; ``exclude_seen`` never recommends an item of the
         whole history. Beam models search ``num_beams`` wide (default: the run's ``test_num_beams``,
-        at least ``k``) and may return fewer than ``k`` items."""
+        at least ``k``) and may return fewer than ``k`` items. ``allow`` / ``deny`` (raw ids) and
+        ``category`` restrict every list, as do :meth:`remove`'s items: beam models search only the
+        part of the ID tree that leads to allowed items (no beam is spent on the rest), full-ranking
+        models rank only those items."""
         if on_unknown not in ("error", "skip"):
             raise ConfigError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}")
         if k < 1:
@@ -77,6 +112,8 @@ class Run:
         empty = [row for row, history in enumerate(indices) if not len(history)]
         if empty:
             raise GenrecError(f"{len(empty)} history(ies) hold no known item (first: #{empty[0]}); nothing to recommend from")
+        allowed = self.allowed_items(allow, deny, category)
+        restricted = None if allowed.all() else torch.as_tensor(allowed)
         width = max(k, num_beams or self.config.test_num_beams)
         step = batch_size or self.config.eval_batch_size
         autocast = next(self.model.parameters()).device.type == "cuda"
@@ -85,7 +122,9 @@ class Run:
             batch = indices[start : start + step]
             inputs = [history[-self.config.max_item_seq_len :] for history in batch]
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                items, scores = self.model.recommend_scored(inputs, k, width, batch if exclude_seen else None)
+                items, scores = self.model.recommend_scored(
+                    inputs, k, width, batch if exclude_seen else None,
+                    None if restricted is None else restricted.expand(len(batch), -1))
             for row_items, row_scores in zip(items.cpu().tolist(), scores.float().cpu().tolist()):
                 lists.append([(self.interactions.item_ids[item], score) for item, score in zip(row_items, row_scores) if item >= 0])
         return lists

@@ -114,3 +114,36 @@ def test_recommend_command_matches_the_api(runs, tmp_path, capsys):
     assert "histories.jsonl:2: expected" in capsys.readouterr().err
     assert main(["recommend", *common]) == 2
     assert "one of --history" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["PSID", "Latte", "SASRec"])
+def test_removed_items_and_filters_restrict_every_list(runs, model):
+    folders, cache = runs
+    run = genrec.load_run(folders[model], cache_dir=str(cache))
+    raw = [[run.interactions.item_ids[i] for i in run.split.test.histories[u]] for u in range(10)]
+    before = run.recommend(raw, k=5)
+    gone = sorted({item for ranked in before for item, _ in ranked[:2]})
+    run.remove(gone)
+    after = run.recommend(raw, k=5)
+    assert not {item for ranked in after for item, _ in ranked} & set(gone)
+    run.restore(gone)
+    assert run.recommend(raw, k=5) == before
+    category = sorted(set().union(*run.item_categories))[0]
+    for ranked in run.recommend(raw, k=5, category=category):
+        assert ranked and all(category in run.item_categories[run.item_index[item]] for item, _ in ranked)
+    allow = run.interactions.item_ids[:7]
+    for ranked in run.recommend(raw, k=5, allow=allow, deny=allow[:2]):
+        assert ranked and {item for item, _ in ranked} <= set(allow[2:])
+
+
+def test_a_filtered_generative_list_is_the_exhaustive_ranking_of_the_allowed_items(runs):
+    folders, cache = runs
+    run = genrec.load_run(folders["PSID"], cache_dir=str(cache))
+    history = run.split.test.histories[3]
+    allow = run.interactions.item_ids[10:40]
+    (ranked,) = run.recommend([[run.interactions.item_ids[i] for i in history]], k=30, allow=allow, num_beams=30)
+    exact = run.model.path_log_probs([history])[0, 0].numpy()
+    allowed = np.array([run.item_index[item] for item in allow])
+    order = allowed[np.argsort(-exact[allowed], kind="stable")]
+    assert [run.item_index[item] for item, _ in ranked] == order.tolist()
+    np.testing.assert_allclose([score for _, score in ranked], exact[order], rtol=1e-4, atol=1e-4)

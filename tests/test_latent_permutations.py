@@ -102,3 +102,29 @@ def test_fixed_level_order_permutes_the_ids_and_is_validated(make_config):
         make_config(**TINY_SYNTHETIC, model="PSID", vq_level_order=[0, 0, 1])
     with pytest.raises(ConfigError, match="plus the collision token"):
         make_config(**TINY_SYNTHETIC, model="TIGER", vq_collision="tiger", vq_level_order=[2, 0, 1])
+
+
+@pytest.mark.parametrize("architecture", ["t5", "decoder"])
+@pytest.mark.parametrize("orders", [(), ORDERS])
+def test_a_search_restricted_to_allowed_items_ranks_them_as_exhaustive_scoring(architecture, orders):
+    """Masking the trie (filters, removed items) keeps the search exact over the allowed items, in
+    plain, latent-token and permuted tries alike."""
+    codes, vocab, model, ids, mask = setup(architecture, seed=2)
+    vocab = SIDVocabulary(LEVELS, len(orders), orders) if orders else SIDVocabulary(LEVELS)
+    if not orders:
+        model.vocab = vocab
+    allowed = torch.as_tensor(np.random.default_rng(2).random((len(ids), len(codes))) < 0.3)
+    trie = vocab.trie(codes)
+    items, scores, tokens = model.generate(ids, mask, trie, num_beams=1000, allowed=allowed)
+    every, every_scores, every_tokens = model.generate(ids, mask, trie, num_beams=1000)  # == exhaustive (tested above)
+    for user in range(len(ids)):
+        found = items[user] >= 0
+        assert set(items[user, found].tolist()) == set(np.flatnonzero(allowed[user].numpy()).tolist())
+        assert int(found.sum()) == int(allowed[user].sum()) * max(1, len(orders))  # every allowed path, nothing else
+        latent = (lambda t: t[:, 0].tolist() if orders else [0] * len(t))
+        full = dict(zip(zip(latent(every_tokens[user]), every[user].tolist()), every_scores[user].tolist()))
+        expected = [full[path] for path in zip(latent(tokens[user, found]), items[user, found].tolist())]
+        np.testing.assert_allclose(scores[user, found].numpy(), expected, rtol=1e-5, atol=1e-5)
+        assert scores[user, found].tolist() == sorted(scores[user, found].tolist(), reverse=True)
+    narrow, _, _ = model.generate(ids, mask, trie, num_beams=3, allowed=allowed)
+    assert allowed.gather(1, narrow.clamp_min(0))[narrow >= 0].all() and (narrow >= 0).all()

@@ -24,12 +24,16 @@ Step = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def beam_search(step: Step, trie: SIDTrie, batch_size: int, num_beams: int, device: torch.device | str = "cpu",
-                constrained: bool = True):
+                constrained: bool = True, allowed: torch.Tensor | None = None):
     """Returns ``(items [B, W], scores [B, W], tokens [B, W, depth])``, best first; ``W <= num_beams``;
     an item of ``EMPTY`` (score ``-inf``) marks a slot for which fewer valid IDs existed, ``INVALID``
     an unconstrained beam that left the trie (its node is ``-1`` from then on). No level keeps more
     beams than there are valid prefixes of its length, so an over-wide ``num_beams`` costs nothing
-    and changes nothing."""
+    and changes nothing. ``allowed`` (``[B, n_items]``, constrained search only) restricts each row to
+    those items: a transition is masked unless an allowed item lies below it."""
+    if allowed is not None and not constrained:
+        raise ValueError("restricting a search to allowed items needs the trie constraint")
+    reachable = trie.reachable(allowed) if allowed is not None else None
     nodes = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
     scores = torch.zeros(batch_size, 1, device=device)
     tokens = torch.zeros(batch_size, 1, 0, dtype=torch.long, device=device)
@@ -40,7 +44,11 @@ def beam_search(step: Step, trie: SIDTrie, batch_size: int, num_beams: int, devi
         children = trie.children(level, nodes.clamp_min(0)).masked_fill(nodes.unsqueeze(-1) < 0, -1)  # [B, W, V]
         candidates = scores.unsqueeze(-1) + log_probs
         if constrained:
-            candidates = candidates.masked_fill(children < 0, float("-inf"))
+            invalid = children < 0
+            if reachable is not None:
+                flat = children.clamp_min(0).view(batch_size, -1)
+                invalid |= ~reachable[level].gather(1, flat).view_as(children)
+            candidates = candidates.masked_fill(invalid, float("-inf"))
         width, vocab = candidates.shape[1], candidates.shape[2]
         scores, index = candidates.view(batch_size, -1).topk(min(num_beams, prefixes, width * vocab), dim=1)
         parents, token = index // vocab, index % vocab

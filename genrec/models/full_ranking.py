@@ -113,15 +113,19 @@ class FullRankingRecommender(nn.Module):
 
     @torch.no_grad()
     def recommend_scored(self, histories: list[np.ndarray], k: int, num_beams: int,
-                         exclude: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         exclude: list[np.ndarray] | None = None,
+                         allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Top ``k`` of the full ranking and the model's scores, never an item of ``exclude[b]`` for
-        user ``b`` (``EMPTY``, score ``-inf``, once every other item is listed); ``num_beams`` is for
-        generative models and unused here."""
+        user ``b`` nor one outside ``allowed[b]`` (``EMPTY``, score ``-inf``, once every other item is
+        listed); ``num_beams`` is for generative models and unused here."""
         scores = self.scores(histories).float()
-        if exclude is None:
+        if exclude is None and allowed is None:
             ranked = top_k(scores, k)
             return ranked, scores.gather(1, ranked)
-        excluded = exclusion_mask(exclude, self.n_items, scores.device)
+        excluded = torch.zeros_like(scores, dtype=torch.bool) if exclude is None \
+            else exclusion_mask(exclude, self.n_items, scores.device)
+        if allowed is not None:
+            excluded |= ~allowed.to(scores.device)
         scores = scores.masked_fill(excluded, float("-inf"))
         ranked = top_k(scores, k)
         hidden = excluded.gather(1, ranked)
