@@ -33,6 +33,8 @@ commands:
   sids            build (or load from cache) semantic IDs and report their quality
   recommend       --run=DIR and --history=ID,ID,... (or --input=histories.jsonl [--output=recs.jsonl]):
                   top --k raw item ids with scores from a trained run
+  serve           --run=DIR [--host=127.0.0.1] [--port=8000]: an HTTP JSON service (POST /recommend,
+                  DELETE /items/ID, POST /items/ID/restore, GET /health), concurrent requests micro-batched
   analyze tree    RUN_DIR...: do items close in the semantic-ID tree get correlated probabilities?
                   (correlation and rank reversal per tree distance, Kendall tau; JSON lines + figure)
   analyze beams   RUN_DIR...: test beam models at several widths (accuracy, pruned targets, items in the
@@ -218,6 +220,26 @@ def cmd_recommend(argv: list[str]) -> int:
     return 0
 
 
+def cmd_serve(argv: list[str]) -> int:
+    """``genrec serve --run=DIR [--host=127.0.0.1] [--port=8000] [--max_batch=64] [--max_wait_ms=5]``;
+    other flags go to :func:`genrec.load_run`."""
+    import uvicorn
+
+    from genrec.config import parse_flags
+    from genrec.run import load_run
+    from genrec.serve import create_app
+
+    _, flags = parse_flags(argv)
+    if "run" not in flags:
+        raise GenrecError("serve needs --run=DIR (a finished run's folder)")
+    run_dir, host = Path(str(flags.pop("run"))), str(flags.pop("host", "127.0.0.1"))
+    port, max_batch = count_flag(flags, "port", 8000, 0), count_flag(flags, "max_batch", 64, 1)
+    max_wait_ms = float(flags.pop("max_wait_ms", 5.0))
+    app = create_app(load_run(run_dir, **flags), max_batch, max_wait_ms)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+    return 0
+
+
 def read_requests(path: Path) -> list[dict]:
     """The ``{"history": [...], "id": ...}`` lines of a JSONL file (``id`` defaults to the line number);
     a malformed line is an error naming it."""
@@ -344,6 +366,7 @@ COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
     ("data", "download"): cmd_download,
     ("sids",): cmd_sids,
     ("recommend",): cmd_recommend,
+    ("serve",): cmd_serve,
     ("analyze", "tree"): cmd_analyze_tree,
     ("analyze", "beams"): cmd_analyze_beams,
     ("config",): cmd_config,
