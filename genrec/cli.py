@@ -188,10 +188,9 @@ def cmd_recommend(argv: list[str]) -> int:
     [--k=10] [--exclude_seen=true] [--num_beams=N] [--on_unknown=skip] [--batch_size=N]``; other flags
     go to :func:`genrec.load_run` (``--data_dir``, ``--device`` ...). An input line is ``{"history":
     [ids], "id": anything}``; each output line ``{"id", "items", "scores"}``, in input order."""
-    from tqdm import tqdm
-
     from genrec.config import parse_flags
     from genrec.run import load_run
+    from genrec.runtime import progress
 
     _, flags = parse_flags(argv)
     if "run" not in flags or ("history" in flags) == ("input" in flags):
@@ -206,7 +205,7 @@ def cmd_recommend(argv: list[str]) -> int:
     batch_size = count_flag(flags, "batch_size", 256, 1)
     run = load_run(run_dir, **flags)
     lines = []
-    for start in tqdm(range(0, len(requests), batch_size), desc="recommend", disable=len(requests) <= batch_size):
+    for start in progress(range(0, len(requests), batch_size), desc="recommend", disable=True if len(requests) <= batch_size else None):
         batch = requests[start : start + batch_size]
         for request, ranked in zip(batch, run.recommend([r["history"] for r in batch], batch_size=batch_size, **options)):
             lines.append(json.dumps({"id": request["id"], "items": [item for item, _ in ranked],

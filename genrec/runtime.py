@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -54,3 +54,11 @@ def deterministic() -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+
+def progress(iterable: Any = None, **kwargs: Any):
+    """A tqdm progress bar that turns itself off when stderr is not a terminal (logs, CI, pipes)."""
+    from tqdm import tqdm
+
+    kwargs.setdefault("disable", None)  # tqdm: None = only on a terminal
+    return tqdm(iterable, **kwargs)

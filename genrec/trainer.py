@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from genrec.cache import atomic_write, atomic_write_text
 from genrec.checkpoint import RESUMABLE_KEYS, CheckpointError, check_identity, read_checkpoint, restore_weights, save_checkpoint
@@ -25,7 +24,7 @@ from genrec.data import Examples, LeaveOneOutSplit, Windows, training_windows
 from genrec.errors import GenrecError
 from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks
 from genrec.provenance import source_commit
-from genrec.runtime import deterministic
+from genrec.runtime import deterministic, progress
 
 log = logging.getLogger(__name__)
 SELECT_ON = "ndcg@10"
@@ -168,7 +167,7 @@ class Trainer:
         batches = length_bucketed_batches(self.history_lengths, self.batch_size, np.random.default_rng([config.seed, self.epoch]))
         self.model.train()
         losses = []
-        for step, batch in enumerate(tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False), start=1):
+        for step, batch in enumerate(progress(batches, desc=f"epoch {self.epoch + 1}", leave=False), start=1):
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
                 loss = self.model.loss(*train.batch(batch), generator)
             losses.append(loss.item())

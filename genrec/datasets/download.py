@@ -14,10 +14,10 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from tqdm import tqdm
 
 from genrec.cache import atomic_write
 from genrec.errors import DataError
+from genrec.runtime import progress
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -32,7 +32,7 @@ def download(url: str, destination: Path, timeout: float = 60.0) -> Path:
             total = response.headers.get("Content-Length")
             expected = int(total) if total else None
             received = 0
-            with tqdm(total=expected, unit="B", unit_scale=True, desc=destination.name, leave=False) as bar:
+            with progress(total=expected, unit="B", unit_scale=True, desc=destination.name, leave=False) as bar:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     received += len(chunk)

@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from genrec.data import Examples
 from genrec.evaluation.diversity import Catalogue, diversity_metrics
 from genrec.evaluation.metrics import ranking_metrics, target_ranks
+from genrec.runtime import progress
 
 
 def recommend_all(model, examples: Examples, batch_size: int, k: int, num_beams: int, autocast: bool = False,
@@ -19,7 +19,7 @@ def recommend_all(model, examples: Examples, batch_size: int, k: int, num_beams:
     model.eval()
     device_type = "cuda" if autocast else "cpu"
     ranked = []
-    for start in tqdm(range(0, len(examples), batch_size), desc="evaluate", leave=False):
+    for start in progress(range(0, len(examples), batch_size), desc="evaluate", leave=False):
         batch = slice(start, start + batch_size)
         exclude = examples.seen[batch] if exclude_seen else None
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):

@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from genrec.runtime import deterministic
+from genrec.runtime import deterministic, progress
 from genrec.semantic_ids.quantization import Quantization, check_size
 from genrec.semantic_ids.rqkmeans import rq_kmeans
 
@@ -81,7 +80,7 @@ def train_rq_vae(x, n_levels, codebook_size, hidden, latent_dim, epochs, batch_s
         model.codebooks.copy_(torch.as_tensor(init.info["codebooks"], device=device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     reset_until = int(epochs * 0.9)
-    for epoch in tqdm(range(epochs), desc="RQ-VAE", leave=False):
+    for epoch in progress(range(epochs), desc="RQ-VAE", leave=False):
         used = torch.zeros(n_levels, codebook_size, dtype=torch.bool, device=device)
         for batch in torch.randperm(len(data), generator=generator).split(batch_size):
             loss, codes = model.loss(data[batch.to(device)], beta)
