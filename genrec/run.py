@@ -90,6 +90,42 @@ class Run:
             allowed &= np.array([category in path for path in self.item_categories])
         return allowed
 
+    def add_items(self, items: Sequence[dict[str, str]]) -> list[tuple[str, tuple[int, ...]]]:
+        """Add items to the catalogue without retraining (cold start): each ``{"id": ..., "title": ...,
+        "categories": ..., ...}`` is embedded as the catalogue was, quantized by the run's trained
+        quantizer, made unique against the existing IDs by the run's collision rule, and is
+        recommendable from the next request on. Returns each new item's id and semantic ID. Beam
+        models (TIGER, PSID, Latte) only: an item-ID model has no parameters for an item it never
+        saw."""
+        import dataclasses
+
+        from genrec.embeddings import new_item_vectors
+        from genrec.semantic_ids import frozen_quantizer
+        from genrec.semantic_ids.frozen import new_ids
+
+        if not hasattr(self.model, "add_items"):
+            raise ConfigError(f"{self.config.model} cannot recommend items it was not trained on: adding items works "
+                              "for the generative models (TIGER, PSID, Latte), whose items are their semantic IDs")
+        ids = [str(item.get("id", "")) for item in items]
+        clashes = [item for item in ids if not item or item in self.item_index]
+        if clashes or len(set(ids)) != len(ids):
+            raise GenrecError(f"new items need new, distinct, non-empty ids; these are not: {clashes or ids}")
+        texts = [{field: str(value) for field, value in item.items() if field != "id"} for item in items]
+        quantizer = frozen_quantizer(self.config, self.interactions, self.split)
+        raw, distances = quantizer.assign(new_item_vectors(self.config, self.interactions, texts))
+        order = list(self.config.vq_level_order or range(self.semantic_ids.n_levels))
+        back = np.argsort(order)  # the model's levels -> the quantizer's
+        existing = self.model.semantic_ids.codes[:, back]
+        sizes = [self.model.semantic_ids.level_sizes[level] for level in back]
+        codes = new_ids(raw, distances, existing, self.config.vq_collision, sizes, self.config.vq_codebook_size)[:, order]
+        self.model.add_items(codes)
+        self.interactions = dataclasses.replace(self.interactions, item_ids=[*self.interactions.item_ids, *ids],
+                                                item_text=[*self.interactions.item_text, *texts])
+        self.available = np.concatenate([self.available, np.ones(len(ids), dtype=bool)])
+        for stale in ("item_index", "item_categories", "semantic_ids"):
+            self.__dict__.pop(stale, None)
+        return [(item, tuple(int(c) for c in code)) for item, code in zip(ids, codes)]
+
     @torch.no_grad()
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_seen: bool = False,
                   num_beams: int | None = None, on_unknown: Literal["error", "skip"] = "error",

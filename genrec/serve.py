@@ -7,8 +7,9 @@ thread pool and hand their histories to one :class:`MicroBatcher` thread, which 
 milliseconds for concurrent requests with the same options and decodes them in one pass (a beam
 search of 64 users costs far less than 64 searches of one).
 
-Endpoints: ``POST /recommend``, ``DELETE /items/{item_id}`` (out of stock: never recommended again),
-``POST /items/{item_id}/restore``, ``GET /health``.
+Endpoints: ``POST /recommend``, ``POST /items`` (add items without retraining: TIGER / PSID / Latte),
+``DELETE /items/{item_id}`` (out of stock: never recommended again), ``POST /items/{item_id}/restore``,
+``GET /health``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ class RecommendRequest(BaseModel):
                 self.category)
 
 
+class NewItems(BaseModel):
+    """Items to add: each an ``id`` and its text fields (``title``, ``categories``, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: list[dict[str, str]] = Field(min_length=1, max_length=10_000)
+
+
 class MicroBatcher:
     """One worker thread that owns the run: it decodes queued requests with equal options together
     (up to ``max_batch`` histories, waiting at most ``max_wait_ms`` for company) and applies
@@ -66,7 +74,7 @@ class MicroBatcher:
         self.requests.put(("recommend", request, done))
         return done
 
-    def change(self, action: Literal["remove", "restore"], items: list[str]) -> Future:
+    def change(self, action: Literal["remove", "restore", "add_items"], items: list) -> Future:
         done: Future = Future()
         self.requests.put((action, items, done))
         return done
@@ -103,8 +111,7 @@ class MicroBatcher:
         for kind, payload, done in pending:
             if kind != "recommend":
                 try:
-                    getattr(self.run, kind)(payload)
-                    done.set_result(None)
+                    done.set_result(getattr(self.run, kind)(payload))
                 except Exception as exc:  # handed to the request that asked, never lost in the thread
                     done.set_exception(exc)
 
@@ -147,7 +154,7 @@ def create_app(run: Run, max_batch: int = 64, max_wait_ms: float = 5.0, timeout_
     def wait(done: Future):
         try:
             return done.result(timeout=timeout_s)
-        except GenrecError as exc:
+        except GenrecError as exc:  # unknown ids, a model that cannot add items, ...
             raise HTTPException(status_code=400, detail=str(exc)) from None
 
     @app.get("/health")
@@ -165,6 +172,11 @@ def create_app(run: Run, max_batch: int = 64, max_wait_ms: float = 5.0, timeout_
         if item_id not in run.item_index:
             raise HTTPException(status_code=404, detail=f"item {item_id!r} is not in the catalogue of {run.interactions.name}")
         return item_id
+
+    @app.post("/items")
+    def add(request: NewItems) -> dict:
+        added = wait(batcher.change("add_items", request.items))
+        return {"added": [{"id": item, "semantic_id": list(code)} for item, code in added]}
 
     @app.delete("/items/{item_id}")
     def remove(item_id: str) -> dict:

@@ -114,3 +114,14 @@ def test_one_bad_request_does_not_fail_its_batch_neighbours(served):
     with ThreadPoolExecutor(max_workers=8) as pool:
         replies = list(pool.map(lambda body: client.post("/recommend", json=body), [good, {"histories": [["nope"]]}] * 4))
     assert [reply.status_code for reply in replies] == [200, 400] * 4
+
+
+def test_an_item_added_over_http_is_recommendable_at_once(served):
+    client, run, _ = served
+    text = dict(run.interactions.item_text[9])
+    reply = client.post("/items", json={"items": [{"id": "fresh-1", **text}]})
+    assert reply.status_code == 200 and reply.json()["added"][0]["id"] == "fresh-1"
+    body = {"histories": histories(run, [2]), "k": 1, "allow": ["fresh-1"]}
+    assert client.post("/recommend", json=body).json()["recommendations"][0]["items"] == ["fresh-1"]
+    assert client.post("/items", json={"items": [{"id": "fresh-1", **text}]}).status_code == 400  # ids are unique
+    assert client.post("/items", json={"items": [{"title": 3}]}).status_code == 422

@@ -144,3 +144,25 @@ def item_embeddings(config, interactions: Interactions, split: LeaveOneOutSplit)
     if len(parts) > 1:  # text+cf: each part unit-norm so neither dominates by scale
         parts = [unit_rows(p) for p in parts]
     return ItemVectors(np.concatenate(parts, axis=1).astype(np.float32), source, {"source": source, "parts": list(keys)})
+
+
+def new_item_vectors(config, interactions: Interactions, item_text: list[dict[str, str]]) -> np.ndarray:
+    """Vectors for items that are not in ``interactions`` (cold start), built as the catalogue's were:
+    the same encoder, fields and per-modality normalization. A new item has no interactions, so IDs
+    built on collaborative vectors cannot place it; nor can text embeddings reduced by PCA (the
+    projection is not kept)."""
+    modalities = list(config.vq_modalities) if config.vq_method == "per_modality" else choose_source(config, interactions).split("+")
+    if "cf" in modalities:
+        raise ConfigError("a new item has no interactions, hence no collaborative (cf) vector: adding items needs "
+                          "semantic IDs built from text (item_emb=text, or vq_modalities without cf)")
+    if config.sent_emb_pca:
+        raise ConfigError("adding items needs the text embeddings' PCA (sent_emb_pca), which is not kept; use sent_emb_pca=0")
+    device = str(resolve_device(config.device))
+    parts = []
+    for modality in modalities:
+        fields = ["categories"] if modality == "category" else list(config.sent_emb_fields)
+        sentences = item_sentences(item_text, fields, config.sent_emb_max_chars)
+        parts.append(encode(sentences, config.sent_emb_model, config.sent_emb_batch_size, device))
+    if config.vq_method == "per_modality":
+        parts = [unit_rows(p) for p in parts]
+    return np.concatenate(parts, axis=1).astype(np.float32)

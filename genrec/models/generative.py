@@ -81,6 +81,22 @@ class GenerativeRecommender(nn.Module):
                             "which already score every one", key, getattr(config, key), self.max_beams,
                             f" x {n_latent} latent tokens" if n_latent else "", self.max_beams)
 
+    def add_items(self, codes: np.ndarray) -> None:
+        """Make new items (their semantic IDs ``codes``, unique against the catalogue's) generatable at
+        once: their tokens are the IDs' codes, which the model already knows, and the trie gains
+        their paths. Item ``n_items + j`` is ``codes[j]``."""
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.ndim != 2 or codes.shape[1] != self.semantic_ids.n_levels or (codes < 0).any() \
+                or (codes >= np.asarray(self.semantic_ids.level_sizes)).any():
+            raise GenrecError(f"new semantic IDs must be {self.semantic_ids.n_levels} codes within the level sizes "
+                              f"{self.semantic_ids.level_sizes}")
+        sids = self.semantic_ids
+        every = np.concatenate([sids.codes, codes])
+        self.semantic_ids = SemanticIDs(every, sids.level_sizes, sids.report, sids.cache_key)
+        self.item_tokens = self.vocab.item_tokens(every).to(self.item_tokens.device)
+        self.trie = self.vocab.trie(every)
+        self.n_items = len(every)
+
     @property
     def max_beams(self) -> int:
         """The most distinct beams a search can hold: every valid ID (times latent tokens). A wider

@@ -16,9 +16,10 @@ import numpy as np
 from genrec.cache import ArrayCache
 from genrec.data import Interactions, LeaveOneOutSplit
 from genrec.embeddings import ItemVectors, dataset_cache_dir, item_embeddings
-from genrec.errors import DataError
+from genrec.errors import ConfigError, DataError
 from genrec.runtime import resolve_device
 from genrec.semantic_ids.collisions import resolve_conflict_free, resolve_tiger
+from genrec.semantic_ids.frozen import FROZEN_METHODS, FrozenQuantizer
 from genrec.semantic_ids.opq import opq
 from genrec.semantic_ids.per_modality import per_modality
 from genrec.semantic_ids.quantization import Quantization
@@ -164,10 +165,7 @@ def semantic_ids(config, interactions: Interactions, split: LeaveOneOutSplit) ->
                         "information; check sent_emb_model, or choose other embeddings with --item_emb")
     cache.ensure_writable()
     quantization = quantize(config, vectors)
-    if config.vq_collision == "tiger":
-        final = resolve_tiger(quantization.codes, quantization.distances)
-    else:
-        final = resolve_conflict_free(quantization.codes, quantization.distances, config.vq_codebook_size)
+    final = resolve(config, quantization)
     report = build_report(config, quantization, final)
     report["embedding_source"] = vectors.source
     level_sizes = level_sizes_of(config, report)
@@ -175,7 +173,45 @@ def semantic_ids(config, interactions: Interactions, split: LeaveOneOutSplit) ->
     if report["unique"] != 1.0:
         raise AssertionError(f"semantic IDs are not unique after {config.vq_collision} resolution")
     cache.save("sids", key, {"codes": final, "report": np.array(json.dumps(report))}, info=report)
+    if config.vq_method in FROZEN_METHODS:
+        cache.save("quantizer", key, frozen(config, vectors, quantization).arrays())
     return in_level_order(config, SemanticIDs(final, level_sizes, report, cache.path("sids", key).stem))
+
+
+def resolve(config, quantization: Quantization) -> np.ndarray:
+    """Unique IDs from the quantizer's codes by ``vq_collision``."""
+    if config.vq_collision == "tiger":
+        return resolve_tiger(quantization.codes, quantization.distances)
+    return resolve_conflict_free(quantization.codes, quantization.distances, config.vq_codebook_size)
+
+
+def frozen(config, vectors: ItemVectors, quantization: Quantization) -> FrozenQuantizer:
+    codebooks = list(quantization.info["codebooks"])
+    return FrozenQuantizer(config.vq_method, codebooks, config.vq_codebook_size, vectors.part_dims)
+
+
+def frozen_quantizer(config, interactions: Interactions, split: LeaveOneOutSplit) -> FrozenQuantizer:
+    """The quantizer that built these semantic IDs (cached beside them). IDs cached before the
+    quantizer was kept get it by quantizing again, which is deterministic; the rebuilt IDs must equal
+    the cached ones, or the cache and the quantizer disagree and nothing is returned."""
+    if config.vq_method not in FROZEN_METHODS:
+        raise ConfigError(f"adding items needs the trained quantizer, kept for vq_method {' or '.join(FROZEN_METHODS)}; "
+                          f"this run's IDs were built by {config.vq_method}")
+    sids = semantic_ids(config, interactions, split)
+    vectors = item_embeddings(config, interactions, split)
+    cache = ArrayCache(dataset_cache_dir(config, interactions))
+    key = sid_key(config, vectors)
+    cached = cache.load("quantizer", key)
+    if cached is not None:
+        return FrozenQuantizer.from_arrays(config.vq_method, config.vq_codebook_size, cached)
+    quantization = quantize(config, vectors)
+    if not np.array_equal(in_level_order(config, SemanticIDs(resolve(config, quantization), sids.level_sizes, {})).codes,
+                          sids.codes):
+        raise DataError(f"quantizing {interactions.name} again did not reproduce its cached semantic IDs "
+                        f"({cache.path('sids', key).name}); delete that file to rebuild both")
+    quantizer = frozen(config, vectors, quantization)
+    cache.save("quantizer", key, quantizer.arrays())
+    return quantizer
 
 
 def in_level_order(config, sids: SemanticIDs) -> SemanticIDs:

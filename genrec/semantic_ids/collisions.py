@@ -59,33 +59,53 @@ def cheapest_tuples(level_distances: np.ndarray) -> Iterator[tuple[int, ...]]:
                     heapq.heappush(heap, (total - costs[j][ranks[j]] + costs[j][ranks[j] + 1], nxt))
 
 
-def resolve_conflict_free(codes: np.ndarray, distances: np.ndarray, codebook_size: int) -> np.ndarray:
-    n_items, n_levels = codes.shape
+class FreeIDs:
+    """The code tuples items use, to hand out the nearest unused one (``conflict_free``): at
+    training time to displaced colliding items, later to items added to the catalogue."""
+
+    def __init__(self, used: np.ndarray, codebook_size: int):
+        self.codebook_size, self.n_levels = codebook_size, used.shape[1]
+        self.used: set[tuple] = set()
+        self.prefix_counts: dict[tuple, int] = defaultdict(int)  # used IDs under each prefix, to skip full subtrees
+        for code in map(tuple, used.tolist()):
+            self.mark(code)
+
+    def mark(self, code: tuple) -> None:
+        if code not in self.used:
+            self.used.add(code)
+            for depth in range(self.n_levels):
+                self.prefix_counts[code[:depth]] += 1
+
+    def nearest(self, code: tuple, distances: np.ndarray) -> tuple:
+        """The unused tuple nearest ``code`` (``distances[l, k]``: the item's distance to code ``k`` of
+        level ``l``), changing as few trailing levels as possible; marked as used."""
+        n_levels = self.n_levels
+        for changed in range(1, n_levels + 1):
+            prefix = code[: n_levels - changed]
+            if self.prefix_counts[prefix] >= self.codebook_size**changed:
+                continue  # every ID under this prefix is taken
+            for tail in cheapest_tuples(distances[n_levels - changed :]):
+                candidate = prefix + tail
+                if candidate not in self.used:
+                    break
+            break
+        self.mark(candidate)
+        return candidate
+
+
+def check_capacity(n_items: int, n_levels: int, codebook_size: int) -> None:
     if n_items > codebook_size**n_levels:
         raise ConfigError(
             f"{n_items} items cannot get unique {n_levels}-token IDs from {codebook_size} codes a level "
             f"({codebook_size**n_levels} IDs); raise vq_codebook_size or vq_n_codebooks, or use vq_collision=tiger"
         )
+
+
+def resolve_conflict_free(codes: np.ndarray, distances: np.ndarray, codebook_size: int) -> np.ndarray:
+    check_capacity(*codes.shape, codebook_size)
     resolved = codes.copy()
-    used = set(map(tuple, codes.tolist()))
-    prefix_counts: dict[tuple, int] = defaultdict(int)  # used IDs under each prefix, to skip full subtrees
-    for code in used:
-        for depth in range(n_levels):
-            prefix_counts[code[:depth]] += 1
+    free = FreeIDs(codes, codebook_size)
     for members in collision_groups(codes, distances):
         for item in members[1:]:
-            code = tuple(codes[item].tolist())
-            for changed in range(1, n_levels + 1):
-                prefix = code[: n_levels - changed]
-                if prefix_counts[prefix] >= codebook_size**changed:
-                    continue  # every ID under this prefix is taken
-                for tail in cheapest_tuples(distances[item, n_levels - changed :]):
-                    candidate = prefix + tail
-                    if candidate not in used:
-                        break
-                break
-            used.add(candidate)
-            for depth in range(n_levels):
-                prefix_counts[candidate[:depth]] += 1
-            resolved[item] = candidate
+            resolved[item] = free.nearest(tuple(codes[item].tolist()), distances[item])
     return resolved

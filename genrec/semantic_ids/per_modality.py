@@ -16,7 +16,7 @@ def per_modality(parts: list[np.ndarray], codebook_size: int, iters: int, seed: 
     has fewer distinct vectors (a catalogue with 40 category paths gets 40 codes; the unused codes
     are at infinite distance). ``level_errors[l]`` is that modality's squared error relative to its
     spread around its mean (each level quantizes its own space)."""
-    codes, distances, errors = [], [], []
+    codes, distances, errors, codebooks = [], [], [], []
     for level, part in enumerate(parts):
         x = np.ascontiguousarray(part, dtype=np.float32)
         check_size(len(x), codebook_size)
@@ -29,5 +29,6 @@ def per_modality(parts: list[np.ndarray], codebook_size: int, iters: int, seed: 
         left = float(((x - centroids[code]).astype(np.float64) ** 2).sum())
         codes.append(code)
         distances.append(d)
+        codebooks.append(centroids)
         errors.append(left / spread if spread > 0 else 0.0)
-    return Quantization(np.stack(codes, 1).astype(np.int64), np.stack(distances, 1), errors)
+    return Quantization(np.stack(codes, 1).astype(np.int64), np.stack(distances, 1), errors, {"codebooks": codebooks})

@@ -1,0 +1,87 @@
+"""The trained quantizer of a set of semantic IDs, kept to give new items IDs the way training gave
+the catalogue theirs (cold start): the same codebooks, the same nearest-code rule, and the same
+collision rule against the IDs already in use.
+
+Kept for RQ-KMeans and per-modality k-means, whose state is their codebooks; OPQ's rotation and
+RQ-VAE's encoder are not kept yet, and their runs cannot add items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from genrec.errors import ConfigError
+from genrec.semantic_ids.collisions import FreeIDs
+from genrec.semantic_ids.quantization import squared_distances
+
+FROZEN_METHODS = ("rqkmeans", "per_modality")
+
+
+@dataclass(frozen=True)
+class FrozenQuantizer:
+    method: str
+    codebooks: list[np.ndarray]  # per level [codes, dim]
+    codebook_size: int
+    part_dims: tuple[int, ...] = ()  # per_modality: the width of each level's block of the vectors
+
+    def assign(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes [N, levels], distances [N, levels, codebook_size])`` of new item vectors: residual
+        nearest codes (RQ-KMeans) or each modality's nearest code (per-modality); codes a level
+        does not have are at infinite distance."""
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        inputs = np.split(x, np.cumsum(self.part_dims)[:-1], axis=1) if self.method == "per_modality" else None
+        residual = x.copy()
+        codes, distances = [], []
+        for level, codebook in enumerate(self.codebooks):
+            source = inputs[level] if inputs is not None else residual
+            d = np.full((len(x), self.codebook_size), np.inf, dtype=np.float32)
+            d[:, : len(codebook)] = squared_distances(source, codebook)
+            code = d.argmin(axis=1)
+            if inputs is None:
+                residual -= codebook[code]
+            codes.append(code)
+            distances.append(d)
+        return np.stack(codes, 1).astype(np.int64), np.stack(distances, 1)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What the cache stores (see :func:`genrec.semantic_ids.frozen_quantizer`)."""
+        return {"part_dims": np.asarray(self.part_dims, dtype=np.int64),
+                **{f"codebook_{level}": codebook for level, codebook in enumerate(self.codebooks)}}
+
+    @classmethod
+    def from_arrays(cls, method: str, codebook_size: int, arrays: dict[str, np.ndarray]) -> "FrozenQuantizer":
+        levels = sorted(int(name.split("_")[1]) for name in arrays if name.startswith("codebook_"))
+        return cls(method, [arrays[f"codebook_{level}"] for level in levels], codebook_size,
+                   tuple(int(d) for d in arrays["part_dims"]))
+
+
+def new_ids(raw: np.ndarray, distances: np.ndarray, existing: np.ndarray, collision: str, level_sizes: list[int],
+            codebook_size: int) -> np.ndarray:
+    """IDs for new items (their quantizer ``raw`` codes and ``distances``), unique against the
+    ``existing`` IDs and each other by the run's collision rule: ``conflict_free`` moves a taken
+    code to the nearest free one; ``tiger`` appends the next unused value of the extra token, which
+    must fit the token's vocabulary (``level_sizes[-1]``)."""
+    if collision == "conflict_free":
+        free = FreeIDs(existing, codebook_size)
+        placed = []
+        for code, d in zip(map(tuple, raw.tolist()), distances):
+            if code in free.used:
+                code = free.nearest(code, d)
+            else:
+                free.mark(code)
+            placed.append(code)
+        return np.array(placed, dtype=np.int64).reshape(len(raw), raw.shape[1])
+    taken: dict[tuple, int] = {}
+    for code in map(tuple, existing[:, :-1].tolist()):
+        taken[code] = taken.get(code, 0) + 1
+    extra = []
+    for code in map(tuple, raw.tolist()):
+        value = taken.get(code, 0)
+        if value >= level_sizes[-1]:
+            raise ConfigError(f"a new item's ID {code} already has {value} items: TIGER's collision token has only "
+                              f"{level_sizes[-1]} values in this model, so it cannot be told apart")
+        taken[code] = value + 1
+        extra.append(value)
+    return np.concatenate([raw, np.array(extra, dtype=np.int64)[:, None]], axis=1)
