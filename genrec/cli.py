@@ -39,6 +39,8 @@ commands:
                   (correlation and rank reversal per tree distance, Kendall tau; JSON lines + figure)
   analyze beams   RUN_DIR...: test beam models at several widths (accuracy, pruned targets, items in the
                   beam, seconds per 1,000 users, top-10 overlap with the widest); JSON lines + figure
+  analyze diversity RUN_DIR...: accuracy against spread (coverage, category entropy) of the test lists
+                  under diversity settings (diverse beam search, a cap per ID prefix, MMR); JSON lines + figure
   config          print the fully resolved configuration
 
 examples:
@@ -185,9 +187,11 @@ def cmd_run(argv: list[str]) -> int:
 
 def cmd_recommend(argv: list[str]) -> int:
     """``genrec recommend --run=DIR (--history=ID,ID,... | --input=FILE.jsonl [--output=FILE.jsonl])
-    [--k=10] [--exclude_seen=true] [--num_beams=N] [--on_unknown=skip] [--batch_size=N]``; other flags
-    go to :func:`genrec.load_run` (``--data_dir``, ``--device`` ...). An input line is ``{"history":
-    [ids], "id": anything}``; each output line ``{"id", "items", "scores"}``, in input order."""
+    [--k=10] [--exclude_seen=true] [--num_beams=N] [--on_unknown=skip] [--batch_size=N]
+    [--diversity="groups=5,penalty=1" | "prefix_cap=1" | "mmr=0.7" ...]``; other flags go to
+    :func:`genrec.load_run` (``--data_dir``, ``--device`` ...). An input line is ``{"history": [ids],
+    "id": anything}``; each output line ``{"id", "items", "scores"}``, in input order."""
+    from genrec.analysis.diversity import parse_settings
     from genrec.config import parse_flags
     from genrec.run import load_run
     from genrec.runtime import progress
@@ -197,6 +201,12 @@ def cmd_recommend(argv: list[str]) -> int:
         raise GenrecError("recommend needs --run=DIR and one of --history=ID,ID,... or --input=FILE.jsonl")
     options = {"k": count_flag(flags, "k", 10, 1), "exclude_seen": bool(flags.pop("exclude_seen", False)),
                "num_beams": flags.pop("num_beams", None), "on_unknown": flags.pop("on_unknown", "error")}
+    if "diversity" in flags:
+        (diversity, num_beams), *more = parse_settings(str(flags.pop("diversity")))
+        if more or num_beams is not None:
+            raise GenrecError("--diversity takes one setting (key=value,... of groups, penalty, prefix_cap, prefix_length, "
+                              "mmr); the beam is --num_beams")
+        options["diversity"] = diversity
     run_dir, output = Path(str(flags.pop("run"))), flags.pop("output", None)
     if "history" in flags:
         requests = [{"id": 0, "history": [str(item) for item in list_flag(flags, "history", "", str)]}]
@@ -331,6 +341,41 @@ def cmd_analyze_beams(argv: list[str]) -> int:
     return 0
 
 
+def cmd_analyze_diversity(argv: list[str]) -> int:
+    """``genrec analyze diversity RUN_DIR ... [--settings="num_beams=10; groups=5,num_beams=10; prefix_cap=1;
+    mmr=0.7"] [--users=N] [--seed=0] [--threads=N] [--output=DIR]``: each run's test lists under each
+    setting (``;``-separated; default :data:`genrec.analysis.diversity.DEFAULT_SETTINGS` plus the plain
+    list), scored for accuracy and spread. Writes ``diversity.jsonl`` and ``diversity.png`` / ``.svg``."""
+    import torch
+
+    from genrec.analysis.diversity import DEFAULT_SETTINGS, diversity_sweep, parse_settings
+    from genrec.figures import diversity_tradeoff_figure
+    from genrec.run import load_run
+
+    directories, flags = run_folders(argv, "diversity")
+    settings = parse_settings(str(flags.pop("settings", "; " + DEFAULT_SETTINGS)))
+    users = count_flag(flags, "users", 0, 0) or None
+    seed = count_flag(flags, "seed", 0, 0)
+    if "threads" in flags:
+        torch.set_num_threads(count_flag(flags, "threads", 1, 1))
+    output = Path(flags.pop("output", directories[0].parent / "analysis"))
+    rows = []
+    for directory in directories:
+        run = load_run(directory, **flags)
+        beams = getattr(run.model, "returns_beams", False)
+        if not beams:  # a full ranking has no beam: diverse search and plain lists at other widths do not apply
+            settings_here = [(d, b) for d, b in settings if d.groups == 1 and (d.reranks or b is None)]
+        rows += diversity_sweep(run, settings if beams else settings_here, users, seed)
+    columns = ["label", "setting", "beam", "ndcg@10", "recall@10", "coverage@10", "category_entropy@10", "first_tokens@10",
+               "s_per_1k_users"]
+    print(format_table(rows, columns))
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output / "diversity.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    diversity_tradeoff_figure(rows, output / "diversity")
+    print(f"diversity.jsonl and diversity.png / diversity.svg: {output}")
+    return 0
+
+
 def run_folders(argv: list[str], command: str) -> tuple[list[Path], dict]:
     """``genrec analyze``'s positional run folders and its ``--key=value`` flags."""
     from genrec.config import parse_flags
@@ -368,6 +413,7 @@ COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
     ("serve",): cmd_serve,
     ("analyze", "tree"): cmd_analyze_tree,
     ("analyze", "beams"): cmd_analyze_beams,
+    ("analyze", "diversity"): cmd_analyze_diversity,
     ("config",): cmd_config,
 }
 

@@ -114,3 +114,33 @@ def beam_widths_figure(rows: list[dict], stem: Path) -> list[Path]:
     recall.legend(fontsize=7)
     figure.tight_layout()
     return save_figure(figure, stem)
+
+
+def diversity_tradeoff_figure(rows: list[dict], stem: Path) -> list[Path]:
+    """Rows of :func:`genrec.analysis.diversity_sweep`: test NDCG@10 against category entropy@10 (item
+    entropy@10 when the data has no categories) and against coverage@10, a colour per run, a marker
+    per lever, each point labelled with its setting: how much accuracy each unit of spread costs."""
+    figure, (entropy, coverage) = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    colours = plt.get_cmap("tab10")
+    markers = {"plain": "o", "diverse beam search": "s", "prefix cap": "^", "MMR": "D", "prefix cap + MMR": "v"}
+    spread = "category_entropy@10" if all(row.get("category_entropy@10") is not None for row in rows) else "entropy@10"
+    runs = list(dict.fromkeys(row["run"] for row in rows))
+    for index, run in enumerate(runs):
+        points = [row for row in rows if row["run"] == run]
+        for lever in dict.fromkeys(point["lever"] for point in points):
+            chosen = [point for point in points if point["lever"] == lever]
+            style = {"color": colours(index % 10), "marker": markers.get(lever, "o"), "linestyle": "-" if len(chosen) > 1 else "",
+                     "label": f"{chosen[0]['label']} (seed {chosen[0]['seed']}): {lever}"}
+            for axes, key in ((entropy, spread), (coverage, "coverage@10")):
+                axes.plot([p[key] for p in chosen], [p["ndcg@10"] for p in chosen], alpha=0.85, **style)
+                for p in chosen:
+                    axes.annotate(p["setting"].replace("num_beams", "beam"), (p[key], p["ndcg@10"]), textcoords="offset points",
+                                  xytext=(3, 3), fontsize=6)
+    entropy.set(xlabel=f"test {spread.replace('@10', '@10 (bits)')}", ylabel="test NDCG@10",
+                title="Accuracy against spread over categories" if spread.startswith("category") else "Accuracy against spread over items")
+    coverage.set(xlabel="test coverage@10 (share of the catalogue listed)", title="Accuracy against catalogue coverage")
+    for axes in (entropy, coverage):
+        axes.grid(alpha=0.3)
+    entropy.legend(fontsize=7)
+    figure.tight_layout()
+    return save_figure(figure, stem)

@@ -44,12 +44,17 @@ def pad_ranked(ranked: torch.Tensor, scores: torch.Tensor, k: int) -> tuple[torc
             torch.cat([scores, scores.new_full((scores.shape[0], missing), float("-inf"))], dim=1))
 
 
+def keep_slots(ranked: torch.Tensor, scores: torch.Tensor, keep: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``k`` slots of ranked lists where ``keep`` (``[B, C]``) is true, in their order, and
+    their scores (``EMPTY``-padded)."""
+    order = torch.sort((~keep).int(), dim=1, stable=True).indices
+    dropped = ~keep.gather(1, order)
+    return pad_ranked(ranked.gather(1, order).masked_fill(dropped, EMPTY),
+                      scores.gather(1, order).masked_fill(dropped, float("-inf")), k)
+
+
 def drop_excluded(ranked: torch.Tensor, scores: torch.Tensor, excluded: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Remove the excluded items (``excluded`` from :func:`exclusion_mask`) from ranked lists and
     their scores, the others keeping their order, and return the first ``k`` slots (``EMPTY``-padded).
     A generative model filters its final beam this way, so a list can come back shorter than ``k``."""
-    hit = (ranked >= 0) & excluded.gather(1, ranked.clamp_min(0))
-    order = torch.sort(hit.int(), dim=1, stable=True).indices
-    dropped = hit.gather(1, order)
-    return pad_ranked(ranked.gather(1, order).masked_fill(dropped, EMPTY),
-                      scores.gather(1, order).masked_fill(dropped, float("-inf")), k)
+    return keep_slots(ranked, scores, ~((ranked >= 0) & excluded.gather(1, ranked.clamp_min(0))), k)

@@ -18,6 +18,7 @@ import torch
 
 from genrec.config import load_config
 from genrec.data import Interactions, LeaveOneOutSplit
+from genrec.decoding.diversity import Diversity, rerank
 from genrec.errors import ConfigError, GenrecError
 from genrec.semantic_ids import SemanticIDs
 
@@ -99,7 +100,7 @@ class Run:
         saw."""
         import dataclasses
 
-        from genrec.embeddings import new_item_vectors
+        from genrec.embeddings import new_item_vectors, unit_rows
         from genrec.semantic_ids import frozen_quantizer
         from genrec.semantic_ids.frozen import new_ids
 
@@ -112,13 +113,16 @@ class Run:
             raise GenrecError(f"new items need new, distinct, non-empty ids; these are not: {clashes or ids}")
         texts = [{field: str(value) for field, value in item.items() if field != "id"} for item in items]
         quantizer = frozen_quantizer(self.config, self.interactions, self.split)
-        raw, distances = quantizer.assign(new_item_vectors(self.config, self.interactions, texts))
+        vectors = new_item_vectors(self.config, self.interactions, texts)
+        raw, distances = quantizer.assign(vectors)
         order = list(self.config.vq_level_order or range(self.semantic_ids.n_levels))
         back = np.argsort(order)  # the model's levels -> the quantizer's
         existing = self.model.semantic_ids.codes[:, back]
         sizes = [self.model.semantic_ids.level_sizes[level] for level in back]
         codes = new_ids(raw, distances, existing, self.config.vq_collision, sizes, self.config.vq_codebook_size)[:, order]
         self.model.add_items(codes)
+        if "content_vectors" in self.__dict__:  # computed for the old catalogue: extend it
+            self.content_vectors = torch.cat([self.content_vectors, torch.as_tensor(unit_rows(vectors))])
         self.interactions = dataclasses.replace(self.interactions, item_ids=[*self.interactions.item_ids, *ids],
                                                 item_text=[*self.interactions.item_text, *texts])
         self.available = np.concatenate([self.available, np.ones(len(ids), dtype=bool)])
@@ -126,11 +130,55 @@ class Run:
             self.__dict__.pop(stale, None)
         return [(item, tuple(int(c) for c in code)) for item, code in zip(ids, codes)]
 
+    @cached_property
+    def content_vectors(self) -> torch.Tensor:
+        """``[n_items, d]`` unit-norm content vectors: those the semantic IDs were built from (the item
+        text's embedding for text IDs). MMR compares items with them."""
+        from genrec.embeddings import item_embeddings, unit_rows
+
+        return torch.as_tensor(unit_rows(item_embeddings(self.config, self.interactions, self.split).vectors))
+
     @torch.no_grad()
+    def rank(self, histories: Sequence[np.ndarray], k: int, num_beams: int | None = None,
+             exclude: Sequence[np.ndarray] | None = None, allowed: np.ndarray | None = None,
+             diversity: Diversity | None = None, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`recommend` on item indices: ``([n, k] items, [n, k] scores)``, ``EMPTY`` (``-inf``)
+        in unfilled slots; ``exclude[b]`` are never listed for history ``b``; ``allowed`` (``[n_items]``
+        booleans) restricts every list."""
+        beams = getattr(self.model, "returns_beams", False)
+        diversity = diversity or Diversity()
+        if diversity.groups > 1 and not beams:
+            raise ConfigError(f"diverse beam search (groups={diversity.groups}) needs a beam model; {self.config.model} "
+                              "ranks every item (use prefix_cap or mmr)")
+        width = max(k, num_beams or self.config.test_num_beams)
+        if beams and diversity.groups > width:
+            raise ConfigError(f"diversity groups ({diversity.groups}) cannot exceed the beam width ({width})")
+        candidates = width if diversity.reranks else k
+        search = {"groups": diversity.groups, "penalty": diversity.penalty} if diversity.groups > 1 else {}
+        restricted = None if allowed is None or allowed.all() else torch.as_tensor(allowed)
+        codes = torch.as_tensor(self.semantic_ids.codes) if diversity.prefix_cap is not None else None
+        vectors = self.content_vectors if diversity.mmr is not None else None
+        step = batch_size or self.config.eval_batch_size
+        autocast = next(self.model.parameters()).device.type == "cuda"
+        items, scores = [], []
+        for start in range(0, len(histories), step):
+            batch = list(histories[start : start + step])
+            inputs = [history[-self.config.max_item_seq_len :] for history in batch]
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                ranked, ranked_scores = self.model.recommend_scored(
+                    inputs, candidates, width, None if exclude is None else list(exclude[start : start + step]),
+                    None if restricted is None else restricted.expand(len(batch), -1), **search)
+            ranked, ranked_scores = ranked.cpu(), ranked_scores.float().cpu()
+            if diversity.reranks:
+                ranked, ranked_scores = rerank(ranked, ranked_scores, diversity, k, codes, vectors)
+            items.append(ranked.numpy()), scores.append(ranked_scores.numpy())
+        return np.concatenate(items), np.concatenate(scores)
+
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_seen: bool = False,
                   num_beams: int | None = None, on_unknown: Literal["error", "skip"] = "error",
                   batch_size: int | None = None, allow: Sequence[str] | None = None,
-                  deny: Sequence[str] | None = None, category: str | None = None) -> list[list[tuple[str, float]]]:
+                  deny: Sequence[str] | None = None, category: str | None = None,
+                  diversity: Diversity | None = None) -> list[list[tuple[str, float]]]:
         """For each history (raw item ids, oldest first): up to ``k`` ``(item id, score)`` pairs, best
         first. Scores are the model's: log-probabilities for generative models (Latte: aggregated
         over latent tokens), similarity logits for full-ranking ones. Histories keep their most recent
@@ -139,7 +187,9 @@ class Run:
         at least ``k``) and may return fewer than ``k`` items. ``allow`` / ``deny`` (raw ids) and
         ``category`` restrict every list, as do :meth:`remove`'s items: beam models search only the
         part of the ID tree that leads to allowed items (no beam is spent on the rest), full-ranking
-        models rank only those items."""
+        models rank only those items. ``diversity`` spreads the list over the catalogue
+        (:class:`genrec.decoding.diversity.Diversity`: diverse beam search, a cap per ID prefix, MMR);
+        its re-rankers choose among ``num_beams`` candidates."""
         if on_unknown not in ("error", "skip"):
             raise ConfigError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}")
         if k < 1:
@@ -148,22 +198,10 @@ class Run:
         empty = [row for row, history in enumerate(indices) if not len(history)]
         if empty:
             raise GenrecError(f"{len(empty)} history(ies) hold no known item (first: #{empty[0]}); nothing to recommend from")
-        allowed = self.allowed_items(allow, deny, category)
-        restricted = None if allowed.all() else torch.as_tensor(allowed)
-        width = max(k, num_beams or self.config.test_num_beams)
-        step = batch_size or self.config.eval_batch_size
-        autocast = next(self.model.parameters()).device.type == "cuda"
-        lists = []
-        for start in range(0, len(indices), step):
-            batch = indices[start : start + step]
-            inputs = [history[-self.config.max_item_seq_len :] for history in batch]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                items, scores = self.model.recommend_scored(
-                    inputs, k, width, batch if exclude_seen else None,
-                    None if restricted is None else restricted.expand(len(batch), -1))
-            for row_items, row_scores in zip(items.cpu().tolist(), scores.float().cpu().tolist()):
-                lists.append([(self.interactions.item_ids[item], score) for item, score in zip(row_items, row_scores) if item >= 0])
-        return lists
+        items, scores = self.rank(indices, k, num_beams, indices if exclude_seen else None,
+                                  self.allowed_items(allow, deny, category), diversity, batch_size)
+        return [[(self.interactions.item_ids[item], float(score)) for item, score in zip(row_items, row_scores) if item >= 0]
+                for row_items, row_scores in zip(items.tolist(), scores.tolist())]
 
 
 def load_run(directory: str | Path, **overrides: Any) -> Run:

@@ -24,6 +24,7 @@ from typing import Literal
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from genrec.decoding.diversity import Diversity
 from genrec.errors import GenrecError
 from genrec.run import Run
 
@@ -42,12 +43,13 @@ class RecommendRequest(BaseModel):
     allow: list[str] | None = None
     deny: list[str] | None = None
     category: str | None = None
+    diversity: Diversity | None = None
 
     def options(self) -> tuple:
         """What must be equal for two requests to share a decoding pass."""
         return (self.k, self.exclude_seen, self.num_beams, self.on_unknown,
                 None if self.allow is None else tuple(self.allow), None if self.deny is None else tuple(self.deny),
-                self.category)
+                self.category, self.diversity)
 
 
 class NewItems(BaseModel):
@@ -121,7 +123,7 @@ class MicroBatcher:
         try:
             lists = self.run.recommend(histories, k=first.k, exclude_seen=first.exclude_seen, num_beams=first.num_beams,
                                        on_unknown=first.on_unknown, allow=first.allow, deny=first.deny,
-                                       category=first.category)
+                                       category=first.category, diversity=first.diversity)
         except GenrecError as exc:
             if len(entries) > 1:  # one request's unknown id must not fail its neighbours: decode them apart
                 for entry in entries:

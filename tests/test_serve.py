@@ -108,6 +108,20 @@ def test_malformed_json_and_unknown_items_are_4xx(served):
     assert client.get("/nowhere").status_code == 404
 
 
+def test_diversity_over_http_is_the_python_apis(served):
+    client, run, _ = served
+    history = histories(run, [9, 10])
+    for diversity in ({"prefix_cap": 1}, {"groups": 4, "penalty": 2.0}, {"mmr": 0.5}):
+        reply = client.post("/recommend", json={"histories": history, "k": 5, "diversity": diversity})
+        expected = run.recommend(history, k=5, diversity=genrec.Diversity(**diversity))
+        assert reply.status_code == 200
+        assert [row["items"] for row in reply.json()["recommendations"]] == [[item for item, _ in r] for r in expected]
+    reply = client.post("/recommend", json={"histories": history, "diversity": {"mmr": 2}})
+    assert reply.status_code == 422 and reply.json()["detail"][0]["loc"][-1] == "mmr"
+    reply = client.post("/recommend", json={"histories": history, "num_beams": 4, "diversity": {"groups": 20}})
+    assert reply.status_code == 400 and "groups" in reply.json()["detail"]
+
+
 def test_one_bad_request_does_not_fail_its_batch_neighbours(served):
     client, run, _ = served
     good = {"histories": histories(run, [7]), "k": 3}

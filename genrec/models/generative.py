@@ -131,25 +131,25 @@ class GenerativeRecommender(nn.Module):
 
     @torch.no_grad()
     def recommend_scored(self, histories: list[np.ndarray], k: int, num_beams: int,
-                         exclude: list[np.ndarray] | None = None,
-                         allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         exclude: list[np.ndarray] | None = None, allowed: torch.Tensor | None = None,
+                         groups: int = 1, penalty: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """``([B, k] item indices, [B, k] log-probabilities)``, best first (Latte: aggregated over latent
         tokens); ``EMPTY`` (``-inf``) where fewer items were generated, ``INVALID`` for a generated ID
         that is no item (only without the trie constraint). Items of ``exclude[b]`` are removed from
         user ``b``'s final beam, which can leave fewer than ``k``. ``allowed`` (``[B, n_items]``
         booleans) restricts the search itself to those items: the trie is masked, so no beam is spent
-        on the others."""
+        on the others. ``groups > 1``: a diverse beam search (:func:`genrec.decoding.beam_search`)."""
         chunk = self.users_per_search(num_beams)
         if len(histories) > chunk:  # decode in smaller groups rather than run out of memory
             parts = [self.recommend_scored(histories[start : start + chunk], k, num_beams,
                                            None if exclude is None else exclude[start : start + chunk],
-                                           None if allowed is None else allowed[start : start + chunk])
+                                           None if allowed is None else allowed[start : start + chunk], groups, penalty)
                      for start in range(0, len(histories), chunk)]
             return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         ids, mask = self.inputs(histories)
         self.trie.to(ids.device)
         items, scores, _ = self.model.generate(ids, mask, self.trie, num_beams, self.constrained,
-                                               None if allowed is None else allowed.to(ids.device))
+                                               None if allowed is None else allowed.to(ids.device), groups, penalty)
         if self.vocab.n_latent:
             items, scores = aggregate_beams(items, scores, self.n_items, items.shape[1], self.aggregation)
         if exclude is not None:

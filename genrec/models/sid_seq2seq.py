@@ -94,11 +94,11 @@ class SIDBackbone(nn.Module):
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SIDTrie, num_beams: int,
-                 constrained: bool = True, allowed: torch.Tensor | None = None):
+                 constrained: bool = True, allowed: torch.Tensor | None = None, groups: int = 1, penalty: float = 0.0):
         """Beam search (constrained to the trie unless told otherwise; each row to its ``allowed``
-        items when given): ``(items, scores, tokens)`` as :func:`beam_search`."""
+        items when given; diverse over ``groups``): ``(items, scores, tokens)`` as :func:`beam_search`."""
         step = self.beam_step(input_ids, attention_mask)
-        return beam_search(step, trie, input_ids.shape[0], num_beams, input_ids.device, constrained, allowed)
+        return beam_search(step, trie, input_ids.shape[0], num_beams, input_ids.device, constrained, allowed, groups, penalty)
 
 
 class SIDSeq2Seq(SIDBackbone):
