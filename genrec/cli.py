@@ -41,6 +41,8 @@ commands:
                   beam, seconds per 1,000 users, top-10 overlap with the widest); JSON lines + figure
   analyze diversity RUN_DIR...: accuracy against spread (coverage, category entropy) of the test lists
                   under diversity settings (diverse beam search, a cap per ID prefix, MMR); JSON lines + figure
+  analyze coldstart RUN_DIR...: for runs trained with --cold_items: add the held-out items, score the run,
+                  a LIGER-style hybrid and content alone on users whose target was held out; JSON lines + figure
   config          print the fully resolved configuration
 
 examples:
@@ -376,6 +378,33 @@ def cmd_analyze_diversity(argv: list[str]) -> int:
     return 0
 
 
+def cmd_analyze_coldstart(argv: list[str]) -> int:
+    """``genrec analyze coldstart RUN_DIR ... [--candidates=N] [--threads=N] [--output=DIR]`` for runs
+    trained with ``--cold_items``: adds the held-out items to each run and scores the run, the
+    LIGER-style hybrid and content alone on the users whose target was held out and on the others.
+    Writes ``coldstart.jsonl`` and ``coldstart.png`` / ``.svg``."""
+    import torch
+
+    from genrec.analysis.coldstart import cold_start_evaluation
+    from genrec.figures import cold_start_figure
+    from genrec.run import load_run
+
+    directories, flags = run_folders(argv, "coldstart")
+    candidates = count_flag(flags, "candidates", 0, 0) or None
+    if "threads" in flags:
+        torch.set_num_threads(count_flag(flags, "threads", 1, 1))
+    output = Path(flags.pop("output", directories[0].parent / "analysis"))
+    rows = []
+    for directory in directories:
+        rows += cold_start_evaluation(load_run(directory, **flags), candidates)
+    print(format_table(rows, ["label", "seed", "users", "n_users", "ranker", "recall@10", "ndcg@10"]))
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output / "coldstart.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    cold_start_figure(rows, output / "coldstart")
+    print(f"coldstart.jsonl and coldstart.png / coldstart.svg: {output}")
+    return 0
+
+
 def run_folders(argv: list[str], command: str) -> tuple[list[Path], dict]:
     """``genrec analyze``'s positional run folders and its ``--key=value`` flags."""
     from genrec.config import parse_flags
@@ -414,6 +443,7 @@ COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
     ("analyze", "tree"): cmd_analyze_tree,
     ("analyze", "beams"): cmd_analyze_beams,
     ("analyze", "diversity"): cmd_analyze_diversity,
+    ("analyze", "coldstart"): cmd_analyze_coldstart,
     ("config",): cmd_config,
 }
 

@@ -57,6 +57,8 @@ class GlobalSettings(StrictModel):
     # sequences
     duplicates: Literal["drop", "refuse", "keep"]
     max_item_seq_len: int = Field(ge=1)
+    cold_items: float = Field(ge=0, lt=1)
+    cold_items_seed: int = Field(ge=0)
     # item embeddings
     item_emb: Literal["auto", "text", "cf", "text+cf"]
     sent_emb_model: str

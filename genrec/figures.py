@@ -144,3 +144,31 @@ def diversity_tradeoff_figure(rows: list[dict], stem: Path) -> list[Path]:
     entropy.legend(fontsize=7)
     figure.tight_layout()
     return save_figure(figure, stem)
+
+
+def cold_start_figure(rows: list[dict], stem: Path) -> list[Path]:
+    """Rows of :func:`genrec.analysis.cold_start_evaluation`: test NDCG@10 per run (bar groups) and
+    ranker (bars), on the users whose target was held out of training and on the others."""
+    import numpy as np
+
+    groups = ("cold", "warm")
+    figure, panels = plt.subplots(1, 2, figsize=(12, 4.2))
+    runs = list(dict.fromkeys(row["run"] for row in rows))
+    rankers = list(dict.fromkeys(row["ranker"] for row in rows))
+    colours = plt.get_cmap("tab10")
+    labels = {row["run"]: f"{row['label']}\n(seed {row['seed']})" for row in rows}
+    width = 0.8 / len(rankers)
+    for axes, group in zip(panels, groups):
+        chosen = [row for row in rows if row["users"] == group]
+        for index, ranker in enumerate(rankers):
+            values = {row["run"]: row["ndcg@10"] for row in chosen if row["ranker"] == ranker}
+            axes.bar(np.arange(len(runs)) + (index - (len(rankers) - 1) / 2) * width, [values.get(run, 0.0) for run in runs],
+                     width, color=colours(index), label=ranker)
+        users = chosen[0]["n_users"] if chosen else 0
+        axes.set(xticks=np.arange(len(runs)), xticklabels=[labels[run] for run in runs], ylabel="test NDCG@10",
+                 title=f"{'Held-out' if group == 'cold' else 'Trained'} targets ({users} users)")
+        axes.tick_params(axis="x", labelsize=7)
+        axes.grid(axis="y", alpha=0.3)
+    panels[0].legend(fontsize=8)
+    figure.tight_layout()
+    return save_figure(figure, stem)

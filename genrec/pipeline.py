@@ -14,13 +14,20 @@ from genrec import datasets
 from genrec.checkpoint import EVALUATION_KEYS, check_identity, read_checkpoint, restore_weights, run_identity
 from genrec.config import dump_config
 from genrec.data import Interactions, LeaveOneOutSplit, leave_one_out
+from genrec.data.cold import hold_out_items
 from genrec.errors import GenrecError
 
 log = logging.getLogger(__name__)
 
 
 def load_interactions(config) -> Interactions:
+    """The configured dataset; with ``cold_items`` > 0 its warm part (:mod:`genrec.data.cold`)."""
     interactions = datasets.get(config.dataset).load(config)
+    if config.cold_items:
+        held = hold_out_items(interactions, config.cold_items, config.cold_items_seed)
+        log.info("cold_items=%g: %d items held out of training (%d interactions, %d users left too short)", config.cold_items,
+                 len(held.cold), held.warm.dropped["cold_items_interactions"], held.warm.dropped["cold_items_short_users"])
+        interactions = held.warm
     log.info("%s: %d users, %d items, %d interactions", interactions.name, interactions.n_users, interactions.n_items, interactions.n_interactions)
     return interactions
 

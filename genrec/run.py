@@ -95,9 +95,10 @@ class Run:
         """Add items to the catalogue without retraining (cold start): each ``{"id": ..., "title": ...,
         "categories": ..., ...}`` is embedded as the catalogue was, quantized by the run's trained
         quantizer, made unique against the existing IDs by the run's collision rule, and is
-        recommendable from the next request on. Returns each new item's id and semantic ID. Beam
-        models (TIGER, PSID, Latte) only: an item-ID model has no parameters for an item it never
-        saw."""
+        recommendable from the next request on. Returns each new item's id and semantic ID. Models
+        that read items through their semantic IDs only (TIGER, PSID, Latte generate it; SimGR and
+        ParallelSID score it from its tokens): an item-ID model has no parameters for an item it
+        never saw."""
         import dataclasses
 
         from genrec.embeddings import new_item_vectors, unit_rows
@@ -106,7 +107,7 @@ class Run:
 
         if not hasattr(self.model, "add_items"):
             raise ConfigError(f"{self.config.model} cannot recommend items it was not trained on: adding items works "
-                              "for the generative models (TIGER, PSID, Latte), whose items are their semantic IDs")
+                              "for the models whose items are their semantic IDs (TIGER, PSID, Latte, SimGR, ParallelSID)")
         ids = [str(item.get("id", "")) for item in items]
         clashes = [item for item in ids if not item or item in self.item_index]
         if clashes or len(set(ids)) != len(ids):

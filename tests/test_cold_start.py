@@ -4,6 +4,7 @@ once, with its exact score."""
 
 import numpy as np
 import pytest
+import torch
 from conftest import TINY_SYNTHETIC
 
 import genrec
@@ -13,8 +14,9 @@ from genrec.errors import ConfigError, GenrecError
 from genrec.pipeline import load_split, train
 from genrec.semantic_ids import frozen_quantizer, quantize, semantic_ids
 
-TINY = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, batch_size=64, warmup_steps=5,
-            eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
+RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
+TINY = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, **RUN)
+FULL_RANKING = dict(hidden_size=16, num_layers=1, num_heads=2)
 
 
 @pytest.mark.parametrize("method", [{}, {"vq_method": "per_modality", "vq_modalities": "category,text", "vq_n_codebooks": 2, "vq_codebook_size": 16}])
@@ -39,9 +41,11 @@ def test_the_kept_quantizer_gives_the_catalogue_its_training_codes(make_config, 
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cold")
     folders = {}
-    for model, extra in (("PSID", {}), ("Latte", {"n_latent_tokens": 2}), ("TIGER", {"vq_collision": "tiger"})):
+    for model, extra in (("PSID", {}), ("Latte", {"n_latent_tokens": 2}), ("TIGER", {"vq_collision": "tiger"}),
+                         ("SimGR", FULL_RANKING), ("ParallelSID", FULL_RANKING)):
+        settings = {**TINY, **extra} if extra is not FULL_RANKING else {**RUN, **FULL_RANKING}
         config = load_config([], model=model, run_name=model, cache_dir=str(root / "cache"), output_dir=str(root / "runs"),
-                             **TINY_SYNTHETIC, **TINY, **extra)
+                             **TINY_SYNTHETIC, **settings)
         folders[model] = train(config)[1]
     return folders, root / "cache"
 
@@ -65,6 +69,27 @@ def test_an_added_item_is_recommendable_at_once_with_its_exact_score(runs, model
     assert "new-1" in [item for item, _ in everything] and len(everything) == run.model.n_items
     run.remove(["new-1"])
     assert "new-1" not in [item for item, _ in run.recommend(raw, k=run.model.n_items, num_beams=run.model.max_beams)[0]]
+
+
+@pytest.mark.parametrize("model", ["SimGR", "ParallelSID"])
+def test_full_ranking_models_score_an_added_item_from_its_tokens(runs, model):
+    folders, cache = runs
+    run = genrec.load_run(folders[model], cache_dir=str(cache))
+    ((new, code),) = run.add_items([{"id": "new-1", **run.interactions.item_text[7]}])
+    history = run.split.test.histories[0]
+    raw = [[run.interactions.item_ids[i] for i in history]]
+    ((only,),) = run.recommend(raw, k=1, allow=["new-1"])
+    with torch.no_grad():
+        if model == "SimGR":
+            backbone = run.model.backbone
+            tokens = torch.as_tensor(np.asarray(code) + np.array(backbone.offsets))
+            user = backbone.last_hidden(*run.model.history_tokens([history]))[0]
+            exact = float(user @ run.model.aggregate(backbone.embedding(tokens[None]))[0] / run.model.temperature)
+        else:
+            exact = float(sum(log_probs[0, c] for log_probs, c in zip(run.model.level_log_probs([history]), code)))
+    assert only[0] == "new-1" and only[1] == pytest.approx(exact, abs=1e-4)
+    everything = run.recommend(raw, k=run.model.n_items)[0]
+    assert len(everything) == run.interactions.n_items == run.model.n_items and "new-1" in dict(everything)
 
 
 def test_tiger_appends_the_next_collision_token(runs):

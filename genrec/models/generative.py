@@ -29,7 +29,7 @@ from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
 from genrec.ranking import drop_excluded, exclusion_mask, pad_ranked
 from genrec.runtime import available_memory
-from genrec.semantic_ids import SemanticIDs
+from genrec.semantic_ids import SemanticIDs, with_new_items
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +85,8 @@ class GenerativeRecommender(nn.Module):
         """Make new items (their semantic IDs ``codes``, unique against the catalogue's) generatable at
         once: their tokens are the IDs' codes, which the model already knows, and the trie gains
         their paths. Item ``n_items + j`` is ``codes[j]``."""
-        codes = np.asarray(codes, dtype=np.int64)
-        if codes.ndim != 2 or codes.shape[1] != self.semantic_ids.n_levels or (codes < 0).any() \
-                or (codes >= np.asarray(self.semantic_ids.level_sizes)).any():
-            raise GenrecError(f"new semantic IDs must be {self.semantic_ids.n_levels} codes within the level sizes "
-                              f"{self.semantic_ids.level_sizes}")
-        sids = self.semantic_ids
-        every = np.concatenate([sids.codes, codes])
-        self.semantic_ids = SemanticIDs(every, sids.level_sizes, sids.report, sids.cache_key)
+        self.semantic_ids = with_new_items(self.semantic_ids, codes)
+        every = self.semantic_ids.codes
         self.item_tokens = self.vocab.item_tokens(every).to(self.item_tokens.device)
         self.trie = self.vocab.trie(every)
         self.n_items = len(every)

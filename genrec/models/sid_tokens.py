@@ -39,3 +39,10 @@ class SIDTokenTable(nn.Module):
             return self.embedding(self.item_tokens)
         tokens = self.item_tokens[items.clamp_min(0)].masked_fill((items < 0).unsqueeze(-1), 0)
         return self.embedding(tokens)
+
+    def add_items(self, codes: torch.Tensor) -> None:
+        """New items (their local ``codes``, ``[n, levels]``) read and are scored through the existing
+        token rows."""
+        codes = torch.as_tensor(codes, dtype=torch.long, device=self.codes.device)
+        self.codes = torch.cat([self.codes, codes])
+        self.item_tokens = torch.cat([self.item_tokens, codes + torch.tensor(self.offsets, device=codes.device)])

@@ -16,7 +16,7 @@ import numpy as np
 from genrec.cache import ArrayCache
 from genrec.data import Interactions, LeaveOneOutSplit
 from genrec.embeddings import ItemVectors, dataset_cache_dir, item_embeddings
-from genrec.errors import ConfigError, DataError
+from genrec.errors import ConfigError, DataError, GenrecError
 from genrec.runtime import resolve_device
 from genrec.semantic_ids.collisions import resolve_conflict_free, resolve_tiger
 from genrec.semantic_ids.frozen import FROZEN_METHODS, FrozenQuantizer
@@ -49,6 +49,18 @@ class SemanticIDs:
         codes = np.ascontiguousarray(self.codes, dtype=np.int64)
         content = hashlib.sha256(codes.tobytes() + repr((codes.shape, list(self.level_sizes))).encode()).hexdigest()
         return {"key": self.cache_key, "codes": content}
+
+
+def with_new_items(sids: SemanticIDs, codes: np.ndarray) -> SemanticIDs:
+    """``sids`` followed by new items' IDs ``codes`` (cold start: item ``len(sids.codes) + j`` is
+    ``codes[j]``), which must fit the level sizes and be unique against the others."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if codes.ndim != 2 or codes.shape[1] != sids.n_levels or (codes < 0).any() or (codes >= np.asarray(sids.level_sizes)).any():
+        raise GenrecError(f"new semantic IDs must be {sids.n_levels} codes within the level sizes {sids.level_sizes}")
+    every = np.concatenate([sids.codes, codes])
+    if len(np.unique(every, axis=0)) != len(every):
+        raise GenrecError("new semantic IDs must differ from each other and from the catalogue's")
+    return SemanticIDs(every, sids.level_sizes, sids.report, sids.cache_key)
 
 
 def quantize(config, item_vectors: ItemVectors) -> Quantization:

@@ -16,7 +16,7 @@ from torch import nn
 from genrec.errors import ConfigError
 from genrec.models.full_ranking import FullRankingRecommender, PositionalEncoder, TransformerSettings
 from genrec.models.sid_tokens import SIDTokenTable
-from genrec.semantic_ids import SemanticIDs, semantic_ids
+from genrec.semantic_ids import SemanticIDs, semantic_ids, with_new_items
 
 Settings = TransformerSettings
 
@@ -30,6 +30,13 @@ class ParallelSID(FullRankingRecommender):
         self.tokens = SIDTokenTable(sids, d)
         self.trunk = PositionalEncoder(max_len, settings, causal=True)
         self.heads = nn.ModuleList(nn.Linear(d, d) for _ in sids.level_sizes)
+
+    def add_items(self, codes: np.ndarray) -> None:
+        """Score new items (cold start) by their semantic IDs ``codes``: an item's score is the sum of
+        its codes' log-marginals, which the model already predicts."""
+        self.semantic_ids = with_new_items(self.semantic_ids, codes)
+        self.tokens.add_items(codes)
+        self.n_items = len(self.semantic_ids.codes)
 
     def level_log_probs(self, histories: list[np.ndarray]) -> list[torch.Tensor]:
         """Per level, ``[B, level_size]`` log-marginals of the next item's code."""

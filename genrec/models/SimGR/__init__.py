@@ -22,7 +22,7 @@ from genrec.errors import ConfigError
 from genrec.models.full_ranking import FullRankingRecommender, PositionalEncoder, TransformerSettings
 from genrec.models.sid_tokens import SIDTokenTable
 from genrec.models.SimGR.aggregators import AGGREGATORS, ItemAggregator
-from genrec.semantic_ids import SemanticIDs, semantic_ids
+from genrec.semantic_ids import SemanticIDs, semantic_ids, with_new_items
 
 
 class Settings(TransformerSettings):
@@ -40,6 +40,7 @@ class ScratchBackbone(nn.Module):
         self.table = SIDTokenTable(sids, settings.hidden_size)
         self.trunk = PositionalEncoder(max_tokens, settings, causal=True)
         self.embedding, self.pad_id, self.dim = self.table.embedding, 0, settings.hidden_size
+        self.offsets = self.table.offsets  # token id of each level's code 0
         self.register_buffer("item_token_ids", self.table.item_tokens.clone(), persistent=False)
         self.register_buffer("prefix_ids", torch.zeros(0, dtype=torch.long), persistent=False)
 
@@ -67,8 +68,8 @@ class PretrainedBackbone(nn.Module):
         if lora_rank:
             self.model = with_lora(self.model, lora_rank, lora_alpha, range(base, base + sum(sids.level_sizes)))
         self.embedding = self.model.get_input_embeddings()
-        offsets = [base + sum(sids.level_sizes[:level]) for level in range(len(sids.level_sizes))]
-        self.register_buffer("item_token_ids", torch.as_tensor(np.asarray(sids.codes) + np.array(offsets), dtype=torch.long),
+        self.offsets = [base + sum(sids.level_sizes[:level]) for level in range(len(sids.level_sizes))]
+        self.register_buffer("item_token_ids", torch.as_tensor(np.asarray(sids.codes) + np.array(self.offsets), dtype=torch.long),
                              persistent=False)
         prefix: list[int] = []
         self.pad_id = 0
@@ -114,6 +115,15 @@ class SimGR(FullRankingRecommender):
                 raise ConfigError(f"backbone {settings.backbone!r} is neither 'scratch' nor a local model folder")
             self.backbone = PretrainedBackbone(path, sids, settings.instruction, settings.lora_rank, settings.lora_alpha)
         self.aggregate = ItemAggregator(settings.item_aggregator, self.backbone.dim, len(sids.level_sizes))
+
+    def add_items(self, codes: np.ndarray) -> None:
+        """Score new items (cold start): an item's vector aggregates its SID tokens' rows, which the
+        model already learned, so its semantic ID ``codes`` is all it needs."""
+        self.semantic_ids = with_new_items(self.semantic_ids, codes)
+        ids = self.backbone.item_token_ids
+        new = torch.as_tensor(np.asarray(codes) + np.array(self.backbone.offsets), dtype=torch.long, device=ids.device)
+        self.backbone.item_token_ids = torch.cat([ids, new])
+        self.n_items = len(self.semantic_ids.codes)
 
     def history_tokens(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, T]`` right-aligned token ids (instruction, then each item's SID tokens) and the
