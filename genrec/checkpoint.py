@@ -38,7 +38,8 @@ RESUMABLE_KEYS = ("epochs", "patience", "min_delta", "eval_batch_size", "test_nu
 # to `drop`, so their earlier compare runs are trained again once, though their data had none.)
 ADDED_KEYS = {"exclude_seen": False, "lora_rank": 0, "lora_alpha": 16.0, "duplicates": "keep", "valid_users": 0,
               "min_delta": 0.0, "architecture": "t5", "latent_mode": "shared",
-              "vq_level_order": None, "vq_modalities": ["cf", "category", "text"], "cold_items": 0.0, "cold_items_seed": 0}
+              "vq_level_order": None, "vq_modalities": ["cf", "category", "text"], "cold_items": 0.0, "cold_items_seed": 0,
+              "max_grad_norm": 0.0, "grad_accumulation": 1, "precision": "auto", "deterministic": True}
 
 
 class CheckpointError(GenrecError):

@@ -89,6 +89,10 @@ class GlobalSettings(StrictModel):
     weight_decay: float = Field(ge=0)
     warmup_steps: int = Field(ge=0)
     lr_schedule: Literal["cosine", "linear", "constant"]
+    max_grad_norm: float = Field(ge=0)
+    grad_accumulation: int = Field(ge=1)
+    precision: Literal["auto", "fp32", "bf16", "fp16"]
+    deterministic: bool
     eval_interval: int = Field(ge=1)
     valid_users: int = Field(ge=0)
     patience: int = Field(ge=1)

@@ -69,10 +69,31 @@ def run_directory(config, command: str) -> Iterator[Path]:
         yield directory
     except BaseException:
         if not (directory / "last.pt").exists():
-            (directory / "config.yaml").unlink(missing_ok=True)
+            for name in ("config.yaml", "run.log"):
+                (directory / name).unlink(missing_ok=True)
             if created:
                 shutil.rmtree(directory, ignore_errors=True)
         raise
+
+
+@contextmanager
+def run_log(directory: Path) -> Iterator[None]:
+    """Append genrec's log (INFO and up) to ``directory/run.log`` while training: what happened
+    stays beside ``metrics.jsonl`` whether the run was started from the shell or from Python."""
+    logger = logging.getLogger("genrec")
+    handler = logging.FileHandler(directory / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setLevel(logging.INFO)
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
 
 
 def build_model(config, interactions: Interactions, split: LeaveOneOutSplit):
@@ -119,8 +140,11 @@ def train(config) -> tuple[dict, Path]:
         trainer = Trainer(config, model, split, catalogue, directory, resolve_device(config.device),
                           identity(config, interactions, model))
         if config.checkpoint:
-            trainer.resume(Path(config.checkpoint))
-        return trainer.fit(), directory
+            trainer.resume(Path(config.checkpoint))  # a refused resume leaves the run untouched
+        with run_log(directory):
+            log.info("training %s on %s from epoch %d (cap %d)%s", config.model, interactions.name, trainer.epoch, config.epochs,
+                     f", resumed from {config.checkpoint}" if config.checkpoint else "")
+            return trainer.fit(), directory
 
     if config.checkpoint:
         return fit(Path(config.checkpoint).parent)

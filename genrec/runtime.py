@@ -43,11 +43,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def training_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype training runs in (``None``: fp32): ``auto`` is bf16 on CUDA and fp32 on CPU;
+    fp16 needs CUDA (its loss scaling is a CUDA feature)."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"precision=fp16 needs a CUDA device (this run is on {device}); use bf16 or fp32")
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 @contextmanager
-def deterministic() -> Iterator[None]:
+def deterministic(enabled: bool = True) -> Iterator[None]:
     """Deterministic torch kernels inside the block (some CPU backward passes, e.g. index
     accumulation, otherwise vary run to run); warn-only, so CUDA ops without a deterministic
     version still run."""
+    if not enabled:
+        yield
+        return
     previous, previous_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:

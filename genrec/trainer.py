@@ -24,7 +24,7 @@ from genrec.data import Examples, LeaveOneOutSplit, Windows, training_windows
 from genrec.errors import GenrecError
 from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks
 from genrec.provenance import source_commit
-from genrec.runtime import deterministic, progress
+from genrec.runtime import deterministic, progress, training_dtype
 
 log = logging.getLogger(__name__)
 SELECT_ON = "ndcg@10"
@@ -106,7 +106,9 @@ class Trainer:
         self.config, self.split, self.catalogue, self.directory, self.device = config, split, catalogue, directory, device
         self.identity = identity  # stored in every checkpoint (genrec.checkpoint)
         self.model = model.to(device)
-        self.autocast = device.type == "cuda"
+        self.dtype = training_dtype(config.precision, device)  # training autocast; None: fp32
+        self.autocast = device.type == "cuda" and config.precision != "fp32"  # evaluation: bf16 on CUDA
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         sizes = [(p.numel(), p.requires_grad) for p in model.parameters()]
         log.info("%s: %d parameters, %d trainable", type(model).__name__, sum(n for n, _ in sizes),
@@ -114,7 +116,8 @@ class Trainer:
         self.train = training_data(model, split, config.max_item_seq_len)
         self.history_lengths = self.train.lengths
         self.batch_size = examples_per_batch(self.train, config.batch_size)
-        self.steps_per_epoch = len(length_bucketed_batches(self.history_lengths, self.batch_size, np.random.default_rng(0)))
+        batches = len(length_bucketed_batches(self.history_lengths, self.batch_size, np.random.default_rng(0)))
+        self.steps_per_epoch = math.ceil(batches / config.grad_accumulation)  # optimizer steps
         total = config.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, config.warmup_steps, total, config.lr_schedule))
@@ -124,7 +127,8 @@ class Trainer:
 
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "epoch": self.epoch, "best": self.best, "best_epoch": self.best_epoch, "bad_evals": self.bad_evals}
+                "scaler": self.scaler.state_dict(), "epoch": self.epoch, "best": self.best, "best_epoch": self.best_epoch,
+                "bad_evals": self.bad_evals}
 
     def resume(self, path: Path) -> None:
         """Continue from a ``last.pt`` of the same run; only :data:`RESUMABLE_KEYS` may have changed,
@@ -138,6 +142,8 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):  # fp16 loss scaling (absent from fp32 / bf16 runs and older checkpoints)
+                self.scaler.load_state_dict(state["scaler"])
             self.epoch, self.best, self.best_epoch, self.bad_evals = state["epoch"], state["best"], state["best_epoch"], state["bad_evals"]
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: incomplete training state ({exc})") from None
@@ -167,19 +173,32 @@ class Trainer:
         batches = length_bucketed_batches(self.history_lengths, self.batch_size, np.random.default_rng([config.seed, self.epoch]))
         self.model.train()
         losses = []
+        accumulate = config.grad_accumulation
+        self.optimizer.zero_grad(set_to_none=True)
         for step, batch in enumerate(progress(batches, desc=f"epoch {self.epoch + 1}", leave=False), start=1):
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
                 loss = self.model.loss(*train.batch(batch), generator)
             losses.append(loss.item())
             if not math.isfinite(losses[-1]):
                 self.diverged(f"loss {losses[-1]} at epoch {self.epoch + 1}, step {step} of {len(batches)}")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
+            group = min(accumulate, len(batches) - (step - 1) // accumulate * accumulate)  # batches in this step
+            self.scaler.scale(loss / group if group > 1 else loss).backward()
+            if step % accumulate == 0 or step == len(batches):
+                self.optimizer_step()
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             self.diverged(f"non-finite weights after epoch {self.epoch + 1}")
         return float(np.mean(losses))
+
+    def optimizer_step(self) -> None:
+        """One update from the gradients accumulated since the last: unscaled (fp16), clipped to
+        ``max_grad_norm`` when set, applied, cleared; the learning-rate schedule advances."""
+        if self.config.max_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
 
     def diverged(self, what: str) -> None:
         """Stop, keeping the last checkpoint written (the end of the previous epoch), untouched."""
@@ -194,7 +213,7 @@ class Trainer:
 
     def fit(self) -> dict:
         config = self.config
-        with deterministic():
+        with deterministic(config.deterministic):
             while self.epoch < config.epochs and self.bad_evals < config.patience:
                 start = time.perf_counter()
                 loss = self.train_epoch()
@@ -222,7 +241,7 @@ class Trainer:
         best = read_checkpoint(path, self.device)
         check_identity(path, best["identity"], self.identity, RESUMABLE_KEYS, "It was replaced after training; train the run again")
         restore_weights(self.model, best, path)
-        with deterministic():
+        with deterministic(config.deterministic):
             valid = evaluate(self.model, self.split.valid, self.catalogue, config.eval_batch_size, config.test_num_beams, self.autocast,
                              config.exclude_seen)
             test, ranks = evaluate_with_ranks(self.model, self.split.test, self.catalogue, config.eval_batch_size,

@@ -152,7 +152,8 @@ def test_settings_added_later_keep_earlier_runs_identity_at_their_neutral_value(
     assert compare_module.run_identity(config) == digest(before_the_keys)[:10]
     changed = {"exclude_seen": True, "lora_rank": 4, "lora_alpha": 32.0, "duplicates": "drop", "valid_users": 100,
                "min_delta": 0.001, "architecture": "decoder", "latent_mode": "permutation", "vq_level_order": [2, 0, 1],
-               "vq_modalities": ["text", "cf"], "cold_items": 0.05, "cold_items_seed": 3}
+               "vq_modalities": ["text", "cf"], "cold_items": 0.05, "cold_items_seed": 3,
+               "max_grad_norm": 1.0, "grad_accumulation": 2, "precision": "bf16", "deterministic": False}
     assert set(changed) == set(compare_module.ADDED_KEYS)
     for key in set(changed) & set(settings):
         assert compare_module.run_identity(config.model_copy(update={key: changed[key]})) != compare_module.run_identity(config)

@@ -43,6 +43,8 @@ def test_models_train_and_beat_chance(make_config, tmp_path, model, backbone):
     lines = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines[:-1]] == list(range(1, 13)) and "final" in lines[-1]
     assert (directory / "config.yaml").exists() and (directory / "best.pt").exists()
+    log = (directory / "run.log").read_text()  # the run's own log, beside metrics.jsonl
+    assert "epoch 12" in log and "from epoch 0 (cap 12)" in log
 
 
 def test_killed_run_resumes_to_the_same_result(make_config, tmp_path, monkeypatch):

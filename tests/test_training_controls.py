@@ -1,0 +1,88 @@
+"""Training controls: gradient accumulation is the large batch's gradient, clipping bounds the
+update's gradient norm, precision and determinism switches do what they say."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_SYNTHETIC
+
+import genrec.trainer as trainer_module
+from genrec.errors import ConfigError
+from genrec.evaluation import Catalogue
+from genrec.pipeline import build_model, identity, load_split
+from genrec.runtime import training_dtype
+from genrec.trainer import Trainer
+
+SASREC = dict(hidden_size=16, num_layers=1, num_heads=2, dropout_rate=0.0, warmup_steps=0, lr_schedule="constant", seed=3,
+              epochs=1, eval_batch_size=64)
+
+
+def trainer_for(make_config, tmp_path, batches, **settings):
+    """A SASRec trainer whose epoch is the given batches (example indices), in that order."""
+    config = make_config(**{**TINY_SYNTHETIC, **SASREC, "model": "SASRec", **settings})
+    data, split = load_split(config)
+    torch.manual_seed(0)
+    model = build_model(config, data, split)
+    trainer = Trainer(config, model, split, Catalogue(data.n_items), tmp_path, torch.device("cpu"), identity(config, data, model))
+    trainer_module.length_bucketed_batches = lambda *args, **kwargs: [np.asarray(b) for b in batches]
+    return trainer
+
+
+@pytest.fixture
+def fixed_batches(monkeypatch):
+    monkeypatch.setattr(trainer_module, "length_bucketed_batches", trainer_module.length_bucketed_batches)
+
+
+def gradients_at_each_step(trainer, monkeypatch) -> list[list[torch.Tensor]]:
+    """Run an epoch, recording the gradients every optimizer step applies."""
+    steps, step = [], trainer.optimizer.step
+
+    def recorded(*args, **kwargs):
+        steps.append([p.grad.clone() for p in trainer.model.parameters() if p.grad is not None])
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.optimizer, "step", recorded)
+    trainer.train_epoch()
+    return steps
+
+
+def test_accumulated_batches_take_the_large_batchs_step(make_config, tmp_path, fixed_batches, monkeypatch):
+    (whole,) = gradients_at_each_step(trainer_for(make_config, tmp_path, [range(0, 64)], batch_size=64), monkeypatch)
+    halves = trainer_for(make_config, tmp_path, [range(0, 32), range(32, 64)], batch_size=32, grad_accumulation=2)
+    (accumulated,) = gradients_at_each_step(halves, monkeypatch)  # one optimizer step for the two batches
+    assert halves.scheduler.last_epoch == 1 and len(whole) == len(accumulated)
+    for a, b in zip(whole, accumulated):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+    odd = trainer_for(make_config, tmp_path, [range(0, 32), range(32, 64), range(64, 96)], batch_size=32, grad_accumulation=2)
+    assert len(gradients_at_each_step(odd, monkeypatch)) == 2  # the last, lone batch is a step of its own
+
+
+def test_clipping_bounds_the_gradient_norm_of_every_step(make_config, tmp_path, fixed_batches, monkeypatch):
+    def norms(clip):
+        trainer = trainer_for(make_config, tmp_path, [range(0, 64), range(64, 128)], batch_size=64, max_grad_norm=clip)
+        return [float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+                for grads in gradients_at_each_step(trainer, monkeypatch)]
+
+    assert all(norm > 1e-2 for norm in norms(0.0))
+    clipped = norms(1e-3)
+    assert len(clipped) == 2 and all(norm <= 1e-3 * (1 + 1e-4) for norm in clipped)
+
+
+def test_precision_and_determinism_switches(make_config, tmp_path, fixed_batches, monkeypatch):
+    assert training_dtype("auto", torch.device("cpu")) is None and training_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    assert training_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        training_dtype("fp16", torch.device("cpu"))
+    trainer = trainer_for(make_config, tmp_path, [range(0, 64)], batch_size=64, precision="bf16")
+    seen = []
+    real_loss = trainer.model.loss
+    monkeypatch.setattr(trainer.model, "loss", lambda *a: seen.append(torch.get_autocast_dtype("cpu") if
+                                                                        torch.is_autocast_enabled("cpu") else None) or real_loss(*a))
+    assert np.isfinite(trainer.train_epoch()) and seen == [torch.bfloat16]
+    for flag in (True, False):
+        trainer = trainer_for(make_config, tmp_path / str(flag), [range(0, 64)], batch_size=64, deterministic=flag)
+        states = []
+        monkeypatch.setattr(trainer, "train_epoch", lambda _states=states: _states.append(torch.are_deterministic_algorithms_enabled()) or 1.0)
+        monkeypatch.setattr(trainer, "test", lambda: {})
+        trainer.fit()
+        assert states == [flag]
