@@ -43,6 +43,7 @@ commands:
                   under diversity settings (diverse beam search, a cap per ID prefix, MMR); JSON lines + figure
   analyze coldstart RUN_DIR...: for runs trained with --cold_items: add the held-out items, score the run,
                   a LIGER-style hybrid and content alone on users whose target was held out; JSON lines + figure
+  plot            RUN_DIR...: learning curves (validation NDCG@10 / Recall@10 against epochs and seconds, loss)
   config          print the fully resolved configuration
 
 examples:
@@ -285,7 +286,7 @@ def cmd_analyze_tree(argv: list[str]) -> int:
     from genrec.run import load_run
     from genrec.figures import tree_correlation_figure
 
-    directories, flags = run_folders(argv, "tree")
+    directories, flags = run_folders(argv, "analyze tree")
     n_users, per_distance, seed = (count_flag(flags, key, default, least)
                                    for key, default, least in (("users", 512, 2), ("pairs", 1024, 1), ("seed", 0, 0)))
     output = Path(flags.pop("output", directories[0].parent / "analysis"))
@@ -321,7 +322,7 @@ def cmd_analyze_beams(argv: list[str]) -> int:
     from genrec.run import load_run
     from genrec.figures import beam_widths_figure
 
-    directories, flags = run_folders(argv, "beams")
+    directories, flags = run_folders(argv, "analyze beams")
     beams = list_flag(flags, "beams", "10,20,50,100,200,500", int)
     aggregations = list_flag(flags, "aggregations", "", str)
     if "threads" in flags:
@@ -354,7 +355,7 @@ def cmd_analyze_diversity(argv: list[str]) -> int:
     from genrec.figures import diversity_tradeoff_figure
     from genrec.run import load_run
 
-    directories, flags = run_folders(argv, "diversity")
+    directories, flags = run_folders(argv, "analyze diversity")
     settings = parse_settings(str(flags.pop("settings", "; " + DEFAULT_SETTINGS)))
     users = count_flag(flags, "users", 0, 0) or None
     seed = count_flag(flags, "seed", 0, 0)
@@ -389,7 +390,7 @@ def cmd_analyze_coldstart(argv: list[str]) -> int:
     from genrec.figures import cold_start_figure
     from genrec.run import load_run
 
-    directories, flags = run_folders(argv, "coldstart")
+    directories, flags = run_folders(argv, "analyze coldstart")
     candidates = count_flag(flags, "candidates", 0, 0) or None
     if "threads" in flags:
         torch.set_num_threads(count_flag(flags, "threads", 1, 1))
@@ -405,13 +406,37 @@ def cmd_analyze_coldstart(argv: list[str]) -> int:
     return 0
 
 
+def cmd_plot(argv: list[str]) -> int:
+    """``genrec plot RUN_DIR ... [--output=DIR]``: the learning curves of finished or running runs
+    (validation NDCG@10 / Recall@10 against epochs and seconds, training loss) as ``curves.png`` /
+    ``.svg`` (default: in the first run's folder)."""
+    from genrec.compare import read_epochs
+    from genrec.figures import run_curves_figure
+
+    import yaml
+
+    directories, flags = run_folders(argv, "plot")
+    output = Path(flags.pop("output", directories[0]))
+    if flags:
+        raise GenrecError(f"plot takes RUN_DIR ... and --output=DIR; unknown flag(s): {', '.join('--' + k for k in flags)}")
+    runs: dict[str, list[dict]] = {}
+    for directory in directories:
+        settings = yaml.safe_load((directory / "config.yaml").read_text()) if (directory / "config.yaml").is_file() else {}
+        label = f"{settings.get('model', directory.name)} seed {settings.get('seed', '?')}"
+        runs[label if label not in runs else directory.name] = read_epochs(directory / "metrics.jsonl")
+    output.mkdir(parents=True, exist_ok=True)
+    run_curves_figure(runs, output / "curves")
+    print(f"curves.png / curves.svg: {output}")
+    return 0
+
+
 def run_folders(argv: list[str], command: str) -> tuple[list[Path], dict]:
-    """``genrec analyze``'s positional run folders and its ``--key=value`` flags."""
+    """The positional run folders of ``genrec analyze ...`` / ``genrec plot`` and their ``--key=value`` flags."""
     from genrec.config import parse_flags
 
     directories = [Path(arg) for arg in argv if not arg.startswith("--")]
     if not directories:
-        raise GenrecError(f"analyze {command} needs the folders of finished runs, e.g. runs/compare/Synthetic/PSID-seed2024-*")
+        raise GenrecError(f"{command} needs the folders of runs, e.g. runs/compare/Synthetic/PSID-seed2024-*")
     return directories, parse_flags([arg for arg in argv if arg.startswith("--")])[1]
 
 
@@ -444,6 +469,7 @@ COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
     ("analyze", "beams"): cmd_analyze_beams,
     ("analyze", "diversity"): cmd_analyze_diversity,
     ("analyze", "coldstart"): cmd_analyze_coldstart,
+    ("plot",): cmd_plot,
     ("config",): cmd_config,
 }
 

@@ -23,7 +23,7 @@ from genrec.cache import atomic_write_text, digest
 from genrec.checkpoint import ADDED_KEYS, LOCATION_KEYS
 from genrec.config import keys_of_other_models, load_config, parse_flags, read_yaml
 from genrec.errors import ConfigError, GenrecError
-from genrec.figures import learning_curves_figure
+from genrec.figures import comparison_bars_figure, learning_curves_figure
 from genrec.provenance import source_commit
 
 log = logging.getLogger(__name__)
@@ -334,6 +334,7 @@ def compare(argv: list[str]) -> tuple[str, Path]:
               + (f"{markdown_groups(groups)}\n\n" if groups else "") + f"{markdown_changes(changes)}\n")
     atomic_write_text(folder / "comparison.md", report)
     learning_curves_figure(group_curves(runs), folder / "learning_curves")
+    comparison_bars_figure(summary, {model: summary[model]["converged"]["runs"] for model in summary}, folder / "comparison")
     atomic_write_text(folder / "comparison.json", json.dumps(
         {"command": command, "commit": commit, "seeds": seeds, "config_file": yaml.safe_load(config_file.read_text()) if config_file else None,
          "flags": flags, "changed_model_settings": changes, "summary": summary, "paired_ndcg@10": differences, "target_groups": groups,

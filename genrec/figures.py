@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
@@ -149,8 +150,6 @@ def diversity_tradeoff_figure(rows: list[dict], stem: Path) -> list[Path]:
 def cold_start_figure(rows: list[dict], stem: Path) -> list[Path]:
     """Rows of :func:`genrec.analysis.cold_start_evaluation`: test NDCG@10 per run (bar groups) and
     ranker (bars), on the users whose target was held out of training and on the others."""
-    import numpy as np
-
     groups = ("cold", "warm")
     figure, panels = plt.subplots(1, 2, figsize=(12, 4.2))
     runs = list(dict.fromkeys(row["run"] for row in rows))
@@ -170,5 +169,46 @@ def cold_start_figure(rows: list[dict], stem: Path) -> list[Path]:
         axes.tick_params(axis="x", labelsize=7)
         axes.grid(axis="y", alpha=0.3)
     panels[0].legend(fontsize=8)
+    figure.tight_layout()
+    return save_figure(figure, stem)
+
+
+def run_curves_figure(runs: dict[str, list[dict]], stem: Path) -> list[Path]:
+    """Per run (``label: metrics.jsonl records``): validation NDCG@10 and Recall@10 against epochs,
+    NDCG@10 against training seconds (validation included), and the training loss."""
+    figure, (by_epoch, by_time, loss) = plt.subplots(1, 3, figsize=(15, 4.2))
+    colours = plt.get_cmap("tab10")
+    for index, (label, records) in enumerate(runs.items()):
+        colour = colours(index % 10)
+        seconds = np.cumsum([record.get("seconds", 0.0) for record in records])
+        valid = [(record["epoch"], spent, record["valid"]) for record, spent in zip(records, seconds) if "valid" in record]
+        epochs = [epoch for epoch, _, _ in valid]
+        by_epoch.plot(epochs, [v["ndcg@10"] for _, _, v in valid], color=colour, label=f"{label} NDCG@10")
+        by_epoch.plot(epochs, [v["recall@10"] for _, _, v in valid], color=colour, linestyle="--", label=f"{label} Recall@10")
+        by_time.plot([spent for _, spent, _ in valid], [v["ndcg@10"] for _, _, v in valid], color=colour, label=label)
+        loss.plot([record["epoch"] for record in records], [record["loss"] for record in records], color=colour, label=label)
+    by_epoch.set(xlabel="epoch", ylabel="validation metric", title="Validation against epochs")
+    by_time.set(xlabel="training seconds (validation included)", ylabel="validation NDCG@10", title="Validation against time")
+    loss.set(xlabel="epoch", ylabel="training loss", title="Training loss")
+    for axes in (by_epoch, by_time, loss):
+        axes.grid(alpha=0.3)
+    by_epoch.legend(fontsize=7)
+    figure.tight_layout()
+    return save_figure(figure, stem)
+
+
+def comparison_bars_figure(summary: dict[str, dict], runs_per_model: dict[str, int], stem: Path) -> list[Path]:
+    """Test NDCG@10 and Recall@10 per model of a comparison: the mean over seeds with the sample std
+    as error bars."""
+    models = list(summary)
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.9 * len(models) + 2), 4.2))
+    positions = np.arange(len(models))
+    for offset, (metric, colour) in zip((-0.2, 0.2), (("ndcg@10", "tab:blue"), ("recall@10", "tab:orange"))):
+        axes.bar(positions + offset, [summary[m][metric]["mean"] for m in models], 0.4,
+                 yerr=[summary[m][metric]["std"] for m in models], capsize=3, color=colour, label=f"test {metric}")
+    axes.set_xticks(positions, [f"{m}\n({runs_per_model[m]} seed{'s' * (runs_per_model[m] > 1)})" for m in models], fontsize=7)
+    axes.set(ylabel="test metric", title="Mean over seeds, error bars: sample std")
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize=8)
     figure.tight_layout()
     return save_figure(figure, stem)

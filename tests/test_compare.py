@@ -40,9 +40,14 @@ def test_compare_trains_each_model_and_seed_then_reuses_them(tmp_path, capsys, m
     assert all([point["epoch"] for point in r["results"]["curve"]] == [1, 2] for r in data["runs"])  # validated every epoch
     assert rows["PSID"].endswith("| 0/2 **not converged** |")  # 2 epochs, best epoch within the patience window
     assert data["summary"]["PSID"]["converged"] == {"runs": 2, "converged": 0}
-    for suffix in (".png", ".svg"):
-        assert (folder / f"learning_curves{suffix}").stat().st_size > 1000
-    assert (folder / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for stem in ("learning_curves", "comparison"):  # curves, and the bar chart with error bars
+        for suffix in (".png", ".svg"):
+            assert (folder / f"{stem}{suffix}").stat().st_size > 1000
+        assert (folder / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    psid_runs = [r["directory"] for r in data["runs"] if r["model"] == "PSID"]
+    assert main(["plot", *psid_runs, f"--output={tmp_path / 'plots'}"]) == 0  # genrec plot: any runs' curves
+    assert (tmp_path / "plots/curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["plot", psid_runs[0], "--colour=red"]) == 2 and "--colour" in capsys.readouterr().err
     for run in data["runs"]:  # per-user test ranks: their NDCG@10 is the run's
         ranks = np.load(f"{run['directory']}/test_ranks.npy")
         assert ndcg_per_example(ranks, 10).mean() == pytest.approx(run["results"]["test"]["ndcg@10"], abs=1e-5)
