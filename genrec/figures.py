@@ -135,7 +135,7 @@ def diversity_tradeoff_figure(rows: list[dict], stem: Path) -> list[Path]:
             for axes, key in ((entropy, spread), (coverage, "coverage@10")):
                 axes.plot([p[key] for p in chosen], [p["ndcg@10"] for p in chosen], alpha=0.85, **style)
                 for p in chosen:
-                    axes.annotate(p["setting"].replace("num_beams", "beam"), (p[key], p["ndcg@10"]), textcoords="offset points",
+                    axes.annotate(p["setting"], (p[key], p["ndcg@10"]), textcoords="offset points",
                                   xytext=(3, 3), fontsize=6)
     entropy.set(xlabel=f"test {spread.replace('@10', '@10 (bits)')}", ylabel="test NDCG@10",
                 title="Accuracy against spread over categories" if spread.startswith("category") else "Accuracy against spread over items")

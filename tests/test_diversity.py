@@ -179,7 +179,7 @@ def test_recommend_and_analyze_commands(runs, tmp_path, capsys):  # noqa: F811
     assert main(["analyze", "diversity", str(folders["PSID"]), str(folders["SASRec"]), f"--cache_dir={cache}",
                  f"--settings={settings}", "--users=40", f"--output={out}"]) == 0
     rows = [json.loads(text) for text in (out / "diversity.jsonl").read_text().splitlines()]
-    assert [row["setting"] for row in rows] == ["plain", "plain", "groups=4,penalty=1", "cap=1/prefix1", "mmr=0.5",
+    assert [row["setting"] for row in rows] == ["plain", "plain;beam=10", "groups=4,penalty=1;beam=10", "cap=1/prefix1", "mmr=0.5",
                                                  "plain", "cap=1/prefix1", "mmr=0.5"]  # SASRec: no beam
     assert all(row["users"] == 40 for row in rows)
     for plain, capped in ((rows[0], rows[3]), (rows[5], rows[6])):  # one item per first token: at least as many

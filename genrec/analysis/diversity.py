@@ -82,7 +82,8 @@ def diversity_sweep(run, settings: list[tuple[Diversity, int | None]], users: in
             seconds = decode_seconds + time.perf_counter() - start
         metrics, _ = list_metrics(ranked, examples, catalogue, beams=False, exclude_seen=config.exclude_seen)
         rows.append({"run": run.directory.name, "label": run.label, "model": config.model, "seed": config.seed,
-                     "setting": diversity.label(), "lever": lever(diversity), "beam": width, "users": len(examples),
+                     "setting": diversity.label() + (f";beam={width}" if num_beams else ""), "lever": lever(diversity),
+                     "beam": width, "users": len(examples),
                      "s_per_1k_users": round(1000 * seconds / len(examples), 4),
                      **{key: round(metrics[key], 5) for key in ("recall@10", "ndcg@10", "coverage@10", "entropy@10")
                         if key in metrics},
