@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.genrec-installed
 
-.PHONY: venv quickstart test clean
+.PHONY: venv quickstart test test-min clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,5 +21,19 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
+# The declared lower bounds of every dependency, installed together in their own environment.
+MIN_VENV ?= .venv-min
+MIN_STAMP := $(MIN_VENV)/.genrec-installed
+
+$(MIN_STAMP): pyproject.toml constraints-min.txt
+	test -x $(MIN_VENV)/bin/python || python3 -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(MIN_VENV)/bin/python -m pip install --quiet -c constraints-min.txt -e ".[dev]"
+	touch $(MIN_STAMP)
+
+test-min: $(MIN_STAMP)
+	HF_HUB_OFFLINE=1 $(MIN_VENV)/bin/python -m pytest -q
+
 clean:
-	rm -rf $(VENV) cache runs
+	rm -rf $(VENV) $(MIN_VENV) cache runs

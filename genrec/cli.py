@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -129,6 +130,8 @@ def cmd_train(argv: list[str]) -> int:
     if config.checkpoint is not None and not is_resumable(Path(config.checkpoint)):
         return cmd_evaluate(argv)
     results, directory = train(config)
+    if int(os.environ.get("RANK", "0")):  # a data-parallel process other than rank 0: rank 0 reports
+        return 0
     print(f"{config.model} on {config.dataset}: best epoch {results['best_epoch']}, beam {results['num_beams']}")
     print(results_table(results))
     print(f"checkpoints, metrics.jsonl, results.json and resolved config: {directory}")
@@ -160,6 +163,9 @@ def cmd_evaluate(argv: list[str]) -> int:
 def cmd_compare(argv: list[str]) -> int:
     from genrec.compare import compare
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise GenrecError("genrec compare trains its runs one after another in one process; launch genrec train "
+                          "under torchrun for data-parallel training")
     report, folder = compare(argv)
     print(report)
     print(f"comparison.md, comparison.json and the runs: {folder}")

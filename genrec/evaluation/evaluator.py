@@ -8,14 +8,25 @@ import numpy as np
 import torch
 
 from genrec.data import Examples
+from genrec.distributed import ProcessGroup
 from genrec.evaluation.diversity import Catalogue, diversity_metrics
 from genrec.evaluation.metrics import ranking_metrics, target_ranks
 from genrec.runtime import progress
 
 
 def recommend_all(model, examples: Examples, batch_size: int, k: int, num_beams: int, autocast: bool = False,
-                  exclude_seen: bool = False) -> np.ndarray:
-    """``[n, k]`` ranked items per example; with ``exclude_seen`` never one of the user's earlier items."""
+                  exclude_seen: bool = False, group: ProcessGroup | None = None) -> np.ndarray:
+    """``[n, k]`` ranked items per example; with ``exclude_seen`` never one of the user's earlier items.
+    Under data parallelism (``group``) each process ranks every ``world``-th example and all get the
+    whole, gathered in order."""
+    if group is not None and group.active:
+        rows = np.arange(group.rank, len(examples), group.world)
+        part = recommend_all(model, examples.subset(rows), batch_size, k, num_beams, autocast, exclude_seen) if len(rows) \
+            else np.zeros((0, k), dtype=np.int64)
+        ranked = np.zeros((len(examples), k), dtype=np.int64)
+        for other_rows, other_part in group.gather((rows, part)):
+            ranked[other_rows] = other_part
+        return ranked
     model.eval()
     device_type = "cuda" if autocast else "cpu"
     ranked = []
@@ -28,13 +39,14 @@ def recommend_all(model, examples: Examples, batch_size: int, k: int, num_beams:
 
 
 def evaluate(model, examples: Examples, catalogue: Catalogue, batch_size: int, num_beams: int,
-             autocast: bool = False, exclude_seen: bool = False) -> dict[str, float]:
+             autocast: bool = False, exclude_seen: bool = False, group: ProcessGroup | None = None) -> dict[str, float]:
     """The metrics of :func:`evaluate_with_ranks`."""
-    return evaluate_with_ranks(model, examples, catalogue, batch_size, num_beams, autocast, exclude_seen)[0]
+    return evaluate_with_ranks(model, examples, catalogue, batch_size, num_beams, autocast, exclude_seen, group)[0]
 
 
 def evaluate_with_ranks(model, examples: Examples, catalogue: Catalogue, batch_size: int, num_beams: int,
-                        autocast: bool = False, exclude_seen: bool = False) -> tuple[dict[str, float], np.ndarray]:
+                        autocast: bool = False, exclude_seen: bool = False,
+                        group: ProcessGroup | None = None) -> tuple[dict[str, float], np.ndarray]:
     """Full-ranking metrics (:func:`ranking_metrics`), diversity (:func:`diversity_metrics`) and
     users per second. For a beam-search model (``model.returns_beams``) the whole final beam is kept,
     to tell targets the search *pruned* (not in the beam) from those it ranked below 10, and to count
@@ -42,13 +54,14 @@ def evaluate_with_ranks(model, examples: Examples, catalogue: Catalogue, batch_s
     ``exclude_seen`` the lists skip every item the user interacted with before (RecBole's protocol);
     a target the user had already seen then always counts as a miss. Also returns each example's
     target rank in its list (``-1``: not retrieved), from which per-user metrics and paired
-    comparisons between models follow."""
+    comparisons between models follow. ``group``: users are sharded over data-parallel processes
+    and the lists gathered, so every process computes the exact metrics."""
     beams = getattr(model, "returns_beams", False)
     if beams:  # a wider beam decodes at the catalogue's width: keep only that many slots
         num_beams = min(num_beams, getattr(model, "max_beams", num_beams))
     start = time.perf_counter()
     ranked = recommend_all(model, examples, batch_size, max(10, num_beams) if beams else 10, num_beams, autocast,
-                           exclude_seen)
+                           exclude_seen, group)
     seconds = time.perf_counter() - start
     metrics, ranks = list_metrics(ranked, examples, catalogue, beams, exclude_seen)
     metrics["users_per_s"] = len(examples) / seconds

@@ -40,8 +40,7 @@ class GroupedT5Decoder:
         batch, width = tokens.shape
         hidden = self.t5.decoder.embed_tokens(tokens)  # [B, W, d]
         position = 0 if self.self_cache is None else self.self_cache[0][0].shape[3]
-        bias = self.blocks[0].layer[0].SelfAttention.compute_bias(1, position + 1, device=tokens.device, past_seen_tokens=position)
-        bias = bias[0, :, 0][None, None, :, :]  # [1, 1, heads, t]
+        bias = self.position_bias(position, tokens.device)  # [1, 1, heads, t]
         new_cache = []
         for i, block in enumerate(self.blocks):
             attention = block.layer[0].SelfAttention
@@ -65,6 +64,17 @@ class GroupedT5Decoder:
             hidden = block.layer[2](hidden)
         self.self_cache = new_cache
         hidden = self.t5.decoder.final_layer_norm(hidden)
-        if self.t5.config.scale_decoder_outputs:
-            hidden = hidden * (self.t5.config.d_model**-0.5)
+        config = self.t5.config  # T5 rescales before a tied output projection (the flag's name changed in 5.0)
+        if getattr(config, "scale_decoder_outputs", config.tie_word_embeddings):
+            hidden = hidden * (config.d_model**-0.5)
         return self.t5.lm_head(hidden)
+
+    def position_bias(self, position: int, device: torch.device) -> torch.Tensor:
+        """``[1, 1, heads, position + 1]``: the decoder's relative-position bias of the query at
+        ``position`` over keys ``0 .. position``. Computed here from T5's bucket rule and the first
+        block's bias table (the library's ``compute_bias`` changed its signature between releases)."""
+        attention = self.blocks[0].layer[0].SelfAttention
+        relative = torch.arange(position + 1, device=device) - position  # key - query: 0 or negative
+        buckets = attention._relative_position_bucket(relative, bidirectional=False, num_buckets=attention.relative_attention_num_buckets,
+                                                      max_distance=attention.relative_attention_max_distance)
+        return attention.relative_attention_bias(buckets).T[None, None]
