@@ -19,12 +19,16 @@ TINY = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2
 FULL_RANKING = dict(hidden_size=16, num_layers=1, num_heads=2)
 
 
-@pytest.mark.parametrize("method", [{}, {"vq_method": "per_modality", "vq_modalities": "category,text", "vq_n_codebooks": 2, "vq_codebook_size": 16}])
+@pytest.mark.parametrize("method", [{}, {"vq_method": "per_modality", "vq_modalities": "category,text", "vq_n_codebooks": 2, "vq_codebook_size": 16},
+                                    {"vq_method": "opq", "sent_emb_pca": 24},
+                                    {"vq_method": "rqvae", "rqvae_epochs": 5, "rqvae_hidden_dims": [32], "rqvae_latent_dim": 8}])
 def test_the_kept_quantizer_gives_the_catalogue_its_training_codes(make_config, tmp_path, method):
     config = make_config(**{**TINY_SYNTHETIC, "model": "PSID", **method})
     interactions, split = load_split(config)
     sids = semantic_ids(config, interactions, split)
     vectors = item_embeddings(config, interactions, split)
+    again = new_item_vectors(config, interactions, interactions.item_text[:6])  # embedded (and projected) as the catalogue was
+    np.testing.assert_allclose(again, vectors.vectors[:6], atol=1e-4)
     quantizer = frozen_quantizer(config, interactions, split)
     codes, distances = quantizer.assign(vectors.vectors)
     assert np.array_equal(codes, quantize(config, vectors).codes)  # the nearest-code rule of training
@@ -113,5 +117,3 @@ def test_adding_items_is_refused_where_it_cannot_work(runs, make_config, tmp_pat
     interactions, split = load_split(config)
     with pytest.raises(ConfigError, match="collaborative"):
         new_item_vectors(config, interactions, [{"title": "x"}])
-    with pytest.raises(ConfigError, match="rqkmeans or per_modality"):
-        frozen_quantizer(make_config(**TINY_SYNTHETIC, model="PSID", vq_method="opq", sent_emb_pca=16), interactions, split)

@@ -12,7 +12,7 @@ import numpy as np
 from genrec.cache import ArrayCache, digest, fingerprint_arrays
 from genrec.data import Interactions, LeaveOneOutSplit
 from genrec.embeddings.collaborative import cf_embeddings
-from genrec.embeddings.text import encode, item_sentences, model_identity, pca
+from genrec.embeddings.text import encode, fit_pca, item_sentences, model_identity, project
 from genrec.errors import ConfigError
 from genrec.runtime import resolve_device
 
@@ -97,10 +97,26 @@ def text_vectors(config, interactions: Interactions, fields: list[str]) -> tuple
         return cached["vectors"], key
     cache.ensure_writable()
     vectors = encode(sentences, config.sent_emb_model, config.sent_emb_batch_size, str(resolve_device(config.device)))
-    if config.sent_emb_pca:
-        vectors = pca(vectors, config.sent_emb_pca)
-    cache.save("text-emb", key, {"vectors": vectors})
+    arrays = {}
+    if config.sent_emb_pca:  # the projection is kept: new items (cold start) are projected the same way
+        mean, components = fit_pca(vectors, config.sent_emb_pca)
+        vectors = project(vectors, mean, components)
+        arrays = {"pca_mean": mean, "pca_components": components}
+    cache.save("text-emb", key, {"vectors": vectors, **arrays})
     return vectors, key
+
+
+def catalogue_pca(config, interactions: Interactions, fields: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The PCA projection the catalogue's text embeddings of ``fields`` were reduced with (kept in
+    their cache entry)."""
+    text_vectors(config, interactions, fields)  # builds the entry when it is missing
+    key, _ = text_key(config.model_copy(update={"sent_emb_fields": fields}), interactions)
+    cache = ArrayCache(dataset_cache_dir(config, interactions))
+    arrays = cache.load("text-emb", key, lambda arrays: check_vectors(arrays, interactions.n_items))
+    if arrays is None or "pca_components" not in arrays:
+        raise ConfigError(f"the cached text embeddings {cache.path('text-emb', key).name} predate keeping their PCA "
+                          "projection, which new items need; delete that file to rebuild it")
+    return arrays["pca_mean"], arrays["pca_components"]
 
 
 def cf_vectors(config, interactions: Interactions, split: LeaveOneOutSplit) -> tuple[np.ndarray, dict]:
@@ -148,21 +164,19 @@ def item_embeddings(config, interactions: Interactions, split: LeaveOneOutSplit)
 
 def new_item_vectors(config, interactions: Interactions, item_text: list[dict[str, str]]) -> np.ndarray:
     """Vectors for items that are not in ``interactions`` (cold start), built as the catalogue's were:
-    the same encoder, fields and per-modality normalization. A new item has no interactions, so IDs
-    built on collaborative vectors cannot place it; nor can text embeddings reduced by PCA (the
-    projection is not kept)."""
+    the same encoder, fields, PCA projection and per-modality normalization. A new item has no
+    interactions, so IDs built on collaborative vectors cannot place it."""
     modalities = list(config.vq_modalities) if config.vq_method == "per_modality" else choose_source(config, interactions).split("+")
     if "cf" in modalities:
         raise ConfigError("a new item has no interactions, hence no collaborative (cf) vector: adding items needs "
                           "semantic IDs built from text (item_emb=text, or vq_modalities without cf)")
-    if config.sent_emb_pca:
-        raise ConfigError("adding items needs the text embeddings' PCA (sent_emb_pca), which is not kept; use sent_emb_pca=0")
     device = str(resolve_device(config.device))
     parts = []
     for modality in modalities:
         fields = ["categories"] if modality == "category" else list(config.sent_emb_fields)
         sentences = item_sentences(item_text, fields, config.sent_emb_max_chars)
-        parts.append(encode(sentences, config.sent_emb_model, config.sent_emb_batch_size, device))
+        vectors = encode(sentences, config.sent_emb_model, config.sent_emb_batch_size, device)
+        parts.append(project(vectors, *catalogue_pca(config, interactions, fields)) if config.sent_emb_pca else vectors)
     if config.vq_method == "per_modality":
         parts = [unit_rows(p) for p in parts]
     return np.concatenate(parts, axis=1).astype(np.float32)

@@ -72,12 +72,22 @@ def encode(sentences: list[str], model_name: str, batch_size: int, device: str) 
     return np.asarray(vectors, dtype=np.float32)
 
 
-def pca(vectors: np.ndarray, n_components: int) -> np.ndarray:
-    """Project centred vectors on their top principal components (signs fixed for determinism)."""
+def fit_pca(vectors: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean [1, d], components [n, d])``: the top principal components of ``vectors`` (signs fixed
+    for determinism); kept so that new items are projected as the catalogue was."""
     if n_components > min(vectors.shape):
         raise ConfigError(f"sent_emb_pca={n_components} exceeds min(items, dimensions)={min(vectors.shape)}")
-    centred = vectors - vectors.mean(axis=0, keepdims=True)
-    _, _, vt = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
+    mean = vectors.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd((vectors - mean).astype(np.float64), full_matrices=False)
     components = vt[:n_components]
     components *= np.sign(components[np.arange(n_components), np.abs(components).argmax(axis=1)])[:, None]
-    return (centred @ components.T).astype(np.float32)
+    return mean, components
+
+
+def project(vectors: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    return ((vectors - mean) @ components.T).astype(np.float32)
+
+
+def pca(vectors: np.ndarray, n_components: int) -> np.ndarray:
+    """Project centred vectors on their top principal components."""
+    return project(vectors, *fit_pca(vectors, n_components))

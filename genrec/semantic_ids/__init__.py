@@ -19,7 +19,7 @@ from genrec.embeddings import ItemVectors, dataset_cache_dir, item_embeddings
 from genrec.errors import ConfigError, DataError, GenrecError
 from genrec.runtime import resolve_device
 from genrec.semantic_ids.collisions import resolve_conflict_free, resolve_tiger
-from genrec.semantic_ids.frozen import FROZEN_METHODS, FrozenQuantizer
+from genrec.semantic_ids.frozen import FrozenQuantizer
 from genrec.semantic_ids.opq import opq
 from genrec.semantic_ids.per_modality import per_modality
 from genrec.semantic_ids.quantization import Quantization
@@ -185,8 +185,7 @@ def semantic_ids(config, interactions: Interactions, split: LeaveOneOutSplit) ->
     if report["unique"] != 1.0:
         raise AssertionError(f"semantic IDs are not unique after {config.vq_collision} resolution")
     cache.save("sids", key, {"codes": final, "report": np.array(json.dumps(report))}, info=report)
-    if config.vq_method in FROZEN_METHODS:
-        cache.save("quantizer", key, frozen(config, vectors, quantization).arrays())
+    cache.save("quantizer", key, frozen(config, vectors, quantization).arrays())
     return in_level_order(config, SemanticIDs(final, level_sizes, report, cache.path("sids", key).stem))
 
 
@@ -198,7 +197,14 @@ def resolve(config, quantization: Quantization) -> np.ndarray:
 
 
 def frozen(config, vectors: ItemVectors, quantization: Quantization) -> FrozenQuantizer:
-    codebooks = list(quantization.info["codebooks"])
+    """What gives a new item its code as ``quantization`` gave the catalogue theirs."""
+    info = quantization.info
+    codebooks = list(info["codebooks"])
+    if config.vq_method == "opq":  # product quantization of the rotated vectors: one block per level
+        return FrozenQuantizer("opq", codebooks, config.vq_codebook_size, tuple(c.shape[1] for c in codebooks),
+                               {"rotation": info["rotation"]})
+    if config.vq_method == "rqvae":
+        return FrozenQuantizer("rqvae", codebooks, config.vq_codebook_size, (), dict(info["encoder"]))
     return FrozenQuantizer(config.vq_method, codebooks, config.vq_codebook_size, vectors.part_dims)
 
 
@@ -206,9 +212,6 @@ def frozen_quantizer(config, interactions: Interactions, split: LeaveOneOutSplit
     """The quantizer that built these semantic IDs (cached beside them). IDs cached before the
     quantizer was kept get it by quantizing again, which is deterministic; the rebuilt IDs must equal
     the cached ones, or the cache and the quantizer disagree and nothing is returned."""
-    if config.vq_method not in FROZEN_METHODS:
-        raise ConfigError(f"adding items needs the trained quantizer, kept for vq_method {' or '.join(FROZEN_METHODS)}; "
-                          f"this run's IDs were built by {config.vq_method}")
     sids = semantic_ids(config, interactions, split)
     vectors = item_embeddings(config, interactions, split)
     cache = ArrayCache(dataset_cache_dir(config, interactions))

@@ -2,42 +2,47 @@
 the catalogue theirs (cold start): the same codebooks, the same nearest-code rule, and the same
 collision rule against the IDs already in use.
 
-Kept for RQ-KMeans and per-modality k-means, whose state is their codebooks; OPQ's rotation and
-RQ-VAE's encoder are not kept yet, and their runs cannot add items.
+What is kept: the codebooks (RQ-KMeans, per-modality k-means), OPQ's rotation and sub-space
+codebooks, RQ-VAE's encoder weights and residual codebooks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from genrec.errors import ConfigError
 from genrec.semantic_ids.collisions import FreeIDs
 from genrec.semantic_ids.quantization import squared_distances
-
-FROZEN_METHODS = ("rqkmeans", "per_modality")
-
+from genrec.semantic_ids.rqvae import encode
 
 @dataclass(frozen=True)
 class FrozenQuantizer:
     method: str
     codebooks: list[np.ndarray]  # per level [codes, dim]
     codebook_size: int
-    part_dims: tuple[int, ...] = ()  # per_modality: the width of each level's block of the vectors
+    part_dims: tuple[int, ...] = ()  # per_modality / opq: the width of each level's block of the vectors
+    transform: dict[str, np.ndarray] = field(default_factory=dict)  # opq: "rotation"; rqvae: the encoder's arrays
 
     def assign(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(codes [N, levels], distances [N, levels, codebook_size])`` of new item vectors: residual
-        nearest codes (RQ-KMeans) or each modality's nearest code (per-modality); codes a level
-        does not have are at infinite distance."""
+        """``(codes [N, levels], distances [N, levels, codebook_size])`` of new item vectors, by the
+        rule that built the catalogue's: residual nearest codes (RQ-KMeans; RQ-VAE on its encoder's
+        latents), each block's nearest code (per-modality; OPQ on its rotated vectors); codes a
+        level does not have are at infinite distance."""
         x = np.ascontiguousarray(vectors, dtype=np.float32)
-        inputs = np.split(x, np.cumsum(self.part_dims)[:-1], axis=1) if self.method == "per_modality" else None
+        if self.method == "opq":
+            x = np.ascontiguousarray(x @ self.transform["rotation"].T)
+        elif self.method == "rqvae":
+            x = encode(self.transform, x)
+        inputs = np.split(x, np.cumsum(self.part_dims)[:-1], axis=1) if self.part_dims else None
         residual = x.copy()
         codes, distances = [], []
         for level, codebook in enumerate(self.codebooks):
             source = inputs[level] if inputs is not None else residual
             d = np.full((len(x), self.codebook_size), np.inf, dtype=np.float32)
-            d[:, : len(codebook)] = squared_distances(source, codebook)
+            d[:, : len(codebook)] = self.distances(source, codebook)
             code = d.argmin(axis=1)
             if inputs is None:
                 residual -= codebook[code]
@@ -45,16 +50,23 @@ class FrozenQuantizer:
             distances.append(d)
         return np.stack(codes, 1).astype(np.int64), np.stack(distances, 1)
 
+    def distances(self, x: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+        """Squared distances as the quantizer computed them in training (RQ-VAE: torch's ``cdist``)."""
+        if self.method == "rqvae":
+            return torch.cdist(torch.as_tensor(x), torch.as_tensor(codebook)).pow(2).numpy()
+        return squared_distances(x, codebook)
+
     def arrays(self) -> dict[str, np.ndarray]:
         """What the cache stores (see :func:`genrec.semantic_ids.frozen_quantizer`)."""
-        return {"part_dims": np.asarray(self.part_dims, dtype=np.int64),
+        return {"part_dims": np.asarray(self.part_dims, dtype=np.int64), **self.transform,
                 **{f"codebook_{level}": codebook for level, codebook in enumerate(self.codebooks)}}
 
     @classmethod
     def from_arrays(cls, method: str, codebook_size: int, arrays: dict[str, np.ndarray]) -> "FrozenQuantizer":
         levels = sorted(int(name.split("_")[1]) for name in arrays if name.startswith("codebook_"))
+        transform = {name: value for name, value in arrays.items() if name == "rotation" or name.startswith("encoder_")}
         return cls(method, [arrays[f"codebook_{level}"] for level in levels], codebook_size,
-                   tuple(int(d) for d in arrays["part_dims"]))
+                   tuple(int(d) for d in arrays["part_dims"]), transform)
 
 
 def new_ids(raw: np.ndarray, distances: np.ndarray, existing: np.ndarray, collision: str, level_sizes: list[int],

@@ -97,8 +97,24 @@ def train_rq_vae(x, n_levels, codebook_size, hidden, latent_dim, epochs, batch_s
         total = z.pow(2).sum()
         errors = [float((residuals[level + 1] if level + 1 < n_levels else z - quantized).pow(2).sum() / total) for level in range(n_levels)]
         reconstruction = float((model.decoder(quantized) - data).pow(2).sum() / data.pow(2).sum())
+    encoder = {f"encoder_{name.replace('.', '_')}": value.cpu().numpy() for name, value in model.encoder.state_dict().items()}
     return Quantization(codes.cpu().numpy().astype(np.int64), dists.cpu().numpy().astype(np.float32), errors,
-                        {"decoder_relative_error": reconstruction})
+                        {"decoder_relative_error": reconstruction, "codebooks": model.codebooks.detach().cpu().numpy(),
+                         "encoder": encoder})  # what a new item's ID needs (cold start)
+
+
+def encode(encoder: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The latents of a trained RQ-VAE encoder (its ``state_dict`` as arrays, keys ``encoder_<i>_weight``
+    / ``encoder_<i>_bias``): the same linear layers and ReLUs, through torch as in training."""
+    layers = sorted({int(name.split("_")[1]) for name in encoder})
+    h = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+    with torch.no_grad():
+        for position, layer in enumerate(layers):
+            h = torch.nn.functional.linear(h, torch.as_tensor(encoder[f"encoder_{layer}_weight"]),
+                                           torch.as_tensor(encoder[f"encoder_{layer}_bias"]))
+            if position < len(layers) - 1:
+                h = torch.relu(h)
+    return h.numpy()
 
 
 @torch.no_grad()
