@@ -18,8 +18,11 @@ venv: $(STAMP)
 quickstart: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) main.py --config=configs/quickstart.yaml
 
+# Two workers (the machines have 2 cores); a test module stays on one worker, so its fixtures are built once.
+PYTEST_ARGS ?= -q -n 2 --dist loadscope
+
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # The declared lower bounds of every dependency, installed together in their own environment.
 MIN_VENV ?= .venv-min
@@ -33,7 +36,7 @@ $(MIN_STAMP): pyproject.toml constraints-min.txt
 	touch $(MIN_STAMP)
 
 test-min: $(MIN_STAMP)
-	HF_HUB_OFFLINE=1 $(MIN_VENV)/bin/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(MIN_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) cache runs
