@@ -26,7 +26,7 @@ from genrec.errors import GenrecError
 
 FORMAT = 1  # bump when the layout of a checkpoint changes
 # Where files go (and on which device), not what is computed: never part of an identity.
-LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device")
+LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device", "logger")
 # How a checkpoint is evaluated, never its weights: evaluating may change these.
 EVALUATION_KEYS = ("eval_batch_size", "num_beams", "test_num_beams", "exclude_seen", "category_level", "aggregation_method")
 # What a resumed run may change: when it stops and how its best checkpoint is tested. A longer

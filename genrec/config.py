@@ -54,6 +54,7 @@ class GlobalSettings(StrictModel):
     output_dir: Path
     run_name: str | None
     device: Literal["auto", "cpu", "cuda"]
+    logger: Literal["none", "tensorboard", "wandb"]
     # sequences
     duplicates: Literal["drop", "refuse", "keep"]
     max_item_seq_len: int = Field(ge=1)

@@ -26,6 +26,7 @@ from genrec.errors import GenrecError
 from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks
 from genrec.provenance import source_commit
 from genrec.runtime import deterministic, progress, training_dtype
+from genrec.tracking import epoch_values, open_tracker
 
 log = logging.getLogger(__name__)
 SELECT_ON = "ndcg@10"
@@ -236,6 +237,15 @@ class Trainer:
 
     def fit(self) -> dict:
         config = self.config
+        tracker = open_tracker(config.logger, self.directory, config) if self.group.main else None
+        try:
+            return self.train_and_test(tracker)
+        finally:
+            if tracker is not None:
+                tracker.close()
+
+    def train_and_test(self, tracker) -> dict:
+        config = self.config
         with deterministic(config.deterministic):
             while self.epoch < config.epochs and self.bad_evals < config.patience:
                 start = time.perf_counter()
@@ -255,6 +265,8 @@ class Trainer:
                              metrics["recall@10"], metrics[SELECT_ON], self.best, self.best_epoch, time.perf_counter() - start)
                 record["seconds"] = round(time.perf_counter() - start, 2)
                 self.log_metrics(record)
+                if tracker is not None:
+                    tracker.log(self.epoch, epoch_values(record))
                 self.save("last.pt", self.state())
         self.group.barrier()  # best.pt is written before any process reads it
         return self.test()

@@ -86,3 +86,25 @@ def test_precision_and_determinism_switches(make_config, tmp_path, fixed_batches
         monkeypatch.setattr(trainer, "test", lambda: {})
         trainer.fit()
         assert states == [flag]
+
+
+def test_tensorboard_mirrors_the_metrics_log(make_config, tmp_path):
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from genrec.pipeline import train
+
+    config = make_config(**{**TINY_SYNTHETIC, **SASREC, "model": "SASRec", "epochs": 2, "batch_size": 64, "logger": "tensorboard",
+                            "run_name": "tracked"})
+    _, directory = train(config)
+    events = EventAccumulator(str(directory / "tensorboard"))
+    events.Reload()
+    records = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines() if '"epoch"' in line]
+    for name, key in (("train/loss", lambda r: r["loss"]), ("valid/ndcg@10", lambda r: r["valid"]["ndcg@10"])):
+        logged = events.Scalars(name)
+        assert [point.step for point in logged] == [1, 2]
+        assert [point.value for point in logged] == pytest.approx([key(r) for r in records], rel=1e-5)
+    from genrec.checkpoint import LOCATION_KEYS
+
+    assert "logger" in LOCATION_KEYS  # tracking never changes a run's identity
