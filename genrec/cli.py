@@ -322,8 +322,6 @@ def cmd_analyze_beams(argv: list[str]) -> int:
     [--threads=N] [--output=DIR]``; ``--aggregations`` rescores each latent-token run (Latte) under every
     listed method. Writes ``beams.jsonl`` and ``beams.png`` / ``.svg`` to ``--output`` (default: an
     ``analysis`` folder beside the first run)."""
-    import torch
-
     from genrec.analysis import beam_sweep
     from genrec.run import load_run
     from genrec.figures import beam_widths_figure
@@ -331,22 +329,15 @@ def cmd_analyze_beams(argv: list[str]) -> int:
     directories, flags = run_folders(argv, "analyze beams")
     beams = list_flag(flags, "beams", "10,20,50,100,200,500", int)
     aggregations = list_flag(flags, "aggregations", "", str)
-    if "threads" in flags:
-        torch.set_num_threads(count_flag(flags, "threads", 1, 1))
-    output = Path(flags.pop("output", directories[0].parent / "analysis"))
+    output = analysis_flags(flags, directories)
     rows = []
     for directory in directories:
         run = load_run(directory, **flags)
         latent = getattr(getattr(run.model, "vocab", None), "n_latent", 0)
         for aggregation in (aggregations if latent and aggregations else [None]):
             rows += beam_sweep(run, beams, aggregation)
-    columns = ["label", "aggregation", "beam", "recall@10", "ndcg@10", "pruned", "beam_items", "s_per_1k_users",
-               "top10_overlap_widest"]
-    print(format_table(rows, columns))
-    output.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output / "beams.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
-    beam_widths_figure(rows, output / "beams")
-    print(f"beams.jsonl and beams.png / beams.svg: {output}")
+    write_analysis(rows, ["label", "aggregation", "beam", "recall@10", "ndcg@10", "pruned", "beam_items", "s_per_1k_users",
+                          "top10_overlap_widest"], output, "beams", beam_widths_figure)
     return 0
 
 
@@ -355,8 +346,6 @@ def cmd_analyze_diversity(argv: list[str]) -> int:
     mmr=0.7"] [--users=N] [--seed=0] [--threads=N] [--output=DIR]``: each run's test lists under each
     setting (``;``-separated; default :data:`genrec.analysis.diversity.DEFAULT_SETTINGS` plus the plain
     list), scored for accuracy and spread. Writes ``diversity.jsonl`` and ``diversity.png`` / ``.svg``."""
-    import torch
-
     from genrec.analysis.diversity import DEFAULT_SETTINGS, diversity_sweep, parse_settings
     from genrec.figures import diversity_tradeoff_figure
     from genrec.run import load_run
@@ -365,9 +354,7 @@ def cmd_analyze_diversity(argv: list[str]) -> int:
     settings = parse_settings(str(flags.pop("settings", "; " + DEFAULT_SETTINGS)))
     users = count_flag(flags, "users", 0, 0) or None
     seed = count_flag(flags, "seed", 0, 0)
-    if "threads" in flags:
-        torch.set_num_threads(count_flag(flags, "threads", 1, 1))
-    output = Path(flags.pop("output", directories[0].parent / "analysis"))
+    output = analysis_flags(flags, directories)
     rows = []
     for directory in directories:
         run = load_run(directory, **flags)
@@ -375,13 +362,8 @@ def cmd_analyze_diversity(argv: list[str]) -> int:
         if not beams:  # a full ranking has no beam: diverse search and plain lists at other widths do not apply
             settings_here = [(d, b) for d, b in settings if d.groups == 1 and (d.reranks or b is None)]
         rows += diversity_sweep(run, settings if beams else settings_here, users, seed)
-    columns = ["label", "setting", "beam", "ndcg@10", "recall@10", "coverage@10", "category_entropy@10", "first_tokens@10",
-               "s_per_1k_users"]
-    print(format_table(rows, columns))
-    output.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output / "diversity.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
-    diversity_tradeoff_figure(rows, output / "diversity")
-    print(f"diversity.jsonl and diversity.png / diversity.svg: {output}")
+    write_analysis(rows, ["label", "setting", "beam", "ndcg@10", "recall@10", "coverage@10", "category_entropy@10",
+                          "first_tokens@10", "s_per_1k_users"], output, "diversity", diversity_tradeoff_figure)
     return 0
 
 
@@ -390,25 +372,18 @@ def cmd_analyze_coldstart(argv: list[str]) -> int:
     trained with ``--cold_items``: adds the held-out items to each run and scores the run, the
     LIGER-style hybrid and content alone on the users whose target was held out and on the others.
     Writes ``coldstart.jsonl`` and ``coldstart.png`` / ``.svg``."""
-    import torch
-
     from genrec.analysis.coldstart import cold_start_evaluation
     from genrec.figures import cold_start_figure
     from genrec.run import load_run
 
     directories, flags = run_folders(argv, "analyze coldstart")
     candidates = count_flag(flags, "candidates", 0, 0) or None
-    if "threads" in flags:
-        torch.set_num_threads(count_flag(flags, "threads", 1, 1))
-    output = Path(flags.pop("output", directories[0].parent / "analysis"))
+    output = analysis_flags(flags, directories)
     rows = []
     for directory in directories:
         rows += cold_start_evaluation(load_run(directory, **flags), candidates)
-    print(format_table(rows, ["label", "seed", "users", "n_users", "ranker", "recall@10", "ndcg@10"]))
-    output.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output / "coldstart.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
-    cold_start_figure(rows, output / "coldstart")
-    print(f"coldstart.jsonl and coldstart.png / coldstart.svg: {output}")
+    write_analysis(rows, ["label", "seed", "users", "n_users", "ranker", "recall@10", "ndcg@10"], output, "coldstart",
+                   cold_start_figure)
     return 0
 
 
@@ -434,6 +409,24 @@ def cmd_plot(argv: list[str]) -> int:
     run_curves_figure(runs, output / "curves")
     print(f"curves.png / curves.svg: {output}")
     return 0
+
+
+def analysis_flags(flags: dict, directories: list[Path]) -> Path:
+    """Apply ``--threads`` and return ``--output`` (default: an ``analysis`` folder beside the first run)."""
+    if "threads" in flags:
+        import torch
+
+        torch.set_num_threads(count_flag(flags, "threads", 1, 1))
+    return Path(flags.pop("output", directories[0].parent / "analysis"))
+
+
+def write_analysis(rows: list[dict], columns: list[str], output: Path, name: str, figure: Callable) -> None:
+    """Print the rows as a table, write them as ``name.jsonl`` and their figure as ``name.png`` / ``.svg``."""
+    print(format_table(rows, columns))
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output / f"{name}.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    figure(rows, output / name)
+    print(f"{name}.jsonl and {name}.png / {name}.svg: {output}")
 
 
 def run_folders(argv: list[str], command: str) -> tuple[list[Path], dict]:

@@ -1,6 +1,8 @@
 """The cold-start protocol: held-out items leave the training data whole, come back through the
 cold-start path, and the rankers are scored on the users whose target was held out."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -66,14 +68,21 @@ SIZES = {"PSID": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, n
 
 
 def test_cold_start_evaluation_end_to_end(tmp_path):
-    cache, rows = str(tmp_path / "cache"), {}
+    from genrec.cli import main
+
+    cache, rows, folders = str(tmp_path / "cache"), {}, {}
     for model, sizes in SIZES.items():
         config = load_config([], model=model, run_name=model, cache_dir=cache, output_dir=str(tmp_path / "runs"),
                              **TINY_SYNTHETIC, **RUN, **sizes)
         interactions, _ = load_split(config)
         full = datasets.get("Synthetic").load(config)
         assert interactions.n_items == full.n_items - round(0.1 * full.n_items)  # trained without the held-out items
-        rows[model] = cold_start_evaluation(genrec.load_run(train(config)[1], cache_dir=cache))
+        folders[model] = train(config)[1]
+        rows[model] = cold_start_evaluation(genrec.load_run(folders[model], cache_dir=cache))
+    assert main(["analyze", "coldstart", *map(str, folders.values()), f"--cache_dir={cache}", f"--output={tmp_path / 'out'}"]) == 0
+    written = [json.loads(line) for line in (tmp_path / "out/coldstart.jsonl").read_text().splitlines()]
+    assert written == [row for table in rows.values() for row in table]  # the command writes what the API computes
+    assert (tmp_path / "out/coldstart.png").stat().st_size and (tmp_path / "out/coldstart.svg").stat().st_size
     by = {(model, row["users"], row["ranker"]): row for model, table in rows.items() for row in table}
     assert by["PSID", "cold", "model"]["n_users"] > 0
     assert by["SASRec", "cold", "model"]["recall@10"] == 0 and not rows["SASRec"][0]["adds_items"]  # cannot reach them

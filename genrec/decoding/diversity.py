@@ -16,7 +16,6 @@ scored it.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from pydantic import Field
 

@@ -16,7 +16,7 @@ import numpy as np
 from genrec.cache import ArrayCache
 from genrec.data import Interactions, LeaveOneOutSplit
 from genrec.embeddings import ItemVectors, dataset_cache_dir, item_embeddings
-from genrec.errors import ConfigError, DataError, GenrecError
+from genrec.errors import DataError, GenrecError
 from genrec.runtime import resolve_device
 from genrec.semantic_ids.collisions import resolve_conflict_free, resolve_tiger
 from genrec.semantic_ids.frozen import FrozenQuantizer
