@@ -44,6 +44,8 @@ commands:
                   under diversity settings (diverse beam search, a cap per ID prefix, MMR); JSON lines + figure
   analyze coldstart RUN_DIR...: for runs trained with --cold_items: add the held-out items, score the run,
                   a LIGER-style hybrid and content alone on users whose target was held out; JSON lines + figure
+  finetune        --run=DIR --method=grpo [--reward=relevance:1,validity:0.5 ...]: reward fine-tuning of a
+                  TIGER / PSID / Latte run into a new run folder
   plot            RUN_DIR...: learning curves (validation NDCG@10 / Recall@10 against epochs and seconds, loss)
   config          print the fully resolved configuration
 
@@ -387,6 +389,40 @@ def cmd_analyze_coldstart(argv: list[str]) -> int:
     return 0
 
 
+def cmd_finetune(argv: list[str]) -> int:
+    """``genrec finetune --run=DIR --method=grpo [--reward=relevance:1,validity:0.5] [--group=8]
+    [--candidates=sample|beam] [--temperature=1] [--constrained=true] [--clip=0.2] [--kl=0.04] [--lr=1e-4]
+    [--batch_size=32] [--steps_per_epoch=50] [--updates=1] [--epochs=10] [--patience=3] [--seed=0]
+    [--output=DIR]``: a new run folder fine-tuned from ``--run``; other flags go to
+    :func:`genrec.load_run` (``--data_dir``, ``--cache_dir``, ``--device``)."""
+    import time
+
+    from pydantic import ValidationError
+
+    from genrec.config import parse_flags
+    from genrec.finetune import GRPOSettings, finetune
+    from genrec.run import load_run
+
+    _, flags = parse_flags(argv)
+    if "run" not in flags:
+        raise GenrecError("finetune needs --run=DIR (a finished TIGER / PSID / Latte run)")
+    method = flags.pop("method", "grpo")
+    if method != "grpo":
+        raise GenrecError(f"--method must be grpo, got {method!r}")
+    parent = Path(str(flags.pop("run")))
+    chosen = {key: flags.pop(key) for key in list(flags) if key in GRPOSettings.model_fields}
+    try:
+        settings = GRPOSettings(**chosen)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise GenrecError(f"--{'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+    output = Path(str(flags.pop("output", parent.parent / f"{parent.name}-grpo-{time.strftime('%Y%m%d-%H%M%S')}")))
+    results = finetune(load_run(parent, **flags), settings, output)
+    print(results_table(results))
+    print(f"fine-tuned from {parent} (best epoch {results['best_epoch']}; 0: no epoch beat the start): {output}")
+    return 0
+
+
 def cmd_plot(argv: list[str]) -> int:
     """``genrec plot RUN_DIR ... [--output=DIR]``: the learning curves of finished or running runs
     (validation NDCG@10 / Recall@10 against epochs and seconds, training loss) as ``curves.png`` /
@@ -469,6 +505,7 @@ COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
     ("analyze", "diversity"): cmd_analyze_diversity,
     ("analyze", "coldstart"): cmd_analyze_coldstart,
     ("plot",): cmd_plot,
+    ("finetune",): cmd_finetune,
     ("config",): cmd_config,
 }
 

@@ -1,0 +1,263 @@
+"""GRPO (group relative policy optimization; Shao et al., 2024) for the generative recommenders.
+
+Per training history the current model generates a group of ``group`` candidate IDs (sampled with
+``temperature`` through the ID tree, the latent token too for Latte; or the top of a beam search),
+each is scored by the rewards (:mod:`genrec.finetune.rewards`), and a candidate's advantage is its
+reward normalised within its group, ``(r - mean) / (std + eps)``. The model then follows the clipped
+policy-ratio objective over the candidates' token log-probabilities, ``min(rho A, clip(rho, 1 - e,
+1 + e) A)`` with ``rho = p_new / p_old`` per token, minus ``kl`` times the per-token KL estimate
+``exp(q - p) - (q - p) - 1`` to the frozen starting model ``q`` (zero when they agree, never
+negative), in small steps that stay close to where training left the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+
+from genrec.cache import atomic_write_text
+from genrec.checkpoint import save_checkpoint
+from genrec.config import StrictModel, dump_config
+from genrec.decoding import INVALID, SIDTrie, beam_search
+from genrec.errors import ConfigError
+from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks
+from genrec.finetune.rewards import REWARDS, reward
+from genrec.runtime import deterministic
+
+log = logging.getLogger(__name__)
+
+
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """``[B, G]`` rewards normalised within each group (population std); a group whose candidates
+    all earn the same gets zero advantages."""
+    mean = rewards.mean(dim=1, keepdim=True)
+    std = rewards.std(dim=1, unbiased=False, keepdim=True)
+    return (rewards - mean) / (std + eps)
+
+
+def kl_estimate(log_probs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per-token ``exp(q - p) - (q - p) - 1`` (the unbiased, non-negative estimator of KL(p || q) GRPO uses)."""
+    difference = reference - log_probs
+    return torch.exp(difference) - difference - 1
+
+
+def grpo_loss(log_probs: torch.Tensor, old: torch.Tensor, reference: torch.Tensor, advantages: torch.Tensor,
+              clip: float, kl: float) -> torch.Tensor:
+    """``log_probs`` / ``old`` / ``reference``: ``[N, T]`` token log-probabilities of the N candidates
+    under the model being trained, the model that generated them and the frozen start;
+    ``advantages`` ``[N]``. The negated clipped objective plus the KL penalty, averaged over tokens."""
+    ratio = torch.exp(log_probs - old)
+    advantage = advantages.unsqueeze(1)
+    objective = torch.minimum(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage)
+    return (-objective + kl * kl_estimate(log_probs, reference)).mean()
+
+
+@torch.no_grad()
+def sample_ids(step, trie: SIDTrie, batch_size: int, group: int, temperature: float, constrained: bool,
+               generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``group`` IDs per history drawn token by token from the model's distribution at
+    ``temperature`` (restricted to the trie when ``constrained``): ``(items [B, G], tokens [B, G,
+    depth])``, ``INVALID`` for an ID that is no item. ``step`` is a backbone's beam step."""
+    nodes = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
+    tokens = torch.zeros(batch_size, 1, 0, dtype=torch.long, device=device)
+    parents = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
+    for level in range(trie.depth):
+        log_probs = step(level, tokens, parents).float()  # [B, W, V]
+        children = trie.children(level, nodes.clamp_min(0)).masked_fill(nodes.unsqueeze(-1) < 0, -1)
+        logits = log_probs / temperature
+        if constrained:
+            logits = logits.masked_fill(children < 0, float("-inf"))
+        if level == 0:  # one empty beam: draw the group's first tokens from it
+            logits, children = logits.expand(-1, group, -1), children.expand(-1, group, -1)
+        probs = torch.softmax(logits, dim=-1).reshape(-1, logits.shape[-1])
+        token = torch.multinomial(probs.cpu(), 1, generator=generator).view(batch_size, group).to(device)
+        nodes = children.gather(2, token.unsqueeze(-1)).squeeze(-1)
+        parents = torch.zeros_like(token) if level == 0 else torch.arange(group, device=device).expand(batch_size, -1)
+        tokens = torch.cat([tokens.expand(-1, group, -1) if level == 0 else tokens, token.unsqueeze(-1)], dim=-1)
+    return torch.where(nodes >= 0, nodes, torch.full_like(nodes, INVALID)), tokens
+
+
+class GRPOSettings(StrictModel):
+    """``genrec finetune --method=grpo`` settings (see the module docstring)."""
+
+    reward: dict[str, float] = Field(default_factory=lambda: {"relevance": 1.0})
+    partial_credit: float = Field(0.5, ge=0, le=1)
+    group: int = Field(8, ge=2)
+    candidates: Literal["sample", "beam"] = "sample"
+    temperature: float = Field(1.0, gt=0)
+    constrained: bool = True  # false: candidates may leave the trie (what a validity reward trains against)
+    clip: float = Field(0.2, gt=0, lt=1)
+    kl: float = Field(0.04, ge=0)
+    lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(32, ge=1)
+    steps_per_epoch: int = Field(50, ge=1)
+    updates: int = Field(1, ge=1)  # optimizer steps per generated group (1: the ratio starts at 1 each step)
+    epochs: int = Field(10, ge=1)
+    patience: int = Field(3, ge=1)
+    seed: int = Field(0, ge=0)
+
+    @field_validator("reward", mode="before")
+    @classmethod
+    def _parse(cls, value):
+        """``relevance:1,validity:0.5`` on the command line, or a mapping."""
+        if isinstance(value, str):
+            pairs = [part.split(":") for part in value.split(",") if part.strip()]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError("expected name:weight[,name:weight...]")
+            value = {name.strip(): float(weight) for name, weight in pairs}
+        unknown = sorted(set(value) - set(REWARDS))
+        if unknown:
+            raise ValueError(f"unknown reward(s) {unknown}; choose from {list(REWARDS)}")
+        return value
+
+
+class GRPOTrainer:
+    """Fine-tunes a finished generative run (:class:`genrec.run.Run`) into ``directory``."""
+
+    def __init__(self, run, settings: GRPOSettings, directory: Path):
+        self.run, self.settings, self.directory = run, settings, directory
+        self.model = run.model
+        if not hasattr(self.model, "vocab"):
+            raise ConfigError(f"GRPO fine-tunes the generative models (TIGER, PSID, Latte); {run.config.model} generates no IDs")
+        self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.lr, weight_decay=0.0)
+        self.device = next(self.model.parameters()).device
+        counts = np.bincount(np.concatenate(run.split.train_sequences), minlength=run.interactions.n_items)
+        self.popularity = torch.as_tensor(counts)
+        self.codes = torch.as_tensor(self.model.semantic_ids.codes)
+        self.catalogue = Catalogue.of(run.interactions, run.config.category_level)
+
+    def candidates(self, ids: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(items [B, G], tokens [B, G, depth])`` generated by the current model."""
+        s, model = self.settings, self.model
+        model.trie.to(self.device)
+        if s.candidates == "beam":
+            items, _, tokens = model.model.generate(ids, mask, model.trie, s.group, s.constrained)
+            return items, tokens
+        step = model.model.beam_step(ids, mask)
+        return sample_ids(step, model.trie, len(ids), s.group, s.temperature, s.constrained, generator, self.device)
+
+    def sequence_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Each position's local code as a vocabulary token."""
+        starts = torch.tensor([first for first, _ in self.model.vocab.decode_ranges], device=tokens.device)
+        return tokens + starts
+
+    def generated_codes(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The semantic-ID part of generated tokens, in the IDs' level order (latent token dropped)."""
+        vocab = self.model.vocab
+        codes = tokens[..., 1:] if vocab.n_latent else tokens
+        if vocab.permutations:  # each latent token generates the levels in its own order, in one shared range
+            orders = torch.as_tensor(vocab.permutations, device=tokens.device)[tokens[..., 0]]  # [B, G, L]
+            offsets = torch.tensor(vocab.level_offsets, device=tokens.device) - vocab.level_offsets[0]
+            codes = torch.empty_like(codes).scatter_(-1, orders, codes) - offsets
+        return codes
+
+    def step(self, histories: list[np.ndarray], targets: np.ndarray, seen: list[np.ndarray], generator: torch.Generator) -> dict:
+        s, model = self.settings, self.model
+        ids, mask = model.inputs(histories)
+        model.eval()
+        with torch.no_grad():
+            items, tokens = self.candidates(ids, mask, generator)
+            group = items.shape[1]
+            flat = self.sequence_tokens(tokens).view(-1, tokens.shape[-1])
+            repeated_ids, repeated_mask = ids.repeat_interleave(group, 0), mask.repeat_interleave(group, 0)
+            old = model.model.token_log_probs(repeated_ids, repeated_mask, flat)
+            reference = self.reference.model.token_log_probs(repeated_ids, repeated_mask, flat)
+            targets_t = torch.as_tensor(targets)
+            rewards = reward(s.reward, items.cpu(), self.generated_codes(tokens).cpu(), old.sum(1).view(items.shape).cpu(),
+                             targets_t, self.codes[targets_t], seen, self.popularity, s.partial_credit)
+            advantages = group_advantages(rewards).to(self.device).view(-1)
+        for _ in range(s.updates):  # dropout stays off, so the first update's ratio is exactly 1
+            log_probs = model.model.token_log_probs(repeated_ids, repeated_mask, flat)
+            loss = grpo_loss(log_probs, old, reference, advantages, s.clip, s.kl)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        return {"loss": loss.item(), "reward": float(rewards.mean()), "hit": float((items.cpu() == targets_t[:, None]).any(1).float().mean()),
+                "valid_share": float((items >= 0).float().mean())}
+
+    def validate(self, examples) -> dict:
+        config = self.run.config
+        return evaluate(self.model, examples, self.catalogue, config.eval_batch_size, config.num_beams, exclude_seen=config.exclude_seen)
+
+    def fit(self) -> dict:
+        s, run = self.settings, self.run
+        train = run.split.train
+        rng = np.random.default_rng(s.seed)
+        generator = torch.Generator().manual_seed(s.seed)
+        torch.manual_seed(s.seed)
+        best = self.validate(run.split.valid)["ndcg@10"]
+        log.info("GRPO: starting validation NDCG@10 %.4f", best)
+        self.save(0)
+        bad, best_epoch = 0, 0
+        with deterministic(run.config.deterministic):
+            for epoch in range(1, s.epochs + 1):
+                start, steps = time.perf_counter(), []
+                for _ in range(s.steps_per_epoch):
+                    rows = rng.choice(len(train), min(s.batch_size, len(train)), replace=False)
+                    histories, targets = train.batch(rows)
+                    steps.append(self.step(histories, targets, [train.seen[r] for r in rows], generator))
+                    if not math.isfinite(steps[-1]["loss"]):
+                        raise ConfigError(f"GRPO diverged at epoch {epoch} (loss {steps[-1]['loss']}); lower --lr or raise --kl")
+                valid = self.validate(run.split.valid)
+                record = {"epoch": epoch, **{k: round(float(np.mean([x[k] for x in steps])), 5) for k in steps[0]},
+                          "valid": {k: round(v, 5) for k, v in valid.items()}, "seconds": round(time.perf_counter() - start, 2)}
+                self.append_metrics(record)
+                log.info("GRPO epoch %d  reward %.4f  valid ndcg@10 %.4f (best %.4f @%d)", epoch, record["reward"],
+                         valid["ndcg@10"], max(best, valid["ndcg@10"]), best_epoch if valid["ndcg@10"] <= best else epoch)
+                if valid["ndcg@10"] > best:
+                    best, best_epoch, bad = valid["ndcg@10"], epoch, 0
+                    self.save(epoch)
+                else:
+                    bad += 1
+                    if bad >= s.patience:
+                        break
+        return self.test(best_epoch)
+
+    def save(self, epoch: int) -> None:
+        """``best.pt``: the weights, with the parent run's identity (same settings, data and IDs)."""
+        from genrec.pipeline import identity
+
+        save_checkpoint(self.directory / "best.pt", identity(self.run.config, self.run.interactions, self.model),
+                        {"model": self.model.state_dict(), "epoch": epoch})
+
+    def append_metrics(self, record: dict) -> None:
+        with open(self.directory / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def test(self, best_epoch: int) -> dict:
+        from genrec.checkpoint import read_checkpoint, restore_weights
+        from genrec.trainer import TEST_RANKS, save_ranks
+
+        config = self.run.config
+        state = read_checkpoint(self.directory / "best.pt", self.device)
+        restore_weights(self.model, state, self.directory / "best.pt")
+        valid = evaluate(self.model, self.run.split.valid, self.catalogue, config.eval_batch_size, config.test_num_beams,
+                         exclude_seen=config.exclude_seen)
+        test, ranks = evaluate_with_ranks(self.model, self.run.split.test, self.catalogue, config.eval_batch_size,
+                                          config.test_num_beams, exclude_seen=config.exclude_seen)
+        save_ranks(self.directory / TEST_RANKS, ranks)
+        results = {"best_epoch": best_epoch, "num_beams": config.test_num_beams, "parent": str(self.run.directory),
+                   "valid": {k: round(v, 5) for k, v in valid.items()}, "test": {k: round(v, 5) for k, v in test.items()}}
+        atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))
+        return results
+
+
+def finetune(run, settings: GRPOSettings, directory: Path) -> dict:
+    """GRPO-fine-tune ``run`` into the new run folder ``directory`` (its ``config.yaml`` is the
+    parent's, so :func:`genrec.load_run` loads it; ``finetune.json`` records the parent and the
+    settings; ``best.pt`` is the starting model until validation improves on it)."""
+    directory.mkdir(parents=True, exist_ok=False)
+    dump_config(run.config.model_copy(update={"run_name": None, "checkpoint": None}), directory / "config.yaml")
+    atomic_write_text(directory / "finetune.json", json.dumps({"method": "grpo", "parent": str(run.directory),
+                                                                "settings": settings.model_dump(mode="json")}, indent=2))
+    return GRPOTrainer(run, settings, directory).fit()

@@ -1,0 +1,126 @@
+"""GRPO: advantages, the clipped objective and the KL term against hand-computed values, rewards on
+hand data, sampling through the trie against its exact distribution, and on tiny trained runs a
+rewarded item gains probability and a validity reward cuts invalid IDs."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_SYNTHETIC
+from test_decoding import ToyModel, catalogue
+
+import genrec
+from genrec.config import load_config
+from genrec.decoding import INVALID, SIDTrie
+from genrec.finetune import GRPOSettings, group_advantages, grpo_loss, kl_estimate, sample_ids
+from genrec.finetune.grpo import GRPOTrainer
+from genrec.finetune.rewards import diversity, novelty, relevance, unseen, validity
+from genrec.pipeline import train
+
+
+def test_advantages_objective_and_kl_by_hand():
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [2.0, 2.0, 2.0, 2.0]])
+    adv = group_advantages(rewards, eps=0.0 + 1e-12)
+    assert adv[0].tolist() == pytest.approx([1, -1, -1, 1])  # mean 0.5, population std 0.5
+    assert adv[1].abs().max() == 0  # equal rewards: no preference
+    new, old = torch.log(torch.tensor([[0.6], [0.3]])), torch.log(torch.tensor([[0.4], [0.4]]))
+    advantages = torch.tensor([1.0, -2.0])
+    # ratios 1.5 and 0.75; clip 0.2: min(1.5, 1.2) * 1 = 1.2 and min(0.75 * -2, 0.8 * -2) = -1.6
+    assert float(grpo_loss(new, old, new, advantages, clip=0.2, kl=0.0)) == pytest.approx(-(1.2 - 1.6) / 2)
+    assert float(kl_estimate(new, new).abs().max()) == 0  # policy = reference: no penalty
+    q, p = math.log(0.4), math.log(0.6)
+    assert float(kl_estimate(torch.tensor([p]), torch.tensor([q]))) == pytest.approx(math.exp(q - p) - (q - p) - 1)
+    with_kl = grpo_loss(new, old, old, advantages, clip=0.2, kl=0.5)
+    assert float(with_kl) == pytest.approx(-(1.2 - 1.6) / 2 + 0.5 * float(kl_estimate(new, old).mean()))
+
+
+def test_rewards_by_hand():
+    items = torch.tensor([[3, 5, INVALID, 7]])
+    codes = torch.tensor([[[1, 2, 0], [1, 3, 3], [1, 2, 9], [0, 2, 0]]])
+    target_codes = torch.tensor([[1, 2, 0]])
+    assert relevance(items, codes, torch.tensor([3]), target_codes, partial=0.6)[0].tolist() == pytest.approx([1, 0.2, 0.4, 0])
+    assert validity(items).tolist() == [[1, 1, 0, 1]]
+    assert unseen(items, [np.array([5, 8])]).tolist() == [[1, 0, 0, 1]]
+    log_probs = torch.tensor([[-1.0, -2.0, -3.0, -0.5]])  # candidate 3 is best; 0, 1, 2 share first token 1
+    assert diversity(codes, log_probs)[0].tolist() == pytest.approx([0, -1 / 3, -2 / 3, 0])
+    popularity = torch.tensor([0, 0, 0, 3, 0, 1, 0, 0])
+    expected = [1 - math.log(4) / math.log(4), 1 - math.log(2) / math.log(4), 0.0, 1.0]
+    assert novelty(items, popularity).tolist()[0] == pytest.approx(expected)
+
+
+def test_sampling_follows_the_trie_renormalised_distribution():
+    codes, sizes = catalogue(3, n_items=20, level_sizes=(3, 3, 4))
+    trie = SIDTrie(codes, sizes)
+    model = ToyModel(sizes, batch_size=1, seed=3)
+    items, tokens = sample_ids(model.step, trie, 1, 4000, 1.0, True, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert (items >= 0).all() and (tokens[0].numpy() == codes[items[0].numpy()]).all()
+    valid = {tuple(c) for c in codes.tolist()}
+    prefixes = [{c[:level] for c in valid} for level in range(4)]
+    expected = np.zeros(len(codes))
+    for index, code in enumerate(map(tuple, codes.tolist())):
+        p = 1.0
+        for level in range(3):
+            probs = model.log_probs(0, list(code[:level])).exp()
+            allowed = [t for t in range(sizes[level]) if code[:level] + (t,) in prefixes[level + 1]]
+            p *= float(probs[code[level]] / probs[allowed].sum())
+        expected[index] = p
+    observed = np.bincount(items[0].numpy(), minlength=len(codes)) / 4000
+    assert np.abs(observed - expected).max() < 0.03 and expected.sum() == pytest.approx(1)
+
+
+RUN = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, batch_size=64, warmup_steps=5,
+           eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
+
+
+def tiny_run(tmp_path, **extra):
+    config = load_config([], model="PSID", run_name="parent", cache_dir=str(tmp_path / "cache"), output_dir=str(tmp_path / "runs"),
+                         **TINY_SYNTHETIC, **RUN, **extra)
+    return genrec.load_run(train(config)[1], cache_dir=str(tmp_path / "cache"))
+
+
+def test_a_rewarded_item_gains_probability(tmp_path):
+    run = tiny_run(tmp_path)
+    histories = [run.split.train.histories[r] for r in range(16)]
+    favourite = 7
+    before = run.model.path_log_probs(histories)[:, 0, favourite].mean()
+    settings = GRPOSettings(reward="relevance:1", group=8, lr=3e-3, kl=0.0)
+    trainer = GRPOTrainer(run, settings, tmp_path / "ft")
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(15):
+        trainer.step(histories, np.full(len(histories), favourite), [h for h in histories], generator)
+    after = run.model.path_log_probs(histories)[:, 0, favourite].mean()
+    assert after > before + 0.5
+
+
+def test_a_validity_reward_cuts_invalid_ids_of_unconstrained_decoding(tmp_path):
+    from genrec.evaluation import Catalogue, evaluate
+
+    run = tiny_run(tmp_path, constrained_decoding=False)
+    users = run.split.valid.subset(np.arange(60))
+
+    def invalid():
+        return evaluate(run.model, users, Catalogue(run.interactions.n_items), 64, 8)["invalid@10"]
+
+    before = invalid()
+    trainer = GRPOTrainer(run, GRPOSettings(reward="validity:1", group=8, constrained=False, lr=3e-3, kl=0.0), tmp_path / "ft")
+    generator, train = torch.Generator().manual_seed(0), run.split.train
+    for step in range(20):
+        rows = np.arange(step * 16, step * 16 + 16) % len(train)
+        histories, targets = train.batch(rows)
+        trainer.step(histories, targets, [train.seen[r] for r in rows], generator)
+    assert before > 0.2 and invalid() < before / 2
+
+
+def test_finetune_command_writes_a_loadable_run(tmp_path, capsys):
+    from genrec.cli import main
+
+    run = tiny_run(tmp_path)
+    out = tmp_path / "runs/parent-grpo"
+    assert main(["finetune", f"--run={run.directory}", f"--cache_dir={tmp_path / 'cache'}", "--reward=relevance:1,unseen:0.2",
+                 "--group=4", "--steps_per_epoch=3", "--batch_size=8", "--epochs=2", f"--output={out}"]) == 0
+    assert {"config.yaml", "best.pt", "finetune.json", "metrics.jsonl", "results.json", "test_ranks.npy"} <= {p.name for p in out.iterdir()}
+    tuned = genrec.load_run(out, cache_dir=str(tmp_path / "cache"))  # a run like any other
+    assert tuned.recommend([[tuned.interactions.item_ids[i] for i in run.split.test.histories[0]]], k=3)
+    assert main(["finetune", f"--run={run.directory}", "--reward=clicks:1"]) == 2 and "unknown reward" in capsys.readouterr().err
