@@ -2,7 +2,6 @@
 hand data, sampling through the trie against its exact distribution, and on tiny trained runs a
 rewarded item gains probability and a validity reward cuts invalid IDs."""
 
-import itertools
 import math
 
 import numpy as np

@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 from genrec.cache import atomic_write_text
 from genrec.checkpoint import save_checkpoint
 from genrec.config import StrictModel, dump_config
-from genrec.decoding import INVALID, SIDTrie, beam_search
+from genrec.decoding import INVALID, SIDTrie
 from genrec.errors import ConfigError
 from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks
 from genrec.finetune.rewards import REWARDS, reward
