@@ -15,7 +15,7 @@ LEVELS = (3, 4, 5)
 ORDERS = tuple(itertools.permutations(range(3)))
 
 
-def setup(architecture, seed=0, n_items=20):
+def toy_setup(architecture, seed=0, n_items=20):
     rng = np.random.default_rng(seed)
     space = list(itertools.product(*(range(s) for s in LEVELS)))
     codes = np.array([space[i] for i in rng.choice(len(space), n_items, replace=False)])
@@ -57,7 +57,7 @@ def test_targets_follow_the_order_of_their_latent_token():
 
 @pytest.mark.parametrize("architecture", ["t5", "decoder"])
 def test_every_latent_token_decodes_real_items_in_its_order(architecture):
-    codes, vocab, model, ids, mask = setup(architecture, seed=1)
+    codes, vocab, model, ids, mask = toy_setup(architecture, seed=1)
     items, scores, tokens = model.generate(ids, mask, vocab.trie(codes), num_beams=12)
     assert (items >= 0).all() and torch.isfinite(scores).all()
     offsets = np.cumsum([0, *LEVELS[:-1]])
@@ -71,7 +71,7 @@ def test_every_latent_token_decodes_real_items_in_its_order(architecture):
 
 @pytest.mark.parametrize("architecture", ["t5", "decoder"])
 def test_wide_beam_over_permuted_tries_equals_exhaustive(architecture):
-    codes, vocab, model, ids, mask = setup(architecture)
+    codes, vocab, model, ids, mask = toy_setup(architecture)
     trie = vocab.trie(codes)
     assert trie.n_prefixes[-1] == len(ORDERS) * len(codes)
     items, scores, tokens = model.generate(ids, mask, trie, num_beams=1000)
@@ -109,7 +109,7 @@ def test_fixed_level_order_permutes_the_ids_and_is_validated(make_config):
 def test_a_search_restricted_to_allowed_items_ranks_them_as_exhaustive_scoring(architecture, orders):
     """Masking the trie (filters, removed items) keeps the search exact over the allowed items, in
     plain, latent-token and permuted tries alike."""
-    codes, vocab, model, ids, mask = setup(architecture, seed=2)
+    codes, vocab, model, ids, mask = toy_setup(architecture, seed=2)
     vocab = SIDVocabulary(LEVELS, len(orders), orders) if orders else SIDVocabulary(LEVELS)
     if not orders:
         model.vocab = vocab

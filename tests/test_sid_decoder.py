@@ -14,7 +14,7 @@ from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDVocabulary
 
 
-def setup(seed, level_sizes=(3, 4, 5), n_items=24, n_latent=0):
+def toy_setup(seed, level_sizes=(3, 4, 5), n_items=24, n_latent=0):
     rng = np.random.default_rng(seed)
     space = list(itertools.product(*(range(s) for s in level_sizes)))
     codes = np.array([space[i] for i in rng.choice(len(space), n_items, replace=False)])
@@ -48,7 +48,7 @@ def exhaustive(model, vocab, codes, histories):
 
 @pytest.mark.parametrize("level_sizes", [(3, 4, 5), (4, 4, 4, 3)])
 def test_wide_beam_equals_exhaustive(level_sizes):
-    codes, vocab, model, histories = setup(0, level_sizes)
+    codes, vocab, model, histories = toy_setup(0, level_sizes)
     ids, mask = model.prompt(histories, vocab.item_tokens(codes))
     items, scores, _ = model.generate(ids, mask, SIDTrie(codes, list(level_sizes)), num_beams=500)
     expected = exhaustive(model, vocab, codes, histories)
@@ -61,7 +61,7 @@ def test_wide_beam_equals_exhaustive(level_sizes):
 
 
 def test_narrow_beam_scores_are_exact_and_batching_changes_nothing():
-    codes, vocab, model, histories = setup(1)
+    codes, vocab, model, histories = toy_setup(1)
     trie = SIDTrie(codes, list(vocab.level_sizes))
     ids, mask = model.prompt(histories, vocab.item_tokens(codes))
     items, scores, _ = model.generate(ids, mask, trie, num_beams=4)
@@ -75,7 +75,7 @@ def test_narrow_beam_scores_are_exact_and_batching_changes_nothing():
 
 def test_latent_tokens_one_search_then_aggregate():
     n_latent = 3
-    codes, vocab, model, histories = setup(2, n_latent=n_latent)
+    codes, vocab, model, histories = toy_setup(2, n_latent=n_latent)
     ids, mask = model.prompt(histories, vocab.item_tokens(codes))
     assert ids[2, -20::4].tolist() == [2, 3, 4, 2, 3]  # the history's latent tokens cycle, item j: j mod n
     items, scores, tokens = model.generate(ids, mask, SIDTrie(codes, list(vocab.level_sizes), free_prefix_size=n_latent), 500)
@@ -90,7 +90,7 @@ def test_latent_tokens_one_search_then_aggregate():
 
 
 def test_window_loss_is_the_prefix_examples_loss_in_one_pass():
-    codes, vocab, model, _ = setup(3, n_items=24)
+    codes, vocab, model, _ = toy_setup(3, n_items=24)
     rng = np.random.default_rng(3)
     sequences = [rng.integers(0, 24, size=n) for n in (4, 9, 30)]
     split = leave_one_out(sequences, max_item_seq_len=6)
@@ -130,7 +130,7 @@ def test_training_windows_cover_every_training_target_once():
 
 
 def test_window_training_never_looks_ahead():
-    codes, vocab, model, _ = setup(4)
+    codes, vocab, model, _ = toy_setup(4)
     item_tokens = vocab.item_tokens(codes)
     window = np.array([3, 8, 1, 17, 5, 11])
     changed = window.copy()
