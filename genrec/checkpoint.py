@@ -28,7 +28,8 @@ FORMAT = 1  # bump when the layout of a checkpoint changes
 # Where files go (and on which device), not what is computed: never part of an identity.
 LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device", "logger")
 # How a checkpoint is evaluated, never its weights: evaluating may change these.
-EVALUATION_KEYS = ("eval_batch_size", "num_beams", "test_num_beams", "exclude_seen", "category_level", "aggregation_method")
+EVALUATION_KEYS = ("eval_batch_size", "num_beams", "test_num_beams", "exclude_seen", "category_level", "aggregation_method",
+                   "constrained_decoding")
 # What a resumed run may change: when it stops and how its best checkpoint is tested. A longer
 # `epochs` stretches a decaying learning-rate schedule over the new total from the current step on.
 RESUMABLE_KEYS = ("epochs", "patience", "min_delta", "eval_batch_size", "test_num_beams", "category_level")

@@ -92,6 +92,21 @@ def test_latte_checkpoint_is_evaluated_under_either_aggregation(tmp_path, capsys
             assert evaluated["test"]["ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-5)
 
 
+def test_any_checkpoint_can_be_decoded_without_the_trie(tmp_path):
+    """Whether beams may leave the trie is a decoding setting: a run trained with it on is evaluated off."""
+    import genrec
+
+    settings = {**TINY_SYNTHETIC, **TINY_PSID, "model": "PSID", "epochs": 1, "cache_dir": str(tmp_path / "cache"),
+                "output_dir": str(tmp_path / "runs")}
+    _, directory = train(load_config([], run_name="psid", **settings))
+    free = genrec.load_run(directory, cache_dir=str(tmp_path / "cache"), constrained_decoding=False)
+    assert not free.model.constrained
+    from genrec.evaluation import Catalogue, evaluate
+
+    metrics = evaluate(free.model, free.split.test, Catalogue(free.interactions.n_items), 64, 8)
+    assert metrics["invalid@10"] > 0  # a one-epoch model invents IDs once the trie is off
+
+
 def copy_run(directory, tmp_path):
     copy = tmp_path / "runs" / "copy"
     shutil.copytree(directory, copy)
