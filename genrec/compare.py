@@ -112,6 +112,28 @@ def run_one(config) -> tuple[dict, Path]:
     return results, directory
 
 
+def finetuned_run(directory: Path, config, runs: list[dict]) -> dict:
+    """A ``genrec finetune`` run listed next to the comparison's (``--finetuned=DIR,...``): labelled
+    by its parent's label (when the parent is in the comparison, else its folder) and its rewards."""
+    try:
+        recipe = json.loads((directory / "finetune.json").read_text())
+        tuned = yaml.safe_load((directory / "config.yaml").read_text())
+    except (OSError, ValueError) as exc:
+        raise GenrecError(f"--finetuned={directory}: not a genrec finetune run ({exc})") from None
+    if (tuned.get("dataset"), tuned.get("category")) != (config.dataset, getattr(config, "category", None)):
+        raise GenrecError(f"--finetuned={directory} was trained on {tuned.get('dataset')} {tuned.get('category') or ''}, "
+                          f"not on this comparison's {config.dataset}")
+    parents = [run["model"] for run in runs if Path(run["directory"]).resolve() == Path(recipe["parent"]).resolve()]
+    rewards = ",".join(f"{name}:{weight:g}" for name, weight in recipe["settings"]["reward"].items())
+    results = read_results(directory / "results.json")
+    epochs = read_epochs(directory / "metrics.jsonl")
+    results["train_seconds"] = sum(record.get("seconds", 0.0) for record in epochs)
+    results["curve"] = learning_curve(epochs)
+    results["converged"] = len(epochs) < recipe["settings"]["epochs"] or results["best_epoch"] < len(epochs)
+    return {"model": f"{parents[0] if parents else Path(recipe['parent']).name} + GRPO({rewards})", "seed": tuned["seed"],
+            "directory": str(directory), "results": results}
+
+
 def test_ranks(config, directory: Path) -> np.ndarray:
     """Each test user's target rank under the run's best checkpoint: saved by training, or (for
     runs trained before it was saved, or a damaged file) recomputed from ``best.pt`` and saved."""
@@ -300,6 +322,7 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     if "model" in flags:
         raise ConfigError("compare takes --models (a list), not --model")
     seeds_flag = flags.pop("seeds", 1)
+    finetuned = [Path(part.strip()) for part in str(flags.pop("finetuned", "")).split(",") if part.strip()]
     commit = source_commit()
     file_args = [f"--config={config_file}"] if config_file else []
     variants = [(spec, *parse_variant(spec)) for spec in specs]
@@ -319,6 +342,10 @@ def compare(argv: list[str]) -> tuple[str, Path]:
             runs.append({"model": label, "seed": seed, "directory": str(directory), "results": results})
             ranks.append((label, test_ranks(config, directory)))
             folder = directory.parent
+    for directory in finetuned:
+        run = finetuned_run(directory, config, runs)
+        runs.append(run)
+        ranks.append((run["model"], np.load(directory / "test_ranks.npy", allow_pickle=False)))
     seeds = sorted({run["seed"] for run in runs})
     summary = summarize(runs)
     differences = paired_differences(ranks)

@@ -112,14 +112,22 @@ def test_a_validity_reward_cuts_invalid_ids_of_unconstrained_decoding(tmp_path):
     assert before > 0.2 and invalid() < before / 2
 
 
-def test_finetune_command_writes_a_loadable_run(tmp_path, capsys):
+def test_finetune_command_writes_a_loadable_run_that_compare_lists(tmp_path, capsys):
+    from test_compare import flags
+
     from genrec.cli import main
 
-    run = tiny_run(tmp_path)
-    out = tmp_path / "runs/parent-grpo"
-    assert main(["finetune", f"--run={run.directory}", f"--cache_dir={tmp_path / 'cache'}", "--reward=relevance:1,unseen:0.2",
+    common = ["--models=PSID", "--seeds=[3]", *flags(tmp_path)]
+    assert main(["compare", *common]) == 0
+    (parent,) = (tmp_path / "runs/compare/Synthetic").glob("PSID-seed3-*")
+    out = tmp_path / "runs/finetune/parent-grpo"
+    assert main(["finetune", f"--run={parent}", f"--cache_dir={tmp_path / 'cache'}", "--reward=relevance:1,unseen:0.2",
                  "--group=4", "--steps_per_epoch=3", "--batch_size=8", "--epochs=2", f"--output={out}"]) == 0
     assert {"config.yaml", "best.pt", "finetune.json", "metrics.jsonl", "results.json", "test_ranks.npy"} <= {p.name for p in out.iterdir()}
     tuned = genrec.load_run(out, cache_dir=str(tmp_path / "cache"))  # a run like any other
-    assert tuned.recommend([[tuned.interactions.item_ids[i] for i in run.split.test.histories[0]]], k=3)
-    assert main(["finetune", f"--run={run.directory}", "--reward=clicks:1"]) == 2 and "unknown reward" in capsys.readouterr().err
+    assert tuned.recommend([[tuned.interactions.item_ids[i] for i in tuned.split.test.histories[0]]], k=3)
+    capsys.readouterr()
+    assert main(["compare", *common, f"--finetuned={out}"]) == 0  # listed next to its parent, paired with it
+    report = capsys.readouterr().out
+    assert "| PSID + GRPO(relevance:1,unseen:0.2) |" in report and "| PSID − PSID + GRPO(relevance:1,unseen:0.2) |" in report
+    assert main(["finetune", f"--run={parent}", "--reward=clicks:1"]) == 2 and "unknown reward" in capsys.readouterr().err

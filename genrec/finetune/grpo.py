@@ -31,6 +31,7 @@ from genrec.decoding import INVALID, SIDTrie
 from genrec.errors import ConfigError
 from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks
 from genrec.finetune.rewards import REWARDS, reward
+from genrec.provenance import source_commit
 from genrec.runtime import deterministic
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ class GRPOTrainer:
         test, ranks = evaluate_with_ranks(self.model, self.run.split.test, self.catalogue, config.eval_batch_size,
                                           config.test_num_beams, exclude_seen=config.exclude_seen)
         save_ranks(self.directory / TEST_RANKS, ranks)
-        results = {"best_epoch": best_epoch, "num_beams": config.test_num_beams, "parent": str(self.run.directory),
+        results = {"best_epoch": best_epoch, "num_beams": config.test_num_beams, "parent": str(self.run.directory), "commit": source_commit(),
                    "valid": {k: round(v, 5) for k, v in valid.items()}, "test": {k: round(v, 5) for k, v in test.items()}}
         atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))
         return results
