@@ -121,9 +121,10 @@ class Run:
         existing = self.model.semantic_ids.codes[:, back]
         sizes = [self.model.semantic_ids.level_sizes[level] for level in back]
         codes = new_ids(raw, distances, existing, self.config.vq_collision, sizes, self.config.vq_codebook_size)[:, order]
+        # The catalogue's content vectors (cached with its IDs), extended by the new items' own: rebuilding
+        # them over the grown catalogue would embed every item again and refit a PCA.
+        self.content_vectors = torch.cat([self.content_vectors, torch.as_tensor(unit_rows(vectors))])
         self.model.add_items(codes)
-        if "content_vectors" in self.__dict__:  # computed for the old catalogue: extend it
-            self.content_vectors = torch.cat([self.content_vectors, torch.as_tensor(unit_rows(vectors))])
         self.interactions = dataclasses.replace(self.interactions, item_ids=[*self.interactions.item_ids, *ids],
                                                 item_text=[*self.interactions.item_text, *texts])
         self.available = np.concatenate([self.available, np.ones(len(ids), dtype=bool)])
