@@ -6,10 +6,14 @@ leave-one-out split: the unit both architectures learn from; the decoder learns 
 Each variant first trains ``--warmup_steps_timed`` optimizer steps untimed, then whole epochs timed.
 
     python benchmarks/train_speed.py [--config=configs/quickstart.yaml] [--model=PSID] [--epochs=1]
-        [--threads=1] [--variants=hf-t5,t5,decoder] [--key=value ...]
+        [--threads=1] [--variants=hf-t5,t5,decoder] [--processes=1] [--num_workers=0] [--key=value ...]
 
-One JSON line per variant: ``variant``, ``targets_per_s``, ``seconds_per_epoch``, ``steps_per_epoch``,
-``parameters``, ``threads``, plus ``speedup_vs_hf`` (against the plain loop when it ran).
+One JSON line per variant and process count: ``variant``, ``processes``, ``targets_per_s``,
+``seconds_per_epoch``, ``steps_per_epoch``, ``parameters``, ``threads`` (per process), plus
+``speedup_vs_hf`` (against the plain loop when it ran). ``--processes=1,2`` also times genrec's
+data-parallel training (:mod:`genrec.distributed`, gloo on CPU) with the same global batch: the
+processes share the machine, each with ``--threads`` threads. ``--num_workers`` prepares the batches in
+DataLoader workers.
 
 ``hf-t5`` is the loop a user would write without genrec: ``T5ForConditionalGeneration`` with the
 same sizes, inputs = the history's ID tokens then an end token, labels = the target's ID then an end
@@ -21,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # JSON lines only (tqdm reads it when first imported)
@@ -30,20 +35,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from transformers import T5Config, T5ForConditionalGeneration
 
 from genrec.config import load_config, parse_flags
+from genrec.distributed import ProcessGroup, process_group
 from genrec.evaluation import Catalogue
 from genrec.pipeline import build_model, load_split
 from genrec.runtime import seed_everything
 from genrec.trainer import Trainer, length_bucketed_batches
 
 
-def genrec_epoch_timer(config, interactions, split):
+def genrec_epoch_timer(config, interactions, split, group: ProcessGroup | None = None):
     """``(run_epoch, parameters, steps_per_epoch)`` for genrec's own trainer on this config."""
     model = build_model(config, interactions, split)
     trainer = Trainer(config, model, split, Catalogue.of(interactions, config.category_level), Path(tempfile.mkdtemp()),
-                      torch.device("cpu"), identity={})
+                      torch.device("cpu"), identity={}, group=group)
 
     def run_epoch() -> None:
         trainer.train_epoch()
@@ -89,38 +97,73 @@ def hf_epoch_timer(config, interactions, split):
     return run_epoch, sum(p.numel() for p in t5.parameters()), steps
 
 
-def measure(variant: str, config, interactions, split, epochs: int) -> dict:
+def measure(variant: str, config, interactions, split, epochs: int, group: ProcessGroup | None = None) -> dict:
     seed_everything(config.seed)
     if variant == "hf-t5":
         run_epoch, parameters, steps = hf_epoch_timer(config, interactions, split)
     else:
-        run_epoch, parameters, steps = genrec_epoch_timer(config.model_copy(update={"architecture": variant}), interactions, split)
+        run_epoch, parameters, steps = genrec_epoch_timer(config.model_copy(update={"architecture": variant}), interactions, split, group)
     run_epoch()  # untimed: allocator and kernel warm-up
     start = time.perf_counter()
     for _ in range(epochs):
         run_epoch()
     seconds = (time.perf_counter() - start) / epochs
-    return {"variant": variant, "model": config.model, "dataset": config.dataset, "targets": len(split.train),
-            "targets_per_s": round(len(split.train) / seconds, 1), "seconds_per_epoch": round(seconds, 2), "steps_per_epoch": steps,
-            "parameters": parameters, "threads": torch.get_num_threads(), "batch_size": config.batch_size}
+    return {"variant": variant, "processes": group.world if group else 1, "model": config.model, "dataset": config.dataset,
+            "targets": len(split.train), "targets_per_s": round(len(split.train) / seconds, 1), "seconds_per_epoch": round(seconds, 2),
+            "steps_per_epoch": steps, "parameters": parameters, "threads": torch.get_num_threads(), "batch_size": config.batch_size,
+            "num_workers": config.num_workers}
+
+
+def data_parallel_process(rank: int, world: int, port: int, argv: list[str], variant: str, epochs: int, threads: int,
+                          result: str) -> None:
+    """One of ``world`` training processes (``torch.multiprocessing`` spawns them); rank 0 writes the row."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING)
+    group = process_group()
+    try:
+        config = load_config(argv)
+        interactions, split = load_split(config)
+        row = measure(variant, config, interactions, split, epochs, group)
+        if group.main:
+            Path(result).write_text(json.dumps(row))
+    finally:
+        dist.destroy_process_group()
+
+
+def measure_data_parallel(variant: str, argv: list[str], world: int, epochs: int) -> dict:
+    with socket.socket() as probe:  # a free local port for the process group
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as folder:
+        result = f"{folder}/row.json"
+        mp.start_processes(data_parallel_process, args=(world, port, argv, variant, epochs, torch.get_num_threads(), result),
+                           nprocs=world, start_method="spawn")
+        return json.loads(Path(result).read_text())
 
 
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
     config_file, flags = parse_flags(argv)
     variants = str(flags.pop("variants", "hf-t5,t5,decoder")).split(",")
+    processes = [int(n) for n in str(flags.pop("processes", 1)).split(",")]
     epochs = int(flags.pop("epochs", 1))
     torch.set_num_threads(int(flags.pop("threads", 1)))
-    config = load_config([f"--config={config_file or 'configs/quickstart.yaml'}"], **{"model": "PSID", **flags})
+    argv = [f"--config={config_file or 'configs/quickstart.yaml'}", *(f"--{k}={v}" for k, v in {"model": "PSID", **flags}.items())]
+    config = load_config(argv)
     interactions, split = load_split(config)
     baseline = None
     for variant in variants:
-        row = measure(variant, config, interactions, split, epochs)
-        if variant == "hf-t5":
-            baseline = row["targets_per_s"]
-        if baseline:
-            row["speedup_vs_hf"] = round(row["targets_per_s"] / baseline, 2)
-        print(json.dumps(row), flush=True)
+        for world in [1] if variant == "hf-t5" else processes:
+            if world == 1:
+                row = measure(variant, config, interactions, split, epochs)
+            else:
+                row = measure_data_parallel(variant, argv, world, epochs)
+            if variant == "hf-t5":
+                baseline = row["targets_per_s"]
+            if baseline:
+                row["speedup_vs_hf"] = round(row["targets_per_s"] / baseline, 2)
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ from genrec.cache import atomic_write
 from genrec.errors import GenrecError
 
 FORMAT = 1  # bump when the layout of a checkpoint changes
-# Where files go (and on which device), not what is computed: never part of an identity.
-LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device", "logger")
+# Where files go and where the work runs (device, batch workers), not what is computed: never part of an identity.
+LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device", "logger", "num_workers")
 # How a checkpoint is evaluated, never its weights: evaluating may change these.
 EVALUATION_KEYS = ("eval_batch_size", "num_beams", "test_num_beams", "exclude_seen", "category_level", "aggregation_method",
                    "constrained_decoding")

@@ -94,6 +94,7 @@ class GlobalSettings(StrictModel):
     grad_accumulation: int = Field(ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     deterministic: bool
+    num_workers: int = Field(ge=0)
     eval_interval: int = Field(ge=1)
     valid_users: int = Field(ge=0)
     patience: int = Field(ge=1)

@@ -102,15 +102,15 @@ def process_device(device: torch.device, group: ProcessGroup) -> torch.device:
 
 
 class LossOf(nn.Module):
-    """A model's ``loss(...)`` as ``forward``, so that DistributedDataParallel (which synchronizes
-    gradients around ``forward``) can wrap models whose training entry point is ``loss``."""
+    """A model's ``batch_loss(...)`` as ``forward``, so that DistributedDataParallel (which
+    synchronizes gradients around ``forward``) can wrap models whose training entry point it is."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, *args: Any) -> torch.Tensor:
-        return self.model.loss(*args)
+        return self.model.batch_loss(*args)
 
 
 def data_parallel(model: nn.Module, group: ProcessGroup, device: torch.device) -> nn.Module:

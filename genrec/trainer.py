@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from genrec.cache import atomic_write, atomic_write_text
 from genrec.checkpoint import RESUMABLE_KEYS, CheckpointError, check_identity, read_checkpoint, restore_weights, save_checkpoint
@@ -98,6 +99,23 @@ def examples_per_batch(train: Examples | Windows, batch_size: int) -> int:
     return batch_size
 
 
+class EpochBatches(Dataset):
+    """One epoch's training batches: batch ``i`` is built from the examples at ``rows[i]`` by ``make``
+    (a model's ``training_batch``) with a generator seeded by ``(*key, i)`` for its random draws
+    (latent tokens, masks, negatives), so a batch is the same whether the training process or a
+    DataLoader worker (``num_workers``) prepares it, and an epoch the same for any worker count."""
+
+    def __init__(self, make, train: Examples | Windows, rows: list[np.ndarray], key: tuple[int, ...]):
+        self.make, self.train, self.rows, self.key = make, train, rows, key
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        seed = int(np.random.SeedSequence([*self.key, index]).generate_state(1, np.uint64)[0])
+        return self.make(*self.train.batch(self.rows[index]), torch.Generator().manual_seed(seed))
+
+
 class TrainingDiverged(GenrecError):
     """The loss or the weights became non-finite."""
 
@@ -173,18 +191,20 @@ class Trainer:
             atomic_write_text(path, "".join(line + "\n" for line in lines))
 
     def train_epoch(self) -> float:
-        config, train = self.config, self.train
+        config = self.config
         torch.manual_seed(config.seed * 100_003 + self.epoch)  # dropout
-        generator = torch.Generator().manual_seed(config.seed * 100_019 + self.epoch)  # latent tokens
         batches = length_bucketed_batches(self.history_lengths, self.batch_size, np.random.default_rng([config.seed, self.epoch]))
+        parts = [self.share(batch) for batch in batches]
+        epoch = EpochBatches(self.model.training_batch, self.train, [part for part, _ in parts], (config.seed, self.epoch, self.group.rank))
+        loader = DataLoader(epoch, batch_size=None, num_workers=config.num_workers, pin_memory=self.device.type == "cuda",
+                            generator=torch.Generator())  # its own: the global generator seeds dropout only
         self.model.train()
         losses = []
         accumulate = config.grad_accumulation
         self.optimizer.zero_grad(set_to_none=True)
-        for step, batch in enumerate(progress(batches, desc=f"epoch {self.epoch + 1}", leave=False), start=1):
-            part, share = self.share(batch)
+        for step, (batch, (_, share)) in enumerate(zip(progress(loader, desc=f"epoch {self.epoch + 1}", leave=False), parts), start=1):
             with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
-                loss = (self.model.loss if self.parallel is None else self.parallel)(*train.batch(part), generator)
+                loss = (self.model.batch_loss if self.parallel is None else self.parallel)(*self.model.on_device(batch))
             losses.append(self.group.sum(loss.item() * share) if self.group.active else loss.item())  # the batch's mean
             if not math.isfinite(losses[-1]):
                 self.diverged(f"loss {losses[-1]} at epoch {self.epoch + 1}, step {step} of {len(batches)}")

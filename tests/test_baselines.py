@@ -74,14 +74,14 @@ def test_bert4rec_cloze_never_shows_the_items_it_predicts():
     data, split = cyclic_data()
     model = build("BERT4Rec", data, split, mask_prob=0.4).eval()
     histories, targets = split.train.histories[:16], split.train.targets[:16]
-    inputs, masked, labels = model.cloze(histories, targets, torch.Generator().manual_seed(5))
+    inputs, masked, labels = model.training_batch(histories, targets, torch.Generator().manual_seed(5))
     assert (inputs[masked] == model.mask_token).all() and masked.any(dim=1).all()
     assert (inputs[~masked] != model.mask_token).all()
     # Replace every masked item by another one: the inputs, hence the predictions, must not move.
     real = [np.append(h, t) for h, t in zip(histories, targets)]
     flat = masked[:, -max(len(r) for r in real):]
     swapped = [np.where(flat[row, -len(r):].numpy(), (r + 5) % N_ITEMS, r) for row, r in enumerate(real)]
-    inputs2, masked2, labels2 = model.cloze([s[:-1] for s in swapped], [s[-1] for s in swapped], torch.Generator().manual_seed(5))
+    inputs2, masked2, labels2 = model.training_batch([s[:-1] for s in swapped], [s[-1] for s in swapped], torch.Generator().manual_seed(5))
     assert torch.equal(masked, masked2) and torch.equal(inputs, inputs2) and not torch.equal(labels, labels2)
     with torch.no_grad():
         torch.testing.assert_close(model.item_logits(model.hidden_states(inputs)[masked]),

@@ -129,7 +129,7 @@ def test_a_run_that_diverges_later_keeps_its_last_good_checkpoint(make_config, t
 
     def nan_in_epoch_2(self):
         if self.epoch == 1:
-            monkeypatch.setattr(type(self.model), "loss", lambda *args: torch.tensor(float("nan")))
+            monkeypatch.setattr(type(self.model), "batch_loss", lambda *args: torch.tensor(float("nan")))
         return real(self)
 
     monkeypatch.setattr(Trainer, "train_epoch", nan_in_epoch_2)

@@ -98,7 +98,7 @@ def test_window_loss_is_the_prefix_examples_loss_in_one_pass():
     item_tokens = vocab.item_tokens(codes)
     losses = []
     with torch.no_grad():
-        got = model.window_loss(model.sequence_tokens(windows.items, item_tokens, None), windows.loss_from)
+        got = model.window_loss(*model.window_batch(model.sequence_tokens(windows.items, item_tokens, None), windows.loss_from))
         for window, first in zip(windows.items, windows.loss_from):  # each target alone, from the window's items before it
             for j in range(first, len(window)):
                 ids, mask = model.prompt([window[:j]], item_tokens)
@@ -136,8 +136,9 @@ def test_window_training_never_looks_ahead():
     changed = window.copy()
     changed[4:] = [20, 2]  # every item after the fourth
     with torch.no_grad():
-        (before, trained), (after, _) = (model.window_log_probs(model.sequence_tokens([w], item_tokens, None), np.array([1]))
-                                         for w in (window, changed))
+        (ids, trained), (changed_ids, _) = (model.window_batch(model.sequence_tokens([w], item_tokens, None), np.array([1]))
+                                            for w in (window, changed))
+        before, after = model.window_log_probs(ids, trained), model.window_log_probs(changed_ids, trained)
     assert trained[0].tolist() == [False] + [False] * 3 + [True] * 15  # the start token and the first item are context
     up_to_fourth = 1 + 4 * 3
     assert torch.equal(before[0, :up_to_fourth], after[0, :up_to_fourth])

@@ -75,9 +75,9 @@ def test_precision_and_determinism_switches(make_config, tmp_path, fixed_batches
         training_dtype("fp16", torch.device("cpu"))
     trainer = trainer_for(make_config, tmp_path, [range(0, 64)], batch_size=64, precision="bf16")
     seen = []
-    real_loss = trainer.model.loss
-    monkeypatch.setattr(trainer.model, "loss", lambda *a: seen.append(torch.get_autocast_dtype("cpu") if
-                                                                        torch.is_autocast_enabled("cpu") else None) or real_loss(*a))
+    real_loss = trainer.model.batch_loss
+    monkeypatch.setattr(trainer.model, "batch_loss", lambda *a: seen.append(torch.get_autocast_dtype("cpu") if
+                                                                              torch.is_autocast_enabled("cpu") else None) or real_loss(*a))
     assert np.isfinite(trainer.train_epoch()) and seen == [torch.bfloat16]
     for flag in (True, False):
         trainer = trainer_for(make_config, tmp_path / str(flag), [range(0, 64)], batch_size=64, deterministic=flag)

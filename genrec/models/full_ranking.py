@@ -18,6 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from genrec.config import StrictModel
+from genrec.models.batches import BatchTrained
 from genrec.ranking import EMPTY, exclusion_mask, top_k
 
 PAD = 0
@@ -77,34 +78,44 @@ class TransformerEncoder(nn.Module):
         return self.norm(x)
 
 
-class FullRankingRecommender(nn.Module):
+def right_aligned(sequences: list[np.ndarray], max_length: int) -> torch.Tensor:
+    """``[B, L]`` CPU item tokens (item ``i`` is ``i + 1``), right-aligned (the latest item last),
+    ``PAD`` on the left; ``L`` is the batch's longest sequence up to ``max_length`` (positions
+    count from the right, so the width changes nothing but the work)."""
+    length = min(max_length, max(1, *(len(s) for s in sequences)))
+    tokens = np.zeros((len(sequences), length), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        if len(seq):
+            tokens[row, -len(seq):] = np.asarray(seq[-length:]) + 1
+    return torch.from_numpy(tokens)
+
+
+class FullRankingRecommender(BatchTrained):
     """Scores the whole catalogue for each user in one pass: full-catalogue cross-entropy for
-    training, the top ``k`` scores to recommend. Histories become right-aligned index tensors."""
+    training, the top ``k`` scores to recommend. A model turns histories into CPU tensors
+    (:meth:`history_batch`) and scores those (:meth:`scores_of`)."""
 
     n_items: int
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
+    def history_batch(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
+        """The CPU input tensors of :meth:`scores_of` for the histories."""
+        raise NotImplementedError
 
-    def padded(self, sequences: list[np.ndarray], max_length: int) -> torch.Tensor:
-        """``[B, L]`` item tokens (item ``i`` is ``i + 1``), right-aligned (the latest item last),
-        ``PAD`` on the left; ``L`` is the batch's longest sequence up to ``max_length`` (positions
-        count from the right, so the width changes nothing but the work)."""
-        length = min(max_length, max(1, *(len(s) for s in sequences)))
-        tokens = np.zeros((len(sequences), length), dtype=np.int64)
-        for row, seq in enumerate(sequences):
-            if len(seq):
-                tokens[row, -len(seq):] = np.asarray(seq[-length:]) + 1
-        return torch.as_tensor(tokens, device=self.device)
+    def scores_of(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """``[B, n_items]`` from :meth:`history_batch` tensors on the model's device."""
+        raise NotImplementedError
 
     def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
         """``[B, n_items]``: every item for every user."""
-        raise NotImplementedError
+        return self.scores_of(*self.on_device(self.history_batch(histories)))
 
-    def loss(self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    def training_batch(self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        return *self.history_batch(histories), torch.as_tensor(targets, dtype=torch.long)
+
+    def batch_loss(self, *batch: torch.Tensor) -> torch.Tensor:
         """Cross-entropy over the full catalogue."""
-        return F.cross_entropy(self.scores(histories).float(), torch.as_tensor(targets, device=self.device))
+        *inputs, targets = batch
+        return F.cross_entropy(self.scores_of(*inputs).float(), targets)
 
     def recommend(self, histories: list[np.ndarray], k: int, num_beams: int,
                   exclude: list[np.ndarray] | None = None) -> torch.Tensor:
@@ -147,11 +158,12 @@ class ItemIDRecommender(FullRankingRecommender):
     def item_vectors(self) -> torch.Tensor:
         return self.item_emb.weight[1 : self.n_items + 1]
 
-    def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
+    def user_vectors(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """``[B, d]`` from :meth:`history_batch` tensors on the model's device."""
         raise NotImplementedError
 
-    def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
-        return self.user_vectors(histories) @ self.item_vectors().T
+    def scores_of(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.user_vectors(*inputs) @ self.item_vectors().T
 
 
 class PositionalEncoder(nn.Module):

@@ -25,6 +25,7 @@ from torch import nn
 from genrec.config import StrictModel
 from genrec.decoding import aggregate_beams
 from genrec.errors import GenrecError
+from genrec.models.batches import BatchTrained
 from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
 from genrec.ranking import drop_excluded, exclusion_mask, pad_ranked
@@ -49,7 +50,7 @@ class BackboneSettings(StrictModel):
     constrained_decoding: bool  # false: an ablation that lets beams leave the trie (invalid IDs are counted)
 
 
-class GenerativeRecommender(nn.Module):
+class GenerativeRecommender(BatchTrained):
     returns_beams = True  # recommend(k=num_beams) returns the whole final beam (see evaluate)
 
     def __init__(self, config, sids: SemanticIDs, n_latent: int = 0, aggregation: str = "agg_sum",
@@ -65,7 +66,7 @@ class GenerativeRecommender(nn.Module):
             self.model = SIDSeq2Seq(self.vocab, config.d_model, config.d_ff, config.num_layers, config.num_decoder_layers,
                                     config.num_heads, config.d_kv, config.dropout_rate)
             cache_bytes = 2 * 2 * 4 * config.num_decoder_layers * config.num_heads * config.d_kv * len(self.vocab.decode_ranges)
-        self.register_buffer("item_tokens", self.vocab.item_tokens(sids.codes), persistent=False)
+        self.item_tokens = self.vocab.item_tokens(sids.codes)  # [n_items, levels], on the CPU, where inputs are built
         self.trie = self.vocab.trie(sids.codes)
         self.n_items = len(sids.codes)
         self.semantic_ids = sids  # what its checkpoints record (genrec.checkpoint)
@@ -87,7 +88,7 @@ class GenerativeRecommender(nn.Module):
         their paths. Item ``n_items + j`` is ``codes[j]``."""
         self.semantic_ids = with_new_items(self.semantic_ids, codes)
         every = self.semantic_ids.codes
-        self.item_tokens = self.vocab.item_tokens(every).to(self.item_tokens.device)
+        self.item_tokens = self.vocab.item_tokens(every)
         self.trie = self.vocab.trie(every)
         self.n_items = len(every)
 
@@ -98,25 +99,32 @@ class GenerativeRecommender(nn.Module):
         return self.trie.n_prefixes[-1] if self.constrained else math.prod(self.trie.level_sizes)
 
 
-    def inputs(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The backbone's inference inputs ``(ids, mask)`` for the histories."""
+    def history_batch(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The backbone's inference inputs ``(ids, mask)`` for the histories, on the CPU."""
         prompt = self.model.prompt if self.learns_windows else self.vocab.histories
-        ids, mask = prompt(histories, self.item_tokens.cpu())
-        return ids.to(self.item_tokens.device), mask.to(self.item_tokens.device)
+        return prompt(histories, self.item_tokens)
 
-    def loss(self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-        """Prefix examples (T5) or, for the decoder, windows: ``histories`` the windows' items and
-        ``targets`` their ``loss_from`` (:meth:`genrec.data.Windows.batch`)."""
+    def inputs(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`history_batch` on the model's device."""
+        return self.on_device(self.history_batch(histories))
+
+    def training_batch(self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """T5: ``(ids, mask, target tokens)`` of prefix examples, a latent token drawn per target for
+        Latte. Decoder: ``(ids, trained)`` of windows (``histories`` the windows' items, ``targets``
+        their ``loss_from``: :meth:`genrec.data.Windows.batch`), a latent token drawn per item."""
         if self.learns_windows:
             latents = [torch.randint(self.vocab.n_latent, (len(w),), generator=generator) for w in histories] \
                 if self.vocab.n_latent else None
-            return self.model.window_loss(self.model.sequence_tokens(histories, self.item_tokens.cpu(), latents), targets)
-        ids, mask = self.inputs(histories)
-        target_tokens = self.item_tokens[torch.as_tensor(targets, device=ids.device)]
+            return self.model.window_batch(self.model.sequence_tokens(histories, self.item_tokens, latents), targets)
+        ids, mask = self.history_batch(histories)
+        target_tokens = self.item_tokens[torch.as_tensor(targets, dtype=torch.long)]
         if self.vocab.n_latent:
-            latents = torch.randint(self.vocab.n_latent, (len(targets),), generator=generator).to(ids.device)
+            latents = torch.randint(self.vocab.n_latent, (len(targets),), generator=generator)
             target_tokens = self.vocab.latent_targets(target_tokens, latents)
-        return self.model.loss(ids, mask, target_tokens)
+        return ids, mask, target_tokens
+
+    def batch_loss(self, *batch: torch.Tensor) -> torch.Tensor:
+        return self.model.window_loss(*batch) if self.learns_windows else self.model.loss(*batch)
 
     def recommend(self, histories: list[np.ndarray], k: int, num_beams: int,
                   exclude: list[np.ndarray] | None = None) -> torch.Tensor:
@@ -171,7 +179,7 @@ class GenerativeRecommender(nn.Module):
     def users_per_search(self, num_beams: int) -> int:
         """How many users one beam search may decode together within half the free memory."""
         need = min(num_beams, self.max_beams) * self.decode_bytes_per_beam
-        budget = available_memory(self.item_tokens.device) // 2
+        budget = available_memory(self.device) // 2
         if need > budget:
             raise GenrecError(f"a beam of {num_beams} needs about {need / 2**30:.1f} GiB per user to decode, more than "
                               f"half of the {2 * budget / 2**30:.1f} GiB free; lower num_beams / test_num_beams")

@@ -157,33 +157,35 @@ class SIDDecoder(SIDBackbone):
         logits = self.head(hidden[:, ids.shape[1] - 1 : -1])
         return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
-    def window_log_probs(self, windows: list[torch.Tensor], loss_from: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """``([B, T], [B, T])``: the log-probability of each token of each window (``windows[k]``: its
-        sequence tokens, start token first) given the tokens before it, computed in one causal pass,
-        and which of them are trained (the tokens of window ``k``'s items from ``loss_from[k]`` on)."""
+    def window_batch(self, windows: list[torch.Tensor], loss_from: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ids, trained)`` ``[B, T]``: the windows' sequence tokens (start token first), right-padded,
+        and which tokens are trained (those of window ``k``'s items from ``loss_from[k]`` on)."""
         length = max(len(w) for w in windows)
         ids = torch.full((len(windows), length), PAD, dtype=torch.long)
         trained = torch.zeros(len(windows), length, dtype=torch.bool)
         for row, tokens in enumerate(windows):
             ids[row, : len(tokens)] = tokens
             trained[row, 1 + int(loss_from[row]) * self.item_length : len(tokens)] = True
-        device = self.head.weight.device
-        ids, trained = ids.to(device), trained.to(device)
-        positions = torch.arange(length, device=device)[None]
-        causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()[None]
+        return ids, trained
+
+    def window_log_probs(self, ids: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
+        """``[B, T]``: the log-probability of each trained token of a :meth:`window_batch` given the
+        tokens before it, all computed in one causal pass (0 where not trained)."""
+        length = ids.shape[1]
+        positions = torch.arange(length, device=ids.device)[None]
+        causal = torch.ones(length, length, dtype=torch.bool, device=ids.device).tril()[None]
         bias = self.attention_bias(positions, causal)  # right padding: real tokens never see a padded one
         hidden = self.drop(self.embed(ids))
         for block in self.blocks:
             hidden, _ = block(hidden, bias)
-        log_probs = torch.zeros(ids.shape, device=device)
+        log_probs = torch.zeros(ids.shape, device=ids.device)
         predictors = self.norm(hidden[:, :-1][trained[:, 1:]])  # the position before each trained token
         log_probs[:, 1:][trained[:, 1:]] = -F.cross_entropy(self.head(predictors).float(), ids[:, 1:][trained[:, 1:]], reduction="none")
-        return log_probs, trained
+        return log_probs
 
-    def window_loss(self, windows: list[torch.Tensor], loss_from: np.ndarray) -> torch.Tensor:
-        """Mean next-token cross-entropy over the trained tokens of the windows (:meth:`window_log_probs`)."""
-        log_probs, trained = self.window_log_probs(windows, loss_from)
-        return -log_probs[trained].mean()
+    def window_loss(self, ids: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy over the trained tokens of a :meth:`window_batch`."""
+        return -self.window_log_probs(ids, trained)[trained].mean()
 
     def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """A ``step`` for :func:`genrec.decoding.beam_search`: prefills the history once, then feeds one token per beam."""

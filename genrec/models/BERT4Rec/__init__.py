@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from genrec.models.full_ranking import PAD, ItemIDRecommender, PositionalEncoder, TransformerSettings
+from genrec.models.full_ranking import PAD, ItemIDRecommender, PositionalEncoder, TransformerSettings, right_aligned
 
 
 class Settings(TransformerSettings):
@@ -34,25 +34,27 @@ class BERT4Rec(ItemIDRecommender):
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden) @ self.item_vectors().T + self.item_bias
 
-    def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
-        tokens = self.padded([h[-(self.length - 1):] for h in histories], self.length - 1)
-        with_mask = torch.cat([tokens, torch.full_like(tokens[:, :1], self.mask_token)], dim=1)
-        return self.hidden_states(with_mask)[:, -1]
+    def history_batch(self, histories: list[np.ndarray]) -> tuple[torch.Tensor]:
+        """The history with the mask token appended: its output scores the next item."""
+        tokens = right_aligned([h[-(self.length - 1):] for h in histories], self.length - 1)
+        return (torch.cat([tokens, torch.full_like(tokens[:, :1], self.mask_token)], dim=1),)
 
-    def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
-        return self.item_logits(self.user_vectors(histories))
+    def user_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.hidden_states(tokens)[:, -1]
 
-    def cloze(self, histories, targets, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def scores_of(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.item_logits(self.user_vectors(tokens))
+
+    def training_batch(self, histories, targets, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(inputs, masked, labels)``: history + target with masked positions replaced by the mask
         token, the boolean mask, and the item at each masked position."""
-        tokens = self.padded([np.append(h, t) for h, t in zip(histories, targets)], self.length)
+        tokens = right_aligned([np.append(h, t) for h, t in zip(histories, targets)], self.length)
         real = tokens != 0
-        masked = (torch.rand(tokens.shape, generator=generator).to(self.device) < self.mask_prob) & real
+        masked = (torch.rand(tokens.shape, generator=generator) < self.mask_prob) & real
         masked[:, -1] |= ~masked.any(dim=1)  # at least one: the target
         return tokens.masked_fill(masked, self.mask_token), masked, tokens[masked] - 1
 
-    def loss(self, histories, targets, generator):
-        inputs, masked, labels = self.cloze(histories, targets, generator)
+    def batch_loss(self, inputs: torch.Tensor, masked: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.item_logits(self.hidden_states(inputs)[masked]).float(), labels)
 
 

@@ -7,7 +7,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from genrec.models.full_ranking import ItemIDRecommender, ItemSettings
+from genrec.models.full_ranking import ItemIDRecommender, ItemSettings, right_aligned
 
 
 class Settings(ItemSettings):
@@ -23,10 +23,13 @@ class GRU4Rec(ItemIDRecommender):
                           dropout=settings.dropout_rate if settings.num_layers > 1 else 0.0)
         self.project = nn.Linear(d, d)
 
-    def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
+    def history_batch(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(tokens, lengths)``: left-aligned tokens (oldest first) and each history's length."""
         lengths = torch.tensor([max(1, len(h)) for h in histories])
-        tokens = self.padded([h[::-1] for h in histories], int(lengths.max())).flip(1)  # left-aligned: oldest first
-        packed = pack_padded_sequence(self.drop(self.item_emb(tokens)), lengths, batch_first=True, enforce_sorted=False)
+        return right_aligned([h[::-1] for h in histories], int(lengths.max())).flip(1), lengths
+
+    def user_vectors(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(self.drop(self.item_emb(tokens)), lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, last = self.gru(packed)
         return self.project(last[-1])
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from genrec.errors import ConfigError
-from genrec.models.full_ranking import FullRankingRecommender, PositionalEncoder, TransformerSettings
+from genrec.models.full_ranking import FullRankingRecommender, PositionalEncoder, TransformerSettings, right_aligned
 from genrec.models.sid_tokens import SIDTokenTable
 from genrec.semantic_ids import SemanticIDs, semantic_ids, with_new_items
 
@@ -38,20 +38,28 @@ class ParallelSID(FullRankingRecommender):
         self.tokens.add_items(codes)
         self.n_items = len(self.semantic_ids.codes)
 
+    def history_batch(self, histories: list[np.ndarray]) -> tuple[torch.Tensor]:
+        return (right_aligned(histories, self.max_len),)
+
     def level_log_probs(self, histories: list[np.ndarray]) -> list[torch.Tensor]:
         """Per level, ``[B, level_size]`` log-marginals of the next item's code."""
-        items = self.padded(histories, self.max_len) - 1  # -1: padding
+        return self.marginals(*self.on_device(self.history_batch(histories)))
+
+    def marginals(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`level_log_probs` of right-aligned item ``tokens``."""
+        items = tokens - 1  # -1: padding
         hidden = self.trunk(self.tokens.item_token_embeddings(items).mean(dim=2), items >= 0)[:, -1]
         return [torch.log_softmax((head(hidden) @ self.tokens.level_rows(level).T).float(), dim=-1)
                 for level, head in enumerate(self.heads)]
 
-    def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
+    def scores_of(self, tokens: torch.Tensor) -> torch.Tensor:
         """``[B, n_items]``: the sum over levels of the log-marginal of each item's code."""
-        return sum(log_probs[:, self.tokens.codes[:, level]] for level, log_probs in enumerate(self.level_log_probs(histories)))
+        return sum(log_probs[:, self.tokens.codes[:, level]] for level, log_probs in enumerate(self.marginals(tokens)))
 
-    def loss(self, histories, targets, generator):
-        codes = self.tokens.codes[torch.as_tensor(targets, device=self.device)]
-        per_level = [log_probs.gather(1, codes[:, level : level + 1]) for level, log_probs in enumerate(self.level_log_probs(histories))]
+    def batch_loss(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The sum over levels of the cross-entropy of the target's code."""
+        codes = self.tokens.codes[targets]
+        per_level = [log_probs.gather(1, codes[:, level : level + 1]) for level, log_probs in enumerate(self.marginals(tokens))]
         return -torch.cat(per_level, dim=1).sum(dim=1).mean()
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genrec.models.full_ranking import PAD, ItemIDRecommender, PositionalEncoder, TransformerSettings
+from genrec.models.full_ranking import PAD, ItemIDRecommender, PositionalEncoder, TransformerSettings, right_aligned
 
 
 class Settings(TransformerSettings):
@@ -29,16 +29,25 @@ class SASRec(ItemIDRecommender):
         """``[B, L, d]`` outputs for right-aligned ``tokens``; position ``t`` sees items ``<= t`` only."""
         return self.trunk(self.item_emb(tokens), tokens != PAD)
 
-    def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
-        return self.hidden_states(self.padded(histories, self.max_len))[:, -1]
+    def history_batch(self, histories: list[np.ndarray]) -> tuple[torch.Tensor]:
+        return (right_aligned(histories, self.max_len),)
 
-    def loss(self, histories, targets, generator):
+    def user_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.hidden_states(tokens)[:, -1]
+
+    def training_batch(self, histories, targets, generator):
+        """``(tokens, targets)``, plus for ``bce`` one negative per example, uniform over the other items."""
+        tokens, positive = super().training_batch(histories, targets, generator)
         if self.loss_type == "ce":
-            return super().loss(histories, targets, generator)
-        users = self.user_vectors(histories)
-        positive = torch.as_tensor(targets, device=self.device)
-        negative = torch.randint(self.n_items - 1, positive.shape, generator=generator).to(self.device)
-        negative = negative + (negative >= positive).long()  # uniform over the other items
+            return tokens, positive
+        negative = torch.randint(self.n_items - 1, positive.shape, generator=generator)
+        return tokens, positive, negative + (negative >= positive).long()
+
+    def batch_loss(self, *batch):
+        if self.loss_type == "ce":
+            return super().batch_loss(*batch)
+        tokens, positive, negative = batch
+        users = self.user_vectors(tokens)
         items = self.item_vectors()
         pos_score = (users * items[positive]).sum(-1).float()
         neg_score = (users * items[negative]).sum(-1).float()

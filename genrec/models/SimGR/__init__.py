@@ -10,6 +10,7 @@ tokens, its own sizes; an ``instruction`` text is then tokenized with its tokeni
 fine-tuned whole or, with ``lora_rank > 0``, through ``peft`` LoRA adapters plus the SID-token rows.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -98,6 +99,29 @@ def with_lora(model: nn.Module, rank: int, alpha: float, sid_rows: range) -> nn.
                                             trainable_token_indices=list(sid_rows)))
 
 
+@dataclass
+class HistoryTokens:
+    """Histories as the backbone reads them, built on the CPU (training batches are prepared apart
+    from the weights: :mod:`genrec.models.batches`): ``[B, T]`` right-aligned token ids (instruction,
+    then each item's SID tokens, the latest ``max_len`` items) and the mask of real positions."""
+
+    item_token_ids: torch.Tensor  # [n_items, levels]
+    prefix: torch.Tensor  # the instruction's token ids
+    pad_id: int
+    max_len: int
+
+    def __call__(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [torch.cat([self.prefix, self.item_token_ids[torch.as_tensor(h[-self.max_len:], dtype=torch.long)].flatten()])
+                for h in histories]
+        length = max(len(r) for r in rows)
+        tokens = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
+        real = torch.zeros(len(rows), length, dtype=torch.bool)
+        for row, values in enumerate(rows):
+            tokens[row, length - len(values):] = values
+            real[row, length - len(values):] = True
+        return tokens, real
+
+
 class SimGR(FullRankingRecommender):
     def __init__(self, sids: SemanticIDs, max_len: int, settings: Settings):
         super().__init__()
@@ -115,6 +139,8 @@ class SimGR(FullRankingRecommender):
                 raise ConfigError(f"backbone {settings.backbone!r} is neither 'scratch' nor a local model folder")
             self.backbone = PretrainedBackbone(path, sids, settings.instruction, settings.lora_rank, settings.lora_alpha)
         self.aggregate = ItemAggregator(settings.item_aggregator, self.backbone.dim, len(sids.level_sizes))
+        self.history_tokens = HistoryTokens(self.backbone.item_token_ids.clone(), self.backbone.prefix_ids.clone(),
+                                            self.backbone.pad_id, max_len)
 
     def add_items(self, codes: np.ndarray) -> None:
         """Score new items (cold start): an item's vector aggregates its SID tokens' rows, which the
@@ -123,29 +149,18 @@ class SimGR(FullRankingRecommender):
         ids = self.backbone.item_token_ids
         new = torch.as_tensor(np.asarray(codes) + np.array(self.backbone.offsets), dtype=torch.long, device=ids.device)
         self.backbone.item_token_ids = torch.cat([ids, new])
+        self.history_tokens.item_token_ids = self.backbone.item_token_ids.cpu()
         self.n_items = len(self.semantic_ids.codes)
 
-    def history_tokens(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B, T]`` right-aligned token ids (instruction, then each item's SID tokens) and the
-        mask of real positions."""
-        ids = self.backbone.item_token_ids
-        prefix = self.backbone.prefix_ids
-        rows = [torch.cat([prefix, ids[torch.as_tensor(h[-self.max_len:], dtype=torch.long, device=ids.device)].flatten()])
-                for h in histories]
-        length = max(len(r) for r in rows)
-        tokens = torch.full((len(rows), length), self.backbone.pad_id, dtype=torch.long, device=ids.device)
-        real = torch.zeros(len(rows), length, dtype=torch.bool, device=ids.device)
-        for row, values in enumerate(rows):
-            tokens[row, length - len(values):] = values
-            real[row, length - len(values):] = True
-        return tokens, real
+    def history_batch(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.history_tokens(histories)
 
     def item_vectors(self) -> torch.Tensor:
         """``[n_items, d]``: A(E_i) from the rows of the embedding table the history also reads."""
         return self.aggregate(self.backbone.embedding(self.backbone.item_token_ids))
 
-    def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
-        return self.backbone.last_hidden(*self.history_tokens(histories)) @ self.item_vectors().T / self.temperature
+    def scores_of(self, tokens: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return self.backbone.last_hidden(tokens, real) @ self.item_vectors().T / self.temperature
 
 
 def build(config, interactions, split) -> SimGR:
