@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.genrec-installed
 
-.PHONY: venv quickstart test test-min clean
+.PHONY: venv quickstart test test-min lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,15 @@ PYTEST_ARGS ?= -q -n 2 --dist loadscope
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# Lint and formatting (ruff, settings in pyproject.toml): `make format` rewrites, `make lint` only checks.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 # The declared lower bounds of every dependency, installed together in their own environment.
 MIN_VENV ?= .venv-min

@@ -55,9 +55,17 @@ def hugging_face(model, histories, batch_size, beams, allowed, token_to_item):
     ranked = []
     for start in range(0, len(histories), batch_size):
         ids, mask = model.inputs(histories[start : start + batch_size])
-        out = model.model.t5.generate(input_ids=ids, attention_mask=mask, num_beams=beams, num_return_sequences=returned,
-                                      max_new_tokens=length, prefix_allowed_tokens_fn=allowed_tokens, do_sample=False,
-                                      length_penalty=0.0, early_stopping=True)
+        out = model.model.t5.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            num_beams=beams,
+            num_return_sequences=returned,
+            max_new_tokens=length,
+            prefix_allowed_tokens_fn=allowed_tokens,
+            do_sample=False,
+            length_penalty=0.0,
+            early_stopping=True,
+        )
         items = [token_to_item.get(tuple(seq[1 : length + 1].tolist()), -1) for seq in out]
         rows = np.array(items).reshape(-1, returned)
         ranked.append(np.pad(rows, ((0, 0), (0, 10 - returned)), constant_values=-1))
@@ -94,13 +102,25 @@ def main(argv: list[str]) -> None:
         mine, mine_s = timed(ours, model, histories, batch_size, beam)
         theirs, theirs_s = timed(hugging_face, model, histories, batch_size, beam, allowed, token_to_item)
         overlap = np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, min(10, beam)) for a, b in zip(mine, theirs)])
-        print(json.dumps({
-            "dataset": data.name, "items": data.n_items, "device": str(device), "threads": torch.get_num_threads(),
-            "beam": beam, "users": len(histories), "batch_size": batch_size,
-            "ours_users_per_s": round(len(histories) / mine_s, 2), "hf_users_per_s": round(len(histories) / theirs_s, 2),
-            "speedup": round(theirs_s / mine_s, 2), "top10_overlap": round(float(overlap), 4),
-            "top10_identical": round(float(np.mean([(a == b).all() for a, b in zip(mine, theirs)])), 4),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "dataset": data.name,
+                    "items": data.n_items,
+                    "device": str(device),
+                    "threads": torch.get_num_threads(),
+                    "beam": beam,
+                    "users": len(histories),
+                    "batch_size": batch_size,
+                    "ours_users_per_s": round(len(histories) / mine_s, 2),
+                    "hf_users_per_s": round(len(histories) / theirs_s, 2),
+                    "speedup": round(theirs_s / mine_s, 2),
+                    "top10_overlap": round(float(overlap), 4),
+                    "top10_identical": round(float(np.mean([(a == b).all() for a, b in zip(mine, theirs)])), 4),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,14 @@ def time_run(directory: Path, users: int, repeats: int, overrides: dict) -> dict
     device = next(model.parameters()).device
     examples = split.test.subset(range(min(users, len(split.test))))
     autocast = device.type == "cuda"
-    recommend_all(model, examples.subset(range(min(config.eval_batch_size, len(examples)))), config.eval_batch_size, 10, config.test_num_beams, autocast)
+    recommend_all(
+        model,
+        examples.subset(range(min(config.eval_batch_size, len(examples)))),
+        config.eval_batch_size,
+        10,
+        config.test_num_beams,
+        autocast,
+    )
     seconds = []
     for _ in range(repeats):
         if autocast:
@@ -43,11 +50,19 @@ def time_run(directory: Path, users: int, repeats: int, overrides: dict) -> dict
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
     median = statistics.median(seconds)
-    return {"run": directory.name, "model": config.model, "dataset": config.dataset, "category": getattr(config, "category", None),
-            "beam": config.test_num_beams if getattr(model, "returns_beams", False) else None,
-            "batch_size": config.eval_batch_size, "users": len(examples), "device": device.type,
-            "threads": torch.get_num_threads(), "s_per_1k_users": round(1000 * median / len(examples), 4),
-            "users_per_s": round(len(examples) / median, 1)}
+    return {
+        "run": directory.name,
+        "model": config.model,
+        "dataset": config.dataset,
+        "category": getattr(config, "category", None),
+        "beam": config.test_num_beams if getattr(model, "returns_beams", False) else None,
+        "batch_size": config.eval_batch_size,
+        "users": len(examples),
+        "device": device.type,
+        "threads": torch.get_num_threads(),
+        "s_per_1k_users": round(1000 * median / len(examples), 4),
+        "users_per_s": round(len(examples) / median, 1),
+    }
 
 
 def main(argv: list[str]) -> None:

@@ -19,7 +19,10 @@ from genrec.embeddings import item_embeddings
 from genrec.pipeline import load_split
 from genrec.semantic_ids import semantic_ids
 
-DEFAULT_DATASETS = "AmazonReviews2018/Scientific,AmazonReviews2018/Instruments,AmazonReviews2014/Beauty,AmazonReviews2023/Industrial_and_Scientific,MovieLens/ml-100k"
+DEFAULT_DATASETS = (
+    "AmazonReviews2018/Scientific,AmazonReviews2018/Instruments,AmazonReviews2014/Beauty,"
+    "AmazonReviews2023/Industrial_and_Scientific,MovieLens/ml-100k"
+)
 
 
 def main(argv: list[str]) -> None:
@@ -45,16 +48,30 @@ def main(argv: list[str]) -> None:
                 sids = semantic_ids(config, data, split)
                 done = time.perf_counter()
                 report = sids.report
-                print(json.dumps({
-                    "dataset": data.name, "items": data.n_items, "embedding": vectors.source, "dim": vectors.vectors.shape[1],
-                    "method": method, "collision": collision, "codebook_size": config.vq_codebook_size,
-                    "levels": config.vq_n_codebooks, "utilisation": [lv["utilisation"] for lv in report["levels"]],
-                    "prefix_collision_rate": [lv["collision_rate"] for lv in report["levels"]],
-                    "recon_error": [lv["recon_error"] for lv in report["levels"]],
-                    "colliding_items": report["colliding_items"], "moved_items": report["moved_items"],
-                    "id_length": report["id_length"], "unique": report["unique"],
-                    "embed_s": round(embedded - start, 2), "quantize_s": round(done - embedded, 2),
-                }), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "dataset": data.name,
+                            "items": data.n_items,
+                            "embedding": vectors.source,
+                            "dim": vectors.vectors.shape[1],
+                            "method": method,
+                            "collision": collision,
+                            "codebook_size": config.vq_codebook_size,
+                            "levels": config.vq_n_codebooks,
+                            "utilisation": [lv["utilisation"] for lv in report["levels"]],
+                            "prefix_collision_rate": [lv["collision_rate"] for lv in report["levels"]],
+                            "recon_error": [lv["recon_error"] for lv in report["levels"]],
+                            "colliding_items": report["colliding_items"],
+                            "moved_items": report["moved_items"],
+                            "id_length": report["id_length"],
+                            "unique": report["unique"],
+                            "embed_s": round(embedded - start, 2),
+                            "quantize_s": round(done - embedded, 2),
+                        }
+                    ),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -46,9 +46,13 @@ def load(client: httpx.Client, bodies: list[dict], clients: int) -> dict:
     with ThreadPoolExecutor(max_workers=clients) as pool:
         latencies = sorted(pool.map(one, bodies))
     seconds = time.perf_counter() - start
-    return {"clients": clients, "requests": len(bodies), "requests_per_s": round(len(bodies) / seconds, 1),
-            "p50_ms": round(1000 * statistics.median(latencies), 1),
-            "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1)}
+    return {
+        "clients": clients,
+        "requests": len(bodies),
+        "requests_per_s": round(len(bodies) / seconds, 1),
+        "p50_ms": round(1000 * statistics.median(latencies), 1),
+        "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
+    }
 
 
 def main(argv: list[str]) -> None:
@@ -62,8 +66,10 @@ def main(argv: list[str]) -> None:
         torch.set_num_threads(int(flags.pop("threads")))
     run = load_run(directory, **flags)
     test = run.split.test
-    bodies = [{"histories": [[run.interactions.item_ids[i] for i in test.histories[u % len(test)]]], "k": k}
-              for u in range(n_requests)]
+    bodies = [
+        {"histories": [[run.interactions.item_ids[i] for i in test.histories[u % len(test)]]], "k": k}
+        for u in range(n_requests)
+    ]
     app = create_app(run, max_batch, max_wait_ms)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -71,16 +77,26 @@ def main(argv: list[str]) -> None:
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600,
-                      limits=httpx.Limits(max_connections=max(levels))) as client:
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", timeout=600, limits=httpx.Limits(max_connections=max(levels))
+    ) as client:
         load(client, bodies[: min(16, len(bodies))], 4)  # warm-up
         for clients in levels:
             passes = app.state.batcher.batches
             row = load(client, bodies, clients)
-            row.update({"run": directory.name, "model": run.label, "k": k, "beam": max(k, run.config.test_num_beams),
-                        "max_batch": max_batch, "max_wait_ms": max_wait_ms, "threads": torch.get_num_threads(),
-                        "device": str(next(run.model.parameters()).device),
-                        "decoding_passes": app.state.batcher.batches - passes})
+            row.update(
+                {
+                    "run": directory.name,
+                    "model": run.label,
+                    "k": k,
+                    "beam": max(k, run.config.test_num_beams),
+                    "max_batch": max_batch,
+                    "max_wait_ms": max_wait_ms,
+                    "threads": torch.get_num_threads(),
+                    "device": str(next(run.model.parameters()).device),
+                    "decoding_passes": app.state.batcher.batches - passes,
+                }
+            )
             print(json.dumps(row), flush=True)
     server.should_exit = True
     thread.join(timeout=10)

@@ -44,14 +44,27 @@ def main(argv: list[str]) -> None:
     seeds = [int(s) for s in str(flags.pop("seeds", "1,2,3")).split(",")]
     for seed in seeds:
         for name in names:
-            config = load_config([f"--config={QUICKSTART}"], ignore=keys_of_other_models(name, models.names()),
-                                 **{**flags, "model": name, "seed": seed, "run_name": f"synthetic-{name}-seed{seed}"})
+            config = load_config(
+                [f"--config={QUICKSTART}"],
+                ignore=keys_of_other_models(name, models.names()),
+                **{**flags, "model": name, "seed": seed, "run_name": f"synthetic-{name}-seed{seed}"},
+            )
             start = time.perf_counter()
             results, directory = train(config)
-            print(json.dumps({"model": name, "seed": seed, "best_epoch": results["best_epoch"], "num_beams": results["num_beams"],
-                              "test": {k: round(v, 4) for k, v in results["test"].items()},
-                              "twin_targets": twin_metrics(config, directory),
-                              "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "model": name,
+                        "seed": seed,
+                        "best_epoch": results["best_epoch"],
+                        "num_beams": results["num_beams"],
+                        "test": {k: round(v, 4) for k, v in results["test"].items()},
+                        "twin_targets": twin_metrics(config, directory),
+                        "seconds": round(time.perf_counter() - start, 1),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,16 @@ from genrec.trainer import Trainer, length_bucketed_batches
 def genrec_epoch_timer(config, interactions, split, group: ProcessGroup | None = None):
     """``(run_epoch, parameters, steps_per_epoch)`` for genrec's own trainer on this config."""
     model = build_model(config, interactions, split)
-    trainer = Trainer(config, model, split, Catalogue.of(interactions, config.category_level), Path(tempfile.mkdtemp()),
-                      torch.device("cpu"), identity={}, group=group)
+    trainer = Trainer(
+        config,
+        model,
+        split,
+        Catalogue.of(interactions, config.category_level),
+        Path(tempfile.mkdtemp()),
+        torch.device("cpu"),
+        identity={},
+        group=group,
+    )
 
     def run_epoch() -> None:
         trainer.train_epoch()
@@ -66,10 +74,22 @@ def hf_epoch_timer(config, interactions, split):
     sizes = list(sids.level_sizes)
     offsets = 2 + np.cumsum([0] + sizes[:-1])  # 0 pad, 1 end, then one token range per level
     tokens = np.asarray(sids.codes) + offsets[None, :]
-    t5 = T5ForConditionalGeneration(T5Config(
-        vocab_size=2 + sum(sizes), d_model=config.d_model, d_ff=config.d_ff, d_kv=config.d_kv, num_layers=config.num_layers,
-        num_decoder_layers=config.num_decoder_layers, num_heads=config.num_heads, dropout_rate=config.dropout_rate,
-        feed_forward_proj="relu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+    t5 = T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=2 + sum(sizes),
+            d_model=config.d_model,
+            d_ff=config.d_ff,
+            d_kv=config.d_kv,
+            num_layers=config.num_layers,
+            num_decoder_layers=config.num_decoder_layers,
+            num_heads=config.num_heads,
+            dropout_rate=config.dropout_rate,
+            feed_forward_proj="relu",
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
+    )
     optimizer = torch.optim.AdamW(t5.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train = split.train
     lengths = np.array([len(h) for h in train.histories])
@@ -80,7 +100,9 @@ def hf_epoch_timer(config, interactions, split):
         ids = torch.zeros(len(rows), max(len(x) for x in inputs), dtype=torch.long)
         for i, x in enumerate(inputs):
             ids[i, : len(x)] = torch.as_tensor(x)
-        labels = torch.as_tensor(np.concatenate([tokens[train.targets[rows]], np.ones((len(rows), 1), dtype=np.int64)], axis=1))
+        labels = torch.as_tensor(
+            np.concatenate([tokens[train.targets[rows]], np.ones((len(rows), 1), dtype=np.int64)], axis=1)
+        )
         return ids, (ids != 0).long(), labels
 
     def run_epoch() -> None:
@@ -102,22 +124,37 @@ def measure(variant: str, config, interactions, split, epochs: int, group: Proce
     if variant == "hf-t5":
         run_epoch, parameters, steps = hf_epoch_timer(config, interactions, split)
     else:
-        run_epoch, parameters, steps = genrec_epoch_timer(config.model_copy(update={"architecture": variant}), interactions, split, group)
+        run_epoch, parameters, steps = genrec_epoch_timer(
+            config.model_copy(update={"architecture": variant}), interactions, split, group
+        )
     run_epoch()  # untimed: allocator and kernel warm-up
     start = time.perf_counter()
     for _ in range(epochs):
         run_epoch()
     seconds = (time.perf_counter() - start) / epochs
-    return {"variant": variant, "processes": group.world if group else 1, "model": config.model, "dataset": config.dataset,
-            "targets": len(split.train), "targets_per_s": round(len(split.train) / seconds, 1), "seconds_per_epoch": round(seconds, 2),
-            "steps_per_epoch": steps, "parameters": parameters, "threads": torch.get_num_threads(), "batch_size": config.batch_size,
-            "num_workers": config.num_workers}
+    return {
+        "variant": variant,
+        "processes": group.world if group else 1,
+        "model": config.model,
+        "dataset": config.dataset,
+        "targets": len(split.train),
+        "targets_per_s": round(len(split.train) / seconds, 1),
+        "seconds_per_epoch": round(seconds, 2),
+        "steps_per_epoch": steps,
+        "parameters": parameters,
+        "threads": torch.get_num_threads(),
+        "batch_size": config.batch_size,
+        "num_workers": config.num_workers,
+    }
 
 
-def data_parallel_process(rank: int, world: int, port: int, argv: list[str], variant: str, epochs: int, threads: int,
-                          result: str) -> None:
+def data_parallel_process(
+    rank: int, world: int, port: int, argv: list[str], variant: str, epochs: int, threads: int, result: str
+) -> None:
     """One of ``world`` training processes (``torch.multiprocessing`` spawns them); rank 0 writes the row."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.WARNING)
     group = process_group()
@@ -137,8 +174,12 @@ def measure_data_parallel(variant: str, argv: list[str], world: int, epochs: int
         port = probe.getsockname()[1]
     with tempfile.TemporaryDirectory() as folder:
         result = f"{folder}/row.json"
-        mp.start_processes(data_parallel_process, args=(world, port, argv, variant, epochs, torch.get_num_threads(), result),
-                           nprocs=world, start_method="spawn")
+        mp.start_processes(
+            data_parallel_process,
+            args=(world, port, argv, variant, epochs, torch.get_num_threads(), result),
+            nprocs=world,
+            start_method="spawn",
+        )
         return json.loads(Path(result).read_text())
 
 
@@ -149,7 +190,10 @@ def main(argv: list[str]) -> None:
     processes = [int(n) for n in str(flags.pop("processes", 1)).split(",")]
     epochs = int(flags.pop("epochs", 1))
     torch.set_num_threads(int(flags.pop("threads", 1)))
-    argv = [f"--config={config_file or 'configs/quickstart.yaml'}", *(f"--{k}={v}" for k, v in {"model": "PSID", **flags}.items())]
+    argv = [
+        f"--config={config_file or 'configs/quickstart.yaml'}",
+        *(f"--{k}={v}" for k, v in {"model": "PSID", **flags}.items()),
+    ]
     config = load_config(argv)
     interactions, split = load_split(config)
     baseline = None

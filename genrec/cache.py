@@ -16,8 +16,9 @@ import logging
 import os
 import secrets
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -44,8 +45,16 @@ def fingerprint_arrays(arrays) -> str:
 
 # Errors of the file system we write to (read-only, full, not permitted, not a folder), as opposed
 # to errors of what produces the content (e.g. a download's network errors).
-WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENOTDIR,
-                errno.EISDIR}
+WRITE_ERRORS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.ENOTDIR,
+    errno.EISDIR,
+}
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -91,8 +100,9 @@ class ArrayCache:
     def path(self, kind: str, key: dict[str, Any]) -> Path:
         return self.directory / f"{kind}-{digest(key)[:20]}.npz"
 
-    def load(self, kind: str, key: dict[str, Any], check: Callable[[dict[str, np.ndarray]], str | None] | None = None
-             ) -> dict[str, np.ndarray] | None:
+    def load(
+        self, kind: str, key: dict[str, Any], check: Callable[[dict[str, np.ndarray]], str | None] | None = None
+    ) -> dict[str, np.ndarray] | None:
         """The entry's arrays, or None when there is none. An entry that cannot be read (truncated,
         garbage) or that ``check`` rejects (it returns what is wrong) is logged as a warning naming
         the file and treated as absent, so the caller rebuilds and overwrites it."""
@@ -118,6 +128,8 @@ class ArrayCache:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
 
-        atomic_write_text(path.with_suffix(".json"), json.dumps({"key": key, "info": info or {}}, indent=2, default=str))
+        atomic_write_text(
+            path.with_suffix(".json"), json.dumps({"key": key, "info": info or {}}, indent=2, default=str)
+        )
         atomic_write(path, write)
         return path

@@ -16,8 +16,9 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -28,8 +29,15 @@ FORMAT = 1  # bump when the layout of a checkpoint changes
 # Where files go and where the work runs (device, batch workers), not what is computed: never part of an identity.
 LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device", "logger", "num_workers")
 # How a checkpoint is evaluated, never its weights: evaluating may change these.
-EVALUATION_KEYS = ("eval_batch_size", "num_beams", "test_num_beams", "exclude_seen", "category_level", "aggregation_method",
-                   "constrained_decoding")
+EVALUATION_KEYS = (
+    "eval_batch_size",
+    "num_beams",
+    "test_num_beams",
+    "exclude_seen",
+    "category_level",
+    "aggregation_method",
+    "constrained_decoding",
+)
 # What a resumed run may change: when it stops and how its best checkpoint is tested. A longer
 # `epochs` stretches a decaying learning-rate schedule over the new total from the current step on.
 RESUMABLE_KEYS = ("epochs", "patience", "min_delta", "eval_batch_size", "test_num_beams", "category_level")
@@ -37,10 +45,24 @@ RESUMABLE_KEYS = ("epochs", "patience", "min_delta", "eval_batch_size", "test_nu
 # before them: a run that lacks such a key counts as having that value, so a new option does not
 # orphan finished runs. (`duplicates`: earlier runs kept every interaction; file datasets now default
 # to `drop`, so their earlier compare runs are trained again once, though their data had none.)
-ADDED_KEYS = {"exclude_seen": False, "lora_rank": 0, "lora_alpha": 16.0, "duplicates": "keep", "valid_users": 0,
-              "min_delta": 0.0, "architecture": "t5", "latent_mode": "shared",
-              "vq_level_order": None, "vq_modalities": ["cf", "category", "text"], "cold_items": 0.0, "cold_items_seed": 0,
-              "max_grad_norm": 0.0, "grad_accumulation": 1, "precision": "auto", "deterministic": True}
+ADDED_KEYS = {
+    "exclude_seen": False,
+    "lora_rank": 0,
+    "lora_alpha": 16.0,
+    "duplicates": "keep",
+    "valid_users": 0,
+    "min_delta": 0.0,
+    "architecture": "t5",
+    "latent_mode": "shared",
+    "vq_level_order": None,
+    "vq_modalities": ["cf", "category", "text"],
+    "cold_items": 0.0,
+    "cold_items_seed": 0,
+    "max_grad_norm": 0.0,
+    "grad_accumulation": 1,
+    "precision": "auto",
+    "deterministic": True,
+}
 
 
 class CheckpointError(GenrecError):
@@ -50,8 +72,13 @@ class CheckpointError(GenrecError):
 def run_identity(config, data_fingerprint: str, semantic_ids: dict | None) -> dict:
     """What a checkpoint of this run depends on (plain types only)."""
     settings = {k: v for k, v in config.model_dump(mode="json").items() if k not in LOCATION_KEYS}
-    return {"format": FORMAT, "model": config.model, "settings": settings, "data": data_fingerprint,
-            "semantic_ids": semantic_ids}
+    return {
+        "format": FORMAT,
+        "model": config.model,
+        "settings": settings,
+        "data": data_fingerprint,
+        "semantic_ids": semantic_ids,
+    }
 
 
 def save_checkpoint(path: Path, identity: dict, state: dict) -> None:
@@ -71,19 +98,37 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     except pickle.UnpicklingError as exc:
         blocked = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if blocked:
-            raise CheckpointError(f"{path}: refused: it would load {blocked.group(1)}, code or an object other than tensors "
-                                  "and plain values (genrec loads checkpoints with weights_only=True)") from None
-        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt (not a torch archive)") from None
+            raise CheckpointError(
+                f"{path}: refused: it would load {blocked.group(1)}, code or an object other than tensors "
+                "and plain values (genrec loads checkpoints with weights_only=True)"
+            ) from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint, truncated or corrupt (not a torch archive)"
+        ) from None
     except PermissionError as exc:
         raise CheckpointError(f"{path}: cannot read: {exc.strerror}") from None
-    except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError, IndexError, TypeError, AttributeError) as exc:
+    except (
+        OSError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        zipfile.BadZipFile,
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+    ) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
         raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({reason})") from None
     if not isinstance(state, dict) or not isinstance(state.get("identity"), dict) or "model" not in state:
-        raise CheckpointError(f"{path}: not a genrec checkpoint with an identity record (written by another program, "
-                              "or by a genrec before checkpoints carried their identity)")
+        raise CheckpointError(
+            f"{path}: not a genrec checkpoint with an identity record (written by another program, "
+            "or by a genrec before checkpoints carried their identity)"
+        )
     if state["identity"].get("format") != FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {state['identity'].get('format')!r}, this genrec reads format {FORMAT}")
+        raise CheckpointError(
+            f"{path}: checkpoint format {state['identity'].get('format')!r}, this genrec reads format {FORMAT}"
+        )
     return state
 
 
@@ -101,7 +146,9 @@ def differences(saved: dict, current: dict) -> dict[str, tuple[Any, Any]]:
     return changed
 
 
-def check_identity(path: Path, saved: dict, current: dict, allowed: Iterable[str], hint: str) -> dict[str, tuple[Any, Any]]:
+def check_identity(
+    path: Path, saved: dict, current: dict, allowed: Iterable[str], hint: str
+) -> dict[str, tuple[Any, Any]]:
     """Refuse a checkpoint whose identity differs from ``current`` beyond the ``allowed`` settings;
     returns the allowed differences (key: (checkpoint, now))."""
     changed = differences(saved, current)
@@ -124,11 +171,20 @@ def describe(key: str, old: Any, new: Any) -> str:
 def restore_weights(model: torch.nn.Module, state: dict, path: Path) -> None:
     """Load the checkpoint's weights into ``model``; a mismatch or a non-finite weight is one line."""
     weights = state["model"]
-    bad = [name for name, tensor in weights.items() if torch.is_tensor(tensor) and tensor.is_floating_point()
-           and not torch.isfinite(tensor).all()] if isinstance(weights, dict) else []
+    bad = (
+        [
+            name
+            for name, tensor in weights.items()
+            if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all()
+        ]
+        if isinstance(weights, dict)
+        else []
+    )
     if bad:
-        raise CheckpointError(f"{path}: non-finite weights in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} "
-                              "(the run diverged before this checkpoint)")
+        raise CheckpointError(
+            f"{path}: non-finite weights in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} "
+            "(the run diverged before this checkpoint)"
+        )
     try:
         model.load_state_dict(weights)
     except (RuntimeError, TypeError, AttributeError) as exc:

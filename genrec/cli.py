@@ -10,22 +10,22 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from genrec import __version__
 from genrec.cache import atomic_write_text
-from genrec.config import load_config
+from genrec.config import describe, load_config
 from genrec.errors import GenrecError
 from genrec.provenance import source_commit
 
-USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]
+USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]   (genrec <command> --help: every key)
 
 commands:
   run             the main job (also: python main.py): train and test --model, or without a model
                   the data, split and semantic IDs with a summary
-  train           train --model (TIGER, PSID, Latte, SimGR, ParallelSID, SASRec, GRU4Rec, BERT4Rec;
-                  --architecture=decoder for TIGER/PSID/Latte), select on validation, test the best checkpoint
+  train           train --model ({models}; --architecture=decoder for TIGER/PSID/Latte),
+                  select on validation, test the best checkpoint
   evaluate        evaluate --checkpoint=PATH of --model on validation and test
   compare         train (or reuse) --models=A,B,... (variants: A:key=value) over --seeds=N (or 1,2,3 / [7])
                   on one dataset; write a Markdown + JSON table (mean ± std, training and inference time)
@@ -58,6 +58,13 @@ examples:
   genrec recommend --run=runs/compare/Synthetic/PSID-seed2024-fe5f999765 --history=i00327,i00280 --k=5
   genrec analyze tree runs/compare/Synthetic/PSID-seed2024-* runs/compare/Synthetic/Latte-seed2024-* --users=512
 """
+
+
+def usage() -> str:
+    """The command list, with the models the registry finds."""
+    from genrec import models
+
+    return USAGE.format(models=", ".join(models.names()))
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:
@@ -115,8 +122,10 @@ def cmd_sids(argv: list[str]) -> int:
 
 def results_table(results: dict) -> str:
     columns = ["split", *results["valid"]]  # every metric the evaluator reported, users_per_s last
-    rows = [{"split": split, **{k: f"{v:.4f}" if k != "users_per_s" else f"{v:.0f}" for k, v in results[split].items()}}
-            for split in ("valid", "test")]
+    rows = [
+        {"split": split, **{k: f"{v:.4f}" if k != "users_per_s" else f"{v:.0f}" for k, v in results[split].items()}}
+        for split in ("valid", "test")
+    ]
     return format_table(rows, columns)
 
 
@@ -153,9 +162,12 @@ def cmd_evaluate(argv: list[str]) -> int:
         model, interactions, split = load_trained(config, Path(config.checkpoint))
         catalogue = Catalogue.of(interactions, config.category_level)
         autocast = next(model.parameters()).device.type == "cuda"
-        results = {name: evaluate(model, examples, catalogue, config.eval_batch_size, config.test_num_beams, autocast,
-                                  config.exclude_seen)
-                   for name, examples in (("valid", split.valid), ("test", split.test))}
+        results = {
+            name: evaluate(
+                model, examples, catalogue, config.eval_batch_size, config.test_num_beams, autocast, config.exclude_seen
+            )
+            for name, examples in (("valid", split.valid), ("test", split.test))
+        }
         atomic_write_text(directory / "results.json", json.dumps(results, indent=2))
     print(results_table(results))
     print(f"results and resolved config: {directory}")
@@ -166,8 +178,10 @@ def cmd_compare(argv: list[str]) -> int:
     from genrec.compare import compare
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise GenrecError("genrec compare trains its runs one after another in one process; launch genrec train "
-                          "under torchrun for data-parallel training")
+        raise GenrecError(
+            "genrec compare trains its runs one after another in one process; launch genrec train "
+            "under torchrun for data-parallel training"
+        )
     report, folder = compare(argv)
     print(report)
     print(f"comparison.md, comparison.json and the runs: {folder}")
@@ -185,9 +199,15 @@ def cmd_run(argv: list[str]) -> int:
     with run_directory(config, "run") as directory:
         interactions, split = load_split(config)
         sids = semantic_ids(config, interactions, split)
-        summary = {"data": interactions.stats(),
-                   "split": {"train_examples": len(split.train), "valid_users": len(split.valid), "test_users": len(split.test)},
-                   "semantic_ids": sids.report}
+        summary = {
+            "data": interactions.stats(),
+            "split": {
+                "train_examples": len(split.train),
+                "valid_users": len(split.valid),
+                "test_users": len(split.test),
+            },
+            "semantic_ids": sids.report,
+        }
         atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2))
     print(format_table([summary["data"]], ["dataset", "users", "items", "interactions", "avg_length"]))
     print(format_table([summary["split"]], list(summary["split"])))
@@ -210,13 +230,19 @@ def cmd_recommend(argv: list[str]) -> int:
     _, flags = parse_flags(argv)
     if "run" not in flags or ("history" in flags) == ("input" in flags):
         raise GenrecError("recommend needs --run=DIR and one of --history=ID,ID,... or --input=FILE.jsonl")
-    options = {"k": count_flag(flags, "k", 10, 1), "exclude_seen": bool(flags.pop("exclude_seen", False)),
-               "num_beams": flags.pop("num_beams", None), "on_unknown": flags.pop("on_unknown", "error")}
+    options = {
+        "k": count_flag(flags, "k", 10, 1),
+        "exclude_seen": bool(flags.pop("exclude_seen", False)),
+        "num_beams": flags.pop("num_beams", None),
+        "on_unknown": flags.pop("on_unknown", "error"),
+    }
     if "diversity" in flags:
         (diversity, num_beams), *more = parse_settings(str(flags.pop("diversity")))
         if more or num_beams is not None:
-            raise GenrecError("--diversity takes one setting (key=value,... of groups, penalty, prefix_cap, prefix_length, "
-                              "mmr); the beam is --num_beams")
+            raise GenrecError(
+                "--diversity takes one setting (key=value,... of groups, penalty, prefix_cap, prefix_length, "
+                "mmr); the beam is --num_beams"
+            )
         options["diversity"] = diversity
     run_dir, output = Path(str(flags.pop("run"))), flags.pop("output", None)
     if "history" in flags:
@@ -226,11 +252,22 @@ def cmd_recommend(argv: list[str]) -> int:
     batch_size = count_flag(flags, "batch_size", 256, 1)
     run = load_run(run_dir, **flags)
     lines = []
-    for start in progress(range(0, len(requests), batch_size), desc="recommend", disable=True if len(requests) <= batch_size else None):
+    for start in progress(
+        range(0, len(requests), batch_size), desc="recommend", disable=True if len(requests) <= batch_size else None
+    ):
         batch = requests[start : start + batch_size]
-        for request, ranked in zip(batch, run.recommend([r["history"] for r in batch], batch_size=batch_size, **options)):
-            lines.append(json.dumps({"id": request["id"], "items": [item for item, _ in ranked],
-                                     "scores": [round(score, 6) for _, score in ranked]}))
+        for request, ranked in zip(
+            batch, run.recommend([r["history"] for r in batch], batch_size=batch_size, **options)
+        ):
+            lines.append(
+                json.dumps(
+                    {
+                        "id": request["id"],
+                        "items": [item for item, _ in ranked],
+                        "scores": [round(score, 6) for _, score in ranked],
+                    }
+                )
+            )
     text = "".join(line + "\n" for line in lines)
     if output:
         atomic_write_text(Path(str(output)), text)
@@ -291,12 +328,14 @@ def cmd_analyze_tree(argv: list[str]) -> int:
     and distance), ``tree_pairs.jsonl`` (every sampled pair) and ``tree.png`` / ``.svg`` to ``--output``
     (default: an ``analysis`` folder beside the first run)."""
     from genrec.analysis import tree_analysis
-    from genrec.run import load_run
     from genrec.figures import tree_correlation_figure
+    from genrec.run import load_run
 
     directories, flags = run_folders(argv, "analyze tree")
-    n_users, per_distance, seed = (count_flag(flags, key, default, least)
-                                   for key, default, least in (("users", 512, 2), ("pairs", 1024, 1), ("seed", 0, 0)))
+    n_users, per_distance, seed = (
+        count_flag(flags, key, default, least)
+        for key, default, least in (("users", 512, 2), ("pairs", 1024, 1), ("seed", 0, 0))
+    )
     output = Path(flags.pop("output", directories[0].parent / "analysis"))
     records, pair_records, rows, summaries = [], [], {}, {}
     for directory in directories:
@@ -308,9 +347,15 @@ def cmd_analyze_tree(argv: list[str]) -> int:
         records.append({**head, "kind": "run", **summary})
         records += [{**head, "kind": "distance", **entry} for entry in by_distance]
         pair_records += [{**head, **row} for row in pair_rows]
-        print(f"{label}: Kendall tau (distance, correlation) {summary['kendall_tau']:+.3f} over {summary['pairs']} pairs")
-        print(format_table([{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in entry.items()} for entry in by_distance],
-                           list(by_distance[0])))
+        print(
+            f"{label}: Kendall tau (distance, correlation) {summary['kendall_tau']:+.3f} over {summary['pairs']} pairs"
+        )
+        print(
+            format_table(
+                [{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in entry.items()} for entry in by_distance],
+                list(by_distance[0]),
+            )
+        )
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output / "tree.jsonl", "".join(json.dumps(record) + "\n" for record in records))
     atomic_write_text(output / "tree_pairs.jsonl", "".join(json.dumps(record) + "\n" for record in pair_records))
@@ -325,8 +370,8 @@ def cmd_analyze_beams(argv: list[str]) -> int:
     listed method. Writes ``beams.jsonl`` and ``beams.png`` / ``.svg`` to ``--output`` (default: an
     ``analysis`` folder beside the first run)."""
     from genrec.analysis import beam_sweep
-    from genrec.run import load_run
     from genrec.figures import beam_widths_figure
+    from genrec.run import load_run
 
     directories, flags = run_folders(argv, "analyze beams")
     beams = list_flag(flags, "beams", "10,20,50,100,200,500", int)
@@ -336,10 +381,25 @@ def cmd_analyze_beams(argv: list[str]) -> int:
     for directory in directories:
         run = load_run(directory, **flags)
         latent = getattr(getattr(run.model, "vocab", None), "n_latent", 0)
-        for aggregation in (aggregations if latent and aggregations else [None]):
+        for aggregation in aggregations if latent and aggregations else [None]:
             rows += beam_sweep(run, beams, aggregation)
-    write_analysis(rows, ["label", "aggregation", "beam", "recall@10", "ndcg@10", "pruned", "beam_items", "s_per_1k_users",
-                          "top10_overlap_widest"], output, "beams", beam_widths_figure)
+    write_analysis(
+        rows,
+        [
+            "label",
+            "aggregation",
+            "beam",
+            "recall@10",
+            "ndcg@10",
+            "pruned",
+            "beam_items",
+            "s_per_1k_users",
+            "top10_overlap_widest",
+        ],
+        output,
+        "beams",
+        beam_widths_figure,
+    )
     return 0
 
 
@@ -364,8 +424,23 @@ def cmd_analyze_diversity(argv: list[str]) -> int:
         if not beams:  # a full ranking has no beam: diverse search and plain lists at other widths do not apply
             settings_here = [(d, b) for d, b in settings if d.groups == 1 and (d.reranks or b is None)]
         rows += diversity_sweep(run, settings if beams else settings_here, users, seed)
-    write_analysis(rows, ["label", "setting", "beam", "ndcg@10", "recall@10", "coverage@10", "category_entropy@10",
-                          "first_tokens@10", "s_per_1k_users"], output, "diversity", diversity_tradeoff_figure)
+    write_analysis(
+        rows,
+        [
+            "label",
+            "setting",
+            "beam",
+            "ndcg@10",
+            "recall@10",
+            "coverage@10",
+            "category_entropy@10",
+            "first_tokens@10",
+            "s_per_1k_users",
+        ],
+        output,
+        "diversity",
+        diversity_tradeoff_figure,
+    )
     return 0
 
 
@@ -384,8 +459,13 @@ def cmd_analyze_coldstart(argv: list[str]) -> int:
     rows = []
     for directory in directories:
         rows += cold_start_evaluation(load_run(directory, **flags), candidates)
-    write_analysis(rows, ["label", "seed", "users", "n_users", "ranker", "recall@10", "ndcg@10"], output, "coldstart",
-                   cold_start_figure)
+    write_analysis(
+        rows,
+        ["label", "seed", "users", "n_users", "ranker", "recall@10", "ndcg@10"],
+        output,
+        "coldstart",
+        cold_start_figure,
+    )
     return 0
 
 
@@ -427,18 +507,22 @@ def cmd_plot(argv: list[str]) -> int:
     """``genrec plot RUN_DIR ... [--output=DIR]``: the learning curves of finished or running runs
     (validation NDCG@10 / Recall@10 against epochs and seconds, training loss) as ``curves.png`` /
     ``.svg`` (default: in the first run's folder)."""
+    import yaml
+
     from genrec.compare import read_epochs
     from genrec.figures import run_curves_figure
-
-    import yaml
 
     directories, flags = run_folders(argv, "plot")
     output = Path(flags.pop("output", directories[0]))
     if flags:
-        raise GenrecError(f"plot takes RUN_DIR ... and --output=DIR; unknown flag(s): {', '.join('--' + k for k in flags)}")
+        raise GenrecError(
+            f"plot takes RUN_DIR ... and --output=DIR; unknown flag(s): {', '.join('--' + k for k in flags)}"
+        )
     runs: dict[str, list[dict]] = {}
     for directory in directories:
-        settings = yaml.safe_load((directory / "config.yaml").read_text()) if (directory / "config.yaml").is_file() else {}
+        settings = (
+            yaml.safe_load((directory / "config.yaml").read_text()) if (directory / "config.yaml").is_file() else {}
+        )
         label = f"{settings.get('model', directory.name)} seed {settings.get('seed', '?')}"
         runs[label if label not in runs else directory.name] = read_epochs(directory / "metrics.jsonl")
     output.mkdir(parents=True, exist_ok=True)
@@ -490,6 +574,12 @@ def cmd_config(argv: list[str]) -> int:
     return 0
 
 
+def print_settings(argv: list[str]) -> int:
+    """``--help``: every key the command line's dataset and model have, described, by layer."""
+    print(describe(load_config(argv)))
+    return 0
+
+
 COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
     ("run",): cmd_run,
     ("train",): cmd_train,
@@ -513,26 +603,30 @@ COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(usage())
         return 0
     if argv[0] == "--version":
         print(__version__)
         return 0
     for words, command in COMMANDS.items():
         if tuple(argv[: len(words)]) == words:
-            return run_command(command, argv[len(words):])
-    print(f"genrec: unknown command {' '.join(argv[:2])!r}\n\n{USAGE}", file=sys.stderr)
+            return run_command(command, argv[len(words) :])
+    print(f"genrec: unknown command {' '.join(argv[:2])!r}\n\n{usage()}", file=sys.stderr)
     return 2
 
 
 def run_command(command: Callable[[list[str]], int], argv: list[str]) -> int:
     source_commit()  # now, before the checkout can change under a long run
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs every CPU-feature probe
     if "-h" in argv or "--help" in argv:
-        rest = [a for a in argv if a not in ("-h", "--help") and not a.startswith(("--models", "--seeds"))]  # compare's own
-        print(USAGE + "\nresolved configuration (every key can be set with --key=value):\n")
-        return run_command(cmd_config, rest)
+        rest = [
+            a for a in argv if a not in ("-h", "--help") and not a.startswith(("--models", "--seeds"))
+        ]  # compare's own
+        print(usage() + "\nsettings, at the values this command line resolves to (set any with --key=value):")
+        return run_command(print_settings, rest)
     try:
         return command(argv)
     except GenrecError as exc:

@@ -42,8 +42,10 @@ def parse_seeds(value: Any, base: int) -> list[int]:
         if value < 1:
             raise ConfigError(f"--seeds must be at least 1, got {value}")
         if value > MAX_SEED_COUNT:
-            raise ConfigError(f"--seeds={value} asks for {value} seeds (a count); to train the one seed {value}, "
-                              f"write --seeds=[{value}]")
+            raise ConfigError(
+                f"--seeds={value} asks for {value} seeds (a count); to train the one seed {value}, "
+                f"write --seeds=[{value}]"
+            )
         return [base + i for i in range(value)]
     parts = value if isinstance(value, list) else str(value).split(",")
     try:
@@ -75,8 +77,9 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
 
 def run_identity(config) -> str:
     settings = config.model_dump(mode="json")
-    return digest({k: v for k, v in settings.items()
-                   if k not in LOCATION_KEYS and not (k in ADDED_KEYS and v == ADDED_KEYS[k])})[:10]
+    return digest(
+        {k: v for k, v in settings.items() if k not in LOCATION_KEYS and not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
+    )[:10]
 
 
 def changed_model_settings(config) -> dict[str, dict[str, Any]]:
@@ -86,8 +89,11 @@ def changed_model_settings(config) -> dict[str, dict[str, Any]]:
     from genrec import models
 
     settings = config.model_dump(mode="json")
-    return {key: {"value": settings[key], "default": default}
-            for key, default in read_yaml(models.config_file(config.model)).items() if settings[key] != default}
+    return {
+        key: {"value": settings[key], "default": default}
+        for key, default in read_yaml(models.config_file(config.model)).items()
+        if settings[key] != default
+    }
 
 
 def run_one(config) -> tuple[dict, Path]:
@@ -121,8 +127,10 @@ def finetuned_run(directory: Path, config, runs: list[dict]) -> dict:
     except (OSError, ValueError) as exc:
         raise GenrecError(f"--finetuned={directory}: not a genrec finetune run ({exc})") from None
     if (tuned.get("dataset"), tuned.get("category")) != (config.dataset, getattr(config, "category", None)):
-        raise GenrecError(f"--finetuned={directory} was trained on {tuned.get('dataset')} {tuned.get('category') or ''}, "
-                          f"not on this comparison's {config.dataset}")
+        raise GenrecError(
+            f"--finetuned={directory} was trained on {tuned.get('dataset')} {tuned.get('category') or ''}, "
+            f"not on this comparison's {config.dataset}"
+        )
     parents = [run["model"] for run in runs if Path(run["directory"]).resolve() == Path(recipe["parent"]).resolve()]
     rewards = ",".join(f"{name}:{weight:g}" for name, weight in recipe["settings"]["reward"].items())
     results = read_results(directory / "results.json")
@@ -130,8 +138,12 @@ def finetuned_run(directory: Path, config, runs: list[dict]) -> dict:
     results["train_seconds"] = sum(record.get("seconds", 0.0) for record in epochs)
     results["curve"] = learning_curve(epochs)
     results["converged"] = len(epochs) < recipe["settings"]["epochs"] or results["best_epoch"] < len(epochs)
-    return {"model": f"{parents[0] if parents else Path(recipe['parent']).name} + GRPO({rewards})", "seed": tuned["seed"],
-            "directory": str(directory), "results": results}
+    return {
+        "model": f"{parents[0] if parents else Path(recipe['parent']).name} + GRPO({rewards})",
+        "seed": tuned["seed"],
+        "directory": str(directory),
+        "results": results,
+    }
 
 
 def test_ranks(config, directory: Path) -> np.ndarray:
@@ -153,8 +165,9 @@ def test_ranks(config, directory: Path) -> np.ndarray:
     model, interactions, split = load_trained(config.model_copy(update={"checkpoint": None}), directory / "best.pt")
     catalogue = Catalogue.of(interactions, config.category_level)
     autocast = next(model.parameters()).device.type == "cuda"
-    _, ranks = evaluate_with_ranks(model, split.test, catalogue, config.eval_batch_size, config.test_num_beams, autocast,
-                                   config.exclude_seen)
+    _, ranks = evaluate_with_ranks(
+        model, split.test, catalogue, config.eval_batch_size, config.test_num_beams, autocast, config.exclude_seen
+    )
     save_ranks(path, ranks)
     return ranks
 
@@ -170,8 +183,12 @@ def paired_differences(ranks: list[tuple[str, np.ndarray]]) -> list[dict]:
         per_user.setdefault(model, []).append(ndcg_per_example(run_ranks, 10))
     means = {model: np.mean(values, axis=0) for model, values in per_user.items()}
     models = list(means)
-    return [{"a": a, "b": b, **paired_bootstrap(means[a], means[b])}
-            for i, a in enumerate(models) for b in models[i + 1:] if means[a].shape == means[b].shape]
+    return [
+        {"a": a, "b": b, **paired_bootstrap(means[a], means[b])}
+        for i, a in enumerate(models)
+        for b in models[i + 1 :]
+        if means[a].shape == means[b].shape
+    ]
 
 
 def target_groups(config, ranks: list[tuple[str, np.ndarray]]) -> list[dict]:
@@ -187,18 +204,28 @@ def target_groups(config, ranks: list[tuple[str, np.ndarray]]) -> list[dict]:
         users = np.isin(split.test.targets, [index[item] for item in items if item in index])
         for model in dict(ranks):
             per_seed = [r[users] for label, r in ranks if label == model]
-            rows.append({"group": name, "users": int(users.sum()), "model": model,
-                         "ndcg@10": float(np.mean([ndcg_per_example(r, 10).mean() for r in per_seed])),
-                         "recall@10": float(np.mean([((r >= 0) & (r < 10)).mean() for r in per_seed]))})
+            rows.append(
+                {
+                    "group": name,
+                    "users": int(users.sum()),
+                    "model": model,
+                    "ndcg@10": float(np.mean([ndcg_per_example(r, 10).mean() for r in per_seed])),
+                    "recall@10": float(np.mean([((r >= 0) & (r < 10)).mean() for r in per_seed])),
+                }
+            )
     return rows
 
 
 def markdown_groups(rows: list[dict]) -> str:
     groups = list(dict.fromkeys(row["group"] for row in rows))
     users = {row["group"]: row["users"] for row in rows}
-    lines = ["Test accuracy on the users whose target is one of the dataset's items of interest (NDCG@10 / Recall@10, "
-             "mean over seeds):", "", "| model | " + " | ".join(f"{g} ({users[g]} users)" for g in groups) + " |",
-             "|---|" + "---|" * len(groups)]
+    lines = [
+        "Test accuracy on the users whose target is one of the dataset's items of interest (NDCG@10 / Recall@10, "
+        "mean over seeds):",
+        "",
+        "| model | " + " | ".join(f"{g} ({users[g]} users)" for g in groups) + " |",
+        "|---|" + "---|" * len(groups),
+    ]
     cells = {(row["model"], row["group"]): f"{row['ndcg@10']:.4f} / {row['recall@10']:.4f}" for row in rows}
     for model in dict.fromkeys(row["model"] for row in rows):
         lines.append(f"| {model} | " + " | ".join(cells[model, g] for g in groups) + " |")
@@ -206,9 +233,14 @@ def markdown_groups(rows: list[dict]) -> str:
 
 
 def markdown_differences(differences: list[dict], n_users: int) -> str:
-    lines = [f"Paired differences in test NDCG@10 (per-user NDCG@10 averaged over seeds; 95% paired bootstrap "
-             f"interval over the {n_users} test users, 2,000 resamples; an interval that excludes 0 is a difference "
-             "beyond the users' noise):", "", "| A − B | mean | 95% interval |", "|---|---|---|"]
+    lines = [
+        f"Paired differences in test NDCG@10 (per-user NDCG@10 averaged over seeds; 95% paired bootstrap "
+        f"interval over the {n_users} test users, 2,000 resamples; an interval that excludes 0 is a difference "
+        "beyond the users' noise):",
+        "",
+        "| A − B | mean | 95% interval |",
+        "|---|---|---|",
+    ]
     lines += [f"| {d['a']} − {d['b']} | {d['mean']:+.4f} | [{d['low']:+.4f}, {d['high']:+.4f}] |" for d in differences]
     return "\n".join(lines)
 
@@ -241,7 +273,9 @@ def learning_curve(epochs: list[dict]) -> list[dict]:
     for record in epochs:
         seconds += record.get("seconds", 0.0)
         if "valid" in record:
-            curve.append({"epoch": record["epoch"], "seconds": round(seconds, 2), "ndcg@10": record["valid"]["ndcg@10"]})
+            curve.append(
+                {"epoch": record["epoch"], "seconds": round(seconds, 2), "ndcg@10": record["valid"]["ndcg@10"]}
+            )
     return curve
 
 
@@ -278,7 +312,10 @@ def summarize(runs: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
         summary[model]["train_seconds"] = mean_std([run["results"]["train_seconds"] for run in group])
         summary[model]["test_seconds_per_1k_users"] = mean_std([1000 / t["users_per_s"] for t in test])
         summary[model]["best_epoch"] = mean_std([run["results"]["best_epoch"] for run in group])
-        summary[model]["converged"] = {"runs": len(group), "converged": sum(run["results"]["converged"] for run in group)}
+        summary[model]["converged"] = {
+            "runs": len(group),
+            "converged": sum(run["results"]["converged"] for run in group),
+        }
     return summary
 
 
@@ -288,23 +325,57 @@ def markdown_table(summary: dict, seeds: list[int]) -> str:
             return "—"
         return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if len(seeds) > 1 else "")
 
-    columns = [*((m, 4) for m in ACCURACY), ("coverage@10", 4), ("entropy@10", 2), ("category_entropy@10", 2), ("pruned", 4),
-               ("beam_items", 1), ("best_epoch", 1), ("train_seconds", 0), ("test_seconds_per_1k_users", 2)]
-    header = ["model", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10", "coverage@10", "entropy@10 (bits)", "category entropy@10",
-              "pruned by the beam", "items in the beam", "best epoch", "train s", "test s / 1k users", "converged"]
+    columns = [
+        *((m, 4) for m in ACCURACY),
+        ("coverage@10", 4),
+        ("entropy@10", 2),
+        ("category_entropy@10", 2),
+        ("pruned", 4),
+        ("beam_items", 1),
+        ("best_epoch", 1),
+        ("train_seconds", 0),
+        ("test_seconds_per_1k_users", 2),
+    ]
+    header = [
+        "model",
+        "Recall@5",
+        "Recall@10",
+        "NDCG@5",
+        "NDCG@10",
+        "coverage@10",
+        "entropy@10 (bits)",
+        "category entropy@10",
+        "pruned by the beam",
+        "items in the beam",
+        "best epoch",
+        "train s",
+        "test s / 1k users",
+        "converged",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, stats in summary.items():
         done = stats["converged"]
-        flag = f"{done['converged']}/{done['runs']}" + ("" if done["converged"] == done["runs"] else " **not converged**")
-        lines.append("| " + " | ".join([model, *(cell(stats.get(name), digits) for name, digits in columns), flag]) + " |")
-    lines += ["", "*converged*: runs that stopped by patience, or whose best validation epoch is older than their last "
-              "`patience` validations before the epoch cap; the others were still improving, so their numbers understate the model."]
+        flag = f"{done['converged']}/{done['runs']}" + (
+            "" if done["converged"] == done["runs"] else " **not converged**"
+        )
+        lines.append(
+            "| " + " | ".join([model, *(cell(stats.get(name), digits) for name, digits in columns), flag]) + " |"
+        )
+    lines += [
+        "",
+        "*converged*: runs that stopped by patience, or whose best validation epoch is older than their last "
+        "`patience` validations before the epoch cap; the others were still improving, so their numbers "
+        "understate the model.",
+    ]
     return "\n".join(lines)
 
 
 def markdown_changes(changes: dict[str, dict[str, dict[str, Any]]]) -> str:
-    lines = ["Each model's own settings (`genrec/models/<Model>/config.yaml`) that the file, flags or variant changed, "
-             "its default in brackets:", ""]
+    lines = [
+        "Each model's own settings (`genrec/models/<Model>/config.yaml`) that the file, flags or variant changed, "
+        "its default in brackets:",
+        "",
+    ]
     for model, changed in changes.items():
         listed = ", ".join(f"`{key}` {c['value']} ({c['default']})" for key, c in changed.items())
         lines.append(f"- {model}: {listed or 'none'}")
@@ -337,7 +408,9 @@ def compare(argv: list[str]) -> tuple[str, Path]:
             config = load_config(file_args, ignore=keys_of_other_models(name, names), **{**settings, "seed": seed})
             slug = "-".join(str(p) for p in (config.dataset, getattr(config, "category", None)) if p)
             folder_name = label.replace(":", "-")
-            config = config.model_copy(update={"run_name": f"compare/{slug}/{folder_name}-seed{seed}-{run_identity(config)}"})
+            config = config.model_copy(
+                update={"run_name": f"compare/{slug}/{folder_name}-seed{seed}-{run_identity(config)}"}
+            )
             results, directory = run_one(config)
             runs.append({"model": label, "seed": seed, "directory": str(directory), "results": results})
             ranks.append((label, test_ranks(config, directory)))
@@ -354,16 +427,37 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     command = " ".join(["genrec compare", *argv])
     settings = f"\n\n`{config_file}`:\n\n```yaml\n{config_file.read_text().strip()}\n```" if config_file else ""
     runs_at = ", ".join(f"`{c}`" for c in trained_by)
-    report = (f"`{command}`\n\ncommit `{commit}` (runs trained at {runs_at}); seeds {', '.join(map(str, seeds))}; test metrics "
-              f"of the best validation checkpoint (mean ± sample std over seeds); train s includes validation; every run's "
-              f"resolved `config.yaml` is in its folder under `{folder}`.{settings}\n\n{markdown_table(summary, seeds)}\n\n"
-              + (f"{markdown_differences(differences, len(ranks[0][1]))}\n\n" if differences else "")
-              + (f"{markdown_groups(groups)}\n\n" if groups else "") + f"{markdown_changes(changes)}\n")
+    report = (
+        f"`{command}`\n\ncommit `{commit}` (runs trained at {runs_at}); seeds {', '.join(map(str, seeds))}; "
+        f"test metrics of the best validation checkpoint (mean ± sample std over seeds); train s includes validation; "
+        f"every run's resolved `config.yaml` is in its folder under `{folder}`.{settings}\n\n"
+        f"{markdown_table(summary, seeds)}\n\n"
+        + (f"{markdown_differences(differences, len(ranks[0][1]))}\n\n" if differences else "")
+        + (f"{markdown_groups(groups)}\n\n" if groups else "")
+        + f"{markdown_changes(changes)}\n"
+    )
     atomic_write_text(folder / "comparison.md", report)
     learning_curves_figure(group_curves(runs), folder / "learning_curves")
-    comparison_bars_figure(summary, {model: summary[model]["converged"]["runs"] for model in summary}, folder / "comparison")
-    atomic_write_text(folder / "comparison.json", json.dumps(
-        {"command": command, "commit": commit, "seeds": seeds, "config_file": yaml.safe_load(config_file.read_text()) if config_file else None,
-         "flags": flags, "changed_model_settings": changes, "summary": summary, "paired_ndcg@10": differences, "target_groups": groups,
-         "runs": runs}, indent=2, default=str))
+    comparison_bars_figure(
+        summary, {model: summary[model]["converged"]["runs"] for model in summary}, folder / "comparison"
+    )
+    atomic_write_text(
+        folder / "comparison.json",
+        json.dumps(
+            {
+                "command": command,
+                "commit": commit,
+                "seeds": seeds,
+                "config_file": yaml.safe_load(config_file.read_text()) if config_file else None,
+                "flags": flags,
+                "changed_model_settings": changes,
+                "summary": summary,
+                "paired_ndcg@10": differences,
+                "target_groups": groups,
+                "runs": runs,
+            },
+            indent=2,
+            default=str,
+        ),
+    )
     return report, folder

@@ -46,82 +46,129 @@ class GlobalSettings(StrictModel):
     key missing from that file is caught by the tests rather than silently defaulted twice."""
 
     # run
-    dataset: str
-    model: str | None
-    seed: int
-    data_dir: Path | None
-    cache_dir: Path
-    output_dir: Path
-    run_name: str | None
-    device: Literal["auto", "cpu", "cuda"]
-    logger: Literal["none", "tensorboard", "wandb"]
+    dataset: str = Field(description="dataset name (a folder of genrec/datasets)")
+    model: str | None = Field(
+        description="model name (a folder of genrec/models); null: data, split and semantic IDs only"
+    )
+    seed: int = Field(description="seeds the split's shuffles, initial weights, batches and every random draw of a run")
+    data_dir: Path | None = Field(description="where dataset files are read; null: $GENREC_DATA_DIR, else ./data")
+    cache_dir: Path = Field(description="embeddings and semantic IDs, keyed by every setting that affects them")
+    output_dir: Path = Field(description="one folder per run, with its resolved config.yaml")
+    run_name: str | None = Field(
+        description="the run's folder inside output_dir; null: <command>-<dataset>-<timestamp>"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(description="auto: cuda when available, else cpu")
+    logger: Literal["none", "tensorboard", "wandb"] = Field(
+        description="also log loss, learning rate and validation metrics to TensorBoard (the run's tensorboard/) or W&B"
+    )
     # sequences
-    duplicates: Literal["drop", "refuse", "keep"]
-    max_item_seq_len: int = Field(ge=1)
-    cold_items: float = Field(ge=0, lt=1)
-    cold_items_seed: int = Field(ge=0)
+    duplicates: Literal["drop", "refuse", "keep"] = Field(
+        description="an item right after itself, or at the same timestamp: drop (count logged), refuse, or keep"
+    )
+    max_item_seq_len: int = Field(ge=1, description="histories keep this many most recent items")
+    cold_items: float = Field(
+        ge=0, lt=1, description="> 0: hold this share of the items out of training (genrec analyze coldstart)"
+    )
+    cold_items_seed: int = Field(
+        ge=0, description="which items cold_items holds out (the same across models and seeds)"
+    )
     # item embeddings
-    item_emb: Literal["auto", "text", "cf", "text+cf"]
-    sent_emb_model: str
-    sent_emb_fields: list[Literal[TEXT_FIELDS]]  # type: ignore[valid-type]
-    sent_emb_max_chars: int = Field(ge=16)
-    sent_emb_batch_size: int = Field(ge=1)
-    sent_emb_pca: int = Field(ge=0)
-    cf_emb_dim: int = Field(ge=2)
-    cf_window: int = Field(ge=1)
+    item_emb: Literal["auto", "text", "cf", "text+cf"] = Field(
+        description="the item vectors semantic IDs quantize; auto: text when the dataset has text, else collaborative"
+    )
+    sent_emb_model: str = Field(description="sentence-transformers model name or local folder for text embeddings")
+    sent_emb_fields: list[Literal[TEXT_FIELDS]] = Field(  # type: ignore[valid-type]
+        description="item text fields embedded, in this order"
+    )
+    sent_emb_max_chars: int = Field(ge=16, description="cap on the text of one item")
+    sent_emb_batch_size: int = Field(ge=1, description="items embedded per encoder call")
+    sent_emb_pca: int = Field(ge=0, description="> 0: reduce text embeddings to this many dimensions by PCA")
+    cf_emb_dim: int = Field(
+        ge=2, description="collaborative embedding size (truncated SVD of training co-occurrence PPMI)"
+    )
+    cf_window: int = Field(
+        ge=1, description="co-occurrence window: items at most this far apart in a training sequence"
+    )
     # semantic IDs
-    vq_method: Literal["rqkmeans", "opq", "rqvae", "per_modality"]
-    vq_modalities: list[Literal["text", "cf", "category"]]
-    vq_n_codebooks: int = Field(ge=1, le=8)
-    vq_codebook_size: int = Field(ge=2)
-    vq_collision: Literal["tiger", "conflict_free"]
-    vq_kmeans_iters: int = Field(ge=1)
-    vq_level_order: list[int] | None
-    rqvae_hidden_dims: list[int]
-    rqvae_latent_dim: int = Field(ge=1)
-    rqvae_epochs: int = Field(ge=1)
-    rqvae_batch_size: int = Field(ge=1)
-    rqvae_lr: float = Field(gt=0)
-    rqvae_beta: float = Field(ge=0)
+    vq_method: Literal["rqkmeans", "opq", "rqvae", "per_modality"] = Field(
+        description="quantizer of the semantic IDs (per_modality: one level per entry of vq_modalities)"
+    )
+    vq_modalities: list[Literal["text", "cf", "category"]] = Field(
+        description="per_modality: each level is the k-means code of this modality's vector"
+    )
+    vq_n_codebooks: int = Field(ge=1, le=8, description="levels of a semantic ID (before a collision token)")
+    vq_codebook_size: int = Field(ge=2, description="codes per level")
+    vq_collision: Literal["tiger", "conflict_free"] = Field(
+        description="items with equal codes: conflict_free (PSID: re-assigned, same length) or tiger (an extra token)"
+    )
+    vq_kmeans_iters: int = Field(ge=1, description="k-means iterations per codebook")
+    vq_level_order: list[int] | None = Field(
+        description="e.g. [2, 0, 1]: the ID's levels in this order (a fixed-order ablation); null: as quantized"
+    )
+    rqvae_hidden_dims: list[int] = Field(description="RQ-VAE encoder widths (the decoder mirrors them)")
+    rqvae_latent_dim: int = Field(ge=1, description="RQ-VAE latent size, the vectors its codebooks quantize")
+    rqvae_epochs: int = Field(ge=1, description="RQ-VAE training epochs")
+    rqvae_batch_size: int = Field(ge=1, description="RQ-VAE training batch")
+    rqvae_lr: float = Field(gt=0, description="RQ-VAE learning rate")
+    rqvae_beta: float = Field(ge=0, description="RQ-VAE commitment loss weight")
     # training and evaluation (every model)
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
-    lr: float = Field(gt=0)
-    weight_decay: float = Field(ge=0)
-    warmup_steps: int = Field(ge=0)
-    lr_schedule: Literal["cosine", "linear", "constant"]
-    max_grad_norm: float = Field(ge=0)
-    grad_accumulation: int = Field(ge=1)
-    precision: Literal["auto", "fp32", "bf16", "fp16"]
-    deterministic: bool
-    num_workers: int = Field(ge=0)
-    eval_interval: int = Field(ge=1)
-    valid_users: int = Field(ge=0)
-    patience: int = Field(ge=1)
-    min_delta: float = Field(ge=0)
-    eval_batch_size: int = Field(ge=1)
-    num_beams: int = Field(ge=1)
-    test_num_beams: int = Field(ge=1)
-    checkpoint: Path | None
-    category_level: int = Field(ge=0)
-    exclude_seen: bool
+    epochs: int = Field(ge=1, description="epoch cap")
+    batch_size: int = Field(
+        ge=1,
+        description="training targets per optimizer step (a decoder backbone batches windows holding about as many)",
+    )
+    lr: float = Field(gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(ge=0, description="AdamW weight decay")
+    warmup_steps: int = Field(ge=0, description="optimizer steps of linear learning-rate warmup")
+    lr_schedule: Literal["cosine", "linear", "constant"] = Field(description="learning-rate decay after warmup")
+    max_grad_norm: float = Field(ge=0, description="> 0: clip the gradients' global norm to this before each step")
+    grad_accumulation: int = Field(
+        ge=1, description="batches per optimizer step (an effective batch of this x batch_size)"
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        description="training precision: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16 (CUDA, scaled)"
+    )
+    deterministic: bool = Field(description="deterministic torch kernels while training and evaluating")
+    num_workers: int = Field(
+        ge=0,
+        description="DataLoader processes preparing training batches (0: the training process; pinned memory on CUDA)",
+    )
+    eval_interval: int = Field(ge=1, description="validate every this many epochs")
+    valid_users: int = Field(
+        ge=0, description="> 0: validate during training on a fixed, seeded sample of this many users (final: all)"
+    )
+    patience: int = Field(ge=1, description="stop after this many validations without a better NDCG@10")
+    min_delta: float = Field(ge=0, description="a validation is better only when NDCG@10 rises by more than this")
+    eval_batch_size: int = Field(ge=1, description="users per evaluation batch")
+    num_beams: int = Field(ge=1, description="beam width for validation")
+    test_num_beams: int = Field(ge=1, description="beam width for the final validation and test")
+    checkpoint: Path | None = Field(
+        description="a checkpoint to resume training from (last.pt) or to evaluate (best.pt)"
+    )
+    category_level: int = Field(ge=0, description="category-path level of category_entropy@10 (1: top level; 0: off)")
+    exclude_seen: bool = Field(description="never recommend an item the user interacted with before")
 
-    split_comma_lists = field_validator("sent_emb_fields", "rqvae_hidden_dims", "vq_level_order", "vq_modalities",
-                                        mode="before")(comma_separated)
+    split_comma_lists = field_validator(
+        "sent_emb_fields", "rqvae_hidden_dims", "vq_level_order", "vq_modalities", mode="before"
+    )(comma_separated)
 
     @model_validator(mode="after")
     def _one_level_per_modality(self):
         if self.vq_method == "per_modality" and len(self.vq_modalities) != self.vq_n_codebooks:
-            raise ValueError(f"vq_method=per_modality makes one level per modality: vq_modalities {self.vq_modalities} "
-                             f"has {len(self.vq_modalities)}, vq_n_codebooks is {self.vq_n_codebooks}")
+            raise ValueError(
+                f"vq_method=per_modality makes one level per modality: vq_modalities {self.vq_modalities} "
+                f"has {len(self.vq_modalities)}, vq_n_codebooks is {self.vq_n_codebooks}"
+            )
         return self
 
     @model_validator(mode="after")
     def _level_order_is_a_permutation(self):
         levels = self.vq_n_codebooks + (self.vq_collision == "tiger")
         if self.vq_level_order is not None and sorted(self.vq_level_order) != list(range(levels)):
-            raise ValueError(f"vq_level_order {self.vq_level_order} must order the {levels} ID levels 0..{levels - 1} "
-                             f"(vq_n_codebooks {self.vq_n_codebooks}{' plus the collision token' * (self.vq_collision == 'tiger')})")
+            raise ValueError(
+                f"vq_level_order {self.vq_level_order} must order the {levels} ID levels 0..{levels - 1} "
+                f"(vq_n_codebooks {self.vq_n_codebooks}{' plus the collision token' * (self.vq_collision == 'tiger')})"
+            )
         return self
 
     @field_validator("run_name")
@@ -142,8 +189,9 @@ class UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise ConfigError(f"{self.name}:{key_node.start_mark.line + 1}: key '{key}' given twice "
-                                  f"(first on line {seen[key]})")
+                raise ConfigError(
+                    f"{self.name}:{key_node.start_mark.line + 1}: key '{key}' given twice (first on line {seen[key]})"
+                )
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
@@ -216,6 +264,33 @@ def settings_schema(dataset: str, model: str | None) -> type[StrictModel]:
     return create_model("Config", __base__=tuple(bases))
 
 
+def describe(config: StrictModel) -> str:
+    """Every key of a resolved config with its value and description, grouped by the layer that
+    declares it (every run, the dataset, the model) and named by that layer's defaults file."""
+    from genrec import datasets, models
+
+    layers = [("every run", "genrec/default.yaml", GlobalSettings)]
+    layers.append(
+        (
+            f"dataset {config.dataset}",
+            f"genrec/datasets/{config.dataset}/config.yaml",
+            datasets.get(config.dataset).Settings,
+        )
+    )
+    if config.model is not None:
+        layers.append(
+            (f"model {config.model}", f"genrec/models/{config.model}/config.yaml", models.get(config.model).Settings)
+        )
+    values = config.model_dump(mode="json")
+    lines = []
+    for title, defaults, schema in layers:
+        lines.append(f"\n{title} (defaults: {defaults}):")
+        for key, field in schema.model_fields.items():
+            value = yaml.safe_dump(values[key], default_flow_style=True, width=1_000).strip().removesuffix("\n...")
+            lines.append(f"  --{key}={value}".ljust(44) + f" {field.description}")
+    return "\n".join(lines)
+
+
 def all_declared_keys() -> dict[str, str]:
     """Every key some dataset or model declares, mapped to its owner (for 'belongs to X' hints)."""
     from genrec import datasets, models
@@ -258,7 +333,9 @@ def load_config(argv: list[str] | None = None, ignore: set[str] = frozenset(), *
     """
     config_file, flags = parse_flags(list(argv or []))
     flags.update(overrides)
-    layers: list[tuple[str, dict[str, Any]]] = [(str(DEFAULT_FILE.relative_to(PACKAGE_DIR.parent)), read_yaml(DEFAULT_FILE))]
+    layers: list[tuple[str, dict[str, Any]]] = [
+        (str(DEFAULT_FILE.relative_to(PACKAGE_DIR.parent)), read_yaml(DEFAULT_FILE))
+    ]
     user_file = read_yaml(config_file) if config_file else {}
     flags = {k: v for k, v in flags.items() if k not in ignore}
     user_file = {k: v for k, v in user_file.items() if k not in ignore}
@@ -304,9 +381,7 @@ def load_config(argv: list[str] | None = None, ignore: set[str] = frozenset(), *
         key = ".".join(str(part) for part in error["loc"])
         top = str(error["loc"][0]) if error["loc"] else key
         where = source.get(top, "no layer: add it to genrec/default.yaml")
-        raise ConfigError(
-            f"config key '{key}' (set in {where}): {error['msg']} (got {error.get('input')!r})"
-        ) from None
+        raise ConfigError(f"config key '{key}' (set in {where}): {error['msg']} (got {error.get('input')!r})") from None
 
 
 def _choice_message(key: str, value: Any, names: list[str]) -> str:

@@ -116,5 +116,6 @@ class LossOf(nn.Module):
 def data_parallel(model: nn.Module, group: ProcessGroup, device: torch.device) -> nn.Module:
     """``model``'s loss wrapped for data-parallel training (rank 0's weights broadcast to all);
     unused parameters are allowed (a Latte latent token or a BERT4Rec mask row a batch never reads)."""
-    return nn.parallel.DistributedDataParallel(LossOf(model), device_ids=[device.index] if device.type == "cuda" else None,
-                                               find_unused_parameters=True)
+    return nn.parallel.DistributedDataParallel(
+        LossOf(model), device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+    )

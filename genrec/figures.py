@@ -57,22 +57,38 @@ def tree_correlation_figure(rows: dict[str, list[dict]], summaries: dict[str, li
     width = 0.8 / max(1, len(rows))
     for index, (label, model_rows) in enumerate(rows.items()):
         colour = colours(index % 10)
-        data = [[r["correlation"] for r in model_rows if r["distance"] == d and r["correlation"] == r["correlation"]]
-                for d in distances]
+        data = [
+            [r["correlation"] for r in model_rows if r["distance"] == d and r["correlation"] == r["correlation"]]
+            for d in distances
+        ]
         positions = [k + (index - (len(rows) - 1) / 2) * width for k in range(len(distances))]
         kept = [(p, values) for p, values in zip(positions, data) if values]
-        parts = boxes.boxplot([values for _, values in kept], positions=[p for p, _ in kept], widths=width * 0.9,
-                              patch_artist=True, showfliers=False, manage_ticks=False,
-                              medianprops={"color": "black"})
+        parts = boxes.boxplot(
+            [values for _, values in kept],
+            positions=[p for p, _ in kept],
+            widths=width * 0.9,
+            patch_artist=True,
+            showfliers=False,
+            manage_ticks=False,
+            medianprops={"color": "black"},
+        )
         for patch in parts["boxes"]:
             patch.set(facecolor=colour, alpha=0.6)
         boxes.plot([], [], color=colour, linewidth=6, alpha=0.6, label=label)
         points = summaries[label]
-        reversal.plot([p["distance"] for p in points], [p["rank_reversal"] for p in points], marker="o", color=colour, label=label)
+        reversal.plot(
+            [p["distance"] for p in points], [p["rank_reversal"] for p in points], marker="o", color=colour, label=label
+        )
     boxes.set_xticks(range(len(distances)), [str(d) for d in distances])
-    boxes.set(xlabel="tree distance", ylabel="Pearson correlation over users", title="Item probabilities vs tree distance")
-    reversal.set(xlabel="tree distance", ylabel="share of user pairs ordering them differently", title="Rank reversal",
-                 xticks=distances)
+    boxes.set(
+        xlabel="tree distance", ylabel="Pearson correlation over users", title="Item probabilities vs tree distance"
+    )
+    reversal.set(
+        xlabel="tree distance",
+        ylabel="share of user pairs ordering them differently",
+        title="Rank reversal",
+        xticks=distances,
+    )
     for axes in (boxes, reversal):
         axes.grid(alpha=0.3)
     boxes.legend(fontsize=8)
@@ -93,18 +109,34 @@ def beam_widths_figure(rows: list[dict], stem: Path) -> list[Path]:
         points = [row for row in rows if (row["run"], row["aggregation"]) == line]
         first = points[0]
         latte = f", n={first['latent_tokens']}, {first['aggregation']}" if first["aggregation"] else ""
-        style = {"marker": "o", "color": colours(index % 10), "label": f"{first['label']} (seed {first['seed']}{latte})"}
+        style = {
+            "marker": "o",
+            "color": colours(index % 10),
+            "label": f"{first['label']} (seed {first['seed']}{latte})",
+        }
         widths = [p["beam"] for p in points]
         recall.plot(widths, [p["recall@10"] for p in points], **style)
         cost.plot(widths, [p["s_per_1k_users"] for p in points], **style)
         equal.plot([p["s_per_1k_users"] for p in points], [p["ndcg@10"] for p in points], **style)
         for p in points:
-            equal.annotate(str(p["beam"]), (p["s_per_1k_users"], p["ndcg@10"]), textcoords="offset points", xytext=(3, -10), fontsize=7)
+            equal.annotate(
+                str(p["beam"]),
+                (p["s_per_1k_users"], p["ndcg@10"]),
+                textcoords="offset points",
+                xytext=(3, -10),
+                fontsize=7,
+            )
     plain = FuncFormatter(lambda value, _: f"{value:g}")
     recall.set(xscale="log", xlabel="beam width", ylabel="test Recall@10", title="Accuracy against beam width")
-    cost.set(xscale="log", yscale="log", xlabel="beam width", ylabel="seconds per 1,000 test users", title="Decoding cost")
-    equal.set(xscale="log", xlabel="seconds per 1,000 test users", ylabel="test NDCG@10",
-              title="Accuracy at equal decoding cost (labels: width)")
+    cost.set(
+        xscale="log", yscale="log", xlabel="beam width", ylabel="seconds per 1,000 test users", title="Decoding cost"
+    )
+    equal.set(
+        xscale="log",
+        xlabel="seconds per 1,000 test users",
+        ylabel="test NDCG@10",
+        title="Accuracy at equal decoding cost (labels: width)",
+    )
     cost.yaxis.set_major_formatter(plain)
     cost.yaxis.set_minor_formatter(plain)
     for axes in (recall, cost, equal):
@@ -130,15 +162,25 @@ def diversity_tradeoff_figure(rows: list[dict], stem: Path) -> list[Path]:
         points = [row for row in rows if row["run"] == run]
         for lever in dict.fromkeys(point["lever"] for point in points):
             chosen = [point for point in points if point["lever"] == lever]
-            style = {"color": colours(index % 10), "marker": markers.get(lever, "o"), "linestyle": "-" if len(chosen) > 1 else "",
-                     "label": f"{chosen[0]['label']} (seed {chosen[0]['seed']}): {lever}"}
+            style = {
+                "color": colours(index % 10),
+                "marker": markers.get(lever, "o"),
+                "linestyle": "-" if len(chosen) > 1 else "",
+                "label": f"{chosen[0]['label']} (seed {chosen[0]['seed']}): {lever}",
+            }
             for axes, key in ((entropy, spread), (coverage, "coverage@10")):
                 axes.plot([p[key] for p in chosen], [p["ndcg@10"] for p in chosen], alpha=0.85, **style)
                 for p in chosen:
-                    axes.annotate(p["setting"], (p[key], p["ndcg@10"]), textcoords="offset points",
-                                  xytext=(3, 3), fontsize=6)
-    entropy.set(xlabel=f"test {spread.replace('@10', '@10 (bits)')}", ylabel="test NDCG@10",
-                title="Accuracy against spread over categories" if spread.startswith("category") else "Accuracy against spread over items")
+                    axes.annotate(
+                        p["setting"], (p[key], p["ndcg@10"]), textcoords="offset points", xytext=(3, 3), fontsize=6
+                    )
+    entropy.set(
+        xlabel=f"test {spread.replace('@10', '@10 (bits)')}",
+        ylabel="test NDCG@10",
+        title="Accuracy against spread over categories"
+        if spread.startswith("category")
+        else "Accuracy against spread over items",
+    )
     coverage.set(xlabel="test coverage@10 (share of the catalogue listed)", title="Accuracy against catalogue coverage")
     for axes in (entropy, coverage):
         axes.grid(alpha=0.3)
@@ -161,11 +203,20 @@ def cold_start_figure(rows: list[dict], stem: Path) -> list[Path]:
         chosen = [row for row in rows if row["users"] == group]
         for index, ranker in enumerate(rankers):
             values = {row["run"]: row["ndcg@10"] for row in chosen if row["ranker"] == ranker}
-            axes.bar(np.arange(len(runs)) + (index - (len(rankers) - 1) / 2) * width, [values.get(run, 0.0) for run in runs],
-                     width, color=colours(index), label=ranker)
+            axes.bar(
+                np.arange(len(runs)) + (index - (len(rankers) - 1) / 2) * width,
+                [values.get(run, 0.0) for run in runs],
+                width,
+                color=colours(index),
+                label=ranker,
+            )
         users = chosen[0]["n_users"] if chosen else 0
-        axes.set(xticks=np.arange(len(runs)), xticklabels=[labels[run] for run in runs], ylabel="test NDCG@10",
-                 title=f"{'Held-out' if group == 'cold' else 'Trained'} targets ({users} users)")
+        axes.set(
+            xticks=np.arange(len(runs)),
+            xticklabels=[labels[run] for run in runs],
+            ylabel="test NDCG@10",
+            title=f"{'Held-out' if group == 'cold' else 'Trained'} targets ({users} users)",
+        )
         axes.tick_params(axis="x", labelsize=7)
         axes.grid(axis="y", alpha=0.3)
     panels[0].legend(fontsize=8)
@@ -181,14 +232,22 @@ def run_curves_figure(runs: dict[str, list[dict]], stem: Path) -> list[Path]:
     for index, (label, records) in enumerate(runs.items()):
         colour = colours(index % 10)
         seconds = np.cumsum([record.get("seconds", 0.0) for record in records])
-        valid = [(record["epoch"], spent, record["valid"]) for record, spent in zip(records, seconds) if "valid" in record]
+        valid = [
+            (record["epoch"], spent, record["valid"]) for record, spent in zip(records, seconds) if "valid" in record
+        ]
         epochs = [epoch for epoch, _, _ in valid]
         by_epoch.plot(epochs, [v["ndcg@10"] for _, _, v in valid], color=colour, label=f"{label} NDCG@10")
-        by_epoch.plot(epochs, [v["recall@10"] for _, _, v in valid], color=colour, linestyle="--", label=f"{label} Recall@10")
+        by_epoch.plot(
+            epochs, [v["recall@10"] for _, _, v in valid], color=colour, linestyle="--", label=f"{label} Recall@10"
+        )
         by_time.plot([spent for _, spent, _ in valid], [v["ndcg@10"] for _, _, v in valid], color=colour, label=label)
-        loss.plot([record["epoch"] for record in records], [record["loss"] for record in records], color=colour, label=label)
+        loss.plot(
+            [record["epoch"] for record in records], [record["loss"] for record in records], color=colour, label=label
+        )
     by_epoch.set(xlabel="epoch", ylabel="validation metric", title="Validation against epochs")
-    by_time.set(xlabel="training seconds (validation included)", ylabel="validation NDCG@10", title="Validation against time")
+    by_time.set(
+        xlabel="training seconds (validation included)", ylabel="validation NDCG@10", title="Validation against time"
+    )
     loss.set(xlabel="epoch", ylabel="training loss", title="Training loss")
     for axes in (by_epoch, by_time, loss):
         axes.grid(alpha=0.3)
@@ -204,9 +263,18 @@ def comparison_bars_figure(summary: dict[str, dict], runs_per_model: dict[str, i
     figure, axes = plt.subplots(figsize=(max(6.0, 0.9 * len(models) + 2), 4.2))
     positions = np.arange(len(models))
     for offset, (metric, colour) in zip((-0.2, 0.2), (("ndcg@10", "tab:blue"), ("recall@10", "tab:orange"))):
-        axes.bar(positions + offset, [summary[m][metric]["mean"] for m in models], 0.4,
-                 yerr=[summary[m][metric]["std"] for m in models], capsize=3, color=colour, label=f"test {metric}")
-    axes.set_xticks(positions, [f"{m}\n({runs_per_model[m]} seed{'s' * (runs_per_model[m] > 1)})" for m in models], fontsize=7)
+        axes.bar(
+            positions + offset,
+            [summary[m][metric]["mean"] for m in models],
+            0.4,
+            yerr=[summary[m][metric]["std"] for m in models],
+            capsize=3,
+            color=colour,
+            label=f"test {metric}",
+        )
+    axes.set_xticks(
+        positions, [f"{m}\n({runs_per_model[m]} seed{'s' * (runs_per_model[m] > 1)})" for m in models], fontsize=7
+    )
     axes.set(ylabel="test metric", title="Mean over seeds, error bars: sample std")
     axes.grid(axis="y", alpha=0.3)
     axes.legend(fontsize=8)

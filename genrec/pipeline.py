@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
 
 from genrec import datasets
 from genrec.checkpoint import EVALUATION_KEYS, check_identity, read_checkpoint, restore_weights, run_identity
@@ -25,10 +25,21 @@ def load_interactions(config) -> Interactions:
     interactions = datasets.get(config.dataset).load(config)
     if config.cold_items:
         held = hold_out_items(interactions, config.cold_items, config.cold_items_seed)
-        log.info("cold_items=%g: %d items held out of training (%d interactions, %d users left too short)", config.cold_items,
-                 len(held.cold), held.warm.dropped["cold_items_interactions"], held.warm.dropped["cold_items_short_users"])
+        log.info(
+            "cold_items=%g: %d items held out of training (%d interactions, %d users left too short)",
+            config.cold_items,
+            len(held.cold),
+            held.warm.dropped["cold_items_interactions"],
+            held.warm.dropped["cold_items_short_users"],
+        )
         interactions = held.warm
-    log.info("%s: %d users, %d items, %d interactions", interactions.name, interactions.n_users, interactions.n_items, interactions.n_interactions)
+    log.info(
+        "%s: %d users, %d items, %d interactions",
+        interactions.name,
+        interactions.n_users,
+        interactions.n_items,
+        interactions.n_interactions,
+    )
     return interactions
 
 
@@ -55,7 +66,9 @@ def run_directory(config, command: str) -> Iterator[Path]:
     output = Path(config.output_dir).expanduser().resolve()
     directory = (output / name).resolve()
     if output not in directory.parents:
-        raise GenrecError(f"run_name {name!r} leads to {directory}, outside output_dir {output}; name a folder inside it")
+        raise GenrecError(
+            f"run_name {name!r} leads to {directory}, outside output_dir {output}; name a folder inside it"
+        )
     held = [f for f in RUN_FILES if (directory / f).exists()]
     if held:
         raise GenrecError(f"{directory} holds a run already ({', '.join(held)}); choose another --run_name")
@@ -119,8 +132,13 @@ def load_trained(config, checkpoint: Path):
     state = read_checkpoint(checkpoint, device)
     interactions, split = load_split(config)
     model = build_model(config, interactions, split)
-    check_identity(checkpoint, state["identity"], identity(config, interactions, model), EVALUATION_KEYS,
-                   f"Evaluate it with the settings it was trained with: --config={Path(checkpoint).parent / 'config.yaml'}")
+    check_identity(
+        checkpoint,
+        state["identity"],
+        identity(config, interactions, model),
+        EVALUATION_KEYS,
+        f"Evaluate it with the settings it was trained with: --config={Path(checkpoint).parent / 'config.yaml'}",
+    )
     restore_weights(model, state, checkpoint)
     return model.to(device), interactions, split
 
@@ -147,13 +165,21 @@ def train(config) -> tuple[dict, Path]:
     catalogue = Catalogue.of(interactions, config.category_level)
 
     def fit(directory: Path) -> tuple[dict, Path]:
-        trainer = Trainer(config, model, split, catalogue, directory, device, identity(config, interactions, model), group)
+        trainer = Trainer(
+            config, model, split, catalogue, directory, device, identity(config, interactions, model), group
+        )
         if config.checkpoint:
             trainer.resume(Path(config.checkpoint))  # a refused resume leaves the run untouched
         with run_log(directory) if group.main else nullcontext():
-            log.info("training %s on %s from epoch %d (cap %d)%s%s", config.model, interactions.name, trainer.epoch, config.epochs,
-                     f", resumed from {config.checkpoint}" if config.checkpoint else "",
-                     f", {group.world} data-parallel processes" if group.active else "")
+            log.info(
+                "training %s on %s from epoch %d (cap %d)%s%s",
+                config.model,
+                interactions.name,
+                trainer.epoch,
+                config.epochs,
+                f", resumed from {config.checkpoint}" if config.checkpoint else "",
+                f", {group.world} data-parallel processes" if group.active else "",
+            )
             return trainer.fit(), directory
 
     if config.checkpoint:

@@ -40,20 +40,29 @@ def pad_ranked(ranked: torch.Tensor, scores: torch.Tensor, k: int) -> tuple[torc
     missing = k - ranked.shape[1]
     if not missing:
         return ranked, scores
-    return (torch.cat([ranked, ranked.new_full((ranked.shape[0], missing), EMPTY)], dim=1),
-            torch.cat([scores, scores.new_full((scores.shape[0], missing), float("-inf"))], dim=1))
+    return (
+        torch.cat([ranked, ranked.new_full((ranked.shape[0], missing), EMPTY)], dim=1),
+        torch.cat([scores, scores.new_full((scores.shape[0], missing), float("-inf"))], dim=1),
+    )
 
 
-def keep_slots(ranked: torch.Tensor, scores: torch.Tensor, keep: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def keep_slots(
+    ranked: torch.Tensor, scores: torch.Tensor, keep: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``k`` slots of ranked lists where ``keep`` (``[B, C]``) is true, in their order, and
     their scores (``EMPTY``-padded)."""
     order = torch.sort((~keep).int(), dim=1, stable=True).indices
     dropped = ~keep.gather(1, order)
-    return pad_ranked(ranked.gather(1, order).masked_fill(dropped, EMPTY),
-                      scores.gather(1, order).masked_fill(dropped, float("-inf")), k)
+    return pad_ranked(
+        ranked.gather(1, order).masked_fill(dropped, EMPTY),
+        scores.gather(1, order).masked_fill(dropped, float("-inf")),
+        k,
+    )
 
 
-def drop_excluded(ranked: torch.Tensor, scores: torch.Tensor, excluded: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def drop_excluded(
+    ranked: torch.Tensor, scores: torch.Tensor, excluded: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Remove the excluded items (``excluded`` from :func:`exclusion_mask`) from ranked lists and
     their scores, the others keeping their order, and return the first ``k`` slots (``EMPTY``-padded).
     A generative model filters its final beam this way, so a list can come back shorter than ``k``."""

@@ -28,8 +28,9 @@ class Run:
     configured device), the data it was trained on (``interactions``, ``split``) and the items'
     semantic IDs."""
 
-    def __init__(self, directory: Path, config: Any, model: torch.nn.Module, interactions: Interactions,
-                 split: LeaveOneOutSplit):
+    def __init__(
+        self, directory: Path, config: Any, model: torch.nn.Module, interactions: Interactions, split: LeaveOneOutSplit
+    ):
         self.directory, self.config, self.model = directory, config, model.eval()
         self.interactions, self.split = interactions, split
         self.available = np.ones(interactions.n_items, dtype=bool)  # what remove() took out: never recommended
@@ -51,21 +52,29 @@ class Run:
     def item_index(self) -> dict[str, int]:
         return {item: index for index, item in enumerate(self.interactions.item_ids)}
 
-    def item_indices(self, histories: Sequence[Sequence[str]], on_unknown: Literal["error", "skip"] = "error") -> list[np.ndarray]:
+    def item_indices(
+        self, histories: Sequence[Sequence[str]], on_unknown: Literal["error", "skip"] = "error"
+    ) -> list[np.ndarray]:
         """Each history's item indices; ids not in the catalogue are an error naming them, or skipped."""
         unknown = list(dict.fromkeys(item for history in histories for item in history if item not in self.item_index))
         if unknown and on_unknown == "error":
             shown = ", ".join(map(repr, unknown[:10])) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
-            raise GenrecError(f"{len(unknown)} item id(s) not in the catalogue of {self.interactions.name}: {shown} "
-                              "(on_unknown='skip' leaves them out)")
-        return [np.array([self.item_index[item] for item in history if item in self.item_index], dtype=np.int64)
-                for history in histories]
+            raise GenrecError(
+                f"{len(unknown)} item id(s) not in the catalogue of {self.interactions.name}: {shown} "
+                "(on_unknown='skip' leaves them out)"
+            )
+        return [
+            np.array([self.item_index[item] for item in history if item in self.item_index], dtype=np.int64)
+            for history in histories
+        ]
 
     @cached_property
     def item_categories(self) -> list[frozenset[str]]:
         """Each item's category path (every level), from its comma-separated ``categories`` text."""
-        return [frozenset(part.strip() for part in text.get("categories", "").split(",") if part.strip())
-                for text in self.interactions.item_text]
+        return [
+            frozenset(part.strip() for part in text.get("categories", "").split(",") if part.strip())
+            for text in self.interactions.item_text
+        ]
 
     def remove(self, items: Sequence[str]) -> None:
         """Never recommend these items again (out of stock), from the next request on; their
@@ -76,8 +85,9 @@ class Run:
         """Make removed items recommendable again."""
         self.available[self.item_indices([items])[0]] = True
 
-    def allowed_items(self, allow: Sequence[str] | None = None, deny: Sequence[str] | None = None,
-                      category: str | None = None) -> np.ndarray:
+    def allowed_items(
+        self, allow: Sequence[str] | None = None, deny: Sequence[str] | None = None, category: str | None = None
+    ) -> np.ndarray:
         """``[n_items]`` booleans: available items, restricted to ``allow`` and to ``category`` (any
         level of an item's category path), without ``deny``."""
         allowed = self.available.copy()
@@ -106,8 +116,10 @@ class Run:
         from genrec.semantic_ids.frozen import new_ids
 
         if not hasattr(self.model, "add_items"):
-            raise ConfigError(f"{self.config.model} cannot recommend items it was not trained on: adding items works "
-                              "for the models whose items are their semantic IDs (TIGER, PSID, Latte, SimGR, ParallelSID)")
+            raise ConfigError(
+                f"{self.config.model} cannot recommend items it was not trained on: adding items works "
+                "for the models whose items are their semantic IDs (TIGER, PSID, Latte, SimGR, ParallelSID)"
+            )
         ids = [str(item.get("id", "")) for item in items]
         clashes = [item for item in ids if not item or item in self.item_index]
         if clashes or len(set(ids)) != len(ids):
@@ -120,13 +132,18 @@ class Run:
         back = np.argsort(order)  # the model's levels -> the quantizer's
         existing = self.model.semantic_ids.codes[:, back]
         sizes = [self.model.semantic_ids.level_sizes[level] for level in back]
-        codes = new_ids(raw, distances, existing, self.config.vq_collision, sizes, self.config.vq_codebook_size)[:, order]
+        codes = new_ids(raw, distances, existing, self.config.vq_collision, sizes, self.config.vq_codebook_size)[
+            :, order
+        ]
         # The catalogue's content vectors (cached with its IDs), extended by the new items' own: rebuilding
         # them over the grown catalogue would embed every item again and refit a PCA.
         self.content_vectors = torch.cat([self.content_vectors, torch.as_tensor(unit_rows(vectors))])
         self.model.add_items(codes)
-        self.interactions = dataclasses.replace(self.interactions, item_ids=[*self.interactions.item_ids, *ids],
-                                                item_text=[*self.interactions.item_text, *texts])
+        self.interactions = dataclasses.replace(
+            self.interactions,
+            item_ids=[*self.interactions.item_ids, *ids],
+            item_text=[*self.interactions.item_text, *texts],
+        )
         self.available = np.concatenate([self.available, np.ones(len(ids), dtype=bool)])
         for stale in ("item_index", "item_categories", "semantic_ids"):
             self.__dict__.pop(stale, None)
@@ -141,17 +158,26 @@ class Run:
         return torch.as_tensor(unit_rows(item_embeddings(self.config, self.interactions, self.split).vectors))
 
     @torch.no_grad()
-    def rank(self, histories: Sequence[np.ndarray], k: int, num_beams: int | None = None,
-             exclude: Sequence[np.ndarray] | None = None, allowed: np.ndarray | None = None,
-             diversity: Diversity | None = None, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def rank(
+        self,
+        histories: Sequence[np.ndarray],
+        k: int,
+        num_beams: int | None = None,
+        exclude: Sequence[np.ndarray] | None = None,
+        allowed: np.ndarray | None = None,
+        diversity: Diversity | None = None,
+        batch_size: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`recommend` on item indices: ``([n, k] items, [n, k] scores)``, ``EMPTY`` (``-inf``)
         in unfilled slots; ``exclude[b]`` are never listed for history ``b``; ``allowed`` (``[n_items]``
         booleans) restricts every list."""
         beams = getattr(self.model, "returns_beams", False)
         diversity = diversity or Diversity()
         if diversity.groups > 1 and not beams:
-            raise ConfigError(f"diverse beam search (groups={diversity.groups}) needs a beam model; {self.config.model} "
-                              "ranks every item (use prefix_cap or mmr)")
+            raise ConfigError(
+                f"diverse beam search (groups={diversity.groups}) needs a beam model; {self.config.model} "
+                "ranks every item (use prefix_cap or mmr)"
+            )
         width = max(k, num_beams or self.config.test_num_beams)
         if beams and diversity.groups > width:
             raise ConfigError(f"diversity groups ({diversity.groups}) cannot exceed the beam width ({width})")
@@ -168,19 +194,32 @@ class Run:
             inputs = [history[-self.config.max_item_seq_len :] for history in batch]
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
                 ranked, ranked_scores = self.model.recommend_scored(
-                    inputs, candidates, width, None if exclude is None else list(exclude[start : start + step]),
-                    None if restricted is None else restricted.expand(len(batch), -1), **search)
+                    inputs,
+                    candidates,
+                    width,
+                    None if exclude is None else list(exclude[start : start + step]),
+                    None if restricted is None else restricted.expand(len(batch), -1),
+                    **search,
+                )
             ranked, ranked_scores = ranked.cpu(), ranked_scores.float().cpu()
             if diversity.reranks:
                 ranked, ranked_scores = rerank(ranked, ranked_scores, diversity, k, codes, vectors)
             items.append(ranked.numpy()), scores.append(ranked_scores.numpy())
         return np.concatenate(items), np.concatenate(scores)
 
-    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_seen: bool = False,
-                  num_beams: int | None = None, on_unknown: Literal["error", "skip"] = "error",
-                  batch_size: int | None = None, allow: Sequence[str] | None = None,
-                  deny: Sequence[str] | None = None, category: str | None = None,
-                  diversity: Diversity | None = None) -> list[list[tuple[str, float]]]:
+    def recommend(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int = 10,
+        exclude_seen: bool = False,
+        num_beams: int | None = None,
+        on_unknown: Literal["error", "skip"] = "error",
+        batch_size: int | None = None,
+        allow: Sequence[str] | None = None,
+        deny: Sequence[str] | None = None,
+        category: str | None = None,
+        diversity: Diversity | None = None,
+    ) -> list[list[tuple[str, float]]]:
         """For each history (raw item ids, oldest first): up to ``k`` ``(item id, score)`` pairs, best
         first. Scores are the model's: log-probabilities for generative models (Latte: aggregated
         over latent tokens), similarity logits for full-ranking ones. Histories keep their most recent
@@ -199,11 +238,26 @@ class Run:
         indices = self.item_indices(histories, on_unknown)
         empty = [row for row, history in enumerate(indices) if not len(history)]
         if empty:
-            raise GenrecError(f"{len(empty)} history(ies) hold no known item (first: #{empty[0]}); nothing to recommend from")
-        items, scores = self.rank(indices, k, num_beams, indices if exclude_seen else None,
-                                  self.allowed_items(allow, deny, category), diversity, batch_size)
-        return [[(self.interactions.item_ids[item], float(score)) for item, score in zip(row_items, row_scores) if item >= 0]
-                for row_items, row_scores in zip(items.tolist(), scores.tolist())]
+            raise GenrecError(
+                f"{len(empty)} history(ies) hold no known item (first: #{empty[0]}); nothing to recommend from"
+            )
+        items, scores = self.rank(
+            indices,
+            k,
+            num_beams,
+            indices if exclude_seen else None,
+            self.allowed_items(allow, deny, category),
+            diversity,
+            batch_size,
+        )
+        return [
+            [
+                (self.interactions.item_ids[item], float(score))
+                for item, score in zip(row_items, row_scores)
+                if item >= 0
+            ]
+            for row_items, row_scores in zip(items.tolist(), scores.tolist())
+        ]
 
 
 def load_run(directory: str | Path, **overrides: Any) -> Run:

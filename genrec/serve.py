@@ -47,9 +47,16 @@ class RecommendRequest(BaseModel):
 
     def options(self) -> tuple:
         """What must be equal for two requests to share a decoding pass."""
-        return (self.k, self.exclude_seen, self.num_beams, self.on_unknown,
-                None if self.allow is None else tuple(self.allow), None if self.deny is None else tuple(self.deny),
-                self.category, self.diversity)
+        return (
+            self.k,
+            self.exclude_seen,
+            self.num_beams,
+            self.on_unknown,
+            None if self.allow is None else tuple(self.allow),
+            None if self.deny is None else tuple(self.deny),
+            self.category,
+            self.diversity,
+        )
 
 
 class NewItems(BaseModel):
@@ -114,16 +121,24 @@ class MicroBatcher:
             if kind != "recommend":
                 try:
                     done.set_result(getattr(self.run, kind)(payload))
-                except Exception as exc:  # handed to the request that asked, never lost in the thread
+                except Exception as exc:  # noqa: BLE001 - handed to the request that asked, never lost in the thread
                     done.set_exception(exc)
 
     def decode(self, entries: list) -> None:
         first = entries[0][0]
         histories = [history for request, _ in entries for history in request.histories]
         try:
-            lists = self.run.recommend(histories, k=first.k, exclude_seen=first.exclude_seen, num_beams=first.num_beams,
-                                       on_unknown=first.on_unknown, allow=first.allow, deny=first.deny,
-                                       category=first.category, diversity=first.diversity)
+            lists = self.run.recommend(
+                histories,
+                k=first.k,
+                exclude_seen=first.exclude_seen,
+                num_beams=first.num_beams,
+                on_unknown=first.on_unknown,
+                allow=first.allow,
+                deny=first.deny,
+                category=first.category,
+                diversity=first.diversity,
+            )
         except GenrecError as exc:
             if len(entries) > 1:  # one request's unknown id must not fail its neighbours: decode them apart
                 for entry in entries:
@@ -131,7 +146,7 @@ class MicroBatcher:
             else:
                 entries[0][1].set_exception(exc)
             return
-        except Exception as exc:  # handed to the waiting requests, never lost in the worker thread
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting requests, never lost in the worker thread
             for _, done in entries:
                 done.set_exception(exc)
             return
@@ -161,18 +176,28 @@ def create_app(run: Run, max_batch: int = 64, max_wait_ms: float = 5.0, timeout_
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "model": run.label, "dataset": run.interactions.name,
-                "items": int(run.available.sum()), "removed": int((~run.available).sum())}
+        return {
+            "status": "ok",
+            "model": run.label,
+            "dataset": run.interactions.name,
+            "items": int(run.available.sum()),
+            "removed": int((~run.available).sum()),
+        }
 
     @app.post("/recommend")
     def recommend(request: RecommendRequest) -> dict:
         lists = wait(batcher.submit(request))
-        return {"recommendations": [{"items": [item for item, _ in ranked], "scores": [score for _, score in ranked]}
-                                    for ranked in lists]}
+        return {
+            "recommendations": [
+                {"items": [item for item, _ in ranked], "scores": [score for _, score in ranked]} for ranked in lists
+            ]
+        }
 
     def known(item_id: str) -> str:
         if item_id not in run.item_index:
-            raise HTTPException(status_code=404, detail=f"item {item_id!r} is not in the catalogue of {run.interactions.name}")
+            raise HTTPException(
+                status_code=404, detail=f"item {item_id!r} is not in the catalogue of {run.interactions.name}"
+            )
         return item_id
 
     @app.post("/items")

@@ -16,7 +16,9 @@ class TensorBoard:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ConfigError("logger=tensorboard needs the tensorboard package: pip install 'genrec[tracking]'") from None
+            raise ConfigError(
+                "logger=tensorboard needs the tensorboard package: pip install 'genrec[tracking]'"
+            ) from None
         self.writer = SummaryWriter(log_dir=str(directory / "tensorboard"))
 
     def log(self, epoch: int, values: dict[str, float]) -> None:
@@ -33,9 +35,13 @@ class WeightsAndBiases:
         try:
             import wandb
         except ImportError:
-            raise ConfigError("logger=wandb needs the wandb package: pip install wandb (and wandb login, or WANDB_MODE=offline)") from None
+            raise ConfigError(
+                "logger=wandb needs the wandb package: pip install wandb (and wandb login, or WANDB_MODE=offline)"
+            ) from None
         self.wandb = wandb
-        self.run = wandb.init(project="genrec", name=directory.name, dir=str(directory), config=config.model_dump(mode="json"))
+        self.run = wandb.init(
+            project="genrec", name=directory.name, dir=str(directory), config=config.model_dump(mode="json")
+        )
 
     def log(self, epoch: int, values: dict[str, float]) -> None:
         self.run.log(values, step=epoch)

@@ -19,7 +19,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from genrec.cache import atomic_write, atomic_write_text
-from genrec.checkpoint import RESUMABLE_KEYS, CheckpointError, check_identity, read_checkpoint, restore_weights, save_checkpoint
+from genrec.checkpoint import (
+    RESUMABLE_KEYS,
+    CheckpointError,
+    check_identity,
+    read_checkpoint,
+    restore_weights,
+    save_checkpoint,
+)
 from genrec.config import dump_config
 from genrec.data import Examples, LeaveOneOutSplit, Windows, training_windows
 from genrec.distributed import ProcessGroup, data_parallel
@@ -51,7 +58,9 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
 
 
-def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 50) -> list[np.ndarray]:
+def length_bucketed_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 50
+) -> list[np.ndarray]:
     """Shuffled batches of examples with similar history lengths.
 
     The examples are shuffled and cut into pools of ``pool`` batches; each pool is sorted by length
@@ -121,9 +130,24 @@ class TrainingDiverged(GenrecError):
 
 
 class Trainer:
-    def __init__(self, config, model, split: LeaveOneOutSplit, catalogue: Catalogue, directory: Path, device: torch.device,
-                 identity: dict, group: ProcessGroup | None = None):
-        self.config, self.split, self.catalogue, self.directory, self.device = config, split, catalogue, directory, device
+    def __init__(
+        self,
+        config,
+        model,
+        split: LeaveOneOutSplit,
+        catalogue: Catalogue,
+        directory: Path,
+        device: torch.device,
+        identity: dict,
+        group: ProcessGroup | None = None,
+    ):
+        self.config, self.split, self.catalogue, self.directory, self.device = (
+            config,
+            split,
+            catalogue,
+            directory,
+            device,
+        )
         self.identity = identity  # stored in every checkpoint (genrec.checkpoint)
         self.group = group or ProcessGroup()  # data-parallel processes (genrec.distributed); rank 0 writes
         self.model = model.to(device)
@@ -133,8 +157,12 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         sizes = [(p.numel(), p.requires_grad) for p in model.parameters()]
-        log.info("%s: %d parameters, %d trainable", type(model).__name__, sum(n for n, _ in sizes),
-                 sum(n for n, trains in sizes if trains))
+        log.info(
+            "%s: %d parameters, %d trainable",
+            type(model).__name__,
+            sum(n for n, _ in sizes),
+            sum(n for n, trains in sizes if trains),
+        )
         self.train = training_data(model, split, config.max_item_seq_len)
         self.history_lengths = self.train.lengths
         self.batch_size = examples_per_batch(self.train, config.batch_size)
@@ -142,50 +170,86 @@ class Trainer:
         self.steps_per_epoch = math.ceil(batches / config.grad_accumulation)  # optimizer steps
         total = config.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, config.warmup_steps, total, config.lr_schedule))
+            self.optimizer, lambda step: lr_factor(step, config.warmup_steps, total, config.lr_schedule)
+        )
         self.epoch, self.best, self.best_epoch, self.bad_evals = 0, -1.0, -1, 0
         self.commit = source_commit()  # recorded with the results
         self.valid = validation_sample(split.valid, config.valid_users, config.seed)
 
     def state(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "epoch": self.epoch, "best": self.best, "best_epoch": self.best_epoch,
-                "bad_evals": self.bad_evals}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "bad_evals": self.bad_evals,
+        }
 
     def resume(self, path: Path) -> None:
         """Continue from a ``last.pt`` of the same run; only :data:`RESUMABLE_KEYS` may have changed,
         and a change is logged, appended to ``resumes.jsonl`` and written into ``config.yaml``."""
         state = read_checkpoint(path, self.device)
         if "optimizer" not in state:
-            raise CheckpointError(f"{path} holds weights only (a best.pt): evaluate it, or resume from the run's last.pt")
-        changed = check_identity(path, state["identity"], self.identity, RESUMABLE_KEYS,
-                                 f"A resume may change only {', '.join(RESUMABLE_KEYS)}; for other settings start a new run")
+            raise CheckpointError(
+                f"{path} holds weights only (a best.pt): evaluate it, or resume from the run's last.pt"
+            )
+        changed = check_identity(
+            path,
+            state["identity"],
+            self.identity,
+            RESUMABLE_KEYS,
+            f"A resume may change only {', '.join(RESUMABLE_KEYS)}; for other settings start a new run",
+        )
         restore_weights(self.model, state, path)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             if state.get("scaler"):  # fp16 loss scaling (absent from fp32 / bf16 runs and older checkpoints)
                 self.scaler.load_state_dict(state["scaler"])
-            self.epoch, self.best, self.best_epoch, self.bad_evals = state["epoch"], state["best"], state["best_epoch"], state["bad_evals"]
+            self.epoch, self.best, self.best_epoch, self.bad_evals = (
+                state["epoch"],
+                state["best"],
+                state["best_epoch"],
+                state["bad_evals"],
+            )
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: incomplete training state ({exc})") from None
         if self.group.main:
             self.keep_metrics_up_to(self.epoch)
         if changed:
             listed = {key: {"checkpoint": old, "now": new} for key, (old, new) in changed.items()}
-            log.warning("resuming %s with changed settings: %s", path, ", ".join(f"{k} {v['checkpoint']} -> {v['now']}" for k, v in listed.items()))
+            log.warning(
+                "resuming %s with changed settings: %s",
+                path,
+                ", ".join(f"{k} {v['checkpoint']} -> {v['now']}" for k, v in listed.items()),
+            )
             if self.group.main:
                 with open(self.directory / "resumes.jsonl", "a") as handle:
                     handle.write(json.dumps({"epoch": self.epoch, "changed": listed, "commit": self.commit}) + "\n")
-                dump_config(self.config.model_copy(update={"run_name": None, "checkpoint": None}), self.directory / "config.yaml")
-        log.info("resumed from %s at epoch %d (best %s %.4f at epoch %d)", path, self.epoch, SELECT_ON, self.best, self.best_epoch)
+                dump_config(
+                    self.config.model_copy(update={"run_name": None, "checkpoint": None}),
+                    self.directory / "config.yaml",
+                )
+        log.info(
+            "resumed from %s at epoch %d (best %s %.4f at epoch %d)",
+            path,
+            self.epoch,
+            SELECT_ON,
+            self.best,
+            self.best_epoch,
+        )
 
     def keep_metrics_up_to(self, epoch: int) -> None:
         """Drop log lines a killed run wrote after its checkpoint (they are trained again)."""
         path = self.directory / "metrics.jsonl"
         if path.is_file():
             try:
-                lines = [line for line in path.read_text().splitlines() if json.loads(line).get("epoch", epoch + 1) <= epoch]
+                lines = [
+                    line for line in path.read_text().splitlines() if json.loads(line).get("epoch", epoch + 1) <= epoch
+                ]
             except (ValueError, AttributeError) as exc:
                 raise GenrecError(f"{path}: damaged log ({exc}); remove the damaged lines to resume") from None
             atomic_write_text(path, "".join(line + "\n" for line in lines))
@@ -193,16 +257,30 @@ class Trainer:
     def train_epoch(self) -> float:
         config = self.config
         torch.manual_seed(config.seed * 100_003 + self.epoch)  # dropout
-        batches = length_bucketed_batches(self.history_lengths, self.batch_size, np.random.default_rng([config.seed, self.epoch]))
+        batches = length_bucketed_batches(
+            self.history_lengths, self.batch_size, np.random.default_rng([config.seed, self.epoch])
+        )
         parts = [self.share(batch) for batch in batches]
-        epoch = EpochBatches(self.model.training_batch, self.train, [part for part, _ in parts], (config.seed, self.epoch, self.group.rank))
-        loader = DataLoader(epoch, batch_size=None, num_workers=config.num_workers, pin_memory=self.device.type == "cuda",
-                            generator=torch.Generator())  # its own: the global generator seeds dropout only
+        epoch = EpochBatches(
+            self.model.training_batch,
+            self.train,
+            [part for part, _ in parts],
+            (config.seed, self.epoch, self.group.rank),
+        )
+        loader = DataLoader(
+            epoch,
+            batch_size=None,
+            num_workers=config.num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator(),
+        )  # its own: the global generator seeds dropout only
         self.model.train()
         losses = []
         accumulate = config.grad_accumulation
         self.optimizer.zero_grad(set_to_none=True)
-        for step, (batch, (_, share)) in enumerate(zip(progress(loader, desc=f"epoch {self.epoch + 1}", leave=False), parts), start=1):
+        for step, (batch, (_, share)) in enumerate(
+            zip(progress(loader, desc=f"epoch {self.epoch + 1}", leave=False), parts), start=1
+        ):
             with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
                 loss = (self.model.batch_loss if self.parallel is None else self.parallel)(*self.model.on_device(batch))
             losses.append(self.group.sum(loss.item() * share) if self.group.active else loss.item())  # the batch's mean
@@ -241,9 +319,15 @@ class Trainer:
     def diverged(self, what: str) -> None:
         """Stop, keeping the last checkpoint written (the end of the previous epoch), untouched."""
         last = self.directory / "last.pt"
-        kept = f"the last good checkpoint is {last} (epoch {self.epoch})" if last.exists() else "no epoch finished, so no checkpoint was kept"
-        raise TrainingDiverged(f"training diverged: {what} (lr {self.config.lr}); {kept}. Lower --lr (or raise warmup_steps) "
-                               "and start a new run")
+        kept = (
+            f"the last good checkpoint is {last} (epoch {self.epoch})"
+            if last.exists()
+            else "no epoch finished, so no checkpoint was kept"
+        )
+        raise TrainingDiverged(
+            f"training diverged: {what} (lr {self.config.lr}); {kept}. Lower --lr (or raise warmup_steps) "
+            "and start a new run"
+        )
 
     def log_metrics(self, record: dict) -> None:
         if self.group.main:
@@ -273,16 +357,32 @@ class Trainer:
                 self.epoch += 1
                 record = {"epoch": self.epoch, "loss": round(loss, 5), "lr": self.scheduler.get_last_lr()[0]}
                 if self.epoch % config.eval_interval == 0 or self.epoch == config.epochs:
-                    metrics = evaluate(self.model, self.valid, self.catalogue, config.eval_batch_size, config.num_beams, self.autocast,
-                                       config.exclude_seen, self.group)
+                    metrics = evaluate(
+                        self.model,
+                        self.valid,
+                        self.catalogue,
+                        config.eval_batch_size,
+                        config.num_beams,
+                        self.autocast,
+                        config.exclude_seen,
+                        self.group,
+                    )
                     record["valid"] = {k: round(v, 5) for k, v in metrics.items()}
                     if metrics[SELECT_ON] > self.best + config.min_delta:
                         self.best, self.best_epoch, self.bad_evals = metrics[SELECT_ON], self.epoch, 0
                         self.save("best.pt", {"model": self.model.state_dict(), "epoch": self.epoch})
                     else:
                         self.bad_evals += 1
-                    log.info("epoch %d  loss %.4f  valid recall@10 %.4f  ndcg@10 %.4f  (best %.4f @%d)  %.1fs", self.epoch, loss,
-                             metrics["recall@10"], metrics[SELECT_ON], self.best, self.best_epoch, time.perf_counter() - start)
+                    log.info(
+                        "epoch %d  loss %.4f  valid recall@10 %.4f  ndcg@10 %.4f  (best %.4f @%d)  %.1fs",
+                        self.epoch,
+                        loss,
+                        metrics["recall@10"],
+                        metrics[SELECT_ON],
+                        self.best,
+                        self.best_epoch,
+                        time.perf_counter() - start,
+                    )
                 record["seconds"] = round(time.perf_counter() - start, 2)
                 self.log_metrics(record)
                 if tracker is not None:
@@ -295,16 +395,38 @@ class Trainer:
         config = self.config
         path = self.directory / "best.pt"
         best = read_checkpoint(path, self.device)
-        check_identity(path, best["identity"], self.identity, RESUMABLE_KEYS, "It was replaced after training; train the run again")
+        check_identity(
+            path, best["identity"], self.identity, RESUMABLE_KEYS, "It was replaced after training; train the run again"
+        )
         restore_weights(self.model, best, path)
         with deterministic(config.deterministic):
-            valid = evaluate(self.model, self.split.valid, self.catalogue, config.eval_batch_size, config.test_num_beams, self.autocast,
-                             config.exclude_seen, self.group)
-            test, ranks = evaluate_with_ranks(self.model, self.split.test, self.catalogue, config.eval_batch_size,
-                                              config.test_num_beams, self.autocast, config.exclude_seen, self.group)
-        results = {"best_epoch": best["epoch"], "num_beams": min(config.test_num_beams, getattr(self.model, "max_beams", config.test_num_beams)),
-                   "commit": self.commit,
-                   "valid": {k: round(v, 5) for k, v in valid.items()}, "test": {k: round(v, 5) for k, v in test.items()}}
+            valid = evaluate(
+                self.model,
+                self.split.valid,
+                self.catalogue,
+                config.eval_batch_size,
+                config.test_num_beams,
+                self.autocast,
+                config.exclude_seen,
+                self.group,
+            )
+            test, ranks = evaluate_with_ranks(
+                self.model,
+                self.split.test,
+                self.catalogue,
+                config.eval_batch_size,
+                config.test_num_beams,
+                self.autocast,
+                config.exclude_seen,
+                self.group,
+            )
+        results = {
+            "best_epoch": best["epoch"],
+            "num_beams": min(config.test_num_beams, getattr(self.model, "max_beams", config.test_num_beams)),
+            "commit": self.commit,
+            "valid": {k: round(v, 5) for k, v in valid.items()},
+            "test": {k: round(v, 5) for k, v in test.items()},
+        }
         if self.group.main:
             save_ranks(self.directory / TEST_RANKS, ranks)
             atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))

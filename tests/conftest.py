@@ -13,8 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 # A synthetic catalogue small enough for quick end-to-end tests.
-TINY_SYNTHETIC = dict(synthetic_n_users=120, synthetic_n_items=96, synthetic_n_twin_pairs=4, synthetic_n_triples=2,
-                      vq_codebook_size=8, vq_kmeans_iters=10)
+TINY_SYNTHETIC = dict(
+    synthetic_n_users=120,
+    synthetic_n_items=96,
+    synthetic_n_twin_pairs=4,
+    synthetic_n_triples=2,
+    vq_codebook_size=8,
+    vq_kmeans_iters=10,
+)
 
 
 @pytest.fixture

@@ -12,8 +12,15 @@ import torch
 from conftest import TINY_SYNTHETIC
 from scipy.stats import kendalltau, pearsonr
 
-from genrec.analysis import (aggregate_paths, item_log_probs, pairwise_pearson, rank_reversals, sample_pairs,
-                             top10_overlap, tree_distances)
+from genrec.analysis import (
+    aggregate_paths,
+    item_log_probs,
+    pairwise_pearson,
+    rank_reversals,
+    sample_pairs,
+    top10_overlap,
+    tree_distances,
+)
 from genrec.cli import main
 from genrec.decoding import aggregate_beams
 from genrec.evaluation import Catalogue, evaluate
@@ -21,8 +28,10 @@ from genrec.pipeline import build_model, load_split, train
 from genrec.run import load_run
 
 TINY_RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3)
-TINY = {"T5": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, dropout_rate=0.0),
-        "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2, dropout_rate=0.0)}
+TINY = {
+    "T5": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, dropout_rate=0.0),
+    "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2, dropout_rate=0.0),
+}
 
 
 def settings_of(model: str, **extra) -> dict:
@@ -51,8 +60,9 @@ def test_every_item_probability_equals_teacher_forced_scoring(make_config, model
             if n_latent:
                 targets = torch.cat([torch.full((len(targets), 1), 2 + path), targets], dim=1)
             with torch.no_grad():
-                expected = recommender.model.token_log_probs(ids.expand(len(targets), -1), mask.expand(len(targets), -1),
-                                                             targets).sum(1)
+                expected = recommender.model.token_log_probs(
+                    ids.expand(len(targets), -1), mask.expand(len(targets), -1), targets
+                ).sum(1)
             np.testing.assert_allclose(paths[user, path].numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
 
 
@@ -77,12 +87,17 @@ def test_full_ranking_models_give_the_softmax_over_the_catalogue(make_config):
 
 
 def all_pairs_at(codes, distance):
-    return [(i, j) for i, j in itertools.combinations(range(len(codes)), 2)
-            if tree_distances(codes, np.array([i]), np.array([j]))[0] == distance]
+    return [
+        (i, j)
+        for i, j in itertools.combinations(range(len(codes)), 2)
+        if tree_distances(codes, np.array([i]), np.array([j]))[0] == distance
+    ]
 
 
 def test_pairs_have_their_distance_and_are_drawn_uniformly():
-    codes = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 1, 0], [0, 1, 1], [1, 0, 0], [1, 2, 0], [2, 0, 0], [2, 0, 1]])
+    codes = np.array(
+        [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 1, 0], [0, 1, 1], [1, 0, 0], [1, 2, 0], [2, 0, 0], [2, 0, 1]]
+    )
     assert tree_distances(codes, np.array([0, 0, 0]), np.array([1, 3, 5])).tolist() == [2, 4, 6]
     pairs = sample_pairs(codes, 30000, np.random.default_rng(0))
     assert sorted(pairs) == [2, 4, 6]
@@ -109,8 +124,10 @@ def test_correlation_and_rank_reversal_against_direct_computation():
     expected = [pearsonr(x[:, k], y[:, k]).statistic for k in range(5)]
     np.testing.assert_allclose(pairwise_pearson(x, y), expected, rtol=1e-10)
     assert np.isnan(pairwise_pearson(np.ones((4, 1)), rng.random((4, 1))))[0]
-    brute = [np.mean([(x[u, k] - y[u, k]) * (x[v, k] - y[v, k]) < 0 for u, v in itertools.combinations(range(9), 2)])
-             for k in range(5)]
+    brute = [
+        np.mean([(x[u, k] - y[u, k]) * (x[v, k] - y[v, k]) < 0 for u, v in itertools.combinations(range(9), 2)])
+        for k in range(5)
+    ]
     np.testing.assert_allclose(rank_reversals(x, y), brute, rtol=1e-12)
     assert rank_reversals(x, y)[0] == 0
 
@@ -122,10 +139,18 @@ def finished(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("finished")
     directories = {}
-    for name, model, extra in (("PSID", "PSID", {}), ("Latte", "Latte", {"n_latent_tokens": 2}), ("SASRec", "SASRec", {}),
-                               ("orders", "Latte", {"n_latent_tokens": 6, "latent_mode": "permutation"})):
-        config = load_config([], **settings_of(model, epochs=2, run_name=name, cache_dir=str(root / "cache"),
-                                               output_dir=str(root / "runs"), **extra))
+    for name, model, extra in (
+        ("PSID", "PSID", {}),
+        ("Latte", "Latte", {"n_latent_tokens": 2}),
+        ("SASRec", "SASRec", {}),
+        ("orders", "Latte", {"n_latent_tokens": 6, "latent_mode": "permutation"}),
+    ):
+        config = load_config(
+            [],
+            **settings_of(
+                model, epochs=2, run_name=name, cache_dir=str(root / "cache"), output_dir=str(root / "runs"), **extra
+            ),
+        )
         directories[name] = train(config)[1]
     return directories, root / "cache"
 
@@ -133,8 +158,17 @@ def finished(tmp_path_factory):
 def test_analyze_tree_command_on_finished_runs(finished, tmp_path, capsys):
     directories, cache = finished
     output = tmp_path / "analysis"
-    code = main(["analyze", "tree", *map(str, directories.values()), "--users=40", "--pairs=50", f"--output={output}",
-                 f"--cache_dir={cache}"])
+    code = main(
+        [
+            "analyze",
+            "tree",
+            *map(str, directories.values()),
+            "--users=40",
+            "--pairs=50",
+            f"--output={output}",
+            f"--cache_dir={cache}",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     records = [json.loads(line) for line in (output / "tree.jsonl").read_text().splitlines()]
     pairs = [json.loads(line) for line in (output / "tree_pairs.jsonl").read_text().splitlines()]
@@ -152,8 +186,11 @@ def test_analyze_tree_command_on_finished_runs(finished, tmp_path, capsys):
         assert {r["distance"] for r in distances} <= {2, 4, 6} and all(r["pairs"] == 50 for r in distances)
     latte = runs["Latte"]
     assert latte["aggregation"] == "agg_sum" and sum(latte["latent_usage_all"]["shares"]) == pytest.approx(1, abs=1e-3)
-    assert all(0 <= p["latent_split"] <= 1 and p["distance"] <= p["effective_distance"] <= 8
-               for p in pairs if p["label"] == "Latte")
+    assert all(
+        0 <= p["latent_split"] <= 1 and p["distance"] <= p["effective_distance"] <= 8
+        for p in pairs
+        if p["label"] == "Latte"
+    )
     assert "latent_split" not in next(p for p in pairs if p["label"] == "PSID") and "latent_orders" not in latte
 
 
@@ -167,20 +204,39 @@ def test_analyze_tree_refuses_a_folder_that_is_no_run(tmp_path, capsys):
 def test_analyze_beams_matches_evaluation_at_each_width(finished, tmp_path, capsys):
     directories, cache = finished
     output = tmp_path / "beams"
-    code = main(["analyze", "beams", str(directories["PSID"]), str(directories["Latte"]), "--beams=4,16",
-                 "--aggregations=agg_sum,agg_max", f"--output={output}", f"--cache_dir={cache}"])
+    code = main(
+        [
+            "analyze",
+            "beams",
+            str(directories["PSID"]),
+            str(directories["Latte"]),
+            "--beams=4,16",
+            "--aggregations=agg_sum,agg_max",
+            f"--output={output}",
+            f"--cache_dir={cache}",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     rows = [json.loads(line) for line in (output / "beams.jsonl").read_text().splitlines()]
     assert [(r["label"], r["aggregation"], r["beam"]) for r in rows] == [
-        ("PSID", None, 4), ("PSID", None, 16), ("Latte", "agg_sum", 4), ("Latte", "agg_sum", 16),
-        ("Latte", "agg_max", 4), ("Latte", "agg_max", 16)]
+        ("PSID", None, 4),
+        ("PSID", None, 16),
+        ("Latte", "agg_sum", 4),
+        ("Latte", "agg_sum", 16),
+        ("Latte", "agg_max", 4),
+        ("Latte", "agg_max", 16),
+    ]
     assert (output / "beams.png").is_file() and all(r["top10_overlap_widest"] == 1.0 for r in rows if r["beam"] == 16)
     for label, aggregation in (("PSID", None), ("Latte", "agg_max")):
-        run = load_run(directories[label], cache_dir=str(cache), **({"aggregation_method": aggregation} if aggregation else {}))
+        run = load_run(
+            directories[label], cache_dir=str(cache), **({"aggregation_method": aggregation} if aggregation else {})
+        )
         for width in (4, 16):
             metrics = evaluate(run.model, run.split.test, Catalogue.of(run.interactions, 2), 64, width)
             row = next(r for r in rows if (r["label"], r["aggregation"], r["beam"]) == (label, aggregation, width))
-            assert row["ndcg@10"] == pytest.approx(metrics["ndcg@10"], abs=1e-5) and row["pruned"] == pytest.approx(metrics["pruned"], abs=1e-4)
+            assert row["ndcg@10"] == pytest.approx(metrics["ndcg@10"], abs=1e-5) and row["pruned"] == pytest.approx(
+                metrics["pruned"], abs=1e-4
+            )
             assert row["beam_items"] == pytest.approx(metrics["beam_items"], abs=0.05)
 
 

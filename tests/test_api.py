@@ -12,8 +12,10 @@ from genrec.errors import ConfigError, GenrecError
 from genrec.pipeline import train
 
 TINY_RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
-TINY = {"PSID": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8),
-        "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2)}
+TINY = {
+    "PSID": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8),
+    "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2),
+}
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,9 @@ def runs(tmp_path_factory):
     folders = {}
     for model, extra in (("PSID", {}), ("Latte", {"n_latent_tokens": 2}), ("SASRec", {})):
         settings = {**TINY_SYNTHETIC, **TINY_RUN, **TINY["SASRec" if model == "SASRec" else "PSID"], **extra}
-        config = load_config([], model=model, run_name=model, cache_dir=str(root / "cache"), output_dir=str(root / "runs"), **settings)
+        config = load_config(
+            [], model=model, run_name=model, cache_dir=str(root / "cache"), output_dir=str(root / "runs"), **settings
+        )
         folders[model] = train(config)[1]
     return folders, root / "cache"
 
@@ -86,7 +90,10 @@ def test_import_genrec_stays_light():
     import sys
 
     code = "import sys, genrec; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
     assert torch.nn.Module  # the API itself loads torch on first use
 
 
@@ -105,7 +112,10 @@ def test_recommend_command_matches_the_api(runs, tmp_path, capsys):
     assert line["items"] == [item for item, _ in expected[0]]
     requests = tmp_path / "histories.jsonl"
     requests.write_text("".join(json.dumps({"id": f"user{u}", "history": h}) + "\n" for u, h in enumerate(histories)))
-    assert main(["recommend", *common, f"--input={requests}", f"--output={tmp_path / 'recs.jsonl'}", "--batch_size=2"]) == 0
+    assert (
+        main(["recommend", *common, f"--input={requests}", f"--output={tmp_path / 'recs.jsonl'}", "--batch_size=2"])
+        == 0
+    )
     lines = [json.loads(text) for text in (tmp_path / "recs.jsonl").read_text().splitlines()]
     assert [line["id"] for line in lines] == [f"user{u}" for u in range(5)]
     assert [line["items"] for line in lines] == [[item for item, _ in ranked] for ranked in expected]

@@ -11,7 +11,12 @@ from genrec.evaluation import ranking_metrics, recommend_all
 
 N_ITEMS = 12
 TINY = dict(hidden_size=32, num_layers=1, num_heads=2, dropout_rate=0.0, max_item_seq_len=6)
-VARIANTS = [("SASRec", {"loss_type": "ce"}), ("SASRec", {"loss_type": "bce"}), ("GRU4Rec", {}), ("BERT4Rec", {"mask_prob": 0.3})]
+VARIANTS = [
+    ("SASRec", {"loss_type": "ce"}),
+    ("SASRec", {"loss_type": "bce"}),
+    ("GRU4Rec", {}),
+    ("BERT4Rec", {"mask_prob": 0.3}),
+]
 
 
 def cyclic_data():
@@ -23,7 +28,11 @@ def cyclic_data():
 
 
 def build(name, data, split, **settings):
-    keys = {k: v for k, v in {**TINY, **settings}.items() if k in models.get(name).Settings.model_fields or k == "max_item_seq_len"}
+    keys = {
+        k: v
+        for k, v in {**TINY, **settings}.items()
+        if k in models.get(name).Settings.model_fields or k == "max_item_seq_len"
+    }
     torch.manual_seed(0)
     return models.get(name).build(load_config([], model=name, **keys), data, split)
 
@@ -79,13 +88,17 @@ def test_bert4rec_cloze_never_shows_the_items_it_predicts():
     assert (inputs[~masked] != model.mask_token).all()
     # Replace every masked item by another one: the inputs, hence the predictions, must not move.
     real = [np.append(h, t) for h, t in zip(histories, targets)]
-    flat = masked[:, -max(len(r) for r in real):]
-    swapped = [np.where(flat[row, -len(r):].numpy(), (r + 5) % N_ITEMS, r) for row, r in enumerate(real)]
-    inputs2, masked2, labels2 = model.training_batch([s[:-1] for s in swapped], [s[-1] for s in swapped], torch.Generator().manual_seed(5))
+    flat = masked[:, -max(len(r) for r in real) :]
+    swapped = [np.where(flat[row, -len(r) :].numpy(), (r + 5) % N_ITEMS, r) for row, r in enumerate(real)]
+    inputs2, masked2, labels2 = model.training_batch(
+        [s[:-1] for s in swapped], [s[-1] for s in swapped], torch.Generator().manual_seed(5)
+    )
     assert torch.equal(masked, masked2) and torch.equal(inputs, inputs2) and not torch.equal(labels, labels2)
     with torch.no_grad():
-        torch.testing.assert_close(model.item_logits(model.hidden_states(inputs)[masked]),
-                                   model.item_logits(model.hidden_states(inputs2)[masked2]))
+        torch.testing.assert_close(
+            model.item_logits(model.hidden_states(inputs)[masked]),
+            model.item_logits(model.hidden_states(inputs2)[masked2]),
+        )
 
 
 @pytest.mark.parametrize("name", ["SASRec", "GRU4Rec", "BERT4Rec"])

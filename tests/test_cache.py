@@ -116,11 +116,17 @@ def zero_codes(path):
         np.savez(handle, **arrays)
 
 
-@pytest.mark.parametrize("damage, says", [
-    (zero_codes, "invalid (semantic IDs are not unique)"),  # readable but wrong: once used, and reported 100% unique
-    (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "unreadable"),  # truncated
-    (lambda p: p.write_bytes(b"garbage" * 50), "unreadable"),
-])
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (
+            zero_codes,
+            "invalid (semantic IDs are not unique)",
+        ),  # readable but wrong: once used, and reported 100% unique
+        (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "unreadable"),  # truncated
+        (lambda p: p.write_bytes(b"garbage" * 50), "unreadable"),
+    ],
+)
 def test_a_damaged_sids_entry_is_rebuilt_with_a_warning(make_config, count_quantize, tmp_path, caplog, damage, says):
     import numpy as np
 
@@ -130,7 +136,9 @@ def test_a_damaged_sids_entry_is_rebuilt_with_a_warning(make_config, count_quant
     rebuilt = build(make_config)
     assert len(count_quantize) == 2 and np.array_equal(rebuilt.codes, base.codes)
     assert f"cache entry {entry} is {says}" in caplog.text and "rebuilding it" in caplog.text
-    assert np.array_equal(build(make_config).codes, base.codes) and len(count_quantize) == 2  # the rewritten entry is good
+    assert (
+        np.array_equal(build(make_config).codes, base.codes) and len(count_quantize) == 2
+    )  # the rewritten entry is good
 
 
 @pytest.mark.parametrize("kind, change", [("text-emb", {}), ("cf-emb", {"item_emb": "cf", "cf_emb_dim": 8})])

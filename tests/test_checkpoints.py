@@ -15,8 +15,22 @@ from genrec.cli import main
 from genrec.config import load_config
 from genrec.pipeline import train
 
-TINY_PSID = dict(model="PSID", d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8,
-                 batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
+TINY_PSID = dict(
+    model="PSID",
+    d_model=16,
+    d_ff=32,
+    num_layers=1,
+    num_decoder_layers=1,
+    num_heads=2,
+    d_kv=8,
+    batch_size=64,
+    warmup_steps=5,
+    eval_batch_size=64,
+    num_beams=8,
+    test_num_beams=16,
+    seed=3,
+    epochs=2,
+)
 
 
 def flags(**settings) -> list[str]:
@@ -55,12 +69,18 @@ def test_checkpoints_store_identity_as_plain_values(trained):
         assert "output_dir" not in identity["settings"] and "run_name" not in identity["settings"]
 
 
-@pytest.mark.parametrize("change, named", [
-    ({"seed": 4}, ["seed", "semantic IDs differ"]),  # another seed's semantic IDs
-    ({"synthetic_n_users": 100}, ["dataset's content differs", "synthetic_n_users"]),  # another dataset, same shapes
-    ({"vq_kmeans_iters": 3}, ["vq_kmeans_iters", "semantic IDs differ"]),
-    ({"lr": 0.01}, ["lr 0.003 in the checkpoint, 0.01 now"]),
-])
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"seed": 4}, ["seed", "semantic IDs differ"]),  # another seed's semantic IDs
+        (
+            {"synthetic_n_users": 100},
+            ["dataset's content differs", "synthetic_n_users"],
+        ),  # another dataset, same shapes
+        ({"vq_kmeans_iters": 3}, ["vq_kmeans_iters", "semantic IDs differ"]),
+        ({"lr": 0.01}, ["lr 0.003 in the checkpoint, 0.01 now"]),
+    ],
+)
 def test_evaluating_another_runs_checkpoint_is_refused(trained, tmp_path, capsys, change, named):
     settings, directory, _ = trained
     output = tmp_path / "out"
@@ -71,7 +91,9 @@ def test_evaluating_another_runs_checkpoint_is_refused(trained, tmp_path, capsys
 
 def test_evaluation_settings_may_differ(trained, tmp_path, capsys):
     settings, directory, results = trained
-    code, _ = evaluate_cli({**settings, "output_dir": tmp_path}, directory / "best.pt", capsys, test_num_beams=16, eval_batch_size=7)
+    code, _ = evaluate_cli(
+        {**settings, "output_dir": tmp_path}, directory / "best.pt", capsys, test_num_beams=16, eval_batch_size=7
+    )
     assert code == 0
     evaluated = json.loads((tmp_path / "eval/results.json").read_text())
     assert evaluated["test"]["ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-5)
@@ -79,12 +101,21 @@ def test_evaluation_settings_may_differ(trained, tmp_path, capsys):
 
 def test_latte_checkpoint_is_evaluated_under_either_aggregation(tmp_path, capsys):
     """How an item's beams are scored is an evaluation setting: the weights do not depend on it."""
-    settings = {**TINY_SYNTHETIC, **TINY_PSID, "model": "Latte", "n_latent_tokens": 2, "epochs": 1,
-                "cache_dir": str(tmp_path / "cache"), "output_dir": str(tmp_path / "runs")}
+    settings = {
+        **TINY_SYNTHETIC,
+        **TINY_PSID,
+        "model": "Latte",
+        "n_latent_tokens": 2,
+        "epochs": 1,
+        "cache_dir": str(tmp_path / "cache"),
+        "output_dir": str(tmp_path / "runs"),
+    }
     results, directory = train(load_config([], run_name="latte", **settings))
     for method in ("agg_sum", "agg_max"):
         output = tmp_path / method
-        code, err = evaluate_cli({**settings, "output_dir": output}, directory / "best.pt", capsys, aggregation_method=method)
+        code, err = evaluate_cli(
+            {**settings, "output_dir": output}, directory / "best.pt", capsys, aggregation_method=method
+        )
         assert code == 0, err
         evaluated = json.loads((output / "eval/results.json").read_text())
         assert evaluated["test"]["ndcg@10"] > 0
@@ -96,8 +127,14 @@ def test_any_checkpoint_can_be_decoded_without_the_trie(tmp_path):
     """Whether beams may leave the trie is a decoding setting: a run trained with it on is evaluated off."""
     import genrec
 
-    settings = {**TINY_SYNTHETIC, **TINY_PSID, "model": "PSID", "epochs": 1, "cache_dir": str(tmp_path / "cache"),
-                "output_dir": str(tmp_path / "runs")}
+    settings = {
+        **TINY_SYNTHETIC,
+        **TINY_PSID,
+        "model": "PSID",
+        "epochs": 1,
+        "cache_dir": str(tmp_path / "cache"),
+        "output_dir": str(tmp_path / "runs"),
+    }
     _, directory = train(load_config([], run_name="psid", **settings))
     free = genrec.load_run(directory, cache_dir=str(tmp_path / "cache"), constrained_decoding=False)
     assert not free.model.constrained
@@ -117,9 +154,13 @@ def test_resume_refuses_changed_training_settings_and_names_them(trained, tmp_pa
     settings, directory, _ = trained
     run = copy_run(directory, tmp_path)
     before = {p.name: p.read_bytes() for p in run.iterdir()}
-    code = main(["train", *flags(**{**settings, "epochs": 8, "lr": 0.01, "dropout_rate": 0.0, "checkpoint": run / "last.pt"})])
+    code = main(
+        ["train", *flags(**{**settings, "epochs": 8, "lr": 0.01, "dropout_rate": 0.0, "checkpoint": run / "last.pt"})]
+    )
     err = capsys.readouterr().err
-    assert_one_line_error(code, err, "dropout_rate 0.1 in the checkpoint, 0.0 now", "lr 0.003", "may change only epochs")
+    assert_one_line_error(
+        code, err, "dropout_rate 0.1 in the checkpoint, 0.0 now", "lr 0.003", "may change only epochs"
+    )
     assert "epochs 2" not in err  # a safe change is not listed as a reason
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing touched
 
@@ -127,11 +168,15 @@ def test_resume_refuses_changed_training_settings_and_names_them(trained, tmp_pa
 def test_resume_with_safe_changes_records_them(trained, tmp_path):
     settings, directory, _ = trained
     run = copy_run(directory, tmp_path)
-    results, at = train(load_config([], **{**settings, "epochs": 3, "patience": 30, "checkpoint": str(run / "last.pt")}))
+    results, at = train(
+        load_config([], **{**settings, "epochs": 3, "patience": 30, "checkpoint": str(run / "last.pt")})
+    )
     assert at == run and results["best_epoch"] >= 1
     (record,) = [json.loads(line) for line in (run / "resumes.jsonl").read_text().splitlines()]
-    assert record["epoch"] == 2 and record["changed"] == {"epochs": {"checkpoint": 2, "now": 3},
-                                                          "patience": {"checkpoint": 20, "now": 30}}
+    assert record["epoch"] == 2 and record["changed"] == {
+        "epochs": {"checkpoint": 2, "now": 3},
+        "patience": {"checkpoint": 20, "now": 30},
+    }
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["epochs"] == 3 and saved["patience"] == 30 and saved["checkpoint"] is None
     epochs = [json.loads(line).get("epoch") for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -155,10 +200,17 @@ def damaged(path, how: str) -> None:
         path.unlink()
 
 
-@pytest.mark.parametrize("how, needle", [
-    ("truncated", "truncated or corrupt"), ("empty", "truncated or corrupt"), ("random", "corrupt"),
-    ("state_dict_only", "identity record"), ("directory", "not a file"), ("missing", "not found"),
-])
+@pytest.mark.parametrize(
+    "how, needle",
+    [
+        ("truncated", "truncated or corrupt"),
+        ("empty", "truncated or corrupt"),
+        ("random", "corrupt"),
+        ("state_dict_only", "identity record"),
+        ("directory", "not a file"),
+        ("missing", "not found"),
+    ],
+)
 def test_damaged_checkpoints_are_one_line(trained, tmp_path, capsys, how, needle):
     settings, directory, _ = trained
     run = copy_run(directory, tmp_path)
@@ -170,7 +222,9 @@ def test_damaged_checkpoints_are_one_line(trained, tmp_path, capsys, how, needle
 
 def test_a_checkpoint_of_another_model_is_refused(trained, tmp_path, capsys):
     settings, directory, _ = trained
-    code, err = evaluate_cli({**settings, "output_dir": tmp_path, "model": "Latte", "n_latent_tokens": 2}, directory / "best.pt", capsys)
+    code, err = evaluate_cli(
+        {**settings, "output_dir": tmp_path, "model": "Latte", "n_latent_tokens": 2}, directory / "best.pt", capsys
+    )
     assert_one_line_error(code, err, "model 'PSID' in the checkpoint, 'Latte' now")
 
 
@@ -194,8 +248,19 @@ def test_a_checkpoint_that_would_run_code_is_refused(trained, tmp_path, capsys):
 
 @pytest.mark.parametrize("part", ["results.json", "last.pt", "metrics.jsonl"])
 def test_a_damaged_file_in_a_compare_folder_is_one_line(tmp_path, capsys, part):
-    argv = ["compare", "--models=SASRec", *flags(**TINY_SYNTHETIC, hidden_size=8, num_layers=1, epochs=1, batch_size=64,
-                                                 cache_dir=tmp_path / "cache", output_dir=tmp_path / "runs")]
+    argv = [
+        "compare",
+        "--models=SASRec",
+        *flags(
+            **TINY_SYNTHETIC,
+            hidden_size=8,
+            num_layers=1,
+            epochs=1,
+            batch_size=64,
+            cache_dir=tmp_path / "cache",
+            output_dir=tmp_path / "runs",
+        ),
+    ]
     assert main(argv) == 0
     (run,) = (tmp_path / "runs/compare/Synthetic").glob("SASRec-seed*")
     if part == "last.pt":
@@ -214,6 +279,8 @@ def test_a_setting_added_later_reads_as_its_neutral_value(trained, tmp_path, cap
     for key in ADDED_KEYS:  # as written before these settings existed
         state["identity"]["settings"].pop(key, None)
     torch.save(state, run / "best.pt")
-    assert evaluate_cli({**settings, "output_dir": tmp_path / "a", "duplicates": "keep"}, run / "best.pt", capsys)[0] == 0
+    assert (
+        evaluate_cli({**settings, "output_dir": tmp_path / "a", "duplicates": "keep"}, run / "best.pt", capsys)[0] == 0
+    )
     code, err = evaluate_cli({**settings, "output_dir": tmp_path / "b", "duplicates": "drop"}, run / "best.pt", capsys)
     assert_one_line_error(code, err, "duplicates '(absent)' in the checkpoint, 'drop' now")

@@ -8,7 +8,9 @@ from pathlib import Path
 import yaml
 from conftest import REPO, TINY_SYNTHETIC
 
+from genrec import datasets, models
 from genrec.cli import cmd_run, main, run_command
+from genrec.config import GlobalSettings, load_config
 
 
 def flags(tmp_path, **extra):
@@ -43,10 +45,41 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert main(["frobnicate"]) == 2
 
 
-def test_help_lists_resolved_keys(capsys):
+def test_help_describes_every_key_by_layer(capsys):
     assert main(["sids", "--dataset=MovieLens", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "usage: genrec" in out and "category: ml-100k" in out and "vq_codebook_size: 256" in out
+    settings = out.split("settings, at the values")[1]
+    assert "usage: genrec" in out and "--category=ml-100k" in settings and "--vq_codebook_size=256" in settings
+    assert (
+        settings.index("every run (defaults: genrec/default.yaml)")
+        < settings.index("dataset MovieLens")
+        < settings.index("--category=")
+    )
+    assert "\nmodel " not in settings  # no model given: no model layer
+    for model in models.names():  # the command list names every model the registry finds
+        assert model in out.split("commands:")[1].split("\n\n")[0]
+    assert main(["train", "--model=Latte", "--n_latent_tokens=4", "--help"]) == 0
+    out = capsys.readouterr().out
+    layers = out.split("settings, at the values")[1]
+    assert layers.index("dataset Synthetic") < layers.index("model Latte (defaults: genrec/models/Latte/config.yaml)")
+    assert "--n_latent_tokens=4" in layers.split("model Latte")[1] and "--sent_emb_fields=[title, brand" in layers
+    described = [line for line in layers.splitlines() if line.startswith("  --")]
+    assert len(described) == len(load_config([], model="Latte").model_dump())
+
+
+def test_every_key_of_every_dataset_and_model_is_described():
+    schemas = [
+        GlobalSettings,
+        *(datasets.get(n).Settings for n in datasets.names()),
+        *(models.get(n).Settings for n in models.names()),
+    ]
+    missing = [
+        f"{schema.__module__}.{key}"
+        for schema in schemas
+        for key, field in schema.model_fields.items()
+        if not (field.description or "").strip()
+    ]
+    assert not missing
 
 
 def test_download_command_needs_a_dataset_with_official_files(capsys):
@@ -55,8 +88,13 @@ def test_download_command_needs_a_dataset_with_official_files(capsys):
 
 
 def test_main_py_and_console_script(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "main.py"), *flags(tmp_path, run_name="m")],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), *flags(tmp_path, run_name="m")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "runs/m/summary.json").exists()
     script = Path(sys.executable).parent / "genrec"  # installed next to the interpreter by pip

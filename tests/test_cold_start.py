@@ -19,15 +19,23 @@ TINY = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2
 FULL_RANKING = dict(hidden_size=16, num_layers=1, num_heads=2)
 
 
-@pytest.mark.parametrize("method", [{}, {"vq_method": "per_modality", "vq_modalities": "category,text", "vq_n_codebooks": 2, "vq_codebook_size": 16},
-                                    {"vq_method": "opq", "sent_emb_pca": 24},
-                                    {"vq_method": "rqvae", "rqvae_epochs": 5, "rqvae_hidden_dims": [32], "rqvae_latent_dim": 8}])
+@pytest.mark.parametrize(
+    "method",
+    [
+        {},
+        {"vq_method": "per_modality", "vq_modalities": "category,text", "vq_n_codebooks": 2, "vq_codebook_size": 16},
+        {"vq_method": "opq", "sent_emb_pca": 24},
+        {"vq_method": "rqvae", "rqvae_epochs": 5, "rqvae_hidden_dims": [32], "rqvae_latent_dim": 8},
+    ],
+)
 def test_the_kept_quantizer_gives_the_catalogue_its_training_codes(make_config, tmp_path, method):
     config = make_config(**{**TINY_SYNTHETIC, "model": "PSID", **method})
     interactions, split = load_split(config)
     sids = semantic_ids(config, interactions, split)
     vectors = item_embeddings(config, interactions, split)
-    again = new_item_vectors(config, interactions, interactions.item_text[:6])  # embedded (and projected) as the catalogue was
+    again = new_item_vectors(
+        config, interactions, interactions.item_text[:6]
+    )  # embedded (and projected) as the catalogue was
     np.testing.assert_allclose(again, vectors.vectors[:6], atol=1e-4)
     quantizer = frozen_quantizer(config, interactions, split)
     codes, distances = quantizer.assign(vectors.vectors)
@@ -45,11 +53,23 @@ def test_the_kept_quantizer_gives_the_catalogue_its_training_codes(make_config, 
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cold")
     folders = {}
-    for model, extra in (("PSID", {}), ("Latte", {"n_latent_tokens": 2}), ("TIGER", {"vq_collision": "tiger"}),
-                         ("SimGR", FULL_RANKING), ("ParallelSID", FULL_RANKING)):
+    for model, extra in (
+        ("PSID", {}),
+        ("Latte", {"n_latent_tokens": 2}),
+        ("TIGER", {"vq_collision": "tiger"}),
+        ("SimGR", FULL_RANKING),
+        ("ParallelSID", FULL_RANKING),
+    ):
         settings = {**TINY, **extra} if extra is not FULL_RANKING else {**RUN, **FULL_RANKING}
-        config = load_config([], model=model, run_name=model, cache_dir=str(root / "cache"), output_dir=str(root / "runs"),
-                             **TINY_SYNTHETIC, **settings)
+        config = load_config(
+            [],
+            model=model,
+            run_name=model,
+            cache_dir=str(root / "cache"),
+            output_dir=str(root / "runs"),
+            **TINY_SYNTHETIC,
+            **settings,
+        )
         folders[model] = train(config)[1]
     return folders, root / "cache"
 
@@ -72,7 +92,9 @@ def test_an_added_item_is_recommendable_at_once_with_its_exact_score(runs, model
     everything = run.recommend(raw, k=run.model.n_items, num_beams=run.model.max_beams)[0]
     assert "new-1" in [item for item, _ in everything] and len(everything) == run.model.n_items
     run.remove(["new-1"])
-    assert "new-1" not in [item for item, _ in run.recommend(raw, k=run.model.n_items, num_beams=run.model.max_beams)[0]]
+    assert "new-1" not in [
+        item for item, _ in run.recommend(raw, k=run.model.n_items, num_beams=run.model.max_beams)[0]
+    ]
 
 
 @pytest.mark.parametrize("model", ["SimGR", "ParallelSID"])
@@ -103,7 +125,9 @@ def test_tiger_appends_the_next_collision_token(runs):
     groups = {}
     for code in map(tuple, sids.codes[:, :-1].tolist()):
         groups[code] = groups.get(code, 0) + 1
-    item = next(i for i, code in enumerate(map(tuple, sids.codes[:, :-1].tolist())) if groups[code] < sids.level_sizes[-1])
+    item = next(
+        i for i, code in enumerate(map(tuple, sids.codes[:, :-1].tolist())) if groups[code] < sids.level_sizes[-1]
+    )
     ((_, code),) = run.add_items([{"id": "new-t", **run.interactions.item_text[item]}])
     assert code[:-1] == tuple(sids.codes[item, :-1].tolist()) and code[-1] == groups[code[:-1]]
 

@@ -19,9 +19,13 @@ from genrec.pipeline import load_split, train
 
 
 def test_held_out_items_leave_every_sequence_and_their_last_item_users_form_the_cold_test():
-    full = Interactions("hand", ["u0", "u1", "u2", "u3"], [f"i{k}" for k in range(6)],
-                        [np.array(s) for s in ([0, 1, 2, 3], [4, 0, 1, 2, 5], [5, 5, 4], [1, 2, 3, 4])],
-                        [{"title": f"item {k}"} for k in range(6)])
+    full = Interactions(
+        "hand",
+        ["u0", "u1", "u2", "u3"],
+        [f"i{k}" for k in range(6)],
+        [np.array(s) for s in ([0, 1, 2, 3], [4, 0, 1, 2, 5], [5, 5, 4], [1, 2, 3, 4])],
+        [{"title": f"item {k}"} for k in range(6)],
+    )
     held = hold_out_items(full, 2 / 6, seed=0)
     cold = set(held.cold.tolist())
     assert len(cold) == 2
@@ -38,8 +42,9 @@ def test_held_out_items_leave_every_sequence_and_their_last_item_users_form_the_
         assert sequence[-1] in cold and target == len(keep) + held.cold.tolist().index(sequence[-1])
         warm_before = [remap[i] for i in sequence[:-1] if i not in cold]
         assert history.tolist() == warm_before[-2:] and len(warm_before)
-    assert sorted(test.users.tolist()) == [u for u, s in enumerate(full.sequences)
-                                           if s[-1] in cold and any(i not in cold for i in s[:-1].tolist())]
+    assert sorted(test.users.tolist()) == [
+        u for u, s in enumerate(full.sequences) if s[-1] in cold and any(i not in cold for i in s[:-1].tolist())
+    ]
 
 
 def test_dense_ranking_and_deduplication_against_brute_force():
@@ -61,10 +66,22 @@ def test_dense_ranking_and_deduplication_against_brute_force():
         assert among[row].tolist() == allowed[:2]
 
 
-RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2,
-           cold_items=0.1, cold_items_seed=1)
-SIZES = {"PSID": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8),
-         "SimGR": dict(hidden_size=16, num_layers=1, num_heads=2), "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2)}
+RUN = dict(
+    batch_size=64,
+    warmup_steps=5,
+    eval_batch_size=64,
+    num_beams=8,
+    test_num_beams=16,
+    seed=3,
+    epochs=2,
+    cold_items=0.1,
+    cold_items_seed=1,
+)
+SIZES = {
+    "PSID": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8),
+    "SimGR": dict(hidden_size=16, num_layers=1, num_heads=2),
+    "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2),
+}
 
 
 def test_cold_start_evaluation_end_to_end(tmp_path):
@@ -72,14 +89,33 @@ def test_cold_start_evaluation_end_to_end(tmp_path):
 
     cache, rows, folders = str(tmp_path / "cache"), {}, {}
     for model, sizes in SIZES.items():
-        config = load_config([], model=model, run_name=model, cache_dir=cache, output_dir=str(tmp_path / "runs"),
-                             **TINY_SYNTHETIC, **RUN, **sizes)
+        config = load_config(
+            [],
+            model=model,
+            run_name=model,
+            cache_dir=cache,
+            output_dir=str(tmp_path / "runs"),
+            **TINY_SYNTHETIC,
+            **RUN,
+            **sizes,
+        )
         interactions, _ = load_split(config)
         full = datasets.get("Synthetic").load(config)
         assert interactions.n_items == full.n_items - round(0.1 * full.n_items)  # trained without the held-out items
         folders[model] = train(config)[1]
         rows[model] = cold_start_evaluation(genrec.load_run(folders[model], cache_dir=cache))
-    assert main(["analyze", "coldstart", *map(str, folders.values()), f"--cache_dir={cache}", f"--output={tmp_path / 'out'}"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "coldstart",
+                *map(str, folders.values()),
+                f"--cache_dir={cache}",
+                f"--output={tmp_path / 'out'}",
+            ]
+        )
+        == 0
+    )
     written = [json.loads(line) for line in (tmp_path / "out/coldstart.jsonl").read_text().splitlines()]
     assert written == [row for table in rows.values() for row in table]  # the command writes what the API computes
     assert (tmp_path / "out/coldstart.png").stat().st_size and (tmp_path / "out/coldstart.svg").stat().st_size
@@ -88,8 +124,20 @@ def test_cold_start_evaluation_end_to_end(tmp_path):
     assert by["SASRec", "cold", "model"]["recall@10"] == 0 and not rows["SASRec"][0]["adds_items"]  # cannot reach them
     assert rows["PSID"][0]["adds_items"] and rows["SimGR"][0]["adds_items"]
     for users in ("cold", "warm"):  # content alone does not depend on the model
-        assert by["PSID", users, "content"]["ndcg@10"] == by["SASRec", users, "content"]["ndcg@10"] == by["SimGR", users, "content"]["ndcg@10"]
+        assert (
+            by["PSID", users, "content"]["ndcg@10"]
+            == by["SASRec", users, "content"]["ndcg@10"]
+            == by["SimGR", users, "content"]["ndcg@10"]
+        )
     with pytest.raises(ConfigError, match="cold_items=0"):
-        config = load_config([], model="SASRec", run_name="warm", cache_dir=cache, output_dir=str(tmp_path / "runs"),
-                             **TINY_SYNTHETIC, **{**RUN, "cold_items": 0.0}, **SIZES["SASRec"])
+        config = load_config(
+            [],
+            model="SASRec",
+            run_name="warm",
+            cache_dir=cache,
+            output_dir=str(tmp_path / "runs"),
+            **TINY_SYNTHETIC,
+            **{**RUN, "cold_items": 0.0},
+            **SIZES["SASRec"],
+        )
         cold_start_evaluation(genrec.load_run(train(config)[1], cache_dir=cache))

@@ -48,15 +48,24 @@ def test_conflict_free_takes_nearest_unused_code_by_brute_force():
             if free_last:  # a free code under the same prefix: the nearest one by last-level distance
                 assert tuple(resolved[item].tolist()) == prefix + (min(free_last)[1],)
             else:  # the whole subtree is taken: nearest free pair by summed distance
-                free = [(distances[item, 0, a] + distances[item, 1, b], (a, b)) for a in range(5) for b in range(5) if (a, b) not in used]
+                free = [
+                    (distances[item, 0, a] + distances[item, 1, b], (a, b))
+                    for a in range(5)
+                    for b in range(5)
+                    if (a, b) not in used
+                ]
                 best = min(cost for cost, _ in free)
-                assert distances[item, 0, resolved[item, 0]] + distances[item, 1, resolved[item, 1]] == pytest.approx(best)
+                assert distances[item, 0, resolved[item, 0]] + distances[item, 1, resolved[item, 1]] == pytest.approx(
+                    best
+                )
             used.add(tuple(resolved[item].tolist()))
     assert branches["same prefix"] > 0 and branches["escalated"] > 0  # the case exercises both rules
 
 
 def test_conflict_free_escalates_when_the_last_level_is_full():
-    codes = np.array([[0, 0]] * 3 + [[0, 1]])  # prefix 0 has codes 0 and 1 only (codebook size 2) and 3 items want (0, 0)
+    codes = np.array(
+        [[0, 0]] * 3 + [[0, 1]]
+    )  # prefix 0 has codes 0 and 1 only (codebook size 2) and 3 items want (0, 0)
     distances = np.zeros((4, 2, 2), np.float32)
     distances[:, :, 1] = 1.0
     distances[3, 1] = [1.0, 0.0]

@@ -15,7 +15,14 @@ from genrec.evaluation import ndcg_per_example
 
 
 def flags(tmp_path, backbone=TINY_MODEL, **extra):
-    values = {**TINY_SYNTHETIC, **backbone, "epochs": 2, "cache_dir": tmp_path / "cache", "output_dir": tmp_path / "runs", **extra}
+    values = {
+        **TINY_SYNTHETIC,
+        **backbone,
+        "epochs": 2,
+        "cache_dir": tmp_path / "cache",
+        "output_dir": tmp_path / "runs",
+        **extra,
+    }
     return [f"--{k}={v}" for k, v in values.items()]
 
 
@@ -27,8 +34,11 @@ def test_compare_trains_each_model_and_seed_then_reuses_them(tmp_path, capsys, m
     assert runs == ["Latte-seed5", "Latte-seed6", "PSID-seed5", "PSID-seed6", "SASRec-seed5", "SASRec-seed6"]
     report = (folder / "comparison.md").read_text()
     assert report in capsys.readouterr().out
-    rows = {line.split(" | ")[0].strip("| "): line for line in report.splitlines()
-            if line.startswith(("| PSID", "| Latte", "| SASRec")) and line.count("|") > 10}  # the main table's rows
+    rows = {
+        line.split(" | ")[0].strip("| "): line
+        for line in report.splitlines()
+        if line.startswith(("| PSID", "| Latte", "| SASRec")) and line.count("|") > 10
+    }  # the main table's rows
     assert set(rows) == {"PSID", "Latte", "SASRec"} and "±" in rows["PSID"]
     assert "—" in rows["SASRec"] and "—" not in rows["PSID"]  # nothing is pruned without a beam
     data = json.loads((folder / "comparison.json").read_text())
@@ -37,7 +47,9 @@ def test_compare_trains_each_model_and_seed_then_reuses_them(tmp_path, capsys, m
     ndcg = [r["results"]["test"]["ndcg@10"] for r in latte]
     assert data["summary"]["Latte"]["ndcg@10"]["mean"] == pytest.approx(sum(ndcg) / 2)
     assert all(r["results"]["train_seconds"] > 0 for r in data["runs"])
-    assert all([point["epoch"] for point in r["results"]["curve"]] == [1, 2] for r in data["runs"])  # validated every epoch
+    assert all(
+        [point["epoch"] for point in r["results"]["curve"]] == [1, 2] for r in data["runs"]
+    )  # validated every epoch
     assert rows["PSID"].endswith("| 0/2 **not converged** |")  # 2 epochs, best epoch within the patience window
     assert data["summary"]["PSID"]["converged"] == {"runs": 2, "converged": 0}
     for stem in ("learning_curves", "comparison"):  # curves, and the bar chart with error bars
@@ -113,12 +125,17 @@ def test_compare_variants_of_one_model(tmp_path):
     rows = [line.split(" | ")[0].strip("| ") for line in report.splitlines() if line.startswith("| SASRec")]
     assert rows[:3] == ["SASRec", "SASRec:loss_type=bce:hidden_size=16", "SASRec − SASRec:loss_type=bce:hidden_size=16"]
     (bce,) = [p for p in folder.iterdir() if p.name.startswith("SASRec-loss_type=bce-hidden_size=16-seed")]
-    assert "loss_type: bce" in (bce / "config.yaml").read_text() and "hidden_size: 16" in (bce / "config.yaml").read_text()
+    assert (
+        "loss_type: bce" in (bce / "config.yaml").read_text() and "hidden_size: 16" in (bce / "config.yaml").read_text()
+    )
     # the table says which of each model's own settings differ from its config.yaml: here the
     # variant's, and a shared flag's (num_layers sizes both; SASRec's default is 2)
     report, folder = compare_module.compare([*argv, "--num_layers=1"])
     assert "- SASRec: `num_layers` 1 (2)\n" in report
-    assert "- SASRec:loss_type=bce:hidden_size=16: `hidden_size` 16 (64), `num_layers` 1 (2), `loss_type` bce (ce)\n" in report
+    assert (
+        "- SASRec:loss_type=bce:hidden_size=16: `hidden_size` 16 (64), `num_layers` 1 (2), `loss_type` bce (ce)\n"
+        in report
+    )
     changes = json.loads((folder / "comparison.json").read_text())["changed_model_settings"]
     assert changes["SASRec"] == {"num_layers": {"value": 1, "default": 2}}
     with pytest.raises(ConfigError, match="Model:key=value"):
@@ -152,24 +169,46 @@ def test_settings_added_later_keep_earlier_runs_identity_at_their_neutral_value(
 
     config = load_config([], model=model)
     settings = config.model_dump(mode="json")
-    before_the_keys = {k: v for k, v in settings.items()
-                       if k not in compare_module.LOCATION_KEYS and k not in compare_module.ADDED_KEYS}
+    before_the_keys = {
+        k: v
+        for k, v in settings.items()
+        if k not in compare_module.LOCATION_KEYS and k not in compare_module.ADDED_KEYS
+    }
     assert compare_module.run_identity(config) == digest(before_the_keys)[:10]
-    changed = {"exclude_seen": True, "lora_rank": 4, "lora_alpha": 32.0, "duplicates": "drop", "valid_users": 100,
-               "min_delta": 0.001, "architecture": "decoder", "latent_mode": "permutation", "vq_level_order": [2, 0, 1],
-               "vq_modalities": ["text", "cf"], "cold_items": 0.05, "cold_items_seed": 3,
-               "max_grad_norm": 1.0, "grad_accumulation": 2, "precision": "bf16", "deterministic": False}
+    changed = {
+        "exclude_seen": True,
+        "lora_rank": 4,
+        "lora_alpha": 32.0,
+        "duplicates": "drop",
+        "valid_users": 100,
+        "min_delta": 0.001,
+        "architecture": "decoder",
+        "latent_mode": "permutation",
+        "vq_level_order": [2, 0, 1],
+        "vq_modalities": ["text", "cf"],
+        "cold_items": 0.05,
+        "cold_items_seed": 3,
+        "max_grad_norm": 1.0,
+        "grad_accumulation": 2,
+        "precision": "bf16",
+        "deterministic": False,
+    }
     assert set(changed) == set(compare_module.ADDED_KEYS)
     for key in set(changed) & set(settings):
-        assert compare_module.run_identity(config.model_copy(update={key: changed[key]})) != compare_module.run_identity(config)
+        assert compare_module.run_identity(
+            config.model_copy(update={key: changed[key]})
+        ) != compare_module.run_identity(config)
 
 
-@pytest.mark.parametrize("last, best, epochs, patience, interval, expected", [
-    (30, 12, 100, 5, 3, True),    # stopped by patience before the cap
-    (100, 85, 100, 5, 3, True),   # reached the cap with its best epoch at least patience x eval_interval before it
-    (100, 88, 100, 5, 3, False),  # reached the cap while still improving
-    (2, 2, 2, 20, 1, False),
-])
+@pytest.mark.parametrize(
+    "last, best, epochs, patience, interval, expected",
+    [
+        (30, 12, 100, 5, 3, True),  # stopped by patience before the cap
+        (100, 85, 100, 5, 3, True),  # reached the cap with its best epoch at least patience x eval_interval before it
+        (100, 88, 100, 5, 3, False),  # reached the cap while still improving
+        (2, 2, 2, 20, 1, False),
+    ],
+)
 def test_converged_means_validation_stopped_improving(last, best, epochs, patience, interval, expected):
     from types import SimpleNamespace
 

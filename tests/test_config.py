@@ -47,8 +47,23 @@ def test_model_layer_sits_between_dataset_and_file(tmp_path, monkeypatch):
 
 
 def test_values_are_yaml_scalars_never_code():
-    _, flags = parse_flags(["--seed=3", "--rqvae_lr", "1e-3", "--sent_emb_fields=[title, brand]", "--data_dir=null", "--run_name=__import__('os')"])
-    assert flags == {"seed": 3, "rqvae_lr": "1e-3", "sent_emb_fields": ["title", "brand"], "data_dir": None, "run_name": "__import__('os')"}
+    _, flags = parse_flags(
+        [
+            "--seed=3",
+            "--rqvae_lr",
+            "1e-3",
+            "--sent_emb_fields=[title, brand]",
+            "--data_dir=null",
+            "--run_name=__import__('os')",
+        ]
+    )
+    assert flags == {
+        "seed": 3,
+        "rqvae_lr": "1e-3",
+        "sent_emb_fields": ["title", "brand"],
+        "data_dir": None,
+        "run_name": "__import__('os')",
+    }
     assert load_config(["--rqvae_lr", "1e-3"]).rqvae_lr == 1e-3  # YAML 1.1 reads 1e-3 as text; the schema converts it
     assert load_config(["--sent_emb_fields=title,brand"]).sent_emb_fields == ["title", "brand"]
 
@@ -57,7 +72,9 @@ def test_unknown_key_names_closest_valid_key():
     with pytest.raises(ConfigError) as info:
         load_config(["--vq_codebook_sise=8"])
     message = str(info.value)
-    assert "'vq_codebook_sise'" in message and "did you mean 'vq_codebook_size'" in message and "command line" in message
+    assert (
+        "'vq_codebook_sise'" in message and "did you mean 'vq_codebook_size'" in message and "command line" in message
+    )
 
 
 def test_key_of_another_dataset_is_explained():
@@ -85,15 +102,18 @@ def test_a_config_file_shared_by_several_models(tmp_path):
         load_config([f"--config={shared}", "--model=TIGER"])
 
 
-@pytest.mark.parametrize("flag,needle", [
-    ("--vq_n_codebooks=three", "vq_n_codebooks"),
-    ("--vq_n_codebooks=2.5", "vq_n_codebooks"),
-    ("--vq_n_codebooks=0", "greater than or equal to 1"),
-    ("--vq_method=kmeans", "vq_method"),
-    ("--item_emb=image", "item_emb"),
-    ("--sent_emb_fields=title,colour", "sent_emb_fields"),
-    ("--rqvae_lr=-1", "rqvae_lr"),
-])
+@pytest.mark.parametrize(
+    "flag,needle",
+    [
+        ("--vq_n_codebooks=three", "vq_n_codebooks"),
+        ("--vq_n_codebooks=2.5", "vq_n_codebooks"),
+        ("--vq_n_codebooks=0", "greater than or equal to 1"),
+        ("--vq_method=kmeans", "vq_method"),
+        ("--item_emb=image", "item_emb"),
+        ("--sent_emb_fields=title,colour", "sent_emb_fields"),
+        ("--rqvae_lr=-1", "rqvae_lr"),
+    ],
+)
 def test_ill_typed_values_fail_naming_the_key(flag, needle):
     with pytest.raises(ConfigError, match=needle):
         load_config([flag])

@@ -28,21 +28,37 @@ def write(path, text, compress=False):
 
 
 def p5(root, sequences):
-    write(root / "AmazonReviews2014/Mini/item_generative_indexing_phase_0.txt", "".join(f"{i} item {i}\n" for i in "ABCDE"))
-    return write(root / "AmazonReviews2014/Mini/user_sequence.txt", "".join(f"{u} {' '.join(s)}\n" for u, s in sequences.items()))
+    write(
+        root / "AmazonReviews2014/Mini/item_generative_indexing_phase_0.txt",
+        "".join(f"{i} item {i}\n" for i in "ABCDE"),
+    )
+    return write(
+        root / "AmazonReviews2014/Mini/user_sequence.txt", "".join(f"{u} {' '.join(s)}\n" for u, s in sequences.items())
+    )
 
 
 def lcrec(root, sequences):
-    write(root / "AmazonReviews2018/Mini/Mini.item.json", json.dumps({INDEX[i]: {"title": f"item {i}"} for i in "ABCDE"}))
+    write(
+        root / "AmazonReviews2018/Mini/Mini.item.json", json.dumps({INDEX[i]: {"title": f"item {i}"} for i in "ABCDE"})
+    )
     inter = {user[1:]: [int(INDEX[i]) for i in items] for user, items in sequences.items()}
     return write(root / "AmazonReviews2018/Mini/Mini.inter.json", json.dumps(inter))
 
 
 def recbole(root, sequences, stamps=None):
-    rows = [f"{u}\t{item}\t5\t{(stamps or {}).get(u, [100 * (t + 1) for t in range(len(s))])[t]}\n"
-            for u, s in sequences.items() for t, item in enumerate(s)]
-    write(root / "MovieLens/mini/mini.item", "item_id:token\tmovie_title:token_seq\n" + "".join(f"{i}\titem {i}\n" for i in "ABCDE"))
-    return write(root / "MovieLens/mini/mini.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "".join(rows))
+    rows = [
+        f"{u}\t{item}\t5\t{(stamps or {}).get(u, [100 * (t + 1) for t in range(len(s))])[t]}\n"
+        for u, s in sequences.items()
+        for t, item in enumerate(s)
+    ]
+    write(
+        root / "MovieLens/mini/mini.item",
+        "item_id:token\tmovie_title:token_seq\n" + "".join(f"{i}\titem {i}\n" for i in "ABCDE"),
+    )
+    return write(
+        root / "MovieLens/mini/mini.inter",
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "".join(rows),
+    )
 
 
 HEADER = "user_id,parent_asin,rating,timestamp,history\n"
@@ -50,7 +66,10 @@ HEADER = "user_id,parent_asin,rating,timestamp,history\n"
 
 def amazon2023(root, sequences, timestamp="1600000000"):
     folder = root / "AmazonReviews2023/Video_Games"
-    write(folder / "meta_Video_Games.jsonl", "".join(json.dumps({"parent_asin": i, "title": f"item {i}"}) + "\n" for i in "ABCDE"))
+    write(
+        folder / "meta_Video_Games.jsonl",
+        "".join(json.dumps({"parent_asin": i, "title": f"item {i}"}) + "\n" for i in "ABCDE"),
+    )
     for split, cut in (("valid", 2), ("test", 1)):
         rows = "".join(f"{u},{s[-cut]},5.0,{timestamp},{' '.join(s[:-cut])}\n" for u, s in sequences.items())
         path = write(folder / f"Video_Games.{split}.csv.gz", HEADER + rows, compress=True)
@@ -105,7 +124,9 @@ def test_same_item_at_the_same_time_is_a_duplicate_even_apart(tmp_path, make_con
     assert raw_sequences(data, "RecBole") == [["A", "B", "C"]]
 
 
-@pytest.mark.parametrize("fmt, stamp", [("RecBole", "nan"), ("RecBole", "inf"), ("RecBole", "soon"), ("Amazon2023", "nan")])
+@pytest.mark.parametrize(
+    "fmt, stamp", [("RecBole", "nan"), ("RecBole", "inf"), ("RecBole", "soon"), ("Amazon2023", "nan")]
+)
 def test_non_finite_timestamps_are_refused_at_their_line(tmp_path, make_config, fmt, stamp):
     if fmt == "RecBole":
         path = recbole(tmp_path, CLEAN, stamps={"u2": [100, stamp, 300]})
@@ -117,8 +138,12 @@ def test_non_finite_timestamps_are_refused_at_their_line(tmp_path, make_config, 
         load(make_config, tmp_path, fmt)
 
 
-METADATA = {"P5": "AmazonReviews2014/Mini/item_generative_indexing_phase_0.txt", "LC-Rec": "AmazonReviews2018/Mini/Mini.item.json",
-            "RecBole": "MovieLens/mini/mini.item", "Amazon2023": "AmazonReviews2023/Video_Games/meta_Video_Games.jsonl"}
+METADATA = {
+    "P5": "AmazonReviews2014/Mini/item_generative_indexing_phase_0.txt",
+    "LC-Rec": "AmazonReviews2018/Mini/Mini.item.json",
+    "RecBole": "MovieLens/mini/mini.item",
+    "Amazon2023": "AmazonReviews2023/Video_Games/meta_Video_Games.jsonl",
+}
 
 
 def spoil(path, how):
@@ -131,8 +156,14 @@ def spoil(path, how):
         path.symlink_to(path)
 
 
-@pytest.mark.parametrize("how, reason", [("directory", "a directory"), ("dangling link", "No such file"),
-                                         ("link loop", "Too many levels of symbolic links")])
+@pytest.mark.parametrize(
+    "how, reason",
+    [
+        ("directory", "a directory"),
+        ("dangling link", "No such file"),
+        ("link loop", "Too many levels of symbolic links"),
+    ],
+)
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_metadata_that_exists_but_is_no_file_is_an_error(tmp_path, make_config, fmt, how, reason):
     FORMATS[fmt][0](tmp_path, CLEAN)
@@ -165,14 +196,17 @@ def amazon_test_file(tmp_path):
 GOOD_ROWS = HEADER + "".join(f"{u},{s[-1]},5.0,1600000000,{' '.join(s[:-1])}\n" for u, s in CLEAN.items())
 
 
-@pytest.mark.parametrize("damage, match", [
-    ("truncated gzip", r":\d+: truncated: the compressed stream ends early"),
-    ("random bytes", r": not a valid gzip file"),
-    ("non-UTF-8 byte", r":3: not UTF-8 text"),
-    ("unbalanced quote", r":3: malformed CSV: unexpected end of data"),
-    ("header only", r": no data rows \(only a header\)"),
-    ("empty", r":1: empty file"),
-])
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        ("truncated gzip", r":\d+: truncated: the compressed stream ends early"),
+        ("random bytes", r": not a valid gzip file"),
+        ("non-UTF-8 byte", r":3: not UTF-8 text"),
+        ("unbalanced quote", r":3: malformed CSV: unexpected end of data"),
+        ("header only", r": no data rows \(only a header\)"),
+        ("empty", r":1: empty file"),
+    ],
+)
 def test_damaged_amazon2023_files_name_file_and_line(tmp_path, make_config, damage, match):
     path = amazon_test_file(tmp_path)
     lines = GOOD_ROWS.splitlines(keepends=True)
@@ -184,7 +218,9 @@ def test_damaged_amazon2023_files_name_file_and_line(tmp_path, make_config, dama
     elif damage == "non-UTF-8 byte":
         path.write_bytes(gzip.compress("".join(lines[:2]).encode() + b"u2,\xff\xfe,5.0,1,B C\n" + lines[3].encode()))
     elif damage == "unbalanced quote":  # reported on its own line, not where the next quote is
-        path.write_bytes(gzip.compress(("".join(lines[:2]) + 'u2,"C,5.0,1,B\n' + lines[3] + 'u4,"X",5.0,1,A\n').encode()))
+        path.write_bytes(
+            gzip.compress(("".join(lines[:2]) + 'u2,"C,5.0,1,B\n' + lines[3] + 'u4,"X",5.0,1,A\n').encode())
+        )
     elif damage == "header only":
         path.write_bytes(gzip.compress(HEADER.encode()))
     else:
@@ -198,12 +234,15 @@ def test_amazon2023_test_file_alone_is_enough(tmp_path, make_config):
     assert raw_sequences(load(make_config, tmp_path, "Amazon2023"), "Amazon2023") == list(CLEAN.values())
 
 
-@pytest.mark.parametrize("fmt, content, match", [
-    ("P5", "", "user_sequence.txt: no user sequences"),
-    ("LC-Rec", "{}", "Mini.inter.json: no users"),
-    ("RecBole", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n", "mini.inter: no interactions"),
-    ("RecBole", "", "mini.inter:1: empty file"),
-])
+@pytest.mark.parametrize(
+    "fmt, content, match",
+    [
+        ("P5", "", "user_sequence.txt: no user sequences"),
+        ("LC-Rec", "{}", "Mini.inter.json: no users"),
+        ("RecBole", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n", "mini.inter: no interactions"),
+        ("RecBole", "", "mini.inter:1: empty file"),
+    ],
+)
 def test_empty_and_header_only_inputs_name_the_file(tmp_path, make_config, fmt, content, match):
     path = FORMATS[fmt][0](tmp_path, CLEAN)
     path.write_text(content)

@@ -32,8 +32,15 @@ def split_rows(split):
 
 
 META = [
-    {"parent_asin": "A", "title": "Alpha microscope", "store": "Optix", "categories": ["Science", "Optics"],
-     "description": ["A fine", "microscope"], "features": ["1000x"], "price": 10},
+    {
+        "parent_asin": "A",
+        "title": "Alpha microscope",
+        "store": "Optix",
+        "categories": ["Science", "Optics"],
+        "description": ["A fine", "microscope"],
+        "features": ["1000x"],
+        "price": 10,
+    },
     {"parent_asin": "B", "title": "Beta lens", "features": [], "description": []},
 ]
 
@@ -43,8 +50,10 @@ def official_tree(root, category="Video_Games", with_meta=True):
     for split in ("train", "valid", "test"):
         write_gz(bench / f"{category}.{split}.csv.gz", split_rows(split))
     if with_meta:
-        write_gz(root / "AmazonReviews2023" / "raw" / "meta_categories" / f"meta_{category}.jsonl.gz",
-                 "".join(json.dumps(m) + "\n" for m in META))
+        write_gz(
+            root / "AmazonReviews2023" / "raw" / "meta_categories" / f"meta_{category}.jsonl.gz",
+            "".join(json.dumps(m) + "\n" for m in META),
+        )
 
 
 def amazon2023(make_config, root, **kw):
@@ -56,8 +65,13 @@ def test_amazon2023_official_layout_with_meta(tmp_path, make_config):
     data = load_interactions(amazon2023(make_config, tmp_path / "data"))
     assert {u: [data.item_ids[i] for i in s] for u, s in zip(data.user_ids, data.sequences)} == SEQUENCES
     text = dict(zip(data.item_ids, data.item_text))
-    assert text["A"] == {"title": "Alpha microscope", "brand": "Optix", "categories": "Science, Optics",
-                         "description": "A fine microscope", "features": "1000x"}
+    assert text["A"] == {
+        "title": "Alpha microscope",
+        "brand": "Optix",
+        "categories": "Science, Optics",
+        "description": "A fine microscope",
+        "features": "1000x",
+    }
     assert text["B"] == {"title": "Beta lens"} and text["C"] == {}
 
 
@@ -72,8 +86,12 @@ def test_amazon2023_subset_without_train_or_meta(tmp_path, make_config):
 def test_amazon2023_download_from_official_host_layout(tmp_path, make_config):
     host = tmp_path / "host"
     official_tree(host)  # same relative paths as the official server
-    config = make_config(dataset="AmazonReviews2023", category="Video_Games", data_dir=str(tmp_path / "data"),
-                         download_base_url=(host / "AmazonReviews2023").as_uri())
+    config = make_config(
+        dataset="AmazonReviews2023",
+        category="Video_Games",
+        data_dir=str(tmp_path / "data"),
+        download_base_url=(host / "AmazonReviews2023").as_uri(),
+    )
     data = load_interactions(config)  # files missing -> downloaded, then loaded
     assert data.n_users == 3 and data.has_text
     assert (tmp_path / "data/AmazonReviews2023/raw/meta_categories/meta_Video_Games.jsonl.gz").exists()
@@ -81,8 +99,12 @@ def test_amazon2023_download_from_official_host_layout(tmp_path, make_config):
 
 
 def test_amazon2023_failed_download_is_clear_and_leaves_nothing(tmp_path, make_config):
-    config = make_config(dataset="AmazonReviews2023", category="Video_Games", data_dir=str(tmp_path / "data"),
-                         download_base_url=(tmp_path / "nowhere").as_uri())
+    config = make_config(
+        dataset="AmazonReviews2023",
+        category="Video_Games",
+        data_dir=str(tmp_path / "data"),
+        download_base_url=(tmp_path / "nowhere").as_uri(),
+    )
     with pytest.raises(DataError, match="could not download .*Video_Games.train.csv.gz.*place it at"):
         load_interactions(config)
     assert not any(p.is_file() for p in (tmp_path / "data").rglob("*"))
@@ -111,7 +133,9 @@ def test_amazon2023_malformed_row_names_line(tmp_path, make_config):
 
 def test_amazon2023_bad_meta_line(tmp_path, make_config):
     official_tree(tmp_path)
-    write_gz(tmp_path / "AmazonReviews2023/raw/meta_categories/meta_Video_Games.jsonl.gz", '{"parent_asin": "A"}\n{oops\n')
+    write_gz(
+        tmp_path / "AmazonReviews2023/raw/meta_categories/meta_Video_Games.jsonl.gz", '{"parent_asin": "A"}\n{oops\n'
+    )
     with pytest.raises(DataError, match=r"meta_Video_Games.jsonl.gz:2: invalid JSON"):
         load_interactions(amazon2023(make_config, tmp_path))
 
@@ -127,8 +151,12 @@ def lcrec(tmp_path, inter, items=None, item2id=None):
 
 
 def test_lcrec_json(tmp_path, make_config):
-    lcrec(tmp_path, {"0": [0, 1, 2, 3], "1": [2, 1, 0], "2": [4, 5]},
-          items={"0": {"title": "Zero", "brand": "Z", "categories": "a,b", "description": ""}}, item2id="X0\t0\nX1\t1\nX2\t2\nX3\t3\nX4\t4\nX5\t5\n")
+    lcrec(
+        tmp_path,
+        {"0": [0, 1, 2, 3], "1": [2, 1, 0], "2": [4, 5]},
+        items={"0": {"title": "Zero", "brand": "Z", "categories": "a,b", "description": ""}},
+        item2id="X0\t0\nX1\t1\nX2\t2\nX3\t3\nX4\t4\nX5\t5\n",
+    )
     data = load_interactions(make_config(dataset="AmazonReviews2018", category="Toy", data_dir=str(tmp_path)))
     assert data.n_users == 2 and data.dropped == {"users_with_fewer_than_3_items": 1}
     assert data.item_text[0] == {"title": "Zero", "brand": "Z", "categories": "a,b"}
@@ -174,7 +202,9 @@ def recbole(tmp_path, inter):
     folder = tmp_path / "MovieLens" / "mini"
     folder.mkdir(parents=True)
     (folder / "mini.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + inter)
-    (folder / "mini.item").write_text("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n1\tHeat\t1995\tAction Crime\n")
+    (folder / "mini.item").write_text(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n1\tHeat\t1995\tAction Crime\n"
+    )
 
 
 def test_recbole_orders_by_time_stable_on_ties(tmp_path, make_config):

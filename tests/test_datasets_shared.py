@@ -47,7 +47,11 @@ def test_text_availability_matches_readme(shared_data, make_config):
         has_text[f"{dataset}/{category}"] = data.has_text
     assert not has_text["AmazonReviews2023/Industrial_and_Scientific"]
     assert not has_text["AmazonReviews2018/Instruments"]
-    assert all(v for k, v in has_text.items() if k not in ("AmazonReviews2023/Industrial_and_Scientific", "AmazonReviews2018/Instruments"))
+    assert all(
+        v
+        for k, v in has_text.items()
+        if k not in ("AmazonReviews2023/Industrial_and_Scientific", "AmazonReviews2018/Instruments")
+    )
 
 
 def test_movielens_is_ordered_by_timestamp(shared_data, make_config):
@@ -62,6 +66,11 @@ def test_movielens_is_ordered_by_timestamp(shared_data, make_config):
 
 
 def test_stats_command_prints_table(shared_data, capsys):
-    assert main(["data", "stats", "--dataset=AmazonReviews2018", "--category=Scientific", f"--data_dir={shared_data}"]) == 0
+    assert (
+        main(["data", "stats", "--dataset=AmazonReviews2018", "--category=Scientific", f"--data_dir={shared_data}"])
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "users: 8,317" in out and "items: 4,344" in out and "interactions: 58,492" in out and "avg_length: 7.03" in out
+    assert (
+        "users: 8,317" in out and "items: 4,344" in out and "interactions: 58,492" in out and "avg_length: 7.03" in out
+    )

@@ -32,10 +32,18 @@ class ToyModel:
         if level == 0:
             self.cache = [[[] for _ in range(tokens.shape[1])] for _ in range(self.batch_size)]
         else:  # reorder the cache by parents, append the chosen token, and check it matches `tokens`
-            self.cache = [[self.cache[b][p] + [int(tokens[b, w, -1])] for w, p in enumerate(parents[b].tolist())]
-                          for b in range(self.batch_size)]
-            assert all(self.cache[b][w] == tokens[b, w].tolist() for b in range(self.batch_size) for w in range(tokens.shape[1]))
-        return torch.stack([torch.stack([self.log_probs(b, prefix) for prefix in beams]) for b, beams in enumerate(self.cache)])
+            self.cache = [
+                [self.cache[b][p] + [int(tokens[b, w, -1])] for w, p in enumerate(parents[b].tolist())]
+                for b in range(self.batch_size)
+            ]
+            assert all(
+                self.cache[b][w] == tokens[b, w].tolist()
+                for b in range(self.batch_size)
+                for w in range(tokens.shape[1])
+            )
+        return torch.stack(
+            [torch.stack([self.log_probs(b, prefix) for prefix in beams]) for b, beams in enumerate(self.cache)]
+        )
 
     def exhaustive(self, user, path):
         return float(sum(self.log_probs(user, path[:level])[token] for level, token in enumerate(path)))
@@ -63,7 +71,7 @@ def test_wide_beam_equals_exhaustive_ranking(seed):
     items, scores, tokens = beam_search(model.step, SIDTrie(codes, sizes), batch_size=3, num_beams=1000)
     for user in range(3):
         found = items[user] >= 0
-        assert int(found.sum()) == len(codes) and not found[len(codes):].any()  # every valid ID first, then padding
+        assert int(found.sum()) == len(codes) and not found[len(codes) :].any()  # every valid ID first, then padding
         exhaustive = sorted(((model.exhaustive(user, list(c)), i) for i, c in enumerate(codes.tolist())), reverse=True)
         assert items[user, found].tolist() == [i for _, i in exhaustive]
         np.testing.assert_allclose(scores[user, found].numpy(), [s for s, _ in exhaustive], rtol=1e-5)
@@ -108,7 +116,9 @@ def test_latent_prefix_with_aggregation_equals_exhaustive(method):
 def test_unconstrained_wide_beam_ranks_every_code_tuple_and_flags_the_invented_ones():
     codes, sizes = catalogue(7, n_items=20)
     model = ToyModel(sizes, batch_size=2, seed=7)
-    items, scores, tokens = beam_search(model.step, SIDTrie(codes, sizes), batch_size=2, num_beams=1000, constrained=False)
+    items, scores, tokens = beam_search(
+        model.step, SIDTrie(codes, sizes), batch_size=2, num_beams=1000, constrained=False
+    )
     item_of = {tuple(c): i for i, c in enumerate(codes.tolist())}
     every_tuple = list(itertools.product(*(range(s) for s in sizes)))
     for user in range(2):
@@ -149,9 +159,12 @@ def test_a_beam_wider_than_the_trie_keeps_only_valid_prefixes_and_changes_nothin
         def recording(level, tokens, parents):
             widths.append(tokens.shape[1])
             return model.step(level, tokens, parents)
+
         return recording
 
     huge = beam_search(step(ToyModel(levels, 2, seed=8)), trie, batch_size=2, num_beams=10**9)
-    assert max(widths) <= trie.n_prefixes[-1] and widths[1:] == trie.n_prefixes[:-1]  # a level's beams: the prefixes before it
+    assert (
+        max(widths) <= trie.n_prefixes[-1] and widths[1:] == trie.n_prefixes[:-1]
+    )  # a level's beams: the prefixes before it
     exact = beam_search(ToyModel(levels, 2, seed=8).step, trie, batch_size=2, num_beams=trie.n_prefixes[-1])
     assert all(torch.equal(a, b) for a, b in zip(huge, exact))

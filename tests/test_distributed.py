@@ -15,9 +15,13 @@ from conftest import TINY_SYNTHETIC
 from genrec.config import load_config
 from genrec.pipeline import train
 
-RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, lr_schedule="constant")
-SIZES = {"SASRec": dict(hidden_size=16, num_layers=1, num_heads=2, dropout_rate=0.0),
-         "PSID": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, dropout_rate=0.0)}
+RUN = dict(
+    batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, lr_schedule="constant"
+)
+SIZES = {
+    "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2, dropout_rate=0.0),
+    "PSID": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, dropout_rate=0.0),
+}
 
 
 class Killed(Exception):
@@ -36,8 +40,14 @@ def worker(rank: int, world: int, port: int, jobs: list[dict], kill_at: int) -> 
 
     from genrec.trainer import Trainer
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        HF_HUB_OFFLINE="1",
+    )
     torch.set_num_threads(1)
     if kill_at:
         real = Trainer.train_epoch
@@ -64,8 +74,17 @@ def spawn(world: int, jobs: list[dict], kill_at: int = 0) -> None:
 
 
 def job(tmp_path, model: str, name: str, **extra) -> dict:
-    return {**TINY_SYNTHETIC, **RUN, **SIZES[model], "model": model, "run_name": name, "cache_dir": str(tmp_path / "cache"),
-            "output_dir": str(tmp_path / "runs"), "device": "cpu", **extra}
+    return {
+        **TINY_SYNTHETIC,
+        **RUN,
+        **SIZES[model],
+        "model": model,
+        "run_name": name,
+        "cache_dir": str(tmp_path / "cache"),
+        "output_dir": str(tmp_path / "runs"),
+        "device": "cpu",
+        **extra,
+    }
 
 
 def epochs(directory) -> list[dict]:
@@ -77,7 +96,9 @@ def test_two_processes_follow_the_single_process_run(tmp_path, model):
     single, directory = train(load_config([], **job(tmp_path, model, "one", epochs=3)))
     spawn(2, [job(tmp_path, model, "two", epochs=3)])
     two = tmp_path / "runs" / "two"
-    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in directory.iterdir())  # written once, by rank 0
+    assert sorted(p.name for p in two.iterdir()) == sorted(
+        p.name for p in directory.iterdir()
+    )  # written once, by rank 0
     one_epochs, two_epochs = epochs(directory), epochs(two)
     # Same global batches and weights; only the order of float additions differs (gradients averaged
     # over the processes). Measured: the logged losses and validation NDCG@10 of 3 epochs agree to
@@ -101,18 +122,34 @@ def test_a_killed_two_process_run_resumes_to_the_same_result_under_two_or_one(tm
     a = torch.load(straight / "last.pt", weights_only=True)["model"]
     b = torch.load(killed / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)  # the same process count: bit for bit
-    alone, _ = train(load_config([], **job(tmp_path, "SASRec", None, epochs=4, checkpoint=str(tmp_path / "runs/killed-once/last.pt"))))
-    np.testing.assert_allclose([e["loss"] for e in epochs(tmp_path / "runs/killed-once")],
-                               [e["loss"] for e in epochs(straight)], rtol=1e-4)  # resumed by one process
-    assert abs(alone["test"]["ndcg@10"] - json.loads((straight / "results.json").read_text())["test"]["ndcg@10"]) <= 2e-3
+    alone, _ = train(
+        load_config(
+            [], **job(tmp_path, "SASRec", None, epochs=4, checkpoint=str(tmp_path / "runs/killed-once/last.pt"))
+        )
+    )
+    np.testing.assert_allclose(
+        [e["loss"] for e in epochs(tmp_path / "runs/killed-once")], [e["loss"] for e in epochs(straight)], rtol=1e-4
+    )  # resumed by one process
+    assert (
+        abs(alone["test"]["ndcg@10"] - json.loads((straight / "results.json").read_text())["test"]["ndcg@10"]) <= 2e-3
+    )
 
 
 def test_every_model_trains_under_two_processes(tmp_path):
     tiny_t5 = SIZES["PSID"]
     tiny_items = dict(hidden_size=16, num_layers=1, num_heads=2)
-    jobs = [{**job(tmp_path, "PSID", f"{model}-{backbone}", epochs=1), **tiny_t5, "model": model, "architecture": backbone,
-             **({"n_latent_tokens": 2} if model == "Latte" else {}), **({"vq_collision": "tiger"} if model == "TIGER" else {})}
-            for model in ("TIGER", "PSID", "Latte") for backbone in ("t5", "decoder")]
+    jobs = [
+        {
+            **job(tmp_path, "PSID", f"{model}-{backbone}", epochs=1),
+            **tiny_t5,
+            "model": model,
+            "architecture": backbone,
+            **({"n_latent_tokens": 2} if model == "Latte" else {}),
+            **({"vq_collision": "tiger"} if model == "TIGER" else {}),
+        }
+        for model in ("TIGER", "PSID", "Latte")
+        for backbone in ("t5", "decoder")
+    ]
     for model in ("SimGR", "ParallelSID", "SASRec", "GRU4Rec", "BERT4Rec"):
         settings = {k: v for k, v in job(tmp_path, "SASRec", model, epochs=1).items() if k not in SIZES["SASRec"]}
         jobs.append({**settings, "model": model, **(tiny_items if model != "GRU4Rec" else {"hidden_size": 16})})

@@ -39,13 +39,17 @@ def reference_diverse_search(model, codes, user, num_beams, groups, penalty):
                             penalised = true - penalty * taken[path]
                         candidates.append((penalised, true, path))
             candidates.sort(key=lambda c: -c[0])
-            beams[group] = [(path, true) for penalised, true, path in candidates[: widths[group]] if penalised > -math.inf]
+            beams[group] = [
+                (path, true) for penalised, true, path in candidates[: widths[group]] if penalised > -math.inf
+            ]
             taken.update(path for path, _ in beams[group])
     index = {tuple(c): i for i, c in enumerate(codes.tolist())}
     return sorted(((index[path], true) for group in beams for path, true in group), key=lambda item: -item[1])
 
 
-@pytest.mark.parametrize("seed,num_beams,groups,penalty", [(0, 6, 2, 0.5), (1, 8, 4, 2.0), (2, 7, 3, 0.0), (3, 9, 3, 100.0)])
+@pytest.mark.parametrize(
+    "seed,num_beams,groups,penalty", [(0, 6, 2, 0.5), (1, 8, 4, 2.0), (2, 7, 3, 0.0), (3, 9, 3, 100.0)]
+)
 def test_diverse_beam_search_equals_the_written_out_reference(seed, num_beams, groups, penalty):
     codes, sizes = catalogue(seed, n_items=40, level_sizes=(4, 4, 5))
     model = ToyModel(sizes, batch_size=2, seed=seed)  # also checks the cache reordering by `parents`
@@ -103,9 +107,11 @@ def reference_mmr(items, scores, vectors, weight, k):
     relevance = {i: (scores[i] - low) / max(high - low, 1e-12) for i in real}
     chosen = []
     while real and len(chosen) < k:
+
         def value(i):
             closest = max((float(vectors[items[i]] @ vectors[items[j]]) for j in chosen), default=0.0)
             return weight * relevance[i] - (1 - weight) * closest
+
         best = max(real, key=lambda i: (value(i), -i))
         chosen.append(best)
         real.remove(best)
@@ -140,7 +146,7 @@ def test_run_recommend_applies_each_lever(runs):  # noqa: F811
             assert len(firsts) == len(set(firsts))
         plain = run.recommend(raw, k=16)
         diverse = run.recommend(raw, k=16, diversity=Diversity(groups=4, penalty=5.0))
-        for a, b in zip(plain, diverse):
+        for b in diverse:
             assert len({item for item, _ in b}) == len(b)
             assert [s for _, s in b] == sorted((s for _, s in b), reverse=True)
         assert any([item for item, _ in a] != [item for item, _ in b] for a, b in zip(plain, diverse))
@@ -176,11 +182,32 @@ def test_recommend_and_analyze_commands(runs, tmp_path, capsys):  # noqa: F811
 
     out = tmp_path / "analysis"
     settings = "; num_beams=8; groups=4,num_beams=8; prefix_cap=1; mmr=0.5"
-    assert main(["analyze", "diversity", str(folders["PSID"]), str(folders["SASRec"]), f"--cache_dir={cache}",
-                 f"--settings={settings}", "--users=40", f"--output={out}"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "diversity",
+                str(folders["PSID"]),
+                str(folders["SASRec"]),
+                f"--cache_dir={cache}",
+                f"--settings={settings}",
+                "--users=40",
+                f"--output={out}",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(text) for text in (out / "diversity.jsonl").read_text().splitlines()]
-    assert [row["setting"] for row in rows] == ["plain", "plain;beam=10", "groups=4,penalty=1;beam=10", "cap=1/prefix1", "mmr=0.5",
-                                                 "plain", "cap=1/prefix1", "mmr=0.5"]  # SASRec: no beam
+    assert [row["setting"] for row in rows] == [
+        "plain",
+        "plain;beam=10",
+        "groups=4,penalty=1;beam=10",
+        "cap=1/prefix1",
+        "mmr=0.5",
+        "plain",
+        "cap=1/prefix1",
+        "mmr=0.5",
+    ]  # SASRec: no beam
     assert all(row["users"] == 40 for row in rows)
     for plain, capped in ((rows[0], rows[3]), (rows[5], rows[6])):  # one item per first token: at least as many
         assert capped["first_tokens@10"] >= plain["first_tokens@10"]

@@ -53,7 +53,9 @@ def test_full_ranking_models_rank_the_remaining_items_exactly(name):
     exclude = random_exclusions(np.random.default_rng(1), len(histories), data.n_items)
     ranked = model.recommend(histories, k=8, num_beams=1, exclude=exclude).tolist()
     for row, user_scores, excluded in zip(ranked, scores, exclude):
-        order = [item for item in sorted(range(data.n_items), key=lambda i: (-user_scores[i], i)) if item not in excluded]
+        order = [
+            item for item in sorted(range(data.n_items), key=lambda i: (-user_scores[i], i)) if item not in excluded
+        ]
         assert row == (order + [EMPTY] * 8)[:8]
 
 
@@ -87,7 +89,9 @@ def test_evaluate_with_exclude_seen_by_hand():
 
     # user 0 saw items 0 and 1, wants 2: rank 3 unfiltered, rank 1 filtered;
     # user 1 saw item 5 and wants it again: rank 6 unfiltered, never filtered.
-    examples = Examples(np.arange(2), [np.array([1]), np.array([5])], np.array([2, 5]), [np.array([0, 1]), np.array([5])])
+    examples = Examples(
+        np.arange(2), [np.array([1]), np.array([5])], np.array([2, 5]), [np.array([0, 1]), np.array([5])]
+    )
     plain = evaluate(FixedScores(20), examples, Catalogue(20), batch_size=1, num_beams=1)
     filtered = evaluate(FixedScores(20), examples, Catalogue(20), batch_size=1, num_beams=1, exclude_seen=True)
     assert plain["recall@1"] == 0 and plain["recall@10"] == 1

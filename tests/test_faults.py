@@ -22,8 +22,22 @@ from genrec.errors import ConfigError, DataError, GenrecError
 from genrec.pipeline import build_model, load_split, train
 from genrec.trainer import Trainer, TrainingDiverged
 
-TINY_PSID = dict(model="PSID", d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8,
-                 batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=1)
+TINY_PSID = dict(
+    model="PSID",
+    d_model=16,
+    d_ff=32,
+    num_layers=1,
+    num_decoder_layers=1,
+    num_heads=2,
+    d_kv=8,
+    batch_size=64,
+    warmup_steps=5,
+    eval_batch_size=64,
+    num_beams=8,
+    test_num_beams=16,
+    seed=3,
+    epochs=1,
+)
 
 
 def flags(**settings) -> list[str]:
@@ -43,12 +57,16 @@ def snapshot(folder: Path) -> dict:
 
 # --- class 5: a run name cannot reach another run -------------------------------------------------
 
+
 def test_run_names_that_leave_the_output_folder_are_refused(tmp_path, capsys):
     settings = {**TINY_SYNTHETIC, "cache_dir": tmp_path / "cache"}
     assert main(["run", *flags(**settings, output_dir=tmp_path / "runs", run_name="finished")]) == 0
     finished = snapshot(tmp_path / "runs")
-    for output_dir, run_name in ((tmp_path / "runs/other", "../finished"), (tmp_path / "runs", "/abs"),
-                                 (tmp_path / "runs", "a/../../finished")):
+    for output_dir, run_name in (
+        (tmp_path / "runs/other", "../finished"),
+        (tmp_path / "runs", "/abs"),
+        (tmp_path / "runs", "a/../../finished"),
+    ):
         assert main(["run", *flags(**settings, output_dir=output_dir, run_name=run_name)]) == 2
         assert "run_name" in one_line(capsys)
     (tmp_path / "runs/link").symlink_to(tmp_path / "runs/finished")  # a name inside that resolves to a run
@@ -59,6 +77,7 @@ def test_run_names_that_leave_the_output_folder_are_refused(tmp_path, capsys):
 
 
 # --- class 6: one --config, no key twice ----------------------------------------------------------
+
 
 def test_config_given_twice_is_refused(tmp_path):
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
@@ -77,6 +96,7 @@ def test_a_key_twice_in_a_yaml_file_names_file_and_lines(tmp_path):
 
 # --- class 7: beams no wider than the catalogue, decoding within memory ---------------------------
 
+
 def test_a_beam_wider_than_the_catalogue_decodes_at_the_catalogues_width(make_config, caplog):
     from genrec.evaluation import Catalogue, evaluate
 
@@ -87,7 +107,9 @@ def test_a_beam_wider_than_the_catalogue_decodes_at_the_catalogues_width(make_co
     assert f"test_num_beams=100000 is wider than the {data.n_items} semantic IDs" in caplog.text
     wide = evaluate(model, split.test, Catalogue(data.n_items), batch_size=64, num_beams=100000)
     exact = evaluate(model, split.test, Catalogue(data.n_items), batch_size=64, num_beams=data.n_items)
-    assert {k: v for k, v in wide.items() if k != "users_per_s"} == {k: v for k, v in exact.items() if k != "users_per_s"}
+    assert {k: v for k, v in wide.items() if k != "users_per_s"} == {
+        k: v for k, v in exact.items() if k != "users_per_s"
+    }
     assert wide["pruned"] == 0 and wide["beam_items"] == data.n_items  # the whole catalogue, in memory of 110 slots
 
 
@@ -109,6 +131,7 @@ def test_decoding_splits_users_to_fit_memory_and_refuses_what_cannot_fit(make_co
 
 # --- class 8: non-finite settings and diverging runs ----------------------------------------------
 
+
 @pytest.mark.parametrize("flag", ["--lr=.inf", "--lr=nan", "--weight_decay=-.inf", "--rqvae_beta=.nan"])
 def test_non_finite_numbers_are_refused(flag):
     with pytest.raises(ConfigError, match=f"config key '{flag[2:].split('=')[0]}'.*finite"):
@@ -116,7 +139,9 @@ def test_non_finite_numbers_are_refused(flag):
 
 
 def test_a_run_that_diverges_at_once_stops_with_epoch_and_step_and_leaves_no_folder(tmp_path, capsys):
-    argv = flags(**TINY_SYNTHETIC, **TINY_PSID, cache_dir=tmp_path / "cache", output_dir=tmp_path / "runs", run_name="r", lr=1e8)
+    argv = flags(
+        **TINY_SYNTHETIC, **TINY_PSID, cache_dir=tmp_path / "cache", output_dir=tmp_path / "runs", run_name="r", lr=1e8
+    )
     assert main(["train", *argv]) == 2
     line = one_line(capsys)
     assert "training diverged" in line and "at epoch 1, step" in line and "no epoch finished" in line
@@ -133,12 +158,15 @@ def test_a_run_that_diverges_later_keeps_its_last_good_checkpoint(make_config, t
         return real(self)
 
     monkeypatch.setattr(Trainer, "train_epoch", nan_in_epoch_2)
-    with pytest.raises(TrainingDiverged, match=r"loss nan at epoch 2, step 1 of \d+ .*last good checkpoint is .*last.pt \(epoch 1\)"):
+    with pytest.raises(
+        TrainingDiverged, match=r"loss nan at epoch 2, step 1 of \d+ .*last good checkpoint is .*last.pt \(epoch 1\)"
+    ):
         train(config)
     assert torch.load(tmp_path / "runs/r/last.pt", weights_only=True)["epoch"] == 1
 
 
 # --- class 9: embeddings that cannot give semantic IDs --------------------------------------------
+
 
 def three_items_each(root: Path) -> None:
     rng = np.random.default_rng(0)
@@ -150,8 +178,15 @@ def three_items_each(root: Path) -> None:
 
 def test_collaborative_embeddings_without_co_occurrence_are_a_clear_error(tmp_path, capsys):
     three_items_each(tmp_path / "data")
-    argv = flags(dataset="AmazonReviews2014", category="Three", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache",
-                 output_dir=tmp_path / "runs", cf_emb_dim=8, vq_codebook_size=8)
+    argv = flags(
+        dataset="AmazonReviews2014",
+        category="Three",
+        data_dir=tmp_path / "data",
+        cache_dir=tmp_path / "cache",
+        output_dir=tmp_path / "runs",
+        cf_emb_dim=8,
+        vq_codebook_size=8,
+    )
     assert main(["sids", *argv]) == 2
     assert "need items that co-occur in training sequences" in one_line(capsys)
 
@@ -164,11 +199,14 @@ def test_identical_item_vectors_are_a_clear_error(make_config, monkeypatch):
     data, split = load_split(config)
     from genrec.semantic_ids import semantic_ids
 
-    with pytest.raises(DataError, match="text embeddings of Synthetic are the same vector for every item \\(all zero\\)"):
+    with pytest.raises(
+        DataError, match="text embeddings of Synthetic are the same vector for every item \\(all zero\\)"
+    ):
         semantic_ids(config, data, split)
 
 
 # --- class 11: unreadable inputs, read-only or full disks -----------------------------------------
+
 
 def failing_writes(monkeypatch, under: Path, code: int) -> None:
     """Make every new file below ``under`` fail as a read-only or full file system would."""
@@ -239,6 +277,7 @@ def test_an_unreadable_data_file_is_one_line(tmp_path, capsys, monkeypatch):
 
 # --- class 14: new files keep the user's umask -----------------------------------------------------
 
+
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_atomic_writes_follow_the_umask(tmp_path, umask, mode):
     previous = os.umask(umask)
@@ -251,6 +290,7 @@ def test_atomic_writes_follow_the_umask(tmp_path, umask, mode):
 
 # --- downloads are checked before they are kept ---------------------------------------------------
 
+
 def test_a_corrupt_download_is_refused_and_leaves_nothing(tmp_path, make_config):
     from genrec.datasets.AmazonReviews2023 import download_files
 
@@ -258,8 +298,12 @@ def test_a_corrupt_download_is_refused_and_leaves_nothing(tmp_path, make_config)
     host.mkdir(parents=True)
     whole = gzip.compress(("user_id,parent_asin,rating,timestamp,history\n" + "u,a,5,1,b\n" * 5000).encode())
     (host / "Video_Games.test.csv.gz").write_bytes(whole[:-8])  # the CRC-32 / length trailer cut off
-    config = make_config(dataset="AmazonReviews2023", category="Video_Games", data_dir=str(tmp_path / "data"),
-                         download_base_url=(tmp_path / "host/AmazonReviews2023").as_uri())
+    config = make_config(
+        dataset="AmazonReviews2023",
+        category="Video_Games",
+        data_dir=str(tmp_path / "data"),
+        download_base_url=(tmp_path / "host/AmazonReviews2023").as_uri(),
+    )
     with pytest.raises(DataError, match="Video_Games.test.csv.gz is corrupt"):
         download_files(config, parts=("test",))
     assert not any(p.is_file() for p in (tmp_path / "data").rglob("*"))

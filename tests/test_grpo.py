@@ -39,7 +39,9 @@ def test_rewards_by_hand():
     items = torch.tensor([[3, 5, INVALID, 7]])
     codes = torch.tensor([[[1, 2, 0], [1, 3, 3], [1, 2, 9], [0, 2, 0]]])
     target_codes = torch.tensor([[1, 2, 0]])
-    assert relevance(items, codes, torch.tensor([3]), target_codes, partial=0.6)[0].tolist() == pytest.approx([1, 0.2, 0.4, 0])
+    assert relevance(items, codes, torch.tensor([3]), target_codes, partial=0.6)[0].tolist() == pytest.approx(
+        [1, 0.2, 0.4, 0]
+    )
     assert validity(items).tolist() == [[1, 1, 0, 1]]
     assert unseen(items, [np.array([5, 8])]).tolist() == [[1, 0, 0, 1]]
     log_probs = torch.tensor([[-1.0, -2.0, -3.0, -0.5]])  # candidate 3 is best; 0, 1, 2 share first token 1
@@ -53,7 +55,9 @@ def test_sampling_follows_the_trie_renormalised_distribution():
     codes, sizes = catalogue(3, n_items=20, level_sizes=(3, 3, 4))
     trie = SIDTrie(codes, sizes)
     model = ToyModel(sizes, batch_size=1, seed=3)
-    items, tokens = sample_ids(model.step, trie, 1, 4000, 1.0, True, torch.Generator().manual_seed(0), torch.device("cpu"))
+    items, tokens = sample_ids(
+        model.step, trie, 1, 4000, 1.0, True, torch.Generator().manual_seed(0), torch.device("cpu")
+    )
     assert (items >= 0).all() and (tokens[0].numpy() == codes[items[0].numpy()]).all()
     valid = {tuple(c) for c in codes.tolist()}
     prefixes = [{c[:level] for c in valid} for level in range(4)]
@@ -69,13 +73,34 @@ def test_sampling_follows_the_trie_renormalised_distribution():
     assert np.abs(observed - expected).max() < 0.03 and expected.sum() == pytest.approx(1)
 
 
-RUN = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, batch_size=64, warmup_steps=5,
-           eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
+RUN = dict(
+    d_model=16,
+    d_ff=32,
+    num_layers=1,
+    num_decoder_layers=1,
+    num_heads=2,
+    d_kv=8,
+    batch_size=64,
+    warmup_steps=5,
+    eval_batch_size=64,
+    num_beams=8,
+    test_num_beams=16,
+    seed=3,
+    epochs=2,
+)
 
 
 def tiny_run(tmp_path, **extra):
-    config = load_config([], model="PSID", run_name="parent", cache_dir=str(tmp_path / "cache"), output_dir=str(tmp_path / "runs"),
-                         **TINY_SYNTHETIC, **RUN, **extra)
+    config = load_config(
+        [],
+        model="PSID",
+        run_name="parent",
+        cache_dir=str(tmp_path / "cache"),
+        output_dir=str(tmp_path / "runs"),
+        **TINY_SYNTHETIC,
+        **RUN,
+        **extra,
+    )
     return genrec.load_run(train(config)[1], cache_dir=str(tmp_path / "cache"))
 
 
@@ -103,7 +128,9 @@ def test_a_validity_reward_cuts_invalid_ids_of_unconstrained_decoding(tmp_path):
         return evaluate(run.model, users, Catalogue(run.interactions.n_items), 64, 8)["invalid@10"]
 
     before = invalid()
-    trainer = GRPOTrainer(run, GRPOSettings(reward="validity:1", group=8, constrained=False, lr=3e-3, kl=0.0), tmp_path / "ft")
+    trainer = GRPOTrainer(
+        run, GRPOSettings(reward="validity:1", group=8, constrained=False, lr=3e-3, kl=0.0), tmp_path / "ft"
+    )
     generator, train = torch.Generator().manual_seed(0), run.split.train
     for step in range(20):
         rows = np.arange(step * 16, step * 16 + 16) % len(train)
@@ -121,13 +148,34 @@ def test_finetune_command_writes_a_loadable_run_that_compare_lists(tmp_path, cap
     assert main(["compare", *common]) == 0
     (parent,) = (tmp_path / "runs/compare/Synthetic").glob("PSID-seed3-*")
     out = tmp_path / "runs/finetune/parent-grpo"
-    assert main(["finetune", f"--run={parent}", f"--cache_dir={tmp_path / 'cache'}", "--reward=relevance:1,unseen:0.2",
-                 "--group=4", "--steps_per_epoch=3", "--batch_size=8", "--epochs=2", f"--output={out}"]) == 0
-    assert {"config.yaml", "best.pt", "finetune.json", "metrics.jsonl", "results.json", "test_ranks.npy"} <= {p.name for p in out.iterdir()}
+    assert (
+        main(
+            [
+                "finetune",
+                f"--run={parent}",
+                f"--cache_dir={tmp_path / 'cache'}",
+                "--reward=relevance:1,unseen:0.2",
+                "--group=4",
+                "--steps_per_epoch=3",
+                "--batch_size=8",
+                "--epochs=2",
+                f"--output={out}",
+            ]
+        )
+        == 0
+    )
+    assert {"config.yaml", "best.pt", "finetune.json", "metrics.jsonl", "results.json", "test_ranks.npy"} <= {
+        p.name for p in out.iterdir()
+    }
     tuned = genrec.load_run(out, cache_dir=str(tmp_path / "cache"))  # a run like any other
     assert tuned.recommend([[tuned.interactions.item_ids[i] for i in tuned.split.test.histories[0]]], k=3)
     capsys.readouterr()
     assert main(["compare", *common, f"--finetuned={out}"]) == 0  # listed next to its parent, paired with it
     report = capsys.readouterr().out
-    assert "| PSID + GRPO(relevance:1,unseen:0.2) |" in report and "| PSID − PSID + GRPO(relevance:1,unseen:0.2) |" in report
-    assert main(["finetune", f"--run={parent}", "--reward=clicks:1"]) == 2 and "unknown reward" in capsys.readouterr().err
+    assert (
+        "| PSID + GRPO(relevance:1,unseen:0.2) |" in report
+        and "| PSID − PSID + GRPO(relevance:1,unseen:0.2) |" in report
+    )
+    assert (
+        main(["finetune", f"--run={parent}", "--reward=clicks:1"]) == 2 and "unknown reward" in capsys.readouterr().err
+    )

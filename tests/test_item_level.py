@@ -20,8 +20,16 @@ TRANSFORMER = dict(hidden_size=16, num_layers=1, num_heads=2, dropout_rate=0.0)
 
 def simgr(**settings) -> SimGR:
     torch.manual_seed(0)
-    values = {**TRANSFORMER, "backbone": "scratch", "item_aggregator": "mean", "temperature": 1.0, "instruction": "",
-              "lora_rank": 0, "lora_alpha": 16.0, **settings}
+    values = {
+        **TRANSFORMER,
+        "backbone": "scratch",
+        "item_aggregator": "mean",
+        "temperature": 1.0,
+        "instruction": "",
+        "lora_rank": 0,
+        "lora_alpha": 16.0,
+        **settings,
+    }
     return SimGR(SIDS, max_len=6, settings=SimGRSettings(**values))
 
 

@@ -22,9 +22,13 @@ def toy_setup(architecture, seed=0, n_items=20):
     vocab = SIDVocabulary(LEVELS, len(ORDERS), ORDERS)
     torch.manual_seed(seed)
     if architecture == "t5":
-        model = SIDSeq2Seq(vocab, d_model=16, d_ff=32, num_layers=1, num_decoder_layers=2, num_heads=2, d_kv=8, dropout_rate=0.0)
+        model = SIDSeq2Seq(
+            vocab, d_model=16, d_ff=32, num_layers=1, num_decoder_layers=2, num_heads=2, d_kv=8, dropout_rate=0.0
+        )
     else:
-        model = SIDDecoder(vocab, d_model=16, d_ff=32, num_blocks=2, num_heads=2, d_kv=8, dropout_rate=0.0, max_items=20)
+        model = SIDDecoder(
+            vocab, d_model=16, d_ff=32, num_blocks=2, num_heads=2, d_kv=8, dropout_rate=0.0, max_items=20
+        )
     for p in model.parameters():  # spread the logits so that ranks are well separated
         p.data.mul_(4.0)
     histories = [rng.integers(0, n_items, size=n) for n in (3, 1, 5)]
@@ -41,8 +45,9 @@ def exhaustive(model, vocab, codes, ids, mask):
         targets = vocab.latent_targets(items, torch.full((len(codes),), k))
         for user in range(len(ids)):
             with torch.no_grad():
-                scores[user, k] = model.token_log_probs(ids[user : user + 1].expand(len(codes), -1),
-                                                        mask[user : user + 1].expand(len(codes), -1), targets).sum(1)
+                scores[user, k] = model.token_log_probs(
+                    ids[user : user + 1].expand(len(codes), -1), mask[user : user + 1].expand(len(codes), -1), targets
+                ).sum(1)
     return scores
 
 
@@ -80,8 +85,9 @@ def test_wide_beam_over_permuted_tries_equals_exhaustive(architecture):
         found = items[user] >= 0
         assert int(found.sum()) == len(ORDERS) * len(codes)
         latent = tokens[user, found, 0]
-        np.testing.assert_allclose(scores[user, found].numpy(), expected[user, latent, items[user, found]].numpy(),
-                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            scores[user, found].numpy(), expected[user, latent, items[user, found]].numpy(), rtol=1e-4, atol=1e-4
+        )
         assert scores[user, found].tolist() == sorted(scores[user, found].tolist(), reverse=True)
 
 
@@ -96,7 +102,11 @@ def test_fixed_level_order_permutes_the_ids_and_is_validated(make_config):
     ordered = make_config(**TINY_SYNTHETIC, model="PSID", vq_level_order="2,0,1")
     sids, reordered = (semantic_ids(config, *load_split(config)) for config in (base, ordered))
     assert np.array_equal(reordered.codes, sids.codes[:, [2, 0, 1]])
-    assert reordered.level_sizes == [sids.level_sizes[i] for i in (2, 0, 1)] and reordered.report["level_order"] == [2, 0, 1]
+    assert reordered.level_sizes == [sids.level_sizes[i] for i in (2, 0, 1)] and reordered.report["level_order"] == [
+        2,
+        0,
+        1,
+    ]
     assert reordered.fingerprint["codes"] != sids.fingerprint["codes"]  # a checkpoint tells the orders apart
     with pytest.raises(ConfigError, match="vq_level_order"):
         make_config(**TINY_SYNTHETIC, model="PSID", vq_level_order=[0, 0, 1])
@@ -121,7 +131,10 @@ def test_a_search_restricted_to_allowed_items_ranks_them_as_exhaustive_scoring(a
         found = items[user] >= 0
         assert set(items[user, found].tolist()) == set(np.flatnonzero(allowed[user].numpy()).tolist())
         assert int(found.sum()) == int(allowed[user].sum()) * max(1, len(orders))  # every allowed path, nothing else
-        latent = (lambda t: t[:, 0].tolist() if orders else [0] * len(t))
+
+        def latent(t):
+            return t[:, 0].tolist() if orders else [0] * len(t)
+
         full = dict(zip(zip(latent(every_tokens[user]), every[user].tolist()), every_scores[user].tolist()))
         expected = [full[path] for path in zip(latent(tokens[user, found]), items[user, found].tolist())]
         np.testing.assert_allclose(scores[user, found].numpy(), expected, rtol=1e-5, atol=1e-5)

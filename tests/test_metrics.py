@@ -12,12 +12,14 @@ from genrec.evaluation import Catalogue, diversity_metrics, evaluate, ranking_me
 
 
 def test_metrics_by_hand():
-    ranked = np.array([
-        [3, 1, 2, 0, 4, 5, 6, 7, 8, 9],     # target 3 at rank 0
-        [0, 1, 2, 3, 9, 5, 6, 7, 8, 4],     # target 9 at rank 4
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 11],    # target 11 at rank 9
-        [0, 1, 2, -1, -1, -1, -1, -1, -1, -1],  # target 7 not returned
-    ])
+    ranked = np.array(
+        [
+            [3, 1, 2, 0, 4, 5, 6, 7, 8, 9],  # target 3 at rank 0
+            [0, 1, 2, 3, 9, 5, 6, 7, 8, 4],  # target 9 at rank 4
+            [0, 1, 2, 3, 4, 5, 6, 7, 8, 11],  # target 11 at rank 9
+            [0, 1, 2, -1, -1, -1, -1, -1, -1, -1],  # target 7 not returned
+        ]
+    )
     targets = np.array([3, 9, 11, 7])
     m = ranking_metrics(ranked, targets, n_items=20)
     assert m["recall@1"] == pytest.approx(1 / 4)
@@ -59,8 +61,10 @@ def test_diversity_by_hand():
 
 
 def test_catalogue_categories_from_the_category_path():
-    data = SimpleNamespace(n_items=4, item_text=[{"categories": "Lab, Tools, Drills"}, {"categories": "Lab"}, {},
-                                                 {"categories": "Office, Tools"}])
+    data = SimpleNamespace(
+        n_items=4,
+        item_text=[{"categories": "Lab, Tools, Drills"}, {"categories": "Lab"}, {}, {"categories": "Office, Tools"}],
+    )
     assert Catalogue.of(data, 1).categories.tolist() == [0, 0, -1, 1]
     assert Catalogue.of(data, 2).categories.tolist() == [0, -1, -1, 0]  # "Tools" under both tops is one category
     assert Catalogue.of(data, 4).categories is None and Catalogue.of(data, 0).categories is None
@@ -106,4 +110,6 @@ def test_paired_bootstrap_against_a_direct_computation():
 def test_ndcg_per_example_by_hand():
     from genrec.evaluation import ndcg_per_example
 
-    assert ndcg_per_example(np.array([0, 1, 9, 10, -1]), 10).tolist() == pytest.approx([1.0, 1 / np.log2(3), 1 / np.log2(11), 0.0, 0.0])
+    assert ndcg_per_example(np.array([0, 1, 9, 10, -1]), 10).tolist() == pytest.approx(
+        [1.0, 1 / np.log2(3), 1 / np.log2(11), 0.0, 0.0]
+    )

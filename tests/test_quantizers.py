@@ -56,7 +56,9 @@ def test_opq_needs_power_of_two():
 
 
 def test_opq_needs_more_items_than_dimensions():
-    with pytest.raises(ConfigError, match="at least as many items \\(100\\) as embedding dimensions \\(384\\).*sent_emb_pca"):
+    with pytest.raises(
+        ConfigError, match="at least as many items \\(100\\) as embedding dimensions \\(384\\).*sent_emb_pca"
+    ):
         opq(np.zeros((100, 384), np.float32), 3, 8, 5, 0)
 
 
@@ -66,8 +68,18 @@ def test_codebook_larger_than_catalogue_is_an_error():
 
 
 def test_rqvae_trains_and_residual_error_falls(vectors):
-    kwargs = dict(n_levels=3, codebook_size=16, hidden=[32], latent_dim=8, epochs=30, batch_size=128,
-                  lr=3e-3, beta=0.25, kmeans_iters=10, seed=0)
+    kwargs = dict(
+        n_levels=3,
+        codebook_size=16,
+        hidden=[32],
+        latent_dim=8,
+        epochs=30,
+        batch_size=128,
+        lr=3e-3,
+        beta=0.25,
+        kmeans_iters=10,
+        seed=0,
+    )
     q = rq_vae(vectors, **kwargs)
     assert q.codes.shape == (600, 3)
     assert np.array_equal(q.codes, q.distances.argmin(-1))
@@ -88,8 +100,18 @@ def test_rqvae_is_deterministic_at_realistic_size():
     # kernels made two runs differ before genrec forced deterministic algorithms
     x = np.random.default_rng(1).normal(size=(4000, 384)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    kwargs = dict(n_levels=3, codebook_size=256, hidden=[512, 256, 128], latent_dim=32, epochs=2, batch_size=1024,
-                  lr=1e-3, beta=0.25, kmeans_iters=5, seed=0)
+    kwargs = dict(
+        n_levels=3,
+        codebook_size=256,
+        hidden=[512, 256, 128],
+        latent_dim=32,
+        epochs=2,
+        batch_size=1024,
+        lr=1e-3,
+        beta=0.25,
+        kmeans_iters=5,
+        seed=0,
+    )
     a, b = rq_vae(x, **kwargs), rq_vae(x, **kwargs)
     assert np.array_equal(a.codes, b.codes) and a.level_errors == b.level_errors
 
@@ -100,7 +122,7 @@ def test_per_modality_levels_cluster_their_own_vectors(vectors):
     parts = [vectors[:, :12], categories, vectors[:, 12:]]
     q = per_modality(parts, codebook_size=8, iters=15, seed=1)
     assert q.codes.shape == (len(vectors), 3) and q.distances.shape == (len(vectors), 3, 8)
-    for level, part in enumerate(parts):
+    for level in range(len(parts)):
         assert (q.codes[:, level] == q.distances[:, level].argmin(1)).all()  # nearest code of its own modality
         assert q.codes[:, level].max() < 8 and 0 <= q.level_errors[level] < 1
     # fewer distinct vectors than codes: one code per category path, the rest out of reach

@@ -16,8 +16,21 @@ from genrec.config import load_config
 from genrec.pipeline import train
 from genrec.serve import create_app
 
-TINY = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, batch_size=64, warmup_steps=5,
-            eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
+TINY = dict(
+    d_model=16,
+    d_ff=32,
+    num_layers=1,
+    num_decoder_layers=1,
+    num_heads=2,
+    d_kv=8,
+    batch_size=64,
+    warmup_steps=5,
+    eval_batch_size=64,
+    num_beams=8,
+    test_num_beams=16,
+    seed=3,
+    epochs=2,
+)
 
 
 def free_port() -> int:
@@ -29,8 +42,15 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
-    config = load_config([], model="PSID", run_name="psid", cache_dir=str(root / "cache"), output_dir=str(root / "runs"),
-                         **TINY_SYNTHETIC, **TINY)
+    config = load_config(
+        [],
+        model="PSID",
+        run_name="psid",
+        cache_dir=str(root / "cache"),
+        output_dir=str(root / "runs"),
+        **TINY_SYNTHETIC,
+        **TINY,
+    )
     directory = train(config)[1]
     run = genrec.load_run(directory, cache_dir=str(root / "cache"))
     app = create_app(run, max_batch=64, max_wait_ms=20)
@@ -82,12 +102,15 @@ def test_removed_items_are_never_served_until_restored(served):
     assert client.post("/recommend", json={"histories": history, "k": 3}).json()["recommendations"][0]["items"] == top
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"histories": []}, "histories"),
-    ({"histories": [["i00001"]], "k": 0}, "k"),
-    ({"histories": [["i00001"]], "beam": 5}, "beam"),
-    ({"history": ["i00001"]}, "histories"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"histories": []}, "histories"),
+        ({"histories": [["i00001"]], "k": 0}, "k"),
+        ({"histories": [["i00001"]], "beam": 5}, "beam"),
+        ({"history": ["i00001"]}, "histories"),
+    ],
+)
 def test_bad_requests_are_422_naming_the_field(served, body, field):
     client, _, _ = served
     reply = client.post("/recommend", json=body)
@@ -126,7 +149,9 @@ def test_one_bad_request_does_not_fail_its_batch_neighbours(served):
     client, run, _ = served
     good = {"histories": histories(run, [7]), "k": 3}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        replies = list(pool.map(lambda body: client.post("/recommend", json=body), [good, {"histories": [["nope"]]}] * 4))
+        replies = list(
+            pool.map(lambda body: client.post("/recommend", json=body), [good, {"histories": [["nope"]]}] * 4)
+        )
     assert [reply.status_code for reply in replies] == [200, 400] * 4
 
 

@@ -42,7 +42,9 @@ def exhaustive(model, vocab, codes, histories):
     for history in histories:
         ids, mask = model.prompt([history], vocab.item_tokens(codes))
         with torch.no_grad():
-            scores.append(model.token_log_probs(ids.expand(len(targets), -1), mask.expand(len(targets), -1), targets).sum(1))
+            scores.append(
+                model.token_log_probs(ids.expand(len(targets), -1), mask.expand(len(targets), -1), targets).sum(1)
+            )
     return torch.stack(scores)
 
 
@@ -78,7 +80,9 @@ def test_latent_tokens_one_search_then_aggregate():
     codes, vocab, model, histories = toy_setup(2, n_latent=n_latent)
     ids, mask = model.prompt(histories, vocab.item_tokens(codes))
     assert ids[2, -20::4].tolist() == [2, 3, 4, 2, 3]  # the history's latent tokens cycle, item j: j mod n
-    items, scores, tokens = model.generate(ids, mask, SIDTrie(codes, list(vocab.level_sizes), free_prefix_size=n_latent), 500)
+    items, scores, tokens = model.generate(
+        ids, mask, SIDTrie(codes, list(vocab.level_sizes), free_prefix_size=n_latent), 500
+    )
     expected = exhaustive(model, vocab, codes, histories).view(len(histories), n_latent, len(codes))
     assert (items >= 0).all() and items.shape[1] == n_latent * len(codes)
     paths = scores.new_full((len(histories), n_latent, len(codes)), float("nan"))
@@ -98,8 +102,12 @@ def test_window_loss_is_the_prefix_examples_loss_in_one_pass():
     item_tokens = vocab.item_tokens(codes)
     losses = []
     with torch.no_grad():
-        got = model.window_loss(*model.window_batch(model.sequence_tokens(windows.items, item_tokens, None), windows.loss_from))
-        for window, first in zip(windows.items, windows.loss_from):  # each target alone, from the window's items before it
+        got = model.window_loss(
+            *model.window_batch(model.sequence_tokens(windows.items, item_tokens, None), windows.loss_from)
+        )
+        for window, first in zip(
+            windows.items, windows.loss_from
+        ):  # each target alone, from the window's items before it
             for j in range(first, len(window)):
                 ids, mask = model.prompt([window[:j]], item_tokens)
                 losses.append(-model.token_log_probs(ids, mask, item_tokens[window[j]][None]).squeeze(0))
@@ -136,8 +144,9 @@ def test_window_training_never_looks_ahead():
     changed = window.copy()
     changed[4:] = [20, 2]  # every item after the fourth
     with torch.no_grad():
-        (ids, trained), (changed_ids, _) = (model.window_batch(model.sequence_tokens([w], item_tokens, None), np.array([1]))
-                                            for w in (window, changed))
+        (ids, trained), (changed_ids, _) = (
+            model.window_batch(model.sequence_tokens([w], item_tokens, None), np.array([1])) for w in (window, changed)
+        )
         before, after = model.window_log_probs(ids, trained), model.window_log_probs(changed_ids, trained)
     assert trained[0].tolist() == [False] + [False] * 3 + [True] * 15  # the start token and the first item are context
     up_to_fourth = 1 + 4 * 3

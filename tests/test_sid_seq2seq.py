@@ -13,7 +13,9 @@ from genrec.models.sid_seq2seq import EOS, PAD, SIDSeq2Seq, SIDVocabulary
 
 def tiny_model(vocab, seed=0):
     torch.manual_seed(seed)
-    model = SIDSeq2Seq(vocab, d_model=16, d_ff=32, num_layers=1, num_decoder_layers=2, num_heads=2, d_kv=8, dropout_rate=0.0)
+    model = SIDSeq2Seq(
+        vocab, d_model=16, d_ff=32, num_layers=1, num_decoder_layers=2, num_heads=2, d_kv=8, dropout_rate=0.0
+    )
     for p in model.parameters():  # spread the logits so that ranks are well separated
         p.data.mul_(4.0)
     return model.eval()

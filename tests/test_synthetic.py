@@ -50,7 +50,16 @@ def test_twins_are_near_identical_text_preferred_by_opposite_groups(data):
         seen_b = {groups[u] for u, s in enumerate(sequences) if b in s}
         assert seen_a == {g1} and seen_b == {g2}  # each twin only ever consumed by its own group
         # after the shared anchor, each group moves to its own twin
-        follows = {g: [s[t + 1] for u, s in enumerate(sequences) if groups[u] == g for t in range(len(s) - 1) if s[t] == pair["anchor"]] for g in (g1, g2)}
+        follows = {
+            g: [
+                s[t + 1]
+                for u, s in enumerate(sequences)
+                if groups[u] == g
+                for t in range(len(s) - 1)
+                if s[t] == pair["anchor"]
+            ]
+            for g in (g1, g2)
+        }
         assert follows[g1].count(a) > 0 and follows[g2].count(b) > 0
         assert b not in follows[g1] and a not in follows[g2]
 
@@ -84,5 +93,10 @@ def test_twins_share_semantic_id_prefixes(tmp_path):
     for pair in data.extra["twin_pairs"]:
         a, b = (sids.codes[index[item]] for item in pair["items"])
         assert a[0] == b[0]
-    shared = np.mean([(sids.codes[index[p["items"][0]], :2] == sids.codes[index[p["items"][1]], :2]).all() for p in data.extra["twin_pairs"]])
+    shared = np.mean(
+        [
+            (sids.codes[index[p["items"][0]], :2] == sids.codes[index[p["items"][1]], :2]).all()
+            for p in data.extra["twin_pairs"]
+        ]
+    )
     assert shared >= 0.75  # mostly siblings in the semantic-ID tree: what single-tree decoding struggles with

@@ -16,8 +16,20 @@ from genrec.evaluation import Catalogue, evaluate
 from genrec.pipeline import build_model, load_split, train
 from genrec.trainer import Trainer, length_bucketed_batches
 
-TINY_MODEL = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, dropout_rate=0.1,
-                  batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16)
+TINY_MODEL = dict(
+    d_model=16,
+    d_ff=32,
+    num_layers=1,
+    num_decoder_layers=1,
+    num_heads=2,
+    d_kv=8,
+    dropout_rate=0.1,
+    batch_size=64,
+    warmup_steps=5,
+    eval_batch_size=64,
+    num_beams=8,
+    test_num_beams=16,
+)
 
 
 def tiny(make_config, tmp_path, **kw):
@@ -29,8 +41,17 @@ def tiny(make_config, tmp_path, **kw):
 # exactness is tested in test_latent_permutations.py, its recommendations below. On the tiny decoder
 # it learns more slowly than the shared mode: validation Recall@10 0.13 / 0.11 / 0.13 for seeds 3 / 4 / 5
 # after 12 epochs, 0.25 / 0.13 / 0.25 after 24, so it trains for 24 here.
-@pytest.mark.parametrize("model,backbone", [("Latte", "t5"), ("PSID", "t5"), ("TIGER", "t5"), ("Latte", "decoder"), ("PSID", "decoder"),
-                                            ("Latte-permutation", "decoder")])
+@pytest.mark.parametrize(
+    "model,backbone",
+    [
+        ("Latte", "t5"),
+        ("PSID", "t5"),
+        ("TIGER", "t5"),
+        ("Latte", "decoder"),
+        ("PSID", "decoder"),
+        ("Latte-permutation", "decoder"),
+    ],
+)
 def test_models_train_and_beat_chance(make_config, tmp_path, model, backbone):
     extra = {"n_latent_tokens": 2} if model == "Latte" else {}
     if model == "TIGER":
@@ -54,6 +75,7 @@ def test_killed_run_resumes_to_the_same_result(make_config, tmp_path, monkeypatc
     straight, _ = train(config)
 
     real = Trainer.train_epoch
+
     def dies_in_epoch_3(self):
         if self.epoch == 2:
             raise KeyboardInterrupt
@@ -66,10 +88,16 @@ def test_killed_run_resumes_to_the_same_result(make_config, tmp_path, monkeypatc
     monkeypatch.setattr(Trainer, "train_epoch", real)
     last = tmp_path / "runs" / "killed" / "last.pt"
     assert torch.load(last, weights_only=True)["epoch"] == 2
-    resumed, directory = train(tiny(make_config, tmp_path, model="Latte", n_latent_tokens=2, epochs=4, checkpoint=str(last)))
+    resumed, directory = train(
+        tiny(make_config, tmp_path, model="Latte", n_latent_tokens=2, epochs=4, checkpoint=str(last))
+    )
     assert directory == last.parent
+
     def quality(results):  # everything but the timing
-        return {k: ({m: v for m, v in val.items() if m != "users_per_s"} if isinstance(val, dict) else val) for k, val in results.items()}
+        return {
+            k: ({m: v for m, v in val.items() if m != "users_per_s"} if isinstance(val, dict) else val)
+            for k, val in results.items()
+        }
 
     assert quality(resumed) == quality(straight)
     a = torch.load(tmp_path / "runs/straight/last.pt", weights_only=True)["model"]
@@ -87,8 +115,18 @@ def test_batch_workers_change_the_speed_only(make_config, tmp_path, model):
         if model == "Latte":
             train(tiny(make_config, tmp_path, n_latent_tokens=2, **settings))
         else:
-            train(make_config(**TINY_SYNTHETIC, hidden_size=16, num_layers=1, num_heads=2, batch_size=64, eval_batch_size=64, seed=3,
-                              **settings))
+            train(
+                make_config(
+                    **TINY_SYNTHETIC,
+                    hidden_size=16,
+                    num_layers=1,
+                    num_heads=2,
+                    batch_size=64,
+                    eval_batch_size=64,
+                    seed=3,
+                    **settings,
+                )
+            )
         weights.append(torch.load(tmp_path / f"runs/workers{workers}/last.pt", weights_only=True)["model"])
     assert weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
@@ -96,16 +134,30 @@ def test_batch_workers_change_the_speed_only(make_config, tmp_path, model):
 def test_evaluate_command_reproduces_the_test_of_the_best_checkpoint(make_config, tmp_path, capsys):
     config = tiny(make_config, tmp_path, model="PSID", epochs=2)
     results, directory = train(config)
-    flags = [f"--{k}={v}" for k, v in {**TINY_SYNTHETIC, **TINY_MODEL, "seed": 3, "model": "PSID", "epochs": 2,
-                                       "cache_dir": tmp_path / "cache", "output_dir": tmp_path / "runs",
-                                       "run_name": "eval", "checkpoint": directory / "best.pt"}.items()]
+    flags = [
+        f"--{k}={v}"
+        for k, v in {
+            **TINY_SYNTHETIC,
+            **TINY_MODEL,
+            "seed": 3,
+            "model": "PSID",
+            "epochs": 2,
+            "cache_dir": tmp_path / "cache",
+            "output_dir": tmp_path / "runs",
+            "run_name": "eval",
+            "checkpoint": directory / "best.pt",
+        }.items()
+    ]
     assert main(["evaluate", *flags]) == 0
     evaluated = json.loads((tmp_path / "runs/eval/results.json").read_text())
     assert evaluated["test"]["ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-5)
     assert "test" in capsys.readouterr().out
     # main.py / genrec train with a weights-only checkpoint evaluates instead of resuming
     assert main(["train", *[f.replace("--run_name=eval", "--run_name=eval2") for f in flags]]) == 0
-    assert json.loads((tmp_path / "runs/eval2/results.json").read_text())["test"]["ndcg@10"] == evaluated["test"]["ndcg@10"]
+    assert (
+        json.loads((tmp_path / "runs/eval2/results.json").read_text())["test"]["ndcg@10"]
+        == evaluated["test"]["ndcg@10"]
+    )
 
 
 def test_evaluating_a_run_from_its_own_config_never_overwrites_it(make_config, tmp_path, capsys):
@@ -146,7 +198,9 @@ def test_unconstrained_decoding_counts_invented_ids(make_config, tmp_path, model
 
 def test_permutation_latent_tokens_need_an_order_each(make_config, tmp_path):
     config = tiny(make_config, tmp_path, model="Latte", n_latent_tokens=7, latent_mode="permutation")
-    with pytest.raises(ConfigError, match="n_latent_tokens=7 with latent_mode=permutation: the 3 ID levels have only 6 orders"):
+    with pytest.raises(
+        ConfigError, match="n_latent_tokens=7 with latent_mode=permutation: the 3 ID levels have only 6 orders"
+    ):
         build_model(config, *load_split(config))
 
 
@@ -159,7 +213,14 @@ def test_model_settings_are_validated():
     assert load_config(["--model=TIGER"]).vq_collision == "tiger"
     assert load_config(["--model=PSID"]).vq_collision == "conflict_free"
     config = load_config(["--model=Latte"])
-    assert (config.d_model, config.d_ff, config.num_layers, config.num_heads, config.d_kv, config.n_latent_tokens) == (128, 1024, 4, 6, 64, 8)
+    assert (config.d_model, config.d_ff, config.num_layers, config.num_heads, config.d_kv, config.n_latent_tokens) == (
+        128,
+        1024,
+        4,
+        6,
+        64,
+        8,
+    )
 
 
 def test_tiger_refuses_conflict_free_ids(make_config, tmp_path):
@@ -178,7 +239,7 @@ def test_length_bucketed_batches_cover_every_example_once_with_less_padding():
     assert all(np.array_equal(a, b) for a, b in zip(batches, again))  # seeded: a resumed epoch is the same epoch
     padded = sum(len(b) * lengths[b].max() for b in batches)
     shuffled = np.random.default_rng(1).permutation(1000)
-    assert padded < 0.8 * sum(32 * lengths[shuffled[i:i + 32]].max() for i in range(0, 1000, 32))
+    assert padded < 0.8 * sum(32 * lengths[shuffled[i : i + 32]].max() for i in range(0, 1000, 32))
 
 
 def test_validation_on_a_seeded_sample_of_users(make_config, tmp_path):
@@ -188,7 +249,9 @@ def test_validation_on_a_seeded_sample_of_users(make_config, tmp_path):
     data, split = load_split(config)
     sample = validation_sample(split.valid, 30, seed=3)
     assert len(sample) == 30 and sorted(set(sample.users.tolist())) == sample.users.tolist()
-    assert np.array_equal(validation_sample(split.valid, 30, seed=3).users, sample.users)  # the same every epoch / resume
+    assert np.array_equal(
+        validation_sample(split.valid, 30, seed=3).users, sample.users
+    )  # the same every epoch / resume
     assert not np.array_equal(validation_sample(split.valid, 30, seed=4).users, sample.users)
     assert validation_sample(split.valid, 0, seed=3) is split.valid
     k = int(sample.users[5])
@@ -196,7 +259,9 @@ def test_validation_on_a_seeded_sample_of_users(make_config, tmp_path):
     from genrec.pipeline import identity
 
     model = build_model(config, data, split)
-    trainer = Trainer(config, model, split, Catalogue(data.n_items), tmp_path, torch.device("cpu"), identity(config, data, model))
+    trainer = Trainer(
+        config, model, split, Catalogue(data.n_items), tmp_path, torch.device("cpu"), identity(config, data, model)
+    )
     assert len(trainer.valid) == 30
     results = trainer.fit()
     assert "valid" in results and len(split.valid) > 30  # the final validation and the test use every user
@@ -205,7 +270,9 @@ def test_validation_on_a_seeded_sample_of_users(make_config, tmp_path):
 def test_min_delta_counts_only_real_gains_as_improvement(make_config, tmp_path, monkeypatch):
     import genrec.trainer as trainer_module
 
-    scores = iter([0.10, 0.20, 0.2003, 0.2006, 0.2009, 0.30, 0.31])  # after epoch 2: gains that add up to less than 0.001
+    scores = iter(
+        [0.10, 0.20, 0.2003, 0.2006, 0.2009, 0.30, 0.31]
+    )  # after epoch 2: gains that add up to less than 0.001
     real = trainer_module.evaluate
 
     def scripted(model, examples, *args, **kwargs):

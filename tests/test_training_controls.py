@@ -13,8 +13,17 @@ from genrec.pipeline import build_model, identity, load_split
 from genrec.runtime import training_dtype
 from genrec.trainer import Trainer
 
-SASREC = dict(hidden_size=16, num_layers=1, num_heads=2, dropout_rate=0.0, warmup_steps=0, lr_schedule="constant", seed=3,
-              epochs=1, eval_batch_size=64)
+SASREC = dict(
+    hidden_size=16,
+    num_layers=1,
+    num_heads=2,
+    dropout_rate=0.0,
+    warmup_steps=0,
+    lr_schedule="constant",
+    seed=3,
+    epochs=1,
+    eval_batch_size=64,
+)
 
 
 def trainer_for(make_config, tmp_path, batches, **settings):
@@ -23,7 +32,9 @@ def trainer_for(make_config, tmp_path, batches, **settings):
     data, split = load_split(config)
     torch.manual_seed(0)
     model = build_model(config, data, split)
-    trainer = Trainer(config, model, split, Catalogue(data.n_items), tmp_path, torch.device("cpu"), identity(config, data, model))
+    trainer = Trainer(
+        config, model, split, Catalogue(data.n_items), tmp_path, torch.device("cpu"), identity(config, data, model)
+    )
     trainer_module.length_bucketed_batches = lambda *args, **kwargs: [np.asarray(b) for b in batches]
     return trainer
 
@@ -53,15 +64,19 @@ def test_accumulated_batches_take_the_large_batchs_step(make_config, tmp_path, f
     assert halves.scheduler.last_epoch == 1 and len(whole) == len(accumulated)
     for a, b in zip(whole, accumulated):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
-    odd = trainer_for(make_config, tmp_path, [range(0, 32), range(32, 64), range(64, 96)], batch_size=32, grad_accumulation=2)
+    odd = trainer_for(
+        make_config, tmp_path, [range(0, 32), range(32, 64), range(64, 96)], batch_size=32, grad_accumulation=2
+    )
     assert len(gradients_at_each_step(odd, monkeypatch)) == 2  # the last, lone batch is a step of its own
 
 
 def test_clipping_bounds_the_gradient_norm_of_every_step(make_config, tmp_path, fixed_batches, monkeypatch):
     def norms(clip):
         trainer = trainer_for(make_config, tmp_path, [range(0, 64), range(64, 128)], batch_size=64, max_grad_norm=clip)
-        return [float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
-                for grads in gradients_at_each_step(trainer, monkeypatch)]
+        return [
+            float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+            for grads in gradients_at_each_step(trainer, monkeypatch)
+        ]
 
     assert all(norm > 1e-2 for norm in norms(0.0))
     clipped = norms(1e-3)
@@ -69,20 +84,32 @@ def test_clipping_bounds_the_gradient_norm_of_every_step(make_config, tmp_path, 
 
 
 def test_precision_and_determinism_switches(make_config, tmp_path, fixed_batches, monkeypatch):
-    assert training_dtype("auto", torch.device("cpu")) is None and training_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    assert (
+        training_dtype("auto", torch.device("cpu")) is None
+        and training_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    )
     assert training_dtype("auto", torch.device("cuda")) == torch.bfloat16
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         training_dtype("fp16", torch.device("cpu"))
     trainer = trainer_for(make_config, tmp_path, [range(0, 64)], batch_size=64, precision="bf16")
     seen = []
     real_loss = trainer.model.batch_loss
-    monkeypatch.setattr(trainer.model, "batch_loss", lambda *a: seen.append(torch.get_autocast_dtype("cpu") if
-                                                                              torch.is_autocast_enabled("cpu") else None) or real_loss(*a))
+    monkeypatch.setattr(
+        trainer.model,
+        "batch_loss",
+        lambda *a: (
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None) or real_loss(*a)
+        ),
+    )
     assert np.isfinite(trainer.train_epoch()) and seen == [torch.bfloat16]
     for flag in (True, False):
         trainer = trainer_for(make_config, tmp_path / str(flag), [range(0, 64)], batch_size=64, deterministic=flag)
         states = []
-        monkeypatch.setattr(trainer, "train_epoch", lambda _states=states: _states.append(torch.are_deterministic_algorithms_enabled()) or 1.0)
+        monkeypatch.setattr(
+            trainer,
+            "train_epoch",
+            lambda _states=states: _states.append(torch.are_deterministic_algorithms_enabled()) or 1.0,
+        )
         monkeypatch.setattr(trainer, "test", lambda: {})
         trainer.fit()
         assert states == [flag]
@@ -95,8 +122,17 @@ def test_tensorboard_mirrors_the_metrics_log(make_config, tmp_path):
 
     from genrec.pipeline import train
 
-    config = make_config(**{**TINY_SYNTHETIC, **SASREC, "model": "SASRec", "epochs": 2, "batch_size": 64, "logger": "tensorboard",
-                            "run_name": "tracked"})
+    config = make_config(
+        **{
+            **TINY_SYNTHETIC,
+            **SASREC,
+            "model": "SASRec",
+            "epochs": 2,
+            "batch_size": 64,
+            "logger": "tensorboard",
+            "run_name": "tracked",
+        }
+    )
     _, directory = train(config)
     events = EventAccumulator(str(directory / "tensorboard"))
     events.Reload()

@@ -38,17 +38,31 @@ def beam_sweep(run, beams: list[int], aggregation: str | None = None) -> list[di
     lists, rows = {}, []
     for width in widths:
         start = time.perf_counter()
-        ranked = recommend_all(model, test, config.eval_batch_size, max(10, width), width, autocast, config.exclude_seen)
+        ranked = recommend_all(
+            model, test, config.eval_batch_size, max(10, width), width, autocast, config.exclude_seen
+        )
         seconds = time.perf_counter() - start
         metrics, _ = list_metrics(ranked, test, catalogue, beams=True, exclude_seen=config.exclude_seen)
         lists[width] = ranked
-        rows.append({"run": run.directory.name, "label": run.label, "model": config.model, "seed": config.seed,
-                     "latent_tokens": getattr(config, "n_latent_tokens", None), "aggregation": getattr(model, "aggregation", None)
-                     if model.vocab.n_latent else None, "beam": width, "users": len(test),
-                     "threads": torch.get_num_threads(), "device": str(next(model.parameters()).device),
-                     "s_per_1k_users": round(1000 * seconds / len(test), 4), "recall@10": round(metrics["recall@10"], 5),
-                     "ndcg@10": round(metrics["ndcg@10"], 5), "pruned": round(metrics["pruned"], 4),
-                     "beam_items": round(metrics["beam_items"], 1)})
+        rows.append(
+            {
+                "run": run.directory.name,
+                "label": run.label,
+                "model": config.model,
+                "seed": config.seed,
+                "latent_tokens": getattr(config, "n_latent_tokens", None),
+                "aggregation": getattr(model, "aggregation", None) if model.vocab.n_latent else None,
+                "beam": width,
+                "users": len(test),
+                "threads": torch.get_num_threads(),
+                "device": str(next(model.parameters()).device),
+                "s_per_1k_users": round(1000 * seconds / len(test), 4),
+                "recall@10": round(metrics["recall@10"], 5),
+                "ndcg@10": round(metrics["ndcg@10"], 5),
+                "pruned": round(metrics["pruned"], 4),
+                "beam_items": round(metrics["beam_items"], 1),
+            }
+        )
     for row in rows:
         row["top10_overlap_widest"] = round(top10_overlap(lists[row["beam"]], lists[widths[-1]]), 4)
     return rows

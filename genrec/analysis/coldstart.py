@@ -35,8 +35,13 @@ def user_vectors(histories: list[np.ndarray], vectors: torch.Tensor) -> torch.Te
     return means / means.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def dense_rank(histories: list[np.ndarray], vectors: torch.Tensor, k: int, candidates: torch.Tensor | None = None,
-               exclude: list[np.ndarray] | None = None) -> np.ndarray:
+def dense_rank(
+    histories: list[np.ndarray],
+    vectors: torch.Tensor,
+    k: int,
+    candidates: torch.Tensor | None = None,
+    exclude: list[np.ndarray] | None = None,
+) -> np.ndarray:
     """``[B, k]`` items by cosine to the history's mean content vector, among ``candidates[b]``
     (``[B, C]`` items, negative: none) or the whole catalogue; never an item of ``exclude[b]``."""
     users = user_vectors(histories, vectors)
@@ -56,7 +61,9 @@ def dense_rank(histories: list[np.ndarray], vectors: torch.Tensor, k: int, candi
     return ranked.masked_fill(~torch.isfinite(scores.gather(1, order)), -1).numpy()
 
 
-def evaluate_rankers(run, examples: Examples, cold: np.ndarray, candidates: int, batch_size: int = 256) -> dict[str, dict]:
+def evaluate_rankers(
+    run, examples: Examples, cold: np.ndarray, candidates: int, batch_size: int = 256
+) -> dict[str, dict]:
     """Recall / NDCG@10 of :data:`RANKERS` on ``examples`` (item indices of the run's catalogue,
     which holds the ``cold`` items when the model could add them)."""
     exclude = examples.seen if run.config.exclude_seen else None
@@ -72,7 +79,9 @@ def evaluate_rankers(run, examples: Examples, cold: np.ndarray, candidates: int,
         lists["hybrid"].append(dense_rank(histories, vectors, 10, deduplicated(pool), seen))
         lists["content"].append(dense_rank(histories, vectors, 10, None, seen))
     n_items = len(vectors)
-    return {ranker: ranking_metrics(np.concatenate(parts), examples.targets, n_items) for ranker, parts in lists.items()}
+    return {
+        ranker: ranking_metrics(np.concatenate(parts), examples.targets, n_items) for ranker, parts in lists.items()
+    }
 
 
 def deduplicated(pool: torch.Tensor) -> torch.Tensor:
@@ -87,11 +96,15 @@ def cold_start_evaluation(run, candidates: int | None = None) -> list[dict]:
     """One row per ranker and user group (``cold``, ``warm``) for a run trained with ``cold_items``."""
     config = run.config
     if not config.cold_items:
-        raise ConfigError(f"{run.directory} was trained on every item (cold_items=0); train with --cold_items=0.05 "
-                          "to hold items out for a cold-start evaluation")
+        raise ConfigError(
+            f"{run.directory} was trained on every item (cold_items=0); train with --cold_items=0.05 "
+            "to hold items out for a cold-start evaluation"
+        )
     held = hold_out_items(datasets.get(config.dataset).load(config), config.cold_items, config.cold_items_seed)
     if held.warm.item_ids != run.interactions.item_ids:
-        raise ConfigError(f"{run.directory}: the held-out split of {config.dataset} no longer matches the run's catalogue")
+        raise ConfigError(
+            f"{run.directory}: the held-out split of {config.dataset} no longer matches the run's catalogue"
+        )
     cold_test = held.cold_test(config.max_item_seq_len)
     n_warm = run.interactions.n_items
     added = hasattr(run.model, "add_items")
@@ -102,11 +115,26 @@ def cold_start_evaluation(run, candidates: int | None = None) -> list[dict]:
         run.content_vectors = torch.cat([run.content_vectors, torch.as_tensor(unit_rows(fresh))])
     cold = np.arange(n_warm, n_warm + len(held.cold))
     width = candidates or config.test_num_beams
-    head = {"run": run.directory.name, "label": run.label, "model": config.model, "seed": config.seed,
-            "cold_items": len(cold), "adds_items": added, "candidates": width}
+    head = {
+        "run": run.directory.name,
+        "label": run.label,
+        "model": config.model,
+        "seed": config.seed,
+        "cold_items": len(cold),
+        "adds_items": added,
+        "candidates": width,
+    }
     rows = []
     for group, examples in (("cold", cold_test), ("warm", run.split.test)):
         for ranker, metrics in evaluate_rankers(run, examples, cold, width).items():
-            rows.append({**head, "users": group, "n_users": len(examples), "ranker": ranker,
-                         "recall@10": round(metrics["recall@10"], 5), "ndcg@10": round(metrics["ndcg@10"], 5)})
+            rows.append(
+                {
+                    **head,
+                    "users": group,
+                    "n_users": len(examples),
+                    "ranker": ranker,
+                    "recall@10": round(metrics["recall@10"], 5),
+                    "ndcg@10": round(metrics["ndcg@10"], 5),
+                }
+            )
     return rows

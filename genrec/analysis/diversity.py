@@ -18,9 +18,11 @@ from genrec.decoding.diversity import Diversity, rerank
 from genrec.errors import ConfigError
 from genrec.evaluation import Catalogue, list_metrics
 
-DEFAULT_SETTINGS = ("num_beams=10; groups=2,num_beams=10; groups=5,num_beams=10; groups=10,num_beams=10; "
-                    "groups=10,penalty=5,num_beams=10; prefix_cap=3; prefix_cap=2; prefix_cap=1; prefix_cap=1,prefix_length=2; "
-                    "mmr=0.9; mmr=0.7; mmr=0.5; mmr=0.3")
+DEFAULT_SETTINGS = (
+    "num_beams=10; groups=2,num_beams=10; groups=5,num_beams=10; groups=10,num_beams=10; "
+    "groups=10,penalty=5,num_beams=10; prefix_cap=3; prefix_cap=2; prefix_cap=1; prefix_cap=1,prefix_length=2; "
+    "mmr=0.9; mmr=0.7; mmr=0.5; mmr=0.3"
+)
 
 
 def parse_settings(text: str) -> list[tuple[Diversity, int | None]]:
@@ -41,9 +43,13 @@ def parse_settings(text: str) -> list[tuple[Diversity, int | None]]:
             width = None if num_beams is None else int(num_beams)
         except ValidationError as exc:
             error = exc.errors()[0]
-            raise ConfigError(f"diversity setting {part.strip()!r}: {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+            raise ConfigError(
+                f"diversity setting {part.strip()!r}: {'.'.join(map(str, error['loc']))}: {error['msg']}"
+            ) from None
         except ValueError:
-            raise ConfigError(f"diversity setting {part.strip()!r}: num_beams must be an integer, got {num_beams!r}") from None
+            raise ConfigError(
+                f"diversity setting {part.strip()!r}: num_beams must be an integer, got {num_beams!r}"
+            ) from None
         settings.append((diversity, width))
     return settings
 
@@ -53,12 +59,17 @@ def first_tokens_per_list(ranked: np.ndarray, codes: np.ndarray, k: int = 10) ->
     return float(np.mean([len({codes[item, 0] for item in row[:k] if item >= 0}) for row in ranked]))
 
 
-def diversity_sweep(run, settings: list[tuple[Diversity, int | None]], users: int | None = None, seed: int = 0) -> list[dict]:
+def diversity_sweep(
+    run, settings: list[tuple[Diversity, int | None]], users: int | None = None, seed: int = 0
+) -> list[dict]:
     """One row per setting for a finished run (:class:`genrec.run.Run`) on its test users (a seeded
     sample of ``users`` of them when given)."""
     config, test = run.config, run.split.test
-    picked = np.arange(len(test)) if users is None or users >= len(test) else \
-        np.sort(np.random.default_rng(seed).choice(len(test), users, replace=False))
+    picked = (
+        np.arange(len(test))
+        if users is None or users >= len(test)
+        else np.sort(np.random.default_rng(seed).choice(len(test), users, replace=False))
+    )
     examples = test.subset(picked)
     exclude = examples.seen if config.exclude_seen else None
     catalogue = Catalogue.of(run.interactions, config.category_level)
@@ -77,18 +88,35 @@ def diversity_sweep(run, settings: list[tuple[Diversity, int | None]], users: in
                 candidates[width] = torch.as_tensor(items), torch.as_tensor(scores), time.perf_counter() - start
             items, scores, decode_seconds = candidates[width]
             start = time.perf_counter()
-            ranked = rerank(items, scores, diversity, 10, torch.as_tensor(codes), run.content_vectors)[0].numpy() \
-                if diversity.reranks else items[:, :10].numpy()
+            ranked = (
+                rerank(items, scores, diversity, 10, torch.as_tensor(codes), run.content_vectors)[0].numpy()
+                if diversity.reranks
+                else items[:, :10].numpy()
+            )
             seconds = decode_seconds + time.perf_counter() - start
         metrics, _ = list_metrics(ranked, examples, catalogue, beams=False, exclude_seen=config.exclude_seen)
-        rows.append({"run": run.directory.name, "label": run.label, "model": config.model, "seed": config.seed,
-                     "setting": diversity.label() + (f";beam={width}" if num_beams else ""), "lever": lever(diversity),
-                     "beam": width, "users": len(examples),
-                     "s_per_1k_users": round(1000 * seconds / len(examples), 4),
-                     **{key: round(metrics[key], 5) for key in ("recall@10", "ndcg@10", "coverage@10", "entropy@10")
-                        if key in metrics},
-                     "category_entropy@10": round(metrics["category_entropy@10"], 5) if "category_entropy@10" in metrics else None,
-                     "first_tokens@10": round(first_tokens_per_list(ranked, codes), 3)})
+        rows.append(
+            {
+                "run": run.directory.name,
+                "label": run.label,
+                "model": config.model,
+                "seed": config.seed,
+                "setting": diversity.label() + (f";beam={width}" if num_beams else ""),
+                "lever": lever(diversity),
+                "beam": width,
+                "users": len(examples),
+                "s_per_1k_users": round(1000 * seconds / len(examples), 4),
+                **{
+                    key: round(metrics[key], 5)
+                    for key in ("recall@10", "ndcg@10", "coverage@10", "entropy@10")
+                    if key in metrics
+                },
+                "category_entropy@10": round(metrics["category_entropy@10"], 5)
+                if "category_entropy@10" in metrics
+                else None,
+                "first_tokens@10": round(first_tokens_per_list(ranked, codes), 3),
+            }
+        )
     return rows
 
 

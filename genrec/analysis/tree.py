@@ -28,7 +28,9 @@ def tree_distances(codes: np.ndarray, first: np.ndarray, second: np.ndarray) -> 
     return 2 * (codes.shape[1] - common_prefix_lengths(codes, first, second))
 
 
-def sample_pairs(codes: np.ndarray, per_distance: int, rng: np.random.Generator) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def sample_pairs(
+    codes: np.ndarray, per_distance: int, rng: np.random.Generator
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """``{distance: (first, second)}``: ``per_distance`` item pairs drawn uniformly, with replacement,
     from all unordered pairs at each tree distance that occurs. Items are sorted by ID, so the items
     sharing a prefix are one contiguous range: the partners of an item at common prefix ``l`` are its
@@ -96,16 +98,24 @@ def item_log_probs(model, histories: list[np.ndarray], batch_size: int) -> tuple
     and for a latent-token model (Latte) the same per latent token before aggregation."""
     model.eval()
     if not getattr(model, "returns_beams", False):
-        scores = [torch.log_softmax(model.scores(histories[s : s + batch_size]).float(), dim=-1).cpu()
-                  for s in range(0, len(histories), batch_size)]
+        scores = [
+            torch.log_softmax(model.scores(histories[s : s + batch_size]).float(), dim=-1).cpu()
+            for s in range(0, len(histories), batch_size)
+        ]
         return torch.cat(scores).double().numpy(), None
-    paths = torch.cat([model.path_log_probs(histories[s : s + batch_size]).cpu() for s in range(0, len(histories), batch_size)])
+    paths = torch.cat(
+        [model.path_log_probs(histories[s : s + batch_size]).cpu() for s in range(0, len(histories), batch_size)]
+    )
     items = paths[:, 0] if paths.shape[1] == 1 else aggregate_paths(paths, model.aggregation)
     return items.double().numpy(), (paths.double().numpy() if paths.shape[1] > 1 else None)
 
 
-def analyze(log_probs: np.ndarray, codes: np.ndarray, pairs: dict[int, tuple[np.ndarray, np.ndarray]],
-            paths: np.ndarray | None = None) -> tuple[list[dict], dict]:
+def analyze(
+    log_probs: np.ndarray,
+    codes: np.ndarray,
+    pairs: dict[int, tuple[np.ndarray, np.ndarray]],
+    paths: np.ndarray | None = None,
+) -> tuple[list[dict], dict]:
     """Per-pair rows (distance, correlation, rank reversal; with ``paths`` the share of users whose
     dominant latent tokens of the two items differ and the mean *effective* distance) and a summary:
     Kendall's tau between distance and correlation, and for a latent-token model how evenly its
@@ -119,8 +129,13 @@ def analyze(log_probs: np.ndarray, codes: np.ndarray, pairs: dict[int, tuple[np.
         reversal = rank_reversals(probs[:, first], probs[:, second])
         split = dominant[:, first] != dominant[:, second] if dominant is not None else None
         for k in range(len(first)):
-            row = {"distance": int(distance), "first": int(first[k]), "second": int(second[k]),
-                   "correlation": float(correlation[k]), "rank_reversal": float(reversal[k])}
+            row = {
+                "distance": int(distance),
+                "first": int(first[k]),
+                "second": int(second[k]),
+                "correlation": float(correlation[k]),
+                "rank_reversal": float(reversal[k]),
+            }
             if split is not None:
                 # Under different latent tokens two items' paths part at the root of the extended tree.
                 apart = float(split[:, k].mean())
@@ -129,8 +144,12 @@ def analyze(log_probs: np.ndarray, codes: np.ndarray, pairs: dict[int, tuple[np.
             rows.append(row)
     finite = [row for row in rows if np.isfinite(row["correlation"])]
     tau = kendalltau([r["distance"] for r in finite], [r["correlation"] for r in finite])
-    summary = {"kendall_tau": float(tau.statistic), "kendall_p": float(tau.pvalue), "pairs": len(rows),
-               "constant_pairs": len(rows) - len(finite)}
+    summary = {
+        "kendall_tau": float(tau.statistic),
+        "kendall_p": float(tau.pvalue),
+        "pairs": len(rows),
+        "constant_pairs": len(rows) - len(finite),
+    }
     if dominant is not None:
         summary["latent_usage_all"] = usage(dominant.ravel(), paths.shape[1])
         top = np.argsort(-log_probs, axis=1)[:, :10]
@@ -142,7 +161,10 @@ def usage(tokens: np.ndarray, n: int) -> dict:
     """Share of each latent token and the entropy of the shares relative to uniform (1: even use)."""
     shares = np.bincount(tokens, minlength=n) / len(tokens)
     nonzero = shares[shares > 0]
-    return {"shares": [round(float(s), 4) for s in shares], "relative_entropy": float(-(nonzero * np.log(nonzero)).sum() / np.log(n))}
+    return {
+        "shares": [round(float(s), 4) for s in shares],
+        "relative_entropy": float(-(nonzero * np.log(nonzero)).sum() / np.log(n)),
+    }
 
 
 def summarize_distances(rows: list[dict]) -> list[dict]:
@@ -151,9 +173,13 @@ def summarize_distances(rows: list[dict]) -> list[dict]:
     for distance in sorted({row["distance"] for row in rows}):
         at = [row for row in rows if row["distance"] == distance]
         correlation = np.array([row["correlation"] for row in at])
-        entry = {"distance": distance, "pairs": len(at), "mean_correlation": float(np.nanmean(correlation)),
-                 "median_correlation": float(np.nanmedian(correlation)),
-                 "rank_reversal": float(np.mean([row["rank_reversal"] for row in at]))}
+        entry = {
+            "distance": distance,
+            "pairs": len(at),
+            "mean_correlation": float(np.nanmean(correlation)),
+            "median_correlation": float(np.nanmedian(correlation)),
+            "rank_reversal": float(np.mean([row["rank_reversal"] for row in at])),
+        }
         for key in ("latent_split", "effective_distance"):
             if key in at[0]:
                 entry[key] = float(np.mean([row[key] for row in at]))

@@ -44,7 +44,9 @@ class HeldOut:
         users, histories, targets, seen = [], [], [], []
         for user, sequence in enumerate(self.full.sequences):
             target = int(sequence[-1])
-            earlier = np.array([warm_index[item] for item in sequence[:-1].tolist() if item in warm_index], dtype=np.int64)
+            earlier = np.array(
+                [warm_index[item] for item in sequence[:-1].tolist() if item in warm_index], dtype=np.int64
+            )
             if target in cold_index and len(earlier):
                 users.append(user), targets.append(cold_index[target])
                 histories.append(earlier[-max_item_seq_len:]), seen.append(earlier)
@@ -72,8 +74,17 @@ def hold_out_items(full: Interactions, share: float, seed: int) -> HeldOut:
             short += 1
             continue
         users.append(user), sequences.append(warm.astype(np.int64))
-    dropped = {**full.dropped, "cold_items_interactions": int(sum((~kept[s]).sum() for s in full.sequences)),
-               "cold_items_short_users": short}
-    warm = dataclasses.replace(full, user_ids=users, item_ids=[i for i, k in zip(full.item_ids, kept) if k],
-                               sequences=sequences, item_text=[t for t, k in zip(full.item_text, kept) if k], dropped=dropped)
+    dropped = {
+        **full.dropped,
+        "cold_items_interactions": int(sum((~kept[s]).sum() for s in full.sequences)),
+        "cold_items_short_users": short,
+    }
+    warm = dataclasses.replace(
+        full,
+        user_ids=users,
+        item_ids=[i for i, k in zip(full.item_ids, kept) if k],
+        sequences=sequences,
+        item_text=[t for t, k in zip(full.item_text, kept) if k],
+        dropped=dropped,
+    )
     return HeldOut(full, warm, cold)

@@ -73,8 +73,14 @@ class Interactions:
         }
 
 
-def without_duplicates(user: str, items: list[str], policy: str, path=None, lines: int | list[int] | None = None,
-                       timestamps: list[float] | None = None) -> tuple[list[str], int]:
+def without_duplicates(
+    user: str,
+    items: list[str],
+    policy: str,
+    path=None,
+    lines: int | list[int] | None = None,
+    timestamps: list[float] | None = None,
+) -> tuple[list[str], int]:
     """A user's chronological items less their duplicate interactions, and how many went.
 
     A duplicate is an item right after itself (a doubled record: it would make the target repeat
@@ -93,8 +99,12 @@ def without_duplicates(user: str, items: list[str], policy: str, path=None, line
                 from genrec.errors import DataError
 
                 line = lines[position] if isinstance(lines, list) else lines
-                raise DataError(f"user {user}: duplicate interaction with item {item} (duplicates=refuse; "
-                                "--duplicates=drop drops them)", path, line)
+                raise DataError(
+                    f"user {user}: duplicate interaction with item {item} (duplicates=refuse; "
+                    "--duplicates=drop drops them)",
+                    path,
+                    line,
+                )
             continue
         kept.append(item)
         if stamp is not None:
@@ -129,7 +139,9 @@ def build_interactions(
     if not kept:
         from genrec.errors import DataError
 
-        raise DataError(f"{name}: none of its {len(user_sequences)} users has at least {MIN_SEQUENCE_LENGTH} interactions", source)
+        raise DataError(
+            f"{name}: none of its {len(user_sequences)} users has at least {MIN_SEQUENCE_LENGTH} interactions", source
+        )
     index: dict[str, int] = {}
     sequences = []
     for _, seq in kept:

@@ -42,10 +42,12 @@ class Examples:
         """Training targets among the examples at ``rows`` (one each)."""
         return len(rows)
 
-    def subset(self, rows) -> "Examples":
+    def subset(self, rows) -> Examples:
         """The examples at ``rows`` (indices), in that order."""
         rows = np.asarray(rows, dtype=np.int64)
-        return Examples(self.users[rows], [self.histories[r] for r in rows], self.targets[rows], [self.seen[r] for r in rows])
+        return Examples(
+            self.users[rows], [self.histories[r] for r in rows], self.targets[rows], [self.seen[r] for r in rows]
+        )
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,14 @@ def leave_one_out(sequences: list[np.ndarray], max_item_seq_len: int) -> LeaveOn
         test_targets.append(seq[n - 1])
     users = np.arange(len(sequences), dtype=np.int64)
     return LeaveOneOutSplit(
-        train=Examples(np.array(train_users, dtype=np.int64), train_hist, np.array(train_targets, dtype=np.int64), train_seen),
-        valid=Examples(users, valid_hist, np.array(valid_targets, dtype=np.int64), [seq[: len(seq) - 2] for seq in sequences]),
-        test=Examples(users.copy(), test_hist, np.array(test_targets, dtype=np.int64), [seq[: len(seq) - 1] for seq in sequences]),
+        train=Examples(
+            np.array(train_users, dtype=np.int64), train_hist, np.array(train_targets, dtype=np.int64), train_seen
+        ),
+        valid=Examples(
+            users, valid_hist, np.array(valid_targets, dtype=np.int64), [seq[: len(seq) - 2] for seq in sequences]
+        ),
+        test=Examples(
+            users.copy(), test_hist, np.array(test_targets, dtype=np.int64), [seq[: len(seq) - 1] for seq in sequences]
+        ),
         train_sequences=train_sequences,
     )

@@ -14,7 +14,6 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-
 from genrec.cache import atomic_write
 from genrec.errors import DataError
 from genrec.runtime import progress
@@ -45,8 +44,10 @@ def download(url: str, destination: Path, timeout: float = 60.0) -> Path:
                     while check.read(CHUNK):
                         pass
             except (OSError, EOFError, zlib.error) as exc:
-                raise DataError(f"download of {url} is corrupt ({exc or 'the compressed stream ends early'}); "
-                                f"nothing was written to {destination}") from None
+                raise DataError(
+                    f"download of {url} is corrupt ({exc or 'the compressed stream ends early'}); "
+                    f"nothing was written to {destination}"
+                ) from None
 
     try:
         atomic_write(destination, write)

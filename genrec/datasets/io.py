@@ -9,8 +9,9 @@ import json
 import math
 import os
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from genrec.errors import DataError
 
@@ -69,11 +70,13 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     naming the file and the exact line."""
     number = 0
     try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
             for number, raw in enumerate(handle, start=1):
                 yield number, raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at column {exc.start + 1})", path, number) from None
+        raise DataError(
+            f"not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} at column {exc.start + 1})", path, number
+        ) from None
     except EOFError:
         raise DataError("truncated: the compressed stream ends early", path, number + 1) from None
     except (gzip.BadGzipFile, zlib.error) as exc:

@@ -20,7 +20,7 @@ keep their true scores and are returned best first.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -30,8 +30,17 @@ from genrec.ranking import EMPTY, INVALID, top_k
 Step = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def beam_search(step: Step, trie: SIDTrie, batch_size: int, num_beams: int, device: torch.device | str = "cpu",
-                constrained: bool = True, allowed: torch.Tensor | None = None, groups: int = 1, penalty: float = 0.0):
+def beam_search(
+    step: Step,
+    trie: SIDTrie,
+    batch_size: int,
+    num_beams: int,
+    device: torch.device | str = "cpu",
+    constrained: bool = True,
+    allowed: torch.Tensor | None = None,
+    groups: int = 1,
+    penalty: float = 0.0,
+):
     """Returns ``(items [B, W], scores [B, W], tokens [B, W, depth])``, best first; ``W <= num_beams``;
     an item of ``EMPTY`` (score ``-inf``) marks a slot for which fewer valid IDs existed, ``INVALID``
     an unconstrained beam that left the trie (its node is ``-1`` from then on). No level keeps more
@@ -67,20 +76,32 @@ def beam_search(step: Step, trie: SIDTrie, batch_size: int, num_beams: int, devi
         if groups == 1:
             scores, index = candidates.view(batch_size, -1).topk(min(num_beams, prefixes, width * vocab), dim=1)
         else:
-            scores, index, current = diverse_select(candidates, children, current, group_widths, prefixes, penalty,
-                                                    last=level + 1 == trie.depth)
+            scores, index, current = diverse_select(
+                candidates, children, current, group_widths, prefixes, penalty, last=level + 1 == trie.depth
+            )
         parents, token = index // vocab, index % vocab
         nodes = children.view(batch_size, -1).gather(1, index)
         tokens = torch.cat([tokens.gather(1, parents.unsqueeze(-1).expand(-1, -1, level)), token.unsqueeze(-1)], dim=-1)
     if groups > 1:  # best first over all groups
         order = scores.argsort(dim=1, descending=True, stable=True)
-        scores, nodes, tokens = scores.gather(1, order), nodes.gather(1, order), tokens.gather(1, order.unsqueeze(-1).expand_as(tokens))
+        scores, nodes, tokens = (
+            scores.gather(1, order),
+            nodes.gather(1, order),
+            tokens.gather(1, order.unsqueeze(-1).expand_as(tokens)),
+        )
     items = torch.where(nodes >= 0, nodes, torch.full_like(nodes, INVALID))
     return torch.where(torch.isfinite(scores), items, torch.full_like(items, EMPTY)), scores, tokens
 
 
-def diverse_select(candidates: torch.Tensor, children: torch.Tensor, current: list[int], widths: list[int],
-                   prefixes: int, penalty: float, last: bool) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def diverse_select(
+    candidates: torch.Tensor,
+    children: torch.Tensor,
+    current: list[int],
+    widths: list[int],
+    prefixes: int,
+    penalty: float,
+    last: bool,
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """One level of diverse beam search: each group in turn takes its best candidates (from its own
     beams; at the root every group extends the single empty beam) after the penalty for prefixes
     that earlier groups took. Returns the true ``scores`` and flat ``index`` into ``[W * V]`` of the
@@ -90,8 +111,11 @@ def diverse_select(candidates: torch.Tensor, children: torch.Tensor, current: li
     taken = torch.zeros(batch, int(nodes.max()) + 1, device=candidates.device)  # earlier groups' beams per prefix
     scores, index, kept, start = [], [], [], 0
     for group, size in enumerate(widths):
-        slots = torch.arange(start, start + current[group], device=candidates.device) if width > 1 \
+        slots = (
+            torch.arange(start, start + current[group], device=candidates.device)
+            if width > 1
             else torch.zeros(1, dtype=torch.long, device=candidates.device)
+        )
         start += current[group] if width > 1 else 0
         flat = (slots.unsqueeze(-1) * vocab + torch.arange(vocab, device=candidates.device)).view(-1)  # [n * V]
         own, own_nodes = candidates.view(batch, -1)[:, flat], nodes[:, flat]
@@ -125,7 +149,9 @@ def aggregate_beams(items: torch.Tensor, scores: torch.Tensor, n_items: int, k: 
         total = torch.zeros_like(best).scatter_add(1, index, weights)
         best = torch.where(torch.isfinite(best), best + torch.log(total), best)
     invalid = items == INVALID
-    candidates = torch.cat([torch.arange(n_items, device=items.device).expand_as(best), torch.where(invalid, items, EMPTY)], dim=1)
+    candidates = torch.cat(
+        [torch.arange(n_items, device=items.device).expand_as(best), torch.where(invalid, items, EMPTY)], dim=1
+    )
     best = torch.cat([best, scores.masked_fill(~invalid, float("-inf"))], dim=1)
     order = top_k(best, k)
     top = best.gather(1, order)

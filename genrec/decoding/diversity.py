@@ -48,8 +48,9 @@ class Diversity(StrictModel):
         return ";".join(parts) or "plain"
 
 
-def cap_per_prefix(items: torch.Tensor, scores: torch.Tensor, codes: torch.Tensor, prefix_length: int, cap: int,
-                   k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def cap_per_prefix(
+    items: torch.Tensor, scores: torch.Tensor, codes: torch.Tensor, prefix_length: int, cap: int, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Walk each candidate list (``[B, C]`` items best first, ``codes`` ``[n_items, levels]``) and keep
     an item unless ``cap`` items already kept share its first ``prefix_length`` ID tokens; the first
     ``k`` kept. Candidates that are no item (``EMPTY`` / ``INVALID``) are passed over."""
@@ -67,8 +68,9 @@ def cap_per_prefix(items: torch.Tensor, scores: torch.Tensor, codes: torch.Tenso
     return keep_slots(items, scores, real & (before < cap), k)
 
 
-def mmr(items: torch.Tensor, scores: torch.Tensor, vectors: torch.Tensor, weight: float,
-        k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def mmr(
+    items: torch.Tensor, scores: torch.Tensor, vectors: torch.Tensor, weight: float, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Maximal marginal relevance (Carbonell & Goldstein, 1998): repeatedly list the candidate with the
     best ``weight * relevance - (1 - weight) * max cosine similarity to the items listed so far``.
     Relevance is the model's score min-max scaled over the row's candidates (log-probabilities and
@@ -76,7 +78,10 @@ def mmr(items: torch.Tensor, scores: torch.Tensor, vectors: torch.Tensor, weight
     unit norm. ``weight=1`` keeps the model's order."""
     real = items >= 0
     finite = scores.masked_fill(~real, float("nan"))
-    low, high = finite.nan_to_num(float("inf")).amin(1, keepdim=True), finite.nan_to_num(float("-inf")).amax(1, keepdim=True)
+    low, high = (
+        finite.nan_to_num(float("inf")).amin(1, keepdim=True),
+        finite.nan_to_num(float("-inf")).amax(1, keepdim=True),
+    )
     relevance = ((scores - low) / (high - low).clamp_min(1e-12)).masked_fill(~real, 0.0)
     candidates = vectors[items.clamp_min(0)]  # [B, C, d]
     closest = torch.zeros_like(relevance)  # max similarity to the listed items (none yet: no penalty)
@@ -94,8 +99,14 @@ def mmr(items: torch.Tensor, scores: torch.Tensor, vectors: torch.Tensor, weight
     return keep_slots(items.gather(1, order), scores.gather(1, order), torch.stack(found, dim=1), k)
 
 
-def rerank(items: torch.Tensor, scores: torch.Tensor, diversity: Diversity, k: int, codes: torch.Tensor | None = None,
-           vectors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def rerank(
+    items: torch.Tensor,
+    scores: torch.Tensor,
+    diversity: Diversity,
+    k: int,
+    codes: torch.Tensor | None = None,
+    vectors: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``k`` of each candidate list by ``diversity``'s prefix cap (``codes``: the items' semantic IDs),
     then its MMR (``vectors``: their content vectors)."""
     if diversity.prefix_cap is not None:

@@ -19,8 +19,9 @@ import torch
 
 
 class SIDTrie:
-    def __init__(self, codes: np.ndarray, level_sizes: list[int], free_prefix_size: int = 0,
-                 leaf_items: np.ndarray | None = None):
+    def __init__(
+        self, codes: np.ndarray, level_sizes: list[int], free_prefix_size: int = 0, leaf_items: np.ndarray | None = None
+    ):
         codes = np.asarray(codes, dtype=np.int64)
         n_rows, n_levels = codes.shape
         leaves = np.arange(n_rows) if leaf_items is None else np.asarray(leaf_items, dtype=np.int64)
@@ -59,7 +60,7 @@ class SIDTrie:
     def depth(self) -> int:
         return len(self.tables)
 
-    def to(self, device: torch.device | str) -> "SIDTrie":
+    def to(self, device: torch.device | str) -> SIDTrie:
         self.tables = [t.to(device) for t in self.tables]
         self.reached = [r.to(device) for r in self.reached]
         return self
@@ -69,11 +70,14 @@ class SIDTrie:
         the last level) have an allowed item below them, for ``allowed`` ``[B, n_items]``."""
         rows = allowed[:, self.reached[-1]].to(torch.uint8)  # [B, rows]: each row's item allowed?
         masks = []
-        for level, reached in enumerate(self.reached[:-1]):
+        for reached in self.reached[:-1]:
             targets = int(reached.max()) + 1
             index = reached.unsqueeze(0).expand(len(allowed), -1)
-            masks.append(torch.zeros(len(allowed), targets, dtype=torch.uint8, device=allowed.device)
-                         .scatter_reduce(1, index, rows, reduce="amax").bool())
+            masks.append(
+                torch.zeros(len(allowed), targets, dtype=torch.uint8, device=allowed.device)
+                .scatter_reduce(1, index, rows, reduce="amax")
+                .bool()
+            )
         return masks + [allowed]
 
     def children(self, level: int, nodes: torch.Tensor) -> torch.Tensor:

@@ -114,8 +114,10 @@ def catalogue_pca(config, interactions: Interactions, fields: list[str]) -> tupl
     cache = ArrayCache(dataset_cache_dir(config, interactions))
     arrays = cache.load("text-emb", key, lambda arrays: check_vectors(arrays, interactions.n_items))
     if arrays is None or "pca_components" not in arrays:
-        raise ConfigError(f"the cached text embeddings {cache.path('text-emb', key).name} predate keeping their PCA "
-                          "projection, which new items need; delete that file to rebuild it")
+        raise ConfigError(
+            f"the cached text embeddings {cache.path('text-emb', key).name} predate keeping their PCA "
+            "projection, which new items need; delete that file to rebuild it"
+        )
     return arrays["pca_mean"], arrays["pca_components"]
 
 
@@ -127,12 +129,16 @@ def cf_vectors(config, interactions: Interactions, split: LeaveOneOutSplit) -> t
     if cached is not None:
         return cached["vectors"], key
     cache.ensure_writable()
-    vectors = cf_embeddings(split.train_sequences, interactions.n_items, config.cf_emb_dim, config.cf_window, config.seed)
+    vectors = cf_embeddings(
+        split.train_sequences, interactions.n_items, config.cf_emb_dim, config.cf_window, config.seed
+    )
     cache.save("cf-emb", key, {"vectors": vectors})
     return vectors, key
 
 
-def modality_vectors(config, interactions: Interactions, split: LeaveOneOutSplit, modality: str) -> tuple[np.ndarray, dict]:
+def modality_vectors(
+    config, interactions: Interactions, split: LeaveOneOutSplit, modality: str
+) -> tuple[np.ndarray, dict]:
     """``text`` (the ``sent_emb_fields``), ``cf``, or ``category`` (the embedded category path alone)."""
     if modality == "cf":
         return cf_vectors(config, interactions, split)
@@ -140,7 +146,9 @@ def modality_vectors(config, interactions: Interactions, split: LeaveOneOutSplit
         raise ConfigError(f"vq_modalities includes category but {interactions.name} has no item categories")
     if not interactions.has_text:
         raise ConfigError(f"vq_modalities includes {modality} but {interactions.name} has no item text")
-    return text_vectors(config, interactions, ["categories"] if modality == "category" else list(config.sent_emb_fields))
+    return text_vectors(
+        config, interactions, ["categories"] if modality == "category" else list(config.sent_emb_fields)
+    )
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -153,23 +161,35 @@ def item_embeddings(config, interactions: Interactions, split: LeaveOneOutSplit)
     if config.vq_method == "per_modality":
         parts, keys = zip(*(modality_vectors(config, interactions, split, m) for m in config.vq_modalities))
         source = "+".join(config.vq_modalities)
-        return ItemVectors(np.concatenate([unit_rows(p) for p in parts], axis=1).astype(np.float32), source,
-                           {"source": source, "parts": list(keys)}, tuple(p.shape[1] for p in parts))
+        return ItemVectors(
+            np.concatenate([unit_rows(p) for p in parts], axis=1).astype(np.float32),
+            source,
+            {"source": source, "parts": list(keys)},
+            tuple(p.shape[1] for p in parts),
+        )
     source = choose_source(config, interactions)
     parts, keys = zip(*(modality_vectors(config, interactions, split, m) for m in source.split("+")))
     if len(parts) > 1:  # text+cf: each part unit-norm so neither dominates by scale
         parts = [unit_rows(p) for p in parts]
-    return ItemVectors(np.concatenate(parts, axis=1).astype(np.float32), source, {"source": source, "parts": list(keys)})
+    return ItemVectors(
+        np.concatenate(parts, axis=1).astype(np.float32), source, {"source": source, "parts": list(keys)}
+    )
 
 
 def new_item_vectors(config, interactions: Interactions, item_text: list[dict[str, str]]) -> np.ndarray:
     """Vectors for items that are not in ``interactions`` (cold start), built as the catalogue's were:
     the same encoder, fields, PCA projection and per-modality normalization. A new item has no
     interactions, so IDs built on collaborative vectors cannot place it."""
-    modalities = list(config.vq_modalities) if config.vq_method == "per_modality" else choose_source(config, interactions).split("+")
+    modalities = (
+        list(config.vq_modalities)
+        if config.vq_method == "per_modality"
+        else choose_source(config, interactions).split("+")
+    )
     if "cf" in modalities:
-        raise ConfigError("a new item has no interactions, hence no collaborative (cf) vector: adding items needs "
-                          "semantic IDs built from text (item_emb=text, or vq_modalities without cf)")
+        raise ConfigError(
+            "a new item has no interactions, hence no collaborative (cf) vector: adding items needs "
+            "semantic IDs built from text (item_emb=text, or vq_modalities without cf)"
+        )
     device = str(resolve_device(config.device))
     parts = []
     for modality in modalities:

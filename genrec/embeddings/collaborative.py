@@ -52,17 +52,23 @@ def cf_embeddings(train_sequences: list[np.ndarray], n_items: int, dim: int, win
     cold = int((np.diff(matrix.indptr) == 0).sum())
     if cold == n_items:
         longest = max((len(s) for s in train_sequences), default=0)
-        raise DataError(f"collaborative embeddings need items that co-occur in training sequences, and none do (the longest "
-                        f"training sequence has {longest} item(s); a user needs at least 4 interactions to give one pair); "
-                        "use text embeddings (--item_emb=text) if the items have text")
+        raise DataError(
+            f"collaborative embeddings need items that co-occur in training sequences, and none do (the longest "
+            f"training sequence has {longest} item(s); a user needs at least 4 interactions to give one pair); "
+            "use text embeddings (--item_emb=text) if the items have text"
+        )
     if cold:
-        log.warning("collaborative embeddings: %d of %d items have no training co-occurrence (zero vectors)", cold, n_items)
+        log.warning(
+            "collaborative embeddings: %d of %d items have no training co-occurrence (zero vectors)", cold, n_items
+        )
     v0 = np.random.default_rng(seed).standard_normal(n_items)
     try:
         u, s, _ = svds(matrix.astype(np.float64), k=dim, v0=v0)
     except (ArpackError, ArpackNoConvergence) as exc:
-        raise DataError(f"collaborative embeddings: the SVD of the co-occurrence matrix failed ({exc}); {n_items - cold} of "
-                        f"{n_items} items co-occur in training: lower cf_emb_dim (now {dim})") from None
+        raise DataError(
+            f"collaborative embeddings: the SVD of the co-occurrence matrix failed ({exc}); {n_items - cold} of "
+            f"{n_items} items co-occur in training: lower cf_emb_dim (now {dim})"
+        ) from None
     order = np.argsort(-s)
     u, s = u[:, order], s[order]
     u *= np.sign(u[np.abs(u).argmax(axis=0), np.arange(dim)])  # fix SVD sign ambiguity

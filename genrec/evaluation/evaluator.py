@@ -14,15 +14,26 @@ from genrec.evaluation.metrics import ranking_metrics, target_ranks
 from genrec.runtime import progress
 
 
-def recommend_all(model, examples: Examples, batch_size: int, k: int, num_beams: int, autocast: bool = False,
-                  exclude_seen: bool = False, group: ProcessGroup | None = None) -> np.ndarray:
+def recommend_all(
+    model,
+    examples: Examples,
+    batch_size: int,
+    k: int,
+    num_beams: int,
+    autocast: bool = False,
+    exclude_seen: bool = False,
+    group: ProcessGroup | None = None,
+) -> np.ndarray:
     """``[n, k]`` ranked items per example; with ``exclude_seen`` never one of the user's earlier items.
     Under data parallelism (``group``) each process ranks every ``world``-th example and all get the
     whole, gathered in order."""
     if group is not None and group.active:
         rows = np.arange(group.rank, len(examples), group.world)
-        part = recommend_all(model, examples.subset(rows), batch_size, k, num_beams, autocast, exclude_seen) if len(rows) \
+        part = (
+            recommend_all(model, examples.subset(rows), batch_size, k, num_beams, autocast, exclude_seen)
+            if len(rows)
             else np.zeros((0, k), dtype=np.int64)
+        )
         ranked = np.zeros((len(examples), k), dtype=np.int64)
         for other_rows, other_part in group.gather((rows, part)):
             ranked[other_rows] = other_part
@@ -38,15 +49,30 @@ def recommend_all(model, examples: Examples, batch_size: int, k: int, num_beams:
     return np.concatenate(ranked)
 
 
-def evaluate(model, examples: Examples, catalogue: Catalogue, batch_size: int, num_beams: int,
-             autocast: bool = False, exclude_seen: bool = False, group: ProcessGroup | None = None) -> dict[str, float]:
+def evaluate(
+    model,
+    examples: Examples,
+    catalogue: Catalogue,
+    batch_size: int,
+    num_beams: int,
+    autocast: bool = False,
+    exclude_seen: bool = False,
+    group: ProcessGroup | None = None,
+) -> dict[str, float]:
     """The metrics of :func:`evaluate_with_ranks`."""
     return evaluate_with_ranks(model, examples, catalogue, batch_size, num_beams, autocast, exclude_seen, group)[0]
 
 
-def evaluate_with_ranks(model, examples: Examples, catalogue: Catalogue, batch_size: int, num_beams: int,
-                        autocast: bool = False, exclude_seen: bool = False,
-                        group: ProcessGroup | None = None) -> tuple[dict[str, float], np.ndarray]:
+def evaluate_with_ranks(
+    model,
+    examples: Examples,
+    catalogue: Catalogue,
+    batch_size: int,
+    num_beams: int,
+    autocast: bool = False,
+    exclude_seen: bool = False,
+    group: ProcessGroup | None = None,
+) -> tuple[dict[str, float], np.ndarray]:
     """Full-ranking metrics (:func:`ranking_metrics`), diversity (:func:`diversity_metrics`) and
     users per second. For a beam-search model (``model.returns_beams``) the whole final beam is kept,
     to tell targets the search *pruned* (not in the beam) from those it ranked below 10, and to count
@@ -60,16 +86,18 @@ def evaluate_with_ranks(model, examples: Examples, catalogue: Catalogue, batch_s
     if beams:  # a wider beam decodes at the catalogue's width: keep only that many slots
         num_beams = min(num_beams, getattr(model, "max_beams", num_beams))
     start = time.perf_counter()
-    ranked = recommend_all(model, examples, batch_size, max(10, num_beams) if beams else 10, num_beams, autocast,
-                           exclude_seen, group)
+    ranked = recommend_all(
+        model, examples, batch_size, max(10, num_beams) if beams else 10, num_beams, autocast, exclude_seen, group
+    )
     seconds = time.perf_counter() - start
     metrics, ranks = list_metrics(ranked, examples, catalogue, beams, exclude_seen)
     metrics["users_per_s"] = len(examples) / seconds
     return metrics, ranks
 
 
-def list_metrics(ranked: np.ndarray, examples: Examples, catalogue: Catalogue, beams: bool,
-                 exclude_seen: bool = False) -> tuple[dict[str, float], np.ndarray]:
+def list_metrics(
+    ranked: np.ndarray, examples: Examples, catalogue: Catalogue, beams: bool, exclude_seen: bool = False
+) -> tuple[dict[str, float], np.ndarray]:
     """The metrics of :func:`evaluate_with_ranks` (all but the speed) for ranked lists ``[n, >= 10]``
     of :func:`recommend_all`; ``beams``: the lists are whole final beams."""
     metrics = ranking_metrics(ranked[:, :10], examples.targets, catalogue.n_items)
@@ -78,7 +106,11 @@ def list_metrics(ranked: np.ndarray, examples: Examples, catalogue: Catalogue, b
     if beams:
         metrics["pruned"] = float((ranks < 0).mean())
         metrics["in_beam_below@10"] = float((ranks >= 10).mean())
-        metrics["beam_items"] = float((ranked >= 0).sum(axis=1).mean())  # distinct items the final beam holds (Latte: fewer than beams)
+        metrics["beam_items"] = float(
+            (ranked >= 0).sum(axis=1).mean()
+        )  # distinct items the final beam holds (Latte: fewer than beams)
     if exclude_seen:
-        metrics["target_seen"] = float(np.mean([target in seen for target, seen in zip(examples.targets, examples.seen)]))
+        metrics["target_seen"] = float(
+            np.mean([target in seen for target, seen in zip(examples.targets, examples.seen)])
+        )
     return metrics, ranks

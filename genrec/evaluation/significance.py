@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0,
-                     level: float = 0.95) -> dict[str, float]:
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
     """Mean of ``a - b`` (per-user metrics of two models on the same users, in the same order) and
     its ``level`` percentile interval over ``resamples`` bootstrap samples of users."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -17,8 +18,14 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: 
     difference = a - b
     rng = np.random.default_rng(seed)
     block = max(1, 2**22 // len(difference))  # resamples drawn together: about 32 MB of indices at a time
-    means = np.concatenate([difference[rng.integers(0, len(difference), size=(min(block, resamples - start), len(difference)))].mean(axis=1)
-                            for start in range(0, resamples, block)])
+    means = np.concatenate(
+        [
+            difference[rng.integers(0, len(difference), size=(min(block, resamples - start), len(difference)))].mean(
+                axis=1
+            )
+            for start in range(0, resamples, block)
+        ]
+    )
     tail = (1 - level) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return {"mean": float(difference.mean()), "low": float(low), "high": float(high)}

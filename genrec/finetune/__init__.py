@@ -3,4 +3,13 @@
 from genrec.finetune.grpo import GRPOSettings, finetune, group_advantages, grpo_loss, kl_estimate, sample_ids
 from genrec.finetune.rewards import REWARDS, reward
 
-__all__ = ["GRPOSettings", "REWARDS", "finetune", "group_advantages", "grpo_loss", "kl_estimate", "reward", "sample_ids"]
+__all__ = [
+    "GRPOSettings",
+    "REWARDS",
+    "finetune",
+    "group_advantages",
+    "grpo_loss",
+    "kl_estimate",
+    "reward",
+    "sample_ids",
+]

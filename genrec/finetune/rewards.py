@@ -22,8 +22,9 @@ import torch
 REWARDS = ("relevance", "validity", "unseen", "diversity", "novelty")
 
 
-def relevance(items: torch.Tensor, codes: torch.Tensor, targets: torch.Tensor, target_codes: torch.Tensor,
-              partial: float = 0.5) -> torch.Tensor:
+def relevance(
+    items: torch.Tensor, codes: torch.Tensor, targets: torch.Tensor, target_codes: torch.Tensor, partial: float = 0.5
+) -> torch.Tensor:
     """``codes`` ``[B, G, L]`` the candidates' generated IDs, ``target_codes`` ``[B, L]``."""
     agree = (codes == target_codes.unsqueeze(1)).long().cumprod(dim=2).sum(dim=2)  # shared prefix length
     credit = partial * agree.float() / codes.shape[2]
@@ -35,7 +36,9 @@ def validity(items: torch.Tensor) -> torch.Tensor:
 
 
 def unseen(items: torch.Tensor, seen: list[np.ndarray]) -> torch.Tensor:
-    known = torch.stack([torch.isin(row, torch.as_tensor(history, dtype=torch.long)) for row, history in zip(items, seen)])
+    known = torch.stack(
+        [torch.isin(row, torch.as_tensor(history, dtype=torch.long)) for row, history in zip(items, seen)]
+    )
     return ((items >= 0) & ~known).float()
 
 
@@ -54,13 +57,25 @@ def novelty(items: torch.Tensor, popularity: torch.Tensor) -> torch.Tensor:
     return torch.where(items >= 0, value, torch.zeros_like(value))
 
 
-def reward(weights: dict[str, float], items: torch.Tensor, codes: torch.Tensor, log_probs: torch.Tensor,
-           targets: torch.Tensor, target_codes: torch.Tensor, seen: list[np.ndarray], popularity: torch.Tensor,
-           partial: float = 0.5) -> torch.Tensor:
+def reward(
+    weights: dict[str, float],
+    items: torch.Tensor,
+    codes: torch.Tensor,
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    target_codes: torch.Tensor,
+    seen: list[np.ndarray],
+    popularity: torch.Tensor,
+    partial: float = 0.5,
+) -> torch.Tensor:
     """``sum(weight * reward)`` over the named rewards (:data:`REWARDS`)."""
-    parts = {"relevance": lambda: relevance(items, codes, targets, target_codes, partial), "validity": lambda: validity(items),
-             "unseen": lambda: unseen(items, seen), "diversity": lambda: diversity(codes, log_probs),
-             "novelty": lambda: novelty(items, popularity)}
+    parts = {
+        "relevance": lambda: relevance(items, codes, targets, target_codes, partial),
+        "validity": lambda: validity(items),
+        "unseen": lambda: unseen(items, seen),
+        "diversity": lambda: diversity(codes, log_probs),
+        "novelty": lambda: novelty(items, popularity),
+    }
     total = torch.zeros(items.shape, dtype=torch.float32)
     for name, weight in weights.items():
         total = total + weight * parts[name]()

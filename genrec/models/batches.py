@@ -20,7 +20,9 @@ class BatchTrained(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def training_batch(self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    def training_batch(
+        self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator
+    ) -> tuple[torch.Tensor, ...]:
         """CPU tensors of one training batch; random draws (latent tokens, masks, negatives) come from
         ``generator`` only, so a batch is the same whichever process prepares it."""
         raise NotImplementedError

@@ -25,13 +25,13 @@ PAD = 0
 
 
 class ItemSettings(StrictModel):
-    hidden_size: int = Field(ge=1)
-    dropout_rate: float = Field(ge=0, lt=1)
+    hidden_size: int = Field(ge=1, description="item embedding and hidden size")
+    dropout_rate: float = Field(ge=0, lt=1, description="dropout probability")
 
 
 class TransformerSettings(ItemSettings):
-    num_layers: int = Field(ge=1)
-    num_heads: int = Field(ge=1)
+    num_layers: int = Field(ge=1, description="transformer blocks")
+    num_heads: int = Field(ge=1, description="attention heads per block")
 
 
 class TransformerBlock(nn.Module):
@@ -50,7 +50,9 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         batch, length, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)
+        attended = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
+        )
         x = x + self.drop(self.out(attended.transpose(1, 2).reshape(batch, length, d)))
         return x + self.drop(self.ffn(self.norm2(x)))
 
@@ -86,7 +88,7 @@ def right_aligned(sequences: list[np.ndarray], max_length: int) -> torch.Tensor:
     tokens = np.zeros((len(sequences), length), dtype=np.int64)
     for row, seq in enumerate(sequences):
         if len(seq):
-            tokens[row, -len(seq):] = np.asarray(seq[-length:]) + 1
+            tokens[row, -len(seq) :] = np.asarray(seq[-length:]) + 1
     return torch.from_numpy(tokens)
 
 
@@ -109,7 +111,9 @@ class FullRankingRecommender(BatchTrained):
         """``[B, n_items]``: every item for every user."""
         return self.scores_of(*self.on_device(self.history_batch(histories)))
 
-    def training_batch(self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    def training_batch(
+        self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator
+    ) -> tuple[torch.Tensor, ...]:
         return *self.history_batch(histories), torch.as_tensor(targets, dtype=torch.long)
 
     def batch_loss(self, *batch: torch.Tensor) -> torch.Tensor:
@@ -117,15 +121,21 @@ class FullRankingRecommender(BatchTrained):
         *inputs, targets = batch
         return F.cross_entropy(self.scores_of(*inputs).float(), targets)
 
-    def recommend(self, histories: list[np.ndarray], k: int, num_beams: int,
-                  exclude: list[np.ndarray] | None = None) -> torch.Tensor:
+    def recommend(
+        self, histories: list[np.ndarray], k: int, num_beams: int, exclude: list[np.ndarray] | None = None
+    ) -> torch.Tensor:
         """``[B, k]`` item indices of :meth:`recommend_scored`."""
         return self.recommend_scored(histories, k, num_beams, exclude)[0]
 
     @torch.no_grad()
-    def recommend_scored(self, histories: list[np.ndarray], k: int, num_beams: int,
-                         exclude: list[np.ndarray] | None = None,
-                         allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def recommend_scored(
+        self,
+        histories: list[np.ndarray],
+        k: int,
+        num_beams: int,
+        exclude: list[np.ndarray] | None = None,
+        allowed: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top ``k`` of the full ranking and the model's scores, never an item of ``exclude[b]`` for
         user ``b`` nor one outside ``allowed[b]`` (``EMPTY``, score ``-inf``, once every other item is
         listed); ``num_beams`` is for generative models and unused here."""
@@ -133,8 +143,11 @@ class FullRankingRecommender(BatchTrained):
         if exclude is None and allowed is None:
             ranked = top_k(scores, k)
             return ranked, scores.gather(1, ranked)
-        excluded = torch.zeros_like(scores, dtype=torch.bool) if exclude is None \
+        excluded = (
+            torch.zeros_like(scores, dtype=torch.bool)
+            if exclude is None
             else exclusion_mask(exclude, self.n_items, scores.device)
+        )
         if allowed is not None:
             excluded |= ~allowed.to(scores.device)
         scores = scores.masked_fill(excluded, float("-inf"))
@@ -151,7 +164,7 @@ class ItemIDRecommender(FullRankingRecommender):
         super().__init__()
         self.n_items = n_items
         self.item_emb = nn.Embedding(n_items + 1 + extra_tokens, hidden_size, padding_idx=PAD)
-        nn.init.normal_(self.item_emb.weight, std=hidden_size ** -0.5)
+        nn.init.normal_(self.item_emb.weight, std=hidden_size**-0.5)
         with torch.no_grad():
             self.item_emb.weight[PAD].zero_()
 
@@ -175,10 +188,11 @@ class PositionalEncoder(nn.Module):
         super().__init__()
         self.positions = nn.Embedding(max_len, settings.hidden_size)
         self.drop = nn.Dropout(settings.dropout_rate)
-        self.encoder = TransformerEncoder(settings.hidden_size, settings.num_layers, settings.num_heads,
-                                          settings.dropout_rate, causal)
+        self.encoder = TransformerEncoder(
+            settings.hidden_size, settings.num_layers, settings.num_heads, settings.dropout_rate, causal
+        )
 
     def forward(self, embedded: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """``embedded``: ``[B, L, d]`` right-aligned inputs; ``real``: ``[B, L]``, False at padding."""
-        x = embedded * math.sqrt(embedded.shape[-1]) + self.positions.weight[-embedded.shape[1]:]
+        x = embedded * math.sqrt(embedded.shape[-1]) + self.positions.weight[-embedded.shape[1] :]
         return self.encoder(self.drop(x) * real.unsqueeze(-1), real)

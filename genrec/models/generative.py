@@ -20,7 +20,6 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import Field
-from torch import nn
 
 from genrec.config import StrictModel
 from genrec.decoding import aggregate_beams
@@ -39,33 +38,61 @@ class BackboneSettings(StrictModel):
     """Backbone and size (paper: a T5 of 4 + 4 blocks, d_model 128, d_ff 1024, 6 heads, d_kv 64).
     The decoder backbone has ``num_layers + num_decoder_layers`` blocks of the same width."""
 
-    architecture: Literal["t5", "decoder"]
-    d_model: int = Field(ge=1)
-    d_ff: int = Field(ge=1)
-    num_layers: int = Field(ge=1)
-    num_decoder_layers: int = Field(ge=1)
-    num_heads: int = Field(ge=1)
-    d_kv: int = Field(ge=1)
-    dropout_rate: float = Field(ge=0, lt=1)
-    constrained_decoding: bool  # false: an ablation that lets beams leave the trie (invalid IDs are counted)
+    architecture: Literal["t5", "decoder"] = Field(
+        description="t5: the papers' encoder-decoder on history prefixes; decoder: a causal decoder on whole windows"
+    )
+    d_model: int = Field(ge=1, description="hidden size")
+    d_ff: int = Field(ge=1, description="feed-forward size")
+    num_layers: int = Field(ge=1, description="encoder blocks (decoder architecture: blocks, with num_decoder_layers)")
+    num_decoder_layers: int = Field(ge=1, description="decoder blocks")
+    num_heads: int = Field(ge=1, description="attention heads per block")
+    d_kv: int = Field(ge=1, description="size of one head's keys and values")
+    dropout_rate: float = Field(ge=0, lt=1, description="dropout probability")
+    constrained_decoding: bool = Field(
+        description="beam search within the trie of real items; false: an ablation counting invented IDs (invalid@10)"
+    )
 
 
 class GenerativeRecommender(BatchTrained):
     returns_beams = True  # recommend(k=num_beams) returns the whole final beam (see evaluate)
 
-    def __init__(self, config, sids: SemanticIDs, n_latent: int = 0, aggregation: str = "agg_sum",
-                 permutations: tuple[tuple[int, ...], ...] = ()):
+    def __init__(
+        self,
+        config,
+        sids: SemanticIDs,
+        n_latent: int = 0,
+        aggregation: str = "agg_sum",
+        permutations: tuple[tuple[int, ...], ...] = (),
+    ):
         super().__init__()
         self.vocab = SIDVocabulary(tuple(sids.level_sizes), n_latent, permutations)
         self.learns_windows = config.architecture == "decoder"  # the trainer feeds it genrec.data.Windows
         if self.learns_windows:
-            self.model = SIDDecoder(self.vocab, config.d_model, config.d_ff, config.num_layers + config.num_decoder_layers,
-                                    config.num_heads, config.d_kv, config.dropout_rate, config.max_item_seq_len)
+            self.model = SIDDecoder(
+                self.vocab,
+                config.d_model,
+                config.d_ff,
+                config.num_layers + config.num_decoder_layers,
+                config.num_heads,
+                config.d_kv,
+                config.dropout_rate,
+                config.max_item_seq_len,
+            )
             cache_bytes = self.model.cache_bytes_per_beam()
         else:
-            self.model = SIDSeq2Seq(self.vocab, config.d_model, config.d_ff, config.num_layers, config.num_decoder_layers,
-                                    config.num_heads, config.d_kv, config.dropout_rate)
-            cache_bytes = 2 * 2 * 4 * config.num_decoder_layers * config.num_heads * config.d_kv * len(self.vocab.decode_ranges)
+            self.model = SIDSeq2Seq(
+                self.vocab,
+                config.d_model,
+                config.d_ff,
+                config.num_layers,
+                config.num_decoder_layers,
+                config.num_heads,
+                config.d_kv,
+                config.dropout_rate,
+            )
+            cache_bytes = (
+                2 * 2 * 4 * config.num_decoder_layers * config.num_heads * config.d_kv * len(self.vocab.decode_ranges)
+            )
         self.item_tokens = self.vocab.item_tokens(sids.codes)  # [n_items, levels], on the CPU, where inputs are built
         self.trie = self.vocab.trie(sids.codes)
         self.n_items = len(sids.codes)
@@ -74,13 +101,20 @@ class GenerativeRecommender(BatchTrained):
         self.constrained = config.constrained_decoding
         # An upper estimate of what one beam holds during a search: the level's scores and trie
         # lookups, the full-vocabulary logits, the decoder's self-attention cache and activations.
-        self.decode_bytes_per_beam = (4 + 8 + 8) * max(self.trie.level_sizes) + 3 * 4 * self.vocab.size + cache_bytes \
-            + 8 * 4 * config.d_model
+        self.decode_bytes_per_beam = (
+            (4 + 8 + 8) * max(self.trie.level_sizes) + 3 * 4 * self.vocab.size + cache_bytes + 8 * 4 * config.d_model
+        )
         for key in ("num_beams", "test_num_beams"):
             if getattr(config, key) > self.max_beams:
-                log.warning("%s=%d is wider than the %d semantic IDs%s the decoder can generate: it decodes with %d beams, "
-                            "which already score every one", key, getattr(config, key), self.max_beams,
-                            f" x {n_latent} latent tokens" if n_latent else "", self.max_beams)
+                log.warning(
+                    "%s=%d is wider than the %d semantic IDs%s the decoder can generate: it decodes with %d beams, "
+                    "which already score every one",
+                    key,
+                    getattr(config, key),
+                    self.max_beams,
+                    f" x {n_latent} latent tokens" if n_latent else "",
+                    self.max_beams,
+                )
 
     def add_items(self, codes: np.ndarray) -> None:
         """Make new items (their semantic IDs ``codes``, unique against the catalogue's) generatable at
@@ -98,7 +132,6 @@ class GenerativeRecommender(BatchTrained):
         ``num_beams`` is decoded at this width (same result: :func:`genrec.decoding.beam_search`)."""
         return self.trie.n_prefixes[-1] if self.constrained else math.prod(self.trie.level_sizes)
 
-
     def history_batch(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """The backbone's inference inputs ``(ids, mask)`` for the histories, on the CPU."""
         prompt = self.model.prompt if self.learns_windows else self.vocab.histories
@@ -108,13 +141,18 @@ class GenerativeRecommender(BatchTrained):
         """:meth:`history_batch` on the model's device."""
         return self.on_device(self.history_batch(histories))
 
-    def training_batch(self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    def training_batch(
+        self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator
+    ) -> tuple[torch.Tensor, ...]:
         """T5: ``(ids, mask, target tokens)`` of prefix examples, a latent token drawn per target for
         Latte. Decoder: ``(ids, trained)`` of windows (``histories`` the windows' items, ``targets``
         their ``loss_from``: :meth:`genrec.data.Windows.batch`), a latent token drawn per item."""
         if self.learns_windows:
-            latents = [torch.randint(self.vocab.n_latent, (len(w),), generator=generator) for w in histories] \
-                if self.vocab.n_latent else None
+            latents = (
+                [torch.randint(self.vocab.n_latent, (len(w),), generator=generator) for w in histories]
+                if self.vocab.n_latent
+                else None
+            )
             return self.model.window_batch(self.model.sequence_tokens(histories, self.item_tokens, latents), targets)
         ids, mask = self.history_batch(histories)
         target_tokens = self.item_tokens[torch.as_tensor(targets, dtype=torch.long)]
@@ -126,15 +164,23 @@ class GenerativeRecommender(BatchTrained):
     def batch_loss(self, *batch: torch.Tensor) -> torch.Tensor:
         return self.model.window_loss(*batch) if self.learns_windows else self.model.loss(*batch)
 
-    def recommend(self, histories: list[np.ndarray], k: int, num_beams: int,
-                  exclude: list[np.ndarray] | None = None) -> torch.Tensor:
+    def recommend(
+        self, histories: list[np.ndarray], k: int, num_beams: int, exclude: list[np.ndarray] | None = None
+    ) -> torch.Tensor:
         """``[B, k]`` item indices of :meth:`recommend_scored`."""
         return self.recommend_scored(histories, k, num_beams, exclude)[0]
 
     @torch.no_grad()
-    def recommend_scored(self, histories: list[np.ndarray], k: int, num_beams: int,
-                         exclude: list[np.ndarray] | None = None, allowed: torch.Tensor | None = None,
-                         groups: int = 1, penalty: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def recommend_scored(
+        self,
+        histories: list[np.ndarray],
+        k: int,
+        num_beams: int,
+        exclude: list[np.ndarray] | None = None,
+        allowed: torch.Tensor | None = None,
+        groups: int = 1,
+        penalty: float = 0.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``([B, k] item indices, [B, k] log-probabilities)``, best first (Latte: aggregated over latent
         tokens); ``EMPTY`` (``-inf``) where fewer items were generated, ``INVALID`` for a generated ID
         that is no item (only without the trie constraint). Items of ``exclude[b]`` are removed from
@@ -143,15 +189,31 @@ class GenerativeRecommender(BatchTrained):
         on the others. ``groups > 1``: a diverse beam search (:func:`genrec.decoding.beam_search`)."""
         chunk = self.users_per_search(num_beams)
         if len(histories) > chunk:  # decode in smaller groups rather than run out of memory
-            parts = [self.recommend_scored(histories[start : start + chunk], k, num_beams,
-                                           None if exclude is None else exclude[start : start + chunk],
-                                           None if allowed is None else allowed[start : start + chunk], groups, penalty)
-                     for start in range(0, len(histories), chunk)]
+            parts = [
+                self.recommend_scored(
+                    histories[start : start + chunk],
+                    k,
+                    num_beams,
+                    None if exclude is None else exclude[start : start + chunk],
+                    None if allowed is None else allowed[start : start + chunk],
+                    groups,
+                    penalty,
+                )
+                for start in range(0, len(histories), chunk)
+            ]
             return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         ids, mask = self.inputs(histories)
         self.trie.to(ids.device)
-        items, scores, _ = self.model.generate(ids, mask, self.trie, num_beams, self.constrained,
-                                               None if allowed is None else allowed.to(ids.device), groups, penalty)
+        items, scores, _ = self.model.generate(
+            ids,
+            mask,
+            self.trie,
+            num_beams,
+            self.constrained,
+            None if allowed is None else allowed.to(ids.device),
+            groups,
+            penalty,
+        )
         if self.vocab.n_latent:
             items, scores = aggregate_beams(items, scores, self.n_items, items.shape[1], self.aggregation)
         if exclude is not None:
@@ -167,7 +229,9 @@ class GenerativeRecommender(BatchTrained):
         width = self.trie.n_prefixes[-1]
         chunk = self.users_per_search(width)
         if len(histories) > chunk:
-            return torch.cat([self.path_log_probs(histories[start : start + chunk]) for start in range(0, len(histories), chunk)])
+            return torch.cat(
+                [self.path_log_probs(histories[start : start + chunk]) for start in range(0, len(histories), chunk)]
+            )
         ids, mask = self.inputs(histories)
         self.trie.to(ids.device)
         items, scores, tokens = self.model.generate(ids, mask, self.trie, width, constrained=True)
@@ -181,6 +245,8 @@ class GenerativeRecommender(BatchTrained):
         need = min(num_beams, self.max_beams) * self.decode_bytes_per_beam
         budget = available_memory(self.device) // 2
         if need > budget:
-            raise GenrecError(f"a beam of {num_beams} needs about {need / 2**30:.1f} GiB per user to decode, more than "
-                              f"half of the {2 * budget / 2**30:.1f} GiB free; lower num_beams / test_num_beams")
+            raise GenrecError(
+                f"a beam of {num_beams} needs about {need / 2**30:.1f} GiB per user to decode, more than "
+                f"half of the {2 * budget / 2**30:.1f} GiB free; lower num_beams / test_num_beams"
+            )
         return max(1, budget // need)

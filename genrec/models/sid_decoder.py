@@ -45,8 +45,12 @@ class RelativePositionBias(nn.Module):
 
     def forward(self, query_positions: torch.Tensor, key_positions: torch.Tensor) -> torch.Tensor:
         """``[..., heads]`` for broadcastable position tensors."""
-        bucket = T5Attention._relative_position_bucket(key_positions - query_positions, bidirectional=False,
-                                                       num_buckets=self.buckets, max_distance=self.max_distance)
+        bucket = T5Attention._relative_position_bucket(
+            key_positions - query_positions,
+            bidirectional=False,
+            num_buckets=self.buckets,
+            max_distance=self.max_distance,
+        )
         return self.bias(bucket)
 
 
@@ -73,22 +77,37 @@ class DecoderBlock(nn.Module):
         hidden = hidden + self.drop(self.out(attended))
         return hidden + self.drop(self.ff(self.ff_norm(hidden)))
 
-    def forward(self, hidden: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def forward(
+        self, hidden: torch.Tensor, bias: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """``bias`` ``[B or 1, H, T, T]``: the position bias, ``-inf`` where a query may not look."""
         q, k, v = self.project(hidden)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0)
+        attended = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
+        )
         return self.finish(hidden, attended.transpose(1, 2).flatten(2)), (k, v)
 
 
 class SIDDecoder(SIDBackbone):
-    def __init__(self, vocab: SIDVocabulary, d_model: int, d_ff: int, num_blocks: int, num_heads: int, d_kv: int,
-                 dropout_rate: float, max_items: int):
+    def __init__(
+        self,
+        vocab: SIDVocabulary,
+        d_model: int,
+        d_ff: int,
+        num_blocks: int,
+        num_heads: int,
+        d_kv: int,
+        dropout_rate: float,
+        max_items: int,
+    ):
         super().__init__()
         self.vocab = vocab
         self.item_length = len(vocab.decode_ranges)  # tokens per item, the latent one included
         self.embed = nn.Embedding(vocab.size, d_model)
         self.position_bias = RelativePositionBias(num_heads, max_distance=(max_items + 1) * self.item_length)
-        self.blocks = nn.ModuleList(DecoderBlock(d_model, d_ff, num_heads, d_kv, dropout_rate) for _ in range(num_blocks))
+        self.blocks = nn.ModuleList(
+            DecoderBlock(d_model, d_ff, num_heads, d_kv, dropout_rate) for _ in range(num_blocks)
+        )
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab.size, bias=False)
         self.drop = nn.Dropout(dropout_rate)
@@ -103,7 +122,9 @@ class SIDDecoder(SIDBackbone):
         block = self.blocks[0]
         return 2 * 4 * len(self.blocks) * block.heads * block.d_kv * self.item_length
 
-    def sequence_tokens(self, items: list[np.ndarray], item_tokens: torch.Tensor, latents: list[torch.Tensor] | None) -> list[torch.Tensor]:
+    def sequence_tokens(
+        self, items: list[np.ndarray], item_tokens: torch.Tensor, latents: list[torch.Tensor] | None
+    ) -> list[torch.Tensor]:
         """Each item sequence as tokens: the start token, then every item's (latent and) ID tokens."""
         sequences = []
         for row, sequence in enumerate(items):
@@ -125,7 +146,7 @@ class SIDDecoder(SIDBackbone):
         length = max(len(s) for s in sequences)
         ids = torch.full((len(sequences), length), PAD, dtype=torch.long)
         for row, tokens in enumerate(sequences):
-            ids[row, length - len(tokens):] = tokens
+            ids[row, length - len(tokens) :] = tokens
         return ids, (ids != PAD).long()
 
     def attention_bias(self, positions: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -180,7 +201,9 @@ class SIDDecoder(SIDBackbone):
             hidden, _ = block(hidden, bias)
         log_probs = torch.zeros(ids.shape, device=ids.device)
         predictors = self.norm(hidden[:, :-1][trained[:, 1:]])  # the position before each trained token
-        log_probs[:, 1:][trained[:, 1:]] = -F.cross_entropy(self.head(predictors).float(), ids[:, 1:][trained[:, 1:]], reduction="none")
+        log_probs[:, 1:][trained[:, 1:]] = -F.cross_entropy(
+            self.head(predictors).float(), ids[:, 1:][trained[:, 1:]], reduction="none"
+        )
         return log_probs
 
     def window_loss(self, ids: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
@@ -188,10 +211,13 @@ class SIDDecoder(SIDBackbone):
         return -self.window_log_probs(ids, trained)[trained].mean()
 
     def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        """A ``step`` for :func:`genrec.decoding.beam_search`: prefills the history once, then feeds one token per beam."""
+        """A ``step`` for :func:`genrec.decoding.beam_search`: prefills the history once, then feeds one token
+        per beam."""
         hidden, cache, history_positions = self.hidden_states(input_ids, attention_mask)
         first_logits = self.head(hidden[:, -1])  # [B, vocab]: the next item's first token
-        padding = torch.zeros(attention_mask.shape, device=input_ids.device).masked_fill(attention_mask == 0, float("-inf"))
+        padding = torch.zeros(attention_mask.shape, device=input_ids.device).masked_fill(
+            attention_mask == 0, float("-inf")
+        )
         next_position = attention_mask.sum(1)  # [B]
         ranges = self.vocab.decode_ranges
         generated: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block: [B, W, H, t, d_kv]
@@ -203,13 +229,20 @@ class SIDDecoder(SIDBackbone):
             else:
                 index = parents[:, :, None, None, None]
                 for i, (k, v) in enumerate(generated):
-                    generated[i] = (k.gather(1, index.expand(-1, -1, *k.shape[2:])), v.gather(1, index.expand(-1, -1, *v.shape[2:])))
+                    generated[i] = (
+                        k.gather(1, index.expand(-1, -1, *k.shape[2:])),
+                        v.gather(1, index.expand(-1, -1, *v.shape[2:])),
+                    )
                 last = tokens[:, :, -1] + ranges[level - 1][0]  # [B, W]
                 position = next_position + level - 1  # [B]: of the token fed now
-                history_bias = self.position_bias(position[:, None], history_positions).permute(0, 2, 1)[:, :, None, :] \
-                    + padding[:, None, None, :]  # [B, H, 1, T]
+                history_bias = (
+                    self.position_bias(position[:, None], history_positions).permute(0, 2, 1)[:, :, None, :]
+                    + padding[:, None, None, :]
+                )  # [B, H, 1, T]
                 steps_back = torch.arange(1 - level, 1, device=input_ids.device)  # the generated tokens' distances
-                generated_bias = self.position_bias(torch.zeros_like(steps_back), steps_back).T[None, :, None, :]  # [1, H, 1, t]
+                generated_bias = self.position_bias(torch.zeros_like(steps_back), steps_back).T[
+                    None, :, None, :
+                ]  # [1, H, 1, t]
                 state = self.embed(last)  # [B, W, d]
                 for i, block in enumerate(self.blocks):
                     q, k, v = block.project(state.unsqueeze(-2))  # [B, W, H, 1, d_kv]
@@ -224,8 +257,9 @@ class SIDDecoder(SIDBackbone):
                     to_history = torch.einsum("bwhd,bhtd->bhwt", q, history_k) * scale + history_bias  # [B, H, W, T]
                     to_generated = torch.einsum("bwhd,bwhtd->bhwt", q, k) * scale + generated_bias  # [B, H, W, t]
                     weights = torch.cat([to_history, to_generated], dim=-1).softmax(-1)
-                    attended = torch.einsum("bhwt,bhtd->bwhd", weights[..., : history_k.shape[2]], history_v) \
-                        + torch.einsum("bhwt,bwhtd->bwhd", weights[..., history_k.shape[2] :], v)
+                    attended = torch.einsum(
+                        "bhwt,bhtd->bwhd", weights[..., : history_k.shape[2]], history_v
+                    ) + torch.einsum("bhwt,bwhtd->bwhd", weights[..., history_k.shape[2] :], v)
                     state = block.finish(state, attended.flatten(2))
                 logits = self.head(self.norm(state))
             first, size = ranges[level]

@@ -68,8 +68,12 @@ class SIDVocabulary:
         if not self.permutations:
             return SIDTrie(codes, list(self.level_sizes), free_prefix_size=self.n_latent)
         union = np.asarray(codes) + np.cumsum([0, *self.level_sizes[:-1]])  # each level's codes in one range
-        rows = np.concatenate([np.column_stack([np.full(len(union), k), union[:, list(order)]])
-                               for k, order in enumerate(self.permutations)])
+        rows = np.concatenate(
+            [
+                np.column_stack([np.full(len(union), k), union[:, list(order)]])
+                for k, order in enumerate(self.permutations)
+            ]
+        )
         sizes = [self.n_latent] + [sum(self.level_sizes)] * len(self.level_sizes)
         return SIDTrie(rows, sizes, leaf_items=np.tile(np.arange(len(union)), self.n_latent))
 
@@ -93,25 +97,58 @@ class SIDBackbone(nn.Module):
     attention_mask)`` that returns the ``step`` of :func:`beam_search`."""
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SIDTrie, num_beams: int,
-                 constrained: bool = True, allowed: torch.Tensor | None = None, groups: int = 1, penalty: float = 0.0):
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        trie: SIDTrie,
+        num_beams: int,
+        constrained: bool = True,
+        allowed: torch.Tensor | None = None,
+        groups: int = 1,
+        penalty: float = 0.0,
+    ):
         """Beam search (constrained to the trie unless told otherwise; each row to its ``allowed``
         items when given; diverse over ``groups``): ``(items, scores, tokens)`` as :func:`beam_search`."""
         step = self.beam_step(input_ids, attention_mask)
-        return beam_search(step, trie, input_ids.shape[0], num_beams, input_ids.device, constrained, allowed, groups, penalty)
+        return beam_search(
+            step, trie, input_ids.shape[0], num_beams, input_ids.device, constrained, allowed, groups, penalty
+        )
 
 
 class SIDSeq2Seq(SIDBackbone):
-    def __init__(self, vocab: SIDVocabulary, d_model: int, d_ff: int, num_layers: int, num_decoder_layers: int,
-                 num_heads: int, d_kv: int, dropout_rate: float):
+    def __init__(
+        self,
+        vocab: SIDVocabulary,
+        d_model: int,
+        d_ff: int,
+        num_layers: int,
+        num_decoder_layers: int,
+        num_heads: int,
+        d_kv: int,
+        dropout_rate: float,
+    ):
         super().__init__()
         self.vocab = vocab
-        config = T5Config(vocab_size=vocab.size, d_model=d_model, d_ff=d_ff, d_kv=d_kv, num_layers=num_layers,
-                          num_decoder_layers=num_decoder_layers, num_heads=num_heads, dropout_rate=dropout_rate,
-                          feed_forward_proj="relu", pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD)
+        config = T5Config(
+            vocab_size=vocab.size,
+            d_model=d_model,
+            d_ff=d_ff,
+            d_kv=d_kv,
+            num_layers=num_layers,
+            num_decoder_layers=num_decoder_layers,
+            num_heads=num_heads,
+            dropout_rate=dropout_rate,
+            feed_forward_proj="relu",
+            pad_token_id=PAD,
+            eos_token_id=EOS,
+            decoder_start_token_id=PAD,
+        )
         self.t5 = T5ForConditionalGeneration(config)
 
-    def token_log_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def token_log_probs(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
         """``[B, T]`` log-probability of each target token under teacher forcing (targets start
         with the first generated token; the decoder input is them shifted right)."""
         decoder_input = torch.cat([torch.full_like(targets[:, :1], PAD), targets[:, :-1]], dim=1)

@@ -17,7 +17,7 @@ class SIDTokenTable(nn.Module):
         self.offsets = [1 + sum(sizes[:level]) for level in range(len(sizes))]
         self.level_sizes = sizes
         self.embedding = nn.Embedding(1 + sum(sizes), dim, padding_idx=0)
-        nn.init.normal_(self.embedding.weight, std=dim ** -0.5)
+        nn.init.normal_(self.embedding.weight, std=dim**-0.5)
         with torch.no_grad():
             self.embedding.weight[0].zero_()
         codes = torch.as_tensor(np.asarray(sids.codes), dtype=torch.long)

@@ -27,13 +27,15 @@ class GroupedT5Decoder:
             values = attention.v(encoded).view(batch, length, self.heads, self.d_kv).transpose(1, 2)
             self.cross.append((keys, values))
         finfo = torch.finfo(encoded.dtype)
-        self.cross_bias = ((1.0 - attention_mask[:, None, None, :].to(encoded.dtype)) * finfo.min)  # [B, 1, 1, T]
+        self.cross_bias = (1.0 - attention_mask[:, None, None, :].to(encoded.dtype)) * finfo.min  # [B, 1, 1, T]
         self.self_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per block: [B, W, heads, t, d_kv]
 
     def reorder(self, parents: torch.Tensor) -> None:
         """Keep the self-attention cache of the beams each new beam extends (``parents``: ``[B, W]``)."""
         index = parents[:, :, None, None, None]
-        self.self_cache = [tuple(c.gather(1, index.expand(-1, -1, *c.shape[2:])) for c in pair) for pair in self.self_cache]
+        self.self_cache = [
+            tuple(c.gather(1, index.expand(-1, -1, *c.shape[2:])) for c in pair) for pair in self.self_cache
+        ]
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed one token per beam (``[B, W]``); returns logits ``[B, W, vocab]``."""
@@ -45,7 +47,10 @@ class GroupedT5Decoder:
         for i, block in enumerate(self.blocks):
             attention = block.layer[0].SelfAttention
             normed = block.layer[0].layer_norm(hidden)
-            q, k, v = (proj(normed).view(batch, width, self.heads, 1, self.d_kv) for proj in (attention.q, attention.k, attention.v))
+            q, k, v = (
+                proj(normed).view(batch, width, self.heads, 1, self.d_kv)
+                for proj in (attention.q, attention.k, attention.v)
+            )
             if self.self_cache is not None:
                 k = torch.cat([self.self_cache[i][0], k], dim=3)
                 v = torch.cat([self.self_cache[i][1], v], dim=3)
@@ -56,7 +61,9 @@ class GroupedT5Decoder:
 
             cross = block.layer[1]
             normed = cross.layer_norm(hidden)
-            q = cross.EncDecAttention.q(normed).view(batch, width, self.heads, self.d_kv).transpose(1, 2)  # [B, heads, W, d_kv]
+            q = (
+                cross.EncDecAttention.q(normed).view(batch, width, self.heads, self.d_kv).transpose(1, 2)
+            )  # [B, heads, W, d_kv]
             keys, values = self.cross[i]
             weights = (q @ keys.transpose(-1, -2) + self.cross_bias).softmax(-1)  # [B, heads, W, T]
             attended = (weights @ values).transpose(1, 2).reshape(batch, width, -1)
@@ -75,6 +82,10 @@ class GroupedT5Decoder:
         block's bias table (the library's ``compute_bias`` changed its signature between releases)."""
         attention = self.blocks[0].layer[0].SelfAttention
         relative = torch.arange(position + 1, device=device) - position  # key - query: 0 or negative
-        buckets = attention._relative_position_bucket(relative, bidirectional=False, num_buckets=attention.relative_attention_num_buckets,
-                                                      max_distance=attention.relative_attention_max_distance)
+        buckets = attention._relative_position_bucket(
+            relative,
+            bidirectional=False,
+            num_buckets=attention.relative_attention_num_buckets,
+            max_distance=attention.relative_attention_max_distance,
+        )
         return attention.relative_attention_bias(buckets).T[None, None]

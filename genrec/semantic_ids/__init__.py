@@ -55,7 +55,12 @@ def with_new_items(sids: SemanticIDs, codes: np.ndarray) -> SemanticIDs:
     """``sids`` followed by new items' IDs ``codes`` (cold start: item ``len(sids.codes) + j`` is
     ``codes[j]``), which must fit the level sizes and be unique against the others."""
     codes = np.asarray(codes, dtype=np.int64)
-    if codes.ndim != 2 or codes.shape[1] != sids.n_levels or (codes < 0).any() or (codes >= np.asarray(sids.level_sizes)).any():
+    if (
+        codes.ndim != 2
+        or codes.shape[1] != sids.n_levels
+        or (codes < 0).any()
+        or (codes >= np.asarray(sids.level_sizes)).any()
+    ):
         raise GenrecError(f"new semantic IDs must be {sids.n_levels} codes within the level sizes {sids.level_sizes}")
     every = np.concatenate([sids.codes, codes])
     if len(np.unique(every, axis=0)) != len(every):
@@ -73,10 +78,19 @@ def quantize(config, item_vectors: ItemVectors) -> Quantization:
         return rq_kmeans(vectors, iters=config.vq_kmeans_iters, seed=config.seed, **common)
     if config.vq_method == "opq":
         return opq(vectors, iters=config.vq_kmeans_iters, seed=config.seed, **common)
-    return rq_vae(vectors, hidden=list(config.rqvae_hidden_dims), latent_dim=config.rqvae_latent_dim,
-                  epochs=config.rqvae_epochs, batch_size=config.rqvae_batch_size, lr=config.rqvae_lr,
-                  beta=config.rqvae_beta, kmeans_iters=config.vq_kmeans_iters, seed=config.seed,
-                  device=str(resolve_device(config.device)), **common)
+    return rq_vae(
+        vectors,
+        hidden=list(config.rqvae_hidden_dims),
+        latent_dim=config.rqvae_latent_dim,
+        epochs=config.rqvae_epochs,
+        batch_size=config.rqvae_batch_size,
+        lr=config.rqvae_lr,
+        beta=config.rqvae_beta,
+        kmeans_iters=config.vq_kmeans_iters,
+        seed=config.seed,
+        device=str(resolve_device(config.device)),
+        **common,
+    )
 
 
 def prefix_collision_rate(codes: np.ndarray, depth: int) -> float:
@@ -131,8 +145,17 @@ def sid_key(config, vectors: ItemVectors) -> dict:
     if config.vq_method == "per_modality":
         key["modalities"] = list(config.vq_modalities)
     if config.vq_method == "rqvae":
-        key["rqvae"] = {name: getattr(config, name) for name in
-                        ("rqvae_hidden_dims", "rqvae_latent_dim", "rqvae_epochs", "rqvae_batch_size", "rqvae_lr", "rqvae_beta")}
+        key["rqvae"] = {
+            name: getattr(config, name)
+            for name in (
+                "rqvae_hidden_dims",
+                "rqvae_latent_dim",
+                "rqvae_epochs",
+                "rqvae_batch_size",
+                "rqvae_lr",
+                "rqvae_beta",
+            )
+        }
     return key
 
 
@@ -154,7 +177,10 @@ def check_cached(arrays: dict[str, np.ndarray], config, n_items: int) -> str | N
     if codes is None or codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
         return "no 2-D integer array 'codes'"
     if codes.shape != (n_items, len(sizes)) or report.get("level_sizes") != sizes:
-        return f"codes of shape {codes.shape} and level sizes {report.get('level_sizes')}, expected {(n_items, len(sizes))} and {sizes}"
+        return (
+            f"codes of shape {codes.shape} and level sizes {report.get('level_sizes')}, "
+            f"expected {(n_items, len(sizes))} and {sizes}"
+        )
     if (codes < 0).any() or (codes >= np.array(sizes)).any():
         return "codes outside their level's range"
     if len(np.unique(codes, axis=0)) != n_items:
@@ -170,11 +196,15 @@ def semantic_ids(config, interactions: Interactions, split: LeaveOneOutSplit) ->
     if cached is not None:
         log.info("semantic IDs: cache hit (%s)", cache.path("sids", key).name)
         report = json.loads(str(cached["report"]))
-        return in_level_order(config, SemanticIDs(cached["codes"], report["level_sizes"], report, cache.path("sids", key).stem))
+        return in_level_order(
+            config, SemanticIDs(cached["codes"], report["level_sizes"], report, cache.path("sids", key).stem)
+        )
     if np.ptp(vectors.vectors, axis=0).max(initial=0.0) == 0:
-        raise DataError(f"the {vectors.source} embeddings of {interactions.name} are the same vector for every item "
-                        f"({'all zero' if not vectors.vectors.any() else 'constant'}): semantic IDs would carry no "
-                        "information; check sent_emb_model, or choose other embeddings with --item_emb")
+        raise DataError(
+            f"the {vectors.source} embeddings of {interactions.name} are the same vector for every item "
+            f"({'all zero' if not vectors.vectors.any() else 'constant'}): semantic IDs would carry no "
+            "information; check sent_emb_model, or choose other embeddings with --item_emb"
+        )
     cache.ensure_writable()
     quantization = quantize(config, vectors)
     final = resolve(config, quantization)
@@ -201,8 +231,13 @@ def frozen(config, vectors: ItemVectors, quantization: Quantization) -> FrozenQu
     info = quantization.info
     codebooks = list(info["codebooks"])
     if config.vq_method == "opq":  # product quantization of the rotated vectors: one block per level
-        return FrozenQuantizer("opq", codebooks, config.vq_codebook_size, tuple(c.shape[1] for c in codebooks),
-                               {"rotation": info["rotation"]})
+        return FrozenQuantizer(
+            "opq",
+            codebooks,
+            config.vq_codebook_size,
+            tuple(c.shape[1] for c in codebooks),
+            {"rotation": info["rotation"]},
+        )
     if config.vq_method == "rqvae":
         return FrozenQuantizer("rqvae", codebooks, config.vq_codebook_size, (), dict(info["encoder"]))
     return FrozenQuantizer(config.vq_method, codebooks, config.vq_codebook_size, vectors.part_dims)
@@ -220,10 +255,13 @@ def frozen_quantizer(config, interactions: Interactions, split: LeaveOneOutSplit
     if cached is not None:
         return FrozenQuantizer.from_arrays(config.vq_method, config.vq_codebook_size, cached)
     quantization = quantize(config, vectors)
-    if not np.array_equal(in_level_order(config, SemanticIDs(resolve(config, quantization), sids.level_sizes, {})).codes,
-                          sids.codes):
-        raise DataError(f"quantizing {interactions.name} again did not reproduce its cached semantic IDs "
-                        f"({cache.path('sids', key).name}); delete that file to rebuild both")
+    if not np.array_equal(
+        in_level_order(config, SemanticIDs(resolve(config, quantization), sids.level_sizes, {})).codes, sids.codes
+    ):
+        raise DataError(
+            f"quantizing {interactions.name} again did not reproduce its cached semantic IDs "
+            f"({cache.path('sids', key).name}); delete that file to rebuild both"
+        )
     quantizer = frozen(config, vectors, quantization)
     cache.save("quantizer", key, quantizer.arrays())
     return quantizer
@@ -235,5 +273,9 @@ def in_level_order(config, sids: SemanticIDs) -> SemanticIDs:
     if config.vq_level_order is None:
         return sids
     order = list(config.vq_level_order)
-    return SemanticIDs(sids.codes[:, order], [sids.level_sizes[level] for level in order],
-                       {**sids.report, "level_order": order}, sids.cache_key)
+    return SemanticIDs(
+        sids.codes[:, order],
+        [sids.level_sizes[level] for level in order],
+        {**sids.report, "level_order": order},
+        sids.cache_key,
+    )

@@ -18,6 +18,7 @@ from genrec.semantic_ids.collisions import FreeIDs
 from genrec.semantic_ids.quantization import squared_distances
 from genrec.semantic_ids.rqvae import encode
 
+
 @dataclass(frozen=True)
 class FrozenQuantizer:
     method: str
@@ -58,19 +59,33 @@ class FrozenQuantizer:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What the cache stores (see :func:`genrec.semantic_ids.frozen_quantizer`)."""
-        return {"part_dims": np.asarray(self.part_dims, dtype=np.int64), **self.transform,
-                **{f"codebook_{level}": codebook for level, codebook in enumerate(self.codebooks)}}
+        return {
+            "part_dims": np.asarray(self.part_dims, dtype=np.int64),
+            **self.transform,
+            **{f"codebook_{level}": codebook for level, codebook in enumerate(self.codebooks)},
+        }
 
     @classmethod
-    def from_arrays(cls, method: str, codebook_size: int, arrays: dict[str, np.ndarray]) -> "FrozenQuantizer":
+    def from_arrays(cls, method: str, codebook_size: int, arrays: dict[str, np.ndarray]) -> FrozenQuantizer:
         levels = sorted(int(name.split("_")[1]) for name in arrays if name.startswith("codebook_"))
         transform = {name: value for name, value in arrays.items() if name == "rotation" or name.startswith("encoder_")}
-        return cls(method, [arrays[f"codebook_{level}"] for level in levels], codebook_size,
-                   tuple(int(d) for d in arrays["part_dims"]), transform)
+        return cls(
+            method,
+            [arrays[f"codebook_{level}"] for level in levels],
+            codebook_size,
+            tuple(int(d) for d in arrays["part_dims"]),
+            transform,
+        )
 
 
-def new_ids(raw: np.ndarray, distances: np.ndarray, existing: np.ndarray, collision: str, level_sizes: list[int],
-            codebook_size: int) -> np.ndarray:
+def new_ids(
+    raw: np.ndarray,
+    distances: np.ndarray,
+    existing: np.ndarray,
+    collision: str,
+    level_sizes: list[int],
+    codebook_size: int,
+) -> np.ndarray:
     """IDs for new items (their quantizer ``raw`` codes and ``distances``), unique against the
     ``existing`` IDs and each other by the run's collision rule: ``conflict_free`` moves a taken
     code to the nearest free one; ``tiger`` appends the next unused value of the extra token, which
@@ -92,8 +107,10 @@ def new_ids(raw: np.ndarray, distances: np.ndarray, existing: np.ndarray, collis
     for code in map(tuple, raw.tolist()):
         value = taken.get(code, 0)
         if value >= level_sizes[-1]:
-            raise ConfigError(f"a new item's ID {code} already has {value} items: TIGER's collision token has only "
-                              f"{level_sizes[-1]} values in this model, so it cannot be told apart")
+            raise ConfigError(
+                f"a new item's ID {code} already has {value} items: TIGER's collision token has only "
+                f"{level_sizes[-1]} values in this model, so it cannot be told apart"
+            )
         taken[code] = value + 1
         extra.append(value)
     return np.concatenate([raw, np.array(extra, dtype=np.int64)[:, None]], axis=1)

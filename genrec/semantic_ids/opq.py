@@ -21,8 +21,10 @@ def opq(x: np.ndarray, n_levels: int, codebook_size: int, iters: int, seed: int)
     x = np.ascontiguousarray(x, dtype=np.float32)
     dim = x.shape[1]
     if len(x) < dim:  # faiss's OPQ training corrupts memory below this (seen with faiss-cpu 1.15)
-        raise ConfigError(f"vq_method=opq needs at least as many items ({len(x)}) as embedding dimensions ({dim}); "
-                          "reduce the dimensions with --sent_emb_pca")
+        raise ConfigError(
+            f"vq_method=opq needs at least as many items ({len(x)}) as embedding dimensions ({dim}); "
+            "reduce the dimensions with --sent_emb_pca"
+        )
     out_dim = n_levels * -(-dim // n_levels)  # round up to a multiple of the number of sub-spaces
     pq = faiss.ProductQuantizer(out_dim, n_levels, nbits)
     pq.cp.niter = iters
@@ -42,9 +44,16 @@ def opq(x: np.ndarray, n_levels: int, codebook_size: int, iters: int, seed: int)
         sub = rotated[:, level * pq.dsub : (level + 1) * pq.dsub]
         d = squared_distances(sub, centroids[level])
         code = d.argmin(axis=1)
-        remaining += float(d[np.arange(len(x)), code].astype(np.float64).sum()) - float((sub.astype(np.float64) ** 2).sum())
+        remaining += float(d[np.arange(len(x)), code].astype(np.float64).sum()) - float(
+            (sub.astype(np.float64) ** 2).sum()
+        )
         codes.append(code)
         distances.append(d)
         errors.append(remaining / total)
     matrix = faiss.vector_to_array(rotation.A).reshape(out_dim, dim)  # the rotation, kept for new items (cold start)
-    return Quantization(np.stack(codes, 1).astype(np.int64), np.stack(distances, 1), errors, {"codebooks": centroids, "rotation": matrix})
+    return Quantization(
+        np.stack(codes, 1).astype(np.int64),
+        np.stack(distances, 1),
+        errors,
+        {"codebooks": centroids, "rotation": matrix},
+    )

@@ -33,4 +33,7 @@ def squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 def check_size(n_items: int, codebook_size: int) -> None:
     if codebook_size > n_items:
-        raise ConfigError(f"vq_codebook_size={codebook_size} exceeds the number of items ({n_items}); k-means needs at least one item per code")
+        raise ConfigError(
+            f"vq_codebook_size={codebook_size} exceeds the number of items ({n_items}); "
+            "k-means needs at least one item per code"
+        )

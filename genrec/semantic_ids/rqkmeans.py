@@ -14,8 +14,15 @@ from genrec.semantic_ids.quantization import Quantization, check_size, squared_d
 
 def kmeans(x: np.ndarray, k: int, iters: int, seed: int) -> np.ndarray:
     """faiss k-means on all points (no subsampling), deterministic under ``seed``."""
-    km = faiss.Kmeans(x.shape[1], k, niter=iters, seed=seed, verbose=False,
-                      min_points_per_centroid=1, max_points_per_centroid=max(256, len(x)))
+    km = faiss.Kmeans(
+        x.shape[1],
+        k,
+        niter=iters,
+        seed=seed,
+        verbose=False,
+        min_points_per_centroid=1,
+        max_points_per_centroid=max(256, len(x)),
+    )
     km.train(np.ascontiguousarray(x, dtype=np.float32))
     return km.centroids.copy()
 
@@ -34,4 +41,6 @@ def rq_kmeans(x: np.ndarray, n_levels: int, codebook_size: int, iters: int, seed
         distances.append(d)
         codebooks.append(centroids)
         errors.append(float((residual.astype(np.float64) ** 2).sum()) / total)
-    return Quantization(np.stack(codes, 1).astype(np.int64), np.stack(distances, 1), errors, {"codebooks": np.stack(codebooks)})
+    return Quantization(
+        np.stack(codes, 1).astype(np.int64), np.stack(distances, 1), errors, {"codebooks": np.stack(codebooks)}
+    )

@@ -57,20 +57,40 @@ class RQVAE(nn.Module):
         vq = z.new_zeros(())
         for level, residual in enumerate(residuals):
             chosen = self.codebooks[level][codes[:, level]]
-            vq = vq + (residual.detach() - chosen).pow(2).sum(1).mean() + beta * (residual - chosen.detach()).pow(2).sum(1).mean()
+            vq = (
+                vq
+                + (residual.detach() - chosen).pow(2).sum(1).mean()
+                + beta * (residual - chosen.detach()).pow(2).sum(1).mean()
+            )
         z_q = z + (quantized - z).detach()  # straight-through
         reconstruction = (self.decoder(z_q) - x).pow(2).sum(1).mean()
         return reconstruction + vq, codes
 
 
-def rq_vae(x: np.ndarray, n_levels: int, codebook_size: int, hidden: list[int], latent_dim: int, epochs: int,
-           batch_size: int, lr: float, beta: float, kmeans_iters: int, seed: int, device: str = "cpu") -> Quantization:
+def rq_vae(
+    x: np.ndarray,
+    n_levels: int,
+    codebook_size: int,
+    hidden: list[int],
+    latent_dim: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    beta: float,
+    kmeans_iters: int,
+    seed: int,
+    device: str = "cpu",
+) -> Quantization:
     check_size(len(x), codebook_size)
     with deterministic():
-        return train_rq_vae(x, n_levels, codebook_size, hidden, latent_dim, epochs, batch_size, lr, beta, kmeans_iters, seed, device)
+        return train_rq_vae(
+            x, n_levels, codebook_size, hidden, latent_dim, epochs, batch_size, lr, beta, kmeans_iters, seed, device
+        )
 
 
-def train_rq_vae(x, n_levels, codebook_size, hidden, latent_dim, epochs, batch_size, lr, beta, kmeans_iters, seed, device):
+def train_rq_vae(
+    x, n_levels, codebook_size, hidden, latent_dim, epochs, batch_size, lr, beta, kmeans_iters, seed, device
+):
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     data = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=device)
@@ -95,12 +115,24 @@ def train_rq_vae(x, n_levels, codebook_size, hidden, latent_dim, epochs, batch_s
         z = model.encoder(data)
         codes, quantized, dists, residuals = model.quantize(z)
         total = z.pow(2).sum()
-        errors = [float((residuals[level + 1] if level + 1 < n_levels else z - quantized).pow(2).sum() / total) for level in range(n_levels)]
+        errors = [
+            float((residuals[level + 1] if level + 1 < n_levels else z - quantized).pow(2).sum() / total)
+            for level in range(n_levels)
+        ]
         reconstruction = float((model.decoder(quantized) - data).pow(2).sum() / data.pow(2).sum())
-    encoder = {f"encoder_{name.replace('.', '_')}": value.cpu().numpy() for name, value in model.encoder.state_dict().items()}
-    return Quantization(codes.cpu().numpy().astype(np.int64), dists.cpu().numpy().astype(np.float32), errors,
-                        {"decoder_relative_error": reconstruction, "codebooks": model.codebooks.detach().cpu().numpy(),
-                         "encoder": encoder})  # what a new item's ID needs (cold start)
+    encoder = {
+        f"encoder_{name.replace('.', '_')}": value.cpu().numpy() for name, value in model.encoder.state_dict().items()
+    }
+    return Quantization(
+        codes.cpu().numpy().astype(np.int64),
+        dists.cpu().numpy().astype(np.float32),
+        errors,
+        {
+            "decoder_relative_error": reconstruction,
+            "codebooks": model.codebooks.detach().cpu().numpy(),
+            "encoder": encoder,
+        },
+    )  # what a new item's ID needs (cold start)
 
 
 def encode(encoder: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -110,8 +142,11 @@ def encode(encoder: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     h = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
     with torch.no_grad():
         for position, layer in enumerate(layers):
-            h = torch.nn.functional.linear(h, torch.as_tensor(encoder[f"encoder_{layer}_weight"]),
-                                           torch.as_tensor(encoder[f"encoder_{layer}_bias"]))
+            h = torch.nn.functional.linear(
+                h,
+                torch.as_tensor(encoder[f"encoder_{layer}_weight"]),
+                torch.as_tensor(encoder[f"encoder_{layer}_bias"]),
+            )
             if position < len(layers) - 1:
                 h = torch.relu(h)
     return h.numpy()

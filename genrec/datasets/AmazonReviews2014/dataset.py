@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import Field
+
 from genrec.config import StrictModel
 from genrec.data import Interactions, build_interactions, without_duplicates
 from genrec.datasets.io import data_root, find_file, read_lines, require_file
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class Settings(StrictModel):
-    category: str
+    category: str = Field(description="which part of the dataset (a folder under data_dir)")
 
 
 def load(config) -> Interactions:
@@ -49,5 +51,10 @@ def load(config) -> Interactions:
                 text[item] = {"title": words.strip()}
     else:
         log.warning("%s: no item_generative_indexing_phase_0.txt: items have no text", config.category)
-    return build_interactions(f"AmazonReviews2014/{config.category}", sequences, text if text_path is not None else None,
-                              {"duplicate_interactions": duplicates}, source=seq_path)
+    return build_interactions(
+        f"AmazonReviews2014/{config.category}",
+        sequences,
+        text if text_path is not None else None,
+        {"duplicate_interactions": duplicates},
+        source=seq_path,
+    )

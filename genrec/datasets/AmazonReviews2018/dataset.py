@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import Field
+
 from genrec.config import StrictModel
 from genrec.data import Interactions, build_interactions, without_duplicates
 from genrec.datasets.io import data_root, find_file, read_json, read_lines, require_file
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class Settings(StrictModel):
-    category: str
+    category: str = Field(description="which part of the dataset (a folder under data_dir)")
 
 
 def read_item2id(path) -> set[str]:
@@ -71,5 +73,10 @@ def load(config) -> Interactions:
             text[str(item)] = {k: str(v) for k, v in fields.items() if isinstance(v, (str, int, float)) and v != ""}
     else:
         log.warning("%s: no %s.item.json: items have no text", name, name)
-    return build_interactions(f"AmazonReviews2018/{name}", sequences, text if item_path is not None else None,
-                              {"duplicate_interactions": duplicates}, source=inter_path)
+    return build_interactions(
+        f"AmazonReviews2018/{name}",
+        sequences,
+        text if item_path is not None else None,
+        {"duplicate_interactions": duplicates},
+        source=inter_path,
+    )

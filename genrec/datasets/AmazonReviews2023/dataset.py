@@ -17,7 +17,7 @@ import csv
 import logging
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from genrec.config import StrictModel
 from genrec.data import Interactions, build_interactions, without_duplicates
@@ -28,23 +28,49 @@ from genrec.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 CATEGORIES = (
-    "All_Beauty", "Amazon_Fashion", "Appliances", "Arts_Crafts_and_Sewing", "Automotive", "Baby_Products",
-    "Beauty_and_Personal_Care", "Books", "CDs_and_Vinyl", "Cell_Phones_and_Accessories",
-    "Clothing_Shoes_and_Jewelry", "Digital_Music", "Electronics", "Gift_Cards", "Grocery_and_Gourmet_Food",
-    "Handmade_Products", "Health_and_Household", "Health_and_Personal_Care", "Home_and_Kitchen",
-    "Industrial_and_Scientific", "Kindle_Store", "Magazine_Subscriptions", "Movies_and_TV",
-    "Musical_Instruments", "Office_Products", "Patio_Lawn_and_Garden", "Pet_Supplies", "Software",
-    "Sports_and_Outdoors", "Subscription_Boxes", "Tools_and_Home_Improvement", "Toys_and_Games",
-    "Video_Games", "Unknown",
+    "All_Beauty",
+    "Amazon_Fashion",
+    "Appliances",
+    "Arts_Crafts_and_Sewing",
+    "Automotive",
+    "Baby_Products",
+    "Beauty_and_Personal_Care",
+    "Books",
+    "CDs_and_Vinyl",
+    "Cell_Phones_and_Accessories",
+    "Clothing_Shoes_and_Jewelry",
+    "Digital_Music",
+    "Electronics",
+    "Gift_Cards",
+    "Grocery_and_Gourmet_Food",
+    "Handmade_Products",
+    "Health_and_Household",
+    "Health_and_Personal_Care",
+    "Home_and_Kitchen",
+    "Industrial_and_Scientific",
+    "Kindle_Store",
+    "Magazine_Subscriptions",
+    "Movies_and_TV",
+    "Musical_Instruments",
+    "Office_Products",
+    "Patio_Lawn_and_Garden",
+    "Pet_Supplies",
+    "Software",
+    "Sports_and_Outdoors",
+    "Subscription_Boxes",
+    "Tools_and_Home_Improvement",
+    "Toys_and_Games",
+    "Video_Games",
+    "Unknown",
 )
 SPLITS = ("train", "valid", "test")
 COLUMNS = ("user_id", "parent_asin", "rating", "timestamp", "history")
 
 
 class Settings(StrictModel):
-    category: str
-    download: bool
-    download_base_url: str
+    category: str = Field(description="which part of the dataset (a folder under data_dir)")
+    download: bool = Field(description="fetch the official files when none are under data_dir")
+    download_base_url: str = Field(description="where the official files are fetched from")
 
     @field_validator("category")
     @classmethod
@@ -192,7 +218,11 @@ def load(config) -> Interactions:
         for line, user, item, _ in read_rows(train_path):
             seq = sequences.get(user)
             if seq is None or item not in seq[:-2]:
-                raise DataError(f"user {user}: training item {item} is not in the training part of the test history", train_path, line)
+                raise DataError(
+                    f"user {user}: training item {item} is not in the training part of the test history",
+                    train_path,
+                    line,
+                )
     else:
         log.info("%s: no train file; training sequences rebuilt from the test histories", category)
 
@@ -204,5 +234,10 @@ def load(config) -> Interactions:
     text = read_meta(meta_path) if meta_path is not None else {}
     if meta_path is None:
         log.warning("%s: no item metadata file (meta_%s.jsonl[.gz]): items have no text", category, category)
-    return build_interactions(f"AmazonReviews2023/{category}", list(sequences.items()), text if meta_path is not None else None,
-                              {"duplicate_interactions": duplicates}, source=test_path)
+    return build_interactions(
+        f"AmazonReviews2023/{category}",
+        list(sequences.items()),
+        text if meta_path is not None else None,
+        {"duplicate_interactions": duplicates},
+        source=test_path,
+    )

@@ -12,6 +12,8 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 
+from pydantic import Field
+
 from genrec.config import StrictModel
 from genrec.data import Interactions, build_interactions, without_duplicates
 from genrec.datasets.io import data_root, find_file, finite_number, read_lines, require_file
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class Settings(StrictModel):
-    category: str
+    category: str = Field(description="which part of the dataset (a folder under data_dir)")
 
 
 def read_atomic(path: Path, required: tuple[str, ...]):
@@ -49,14 +51,22 @@ def load(config) -> Interactions:
     inter_path = require_file([folder / f"{config.category}.inter"], "RecBole .inter file")
     per_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
     for number, row in read_atomic(inter_path, ("user_id", "item_id", "timestamp")):
-        per_user[row["user_id"]].append((finite_number(row["timestamp"], "timestamp", inter_path, number), number, row["item_id"]))
+        per_user[row["user_id"]].append(
+            (finite_number(row["timestamp"], "timestamp", inter_path, number), number, row["item_id"])
+        )
     if not per_user:
         raise DataError("no interactions (only a header)", inter_path)
     sequences, duplicates = [], 0
     for user, events in per_user.items():
         events.sort()
-        items, dropped = without_duplicates(user, [item for _, _, item in events], config.duplicates, inter_path,
-                                            [number for _, number, _ in events], [stamp for stamp, _, _ in events])
+        items, dropped = without_duplicates(
+            user,
+            [item for _, _, item in events],
+            config.duplicates,
+            inter_path,
+            [number for _, number, _ in events],
+            [stamp for stamp, _, _ in events],
+        )
         duplicates += dropped
         sequences.append((user, items))
 
@@ -71,5 +81,10 @@ def load(config) -> Interactions:
                 "title": f"{title} ({year})" if title and year else title,
                 "categories": ", ".join(row.get("class", "").split()),
             }
-    return build_interactions(f"MovieLens/{config.category}", sequences, text if item_path is not None else None,
-                              {"duplicate_interactions": duplicates}, source=inter_path)
+    return build_interactions(
+        f"MovieLens/{config.category}",
+        sequences,
+        text if item_path is not None else None,
+        {"duplicate_interactions": duplicates},
+        source=inter_path,
+    )

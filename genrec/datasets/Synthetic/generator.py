@@ -8,7 +8,8 @@ on it can be attributed.
   title, brand, category path and description from that family's vocabulary, so text embeddings
   cluster by family and semantic IDs share prefixes within a family.
 - **Taste groups with learnable order.** Each user belongs to one of ``n_groups`` groups. A group
-  likes ``families_per_group`` neighbouring families (together the groups cover all) and walks its items along a fixed group-specific *path*:
+  likes ``families_per_group`` neighbouring families (together the groups cover all) and walks its items
+  along a fixed group-specific *path*:
   the next item is the successor on the path with probability ``follow_prob``, otherwise a random
   item the group likes. Groups share families, so the same item has different successors in
   different groups and the history is needed to tell which.
@@ -37,15 +38,15 @@ from genrec.errors import ConfigError
 
 
 class Settings(StrictModel):
-    synthetic_seed: int
-    synthetic_n_users: int = Field(ge=1)
-    synthetic_n_items: int = Field(ge=10)
-    synthetic_n_groups: int = Field(ge=2)
-    synthetic_families_per_group: int = Field(ge=1)
-    synthetic_n_twin_pairs: int = Field(ge=0)
-    synthetic_n_triples: int = Field(ge=0)
-    synthetic_mean_length: float = Field(ge=5)
-    synthetic_follow_prob: float = Field(ge=0, le=1)
+    synthetic_seed: int = Field(description="seed of the generated data")
+    synthetic_n_users: int = Field(ge=1, description="users")
+    synthetic_n_items: int = Field(ge=10, description="base items (twin and triple items come on top)")
+    synthetic_n_groups: int = Field(ge=2, description="taste groups, each walking its items along its own path")
+    synthetic_families_per_group: int = Field(ge=1, description="neighbouring item families each group likes")
+    synthetic_n_twin_pairs: int = Field(ge=0, description="planted pairs of near-identical items used differently")
+    synthetic_n_triples: int = Field(ge=0, description="planted triples of near-identical items")
+    synthetic_mean_length: float = Field(ge=5, description="mean sequence length")
+    synthetic_follow_prob: float = Field(ge=0, le=1, description="chance that the next item follows the group's path")
 
 
 @dataclass(frozen=True)
@@ -58,23 +59,109 @@ class Family:
 
 
 FAMILIES = (
-    Family("acoustic guitar", "Musical Instruments", ("spruce-top", "dreadnought", "parlor", "cutaway"), ("Harmonia", "Woodline", "Canyon"), ("strumming folk songs", "fingerstyle practice", "campfire sessions")),
-    Family("digital microscope", "Industrial & Scientific", ("usb", "1000x", "handheld", "stereo"), ("Lumiscope", "Optix", "Cellvue"), ("inspecting circuit boards", "biology classes", "coin collecting")),
-    Family("espresso machine", "Home & Kitchen", ("semi-automatic", "15-bar", "compact", "dual-boiler"), ("Barista", "Crema", "Roastwell"), ("morning lattes", "home cafes", "cappuccino foam")),
-    Family("trail running shoe", "Sports & Outdoors", ("waterproof", "lightweight", "cushioned", "grippy"), ("Stridex", "Peakfoot", "Trailon"), ("muddy mountain trails", "ultramarathons", "rocky terrain")),
-    Family("mechanical keyboard", "Electronics", ("tenkeyless", "rgb", "hot-swap", "wireless"), ("Keyforge", "Clackit", "Typhon"), ("gaming marathons", "programming", "fast typing")),
-    Family("yoga mat", "Sports & Outdoors", ("non-slip", "extra-thick", "cork", "travel"), ("Zenflow", "Asana", "Lotusa"), ("hot yoga", "pilates", "floor stretching")),
-    Family("refracting telescope", "Industrial & Scientific", ("70mm", "equatorial", "beginner", "apochromatic"), ("Stellar", "Orbis", "Nightsky"), ("stargazing", "moon photography", "planet viewing")),
-    Family("watercolor paint set", "Arts & Crafts", ("48-color", "pan", "professional", "metallic"), ("Aquarelle", "Brushworks", "Pigmento"), ("landscape painting", "botanical illustration", "journaling")),
-    Family("camping tent", "Sports & Outdoors", ("2-person", "ultralight", "4-season", "pop-up"), ("Basecamp", "Ridgeline", "Nomadic"), ("backpacking trips", "festival camping", "alpine weather")),
-    Family("strategy board game", "Toys & Games", ("cooperative", "deck-building", "family", "expansion"), ("Meeple", "Tabletop", "Gambit"), ("game nights", "two-player duels", "party play")),
-    Family("bluetooth speaker", "Electronics", ("portable", "waterproof", "bass-boosted", "smart"), ("Sonique", "Boomra", "Echowave"), ("pool parties", "outdoor music", "podcasts")),
-    Family("chef knife", "Home & Kitchen", ("8-inch", "damascus", "forged", "santoku"), ("Edgecraft", "Kiritsu", "Bladeworks"), ("slicing vegetables", "meal prep", "carving roasts")),
+    Family(
+        "acoustic guitar",
+        "Musical Instruments",
+        ("spruce-top", "dreadnought", "parlor", "cutaway"),
+        ("Harmonia", "Woodline", "Canyon"),
+        ("strumming folk songs", "fingerstyle practice", "campfire sessions"),
+    ),
+    Family(
+        "digital microscope",
+        "Industrial & Scientific",
+        ("usb", "1000x", "handheld", "stereo"),
+        ("Lumiscope", "Optix", "Cellvue"),
+        ("inspecting circuit boards", "biology classes", "coin collecting"),
+    ),
+    Family(
+        "espresso machine",
+        "Home & Kitchen",
+        ("semi-automatic", "15-bar", "compact", "dual-boiler"),
+        ("Barista", "Crema", "Roastwell"),
+        ("morning lattes", "home cafes", "cappuccino foam"),
+    ),
+    Family(
+        "trail running shoe",
+        "Sports & Outdoors",
+        ("waterproof", "lightweight", "cushioned", "grippy"),
+        ("Stridex", "Peakfoot", "Trailon"),
+        ("muddy mountain trails", "ultramarathons", "rocky terrain"),
+    ),
+    Family(
+        "mechanical keyboard",
+        "Electronics",
+        ("tenkeyless", "rgb", "hot-swap", "wireless"),
+        ("Keyforge", "Clackit", "Typhon"),
+        ("gaming marathons", "programming", "fast typing"),
+    ),
+    Family(
+        "yoga mat",
+        "Sports & Outdoors",
+        ("non-slip", "extra-thick", "cork", "travel"),
+        ("Zenflow", "Asana", "Lotusa"),
+        ("hot yoga", "pilates", "floor stretching"),
+    ),
+    Family(
+        "refracting telescope",
+        "Industrial & Scientific",
+        ("70mm", "equatorial", "beginner", "apochromatic"),
+        ("Stellar", "Orbis", "Nightsky"),
+        ("stargazing", "moon photography", "planet viewing"),
+    ),
+    Family(
+        "watercolor paint set",
+        "Arts & Crafts",
+        ("48-color", "pan", "professional", "metallic"),
+        ("Aquarelle", "Brushworks", "Pigmento"),
+        ("landscape painting", "botanical illustration", "journaling"),
+    ),
+    Family(
+        "camping tent",
+        "Sports & Outdoors",
+        ("2-person", "ultralight", "4-season", "pop-up"),
+        ("Basecamp", "Ridgeline", "Nomadic"),
+        ("backpacking trips", "festival camping", "alpine weather"),
+    ),
+    Family(
+        "strategy board game",
+        "Toys & Games",
+        ("cooperative", "deck-building", "family", "expansion"),
+        ("Meeple", "Tabletop", "Gambit"),
+        ("game nights", "two-player duels", "party play"),
+    ),
+    Family(
+        "bluetooth speaker",
+        "Electronics",
+        ("portable", "waterproof", "bass-boosted", "smart"),
+        ("Sonique", "Boomra", "Echowave"),
+        ("pool parties", "outdoor music", "podcasts"),
+    ),
+    Family(
+        "chef knife",
+        "Home & Kitchen",
+        ("8-inch", "damascus", "forged", "santoku"),
+        ("Edgecraft", "Kiritsu", "Bladeworks"),
+        ("slicing vegetables", "meal prep", "carving roasts"),
+    ),
 )
 COLORS = ("black", "white", "red", "blue", "green", "silver", "orange", "purple")
-FEATURES = ("rechargeable battery", "two-year warranty", "recycled packaging", "travel case included", "premium finish",
-            "beginner friendly", "professional grade", "compact storage", "gift ready", "ergonomic design",
-            "lifetime support", "lightweight build", "easy cleaning", "quiet operation", "modular parts")
+FEATURES = (
+    "rechargeable battery",
+    "two-year warranty",
+    "recycled packaging",
+    "travel case included",
+    "premium finish",
+    "beginner friendly",
+    "professional grade",
+    "compact storage",
+    "gift ready",
+    "ergonomic design",
+    "lifetime support",
+    "lightweight build",
+    "easy cleaning",
+    "quiet operation",
+    "modular parts",
+)
 
 
 def item_text(family: Family, rng: np.random.Generator, color: str | None = None) -> dict[str, str]:
@@ -124,7 +211,10 @@ def generate(settings: Settings, duplicates: str = "keep") -> Interactions:
     # group g likes a window of consecutive families starting at g * F / n_groups (in a seeded family
     # order): every family is liked by someone and neighbouring groups share some families
     order = rng.permutation(len(FAMILIES))
-    liked = [sorted(int(order[(g * len(FAMILIES) // n_groups + j) % len(FAMILIES)]) for j in range(per_group)) for g in range(n_groups)]
+    liked = [
+        sorted(int(order[(g * len(FAMILIES) // n_groups + j) % len(FAMILIES)]) for j in range(per_group))
+        for g in range(n_groups)
+    ]
     paths = [[item for f in liked[g] for item in family_items[f]] for g in range(n_groups)]
     paths = [[path[i] for i in rng.permutation(len(path))] for path in paths]
 
@@ -138,7 +228,9 @@ def generate(settings: Settings, duplicates: str = "keep") -> Interactions:
         paths[g2][at:at] = [b, c]
         triples.append({"items": [a, b, c], "groups": [int(g1), int(g2)]})
 
-    pairs = [(g1, g2) for g1 in range(n_groups) for g2 in range(n_groups) if g1 != g2 and set(liked[g1]) & set(liked[g2])]
+    pairs = [
+        (g1, g2) for g1 in range(n_groups) for g2 in range(n_groups) if g1 != g2 and set(liked[g1]) & set(liked[g2])
+    ]
     if settings.synthetic_n_twin_pairs and not pairs:
         raise ConfigError("no two synthetic groups share a family; raise synthetic_families_per_group")
     twin_pairs = []  # planted last, so nothing lands between an anchor and its twin
@@ -176,8 +268,10 @@ def generate(settings: Settings, duplicates: str = "keep") -> Interactions:
         sequences.append((f"u{user:05d}", seq))
         groups.append(group)
 
-    item_groups = {"twin items": [i for pair in twin_pairs for i in pair["items"]],
-                   "triple items": [i for triple in triples for i in triple["items"]]}
+    item_groups = {
+        "twin items": [i for pair in twin_pairs for i in pair["items"]],
+        "triple items": [i for triple in triples for i in triple["items"]],
+    }
     extra = {"groups": groups, "paths": paths, "twin_pairs": twin_pairs, "triples": triples, "item_groups": item_groups}
     return build_interactions("Synthetic", sequences, texts, {"duplicate_interactions": n_duplicates}, extra=extra)
 

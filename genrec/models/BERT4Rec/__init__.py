@@ -16,7 +16,7 @@ from genrec.models.full_ranking import PAD, ItemIDRecommender, PositionalEncoder
 
 
 class Settings(TransformerSettings):
-    mask_prob: float = Field(gt=0, lt=1)
+    mask_prob: float = Field(gt=0, lt=1, description="share of a training sequence's items masked for the cloze task")
 
 
 class BERT4Rec(ItemIDRecommender):
@@ -36,7 +36,7 @@ class BERT4Rec(ItemIDRecommender):
 
     def history_batch(self, histories: list[np.ndarray]) -> tuple[torch.Tensor]:
         """The history with the mask token appended: its output scores the next item."""
-        tokens = right_aligned([h[-(self.length - 1):] for h in histories], self.length - 1)
+        tokens = right_aligned([h[-(self.length - 1) :] for h in histories], self.length - 1)
         return (torch.cat([tokens, torch.full_like(tokens[:, :1], self.mask_token)], dim=1),)
 
     def user_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,9 @@ class BERT4Rec(ItemIDRecommender):
     def scores_of(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.item_logits(self.user_vectors(tokens))
 
-    def training_batch(self, histories, targets, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def training_batch(
+        self, histories, targets, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(inputs, masked, labels)``: history + target with masked positions replaced by the mask
         token, the boolean mask, and the item at each masked position."""
         tokens = right_aligned([np.append(h, t) for h, t in zip(histories, targets)], self.length)

@@ -11,7 +11,7 @@ from genrec.models.full_ranking import ItemIDRecommender, ItemSettings, right_al
 
 
 class Settings(ItemSettings):
-    num_layers: int = Field(ge=1)
+    num_layers: int = Field(ge=1, description="stacked GRU layers")
 
 
 class GRU4Rec(ItemIDRecommender):
@@ -19,8 +19,13 @@ class GRU4Rec(ItemIDRecommender):
         super().__init__(n_items, settings.hidden_size)
         d = settings.hidden_size
         self.drop = nn.Dropout(settings.dropout_rate)
-        self.gru = nn.GRU(d, d, settings.num_layers, batch_first=True,
-                          dropout=settings.dropout_rate if settings.num_layers > 1 else 0.0)
+        self.gru = nn.GRU(
+            d,
+            d,
+            settings.num_layers,
+            batch_first=True,
+            dropout=settings.dropout_rate if settings.num_layers > 1 else 0.0,
+        )
         self.project = nn.Linear(d, d)
 
     def history_batch(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,7 +34,9 @@ class GRU4Rec(ItemIDRecommender):
         return right_aligned([h[::-1] for h in histories], int(lengths.max())).flip(1), lengths
 
     def user_vectors(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        packed = pack_padded_sequence(self.drop(self.item_emb(tokens)), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack_padded_sequence(
+            self.drop(self.item_emb(tokens)), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
         _, last = self.gru(packed)
         return self.project(last[-1])
 

@@ -17,9 +17,16 @@ from genrec.semantic_ids import semantic_ids
 
 
 class Settings(BackboneSettings):
-    n_latent_tokens: int = Field(ge=0)
-    aggregation_method: Literal["agg_sum", "agg_max"]
-    latent_mode: Literal["shared", "permutation"]
+    n_latent_tokens: int = Field(
+        ge=0, description="latent tokens; one is drawn per training target and prepended to its ID"
+    )
+    aggregation_method: Literal["agg_sum", "agg_max"] = Field(
+        description="an item's score from its beams over latent tokens: log-sum-exp (agg_sum) or the best (agg_max)"
+    )
+    latent_mode: Literal["shared", "permutation"] = Field(
+        description="shared: every latent token leads to the same ID tree; permutation: token k orders the ID's levels "
+        "by the k-th permutation"
+    )
 
     @field_validator("n_latent_tokens")
     @classmethod
@@ -34,11 +41,14 @@ def build(config, interactions, split) -> GenerativeRecommender:
     orders = ()
     if config.latent_mode == "permutation":
         if config.n_latent_tokens > math.factorial(sids.n_levels):
-            raise ConfigError(f"n_latent_tokens={config.n_latent_tokens} with latent_mode=permutation: the {sids.n_levels} ID "
-                              f"levels have only {math.factorial(sids.n_levels)} orders")
+            raise ConfigError(
+                f"n_latent_tokens={config.n_latent_tokens} with latent_mode=permutation: the {sids.n_levels} ID "
+                f"levels have only {math.factorial(sids.n_levels)} orders"
+            )
         orders = tuple(itertools.islice(itertools.permutations(range(sids.n_levels)), config.n_latent_tokens))
-    return GenerativeRecommender(config, sids, n_latent=config.n_latent_tokens, aggregation=config.aggregation_method,
-                                 permutations=orders)
+    return GenerativeRecommender(
+        config, sids, n_latent=config.n_latent_tokens, aggregation=config.aggregation_method, permutations=orders
+    )
 
 
 __all__ = ["Settings", "build"]

@@ -8,7 +8,9 @@ from genrec.semantic_ids import semantic_ids
 
 def build(config, interactions, split) -> GenerativeRecommender:
     if config.vq_collision != "conflict_free":
-        raise ConfigError(f"PSID uses vq_collision=conflict_free, got {config.vq_collision}; for the other IDs use --model=TIGER")
+        raise ConfigError(
+            f"PSID uses vq_collision=conflict_free, got {config.vq_collision}; for the other IDs use --model=TIGER"
+        )
     return GenerativeRecommender(config, semantic_ids(config, interactions, split))
 
 

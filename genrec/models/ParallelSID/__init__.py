@@ -49,8 +49,10 @@ class ParallelSID(FullRankingRecommender):
         """:meth:`level_log_probs` of right-aligned item ``tokens``."""
         items = tokens - 1  # -1: padding
         hidden = self.trunk(self.tokens.item_token_embeddings(items).mean(dim=2), items >= 0)[:, -1]
-        return [torch.log_softmax((head(hidden) @ self.tokens.level_rows(level).T).float(), dim=-1)
-                for level, head in enumerate(self.heads)]
+        return [
+            torch.log_softmax((head(hidden) @ self.tokens.level_rows(level).T).float(), dim=-1)
+            for level, head in enumerate(self.heads)
+        ]
 
     def scores_of(self, tokens: torch.Tensor) -> torch.Tensor:
         """``[B, n_items]``: the sum over levels of the log-marginal of each item's code."""
@@ -59,7 +61,9 @@ class ParallelSID(FullRankingRecommender):
     def batch_loss(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The sum over levels of the cross-entropy of the target's code."""
         codes = self.tokens.codes[targets]
-        per_level = [log_probs.gather(1, codes[:, level : level + 1]) for level, log_probs in enumerate(self.marginals(tokens))]
+        per_level = [
+            log_probs.gather(1, codes[:, level : level + 1]) for level, log_probs in enumerate(self.marginals(tokens))
+        ]
         return -torch.cat(per_level, dim=1).sum(dim=1).mean()
 
 

@@ -11,12 +11,15 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from genrec.models.full_ranking import PAD, ItemIDRecommender, PositionalEncoder, TransformerSettings, right_aligned
 
 
 class Settings(TransformerSettings):
-    loss_type: Literal["ce", "bce"]
+    loss_type: Literal["ce", "bce"] = Field(
+        description="ce: full-catalogue cross-entropy; bce: the paper's binary loss with one sampled negative"
+    )
 
 
 class SASRec(ItemIDRecommender):

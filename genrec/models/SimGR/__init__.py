@@ -27,12 +27,16 @@ from genrec.semantic_ids import SemanticIDs, semantic_ids, with_new_items
 
 
 class Settings(TransformerSettings):
-    backbone: str  # "scratch" or a local Hugging Face model folder
-    item_aggregator: Literal[AGGREGATORS]  # type: ignore[valid-type]
-    temperature: float = Field(gt=0)
-    instruction: str  # text before the history (pretrained backbones only)
-    lora_rank: int = Field(ge=0)  # 0: fine-tune the whole pretrained backbone
-    lora_alpha: float = Field(gt=0)
+    backbone: str = Field(description="scratch (a small causal transformer) or a local Hugging Face model folder")
+    item_aggregator: Literal[AGGREGATORS] = Field(  # type: ignore[valid-type]
+        description="how an item's vector is made from its SID-token embeddings"
+    )
+    temperature: float = Field(gt=0, description="softmax temperature of the user-item scores")
+    instruction: str = Field(description="text before the history (pretrained backbones only)")
+    lora_rank: int = Field(
+        ge=0, description="pretrained backbones: 0 fine-tunes all, r > 0 trains rank-r LoRA adapters"
+    )
+    lora_alpha: float = Field(gt=0, description="LoRA scaling (alpha / rank)")
 
 
 class ScratchBackbone(nn.Module):
@@ -65,13 +69,18 @@ class PretrainedBackbone(nn.Module):
         self.model.resize_token_embeddings(base + sum(sids.level_sizes))
         self.dim = self.model.get_input_embeddings().embedding_dim
         if self.dim != self.model.config.hidden_size:
-            raise ConfigError(f"backbone {path}: hidden size {self.model.config.hidden_size} differs from its embedding size")
+            raise ConfigError(
+                f"backbone {path}: hidden size {self.model.config.hidden_size} differs from its embedding size"
+            )
         if lora_rank:
             self.model = with_lora(self.model, lora_rank, lora_alpha, range(base, base + sum(sids.level_sizes)))
         self.embedding = self.model.get_input_embeddings()
         self.offsets = [base + sum(sids.level_sizes[:level]) for level in range(len(sids.level_sizes))]
-        self.register_buffer("item_token_ids", torch.as_tensor(np.asarray(sids.codes) + np.array(self.offsets), dtype=torch.long),
-                             persistent=False)
+        self.register_buffer(
+            "item_token_ids",
+            torch.as_tensor(np.asarray(sids.codes) + np.array(self.offsets), dtype=torch.long),
+            persistent=False,
+        )
         prefix: list[int] = []
         self.pad_id = 0
         if instruction:
@@ -95,8 +104,9 @@ def with_lora(model: nn.Module, rank: int, alpha: float, sid_rows: range) -> nn.
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise ConfigError("lora_rank > 0 needs peft: pip install 'genrec[lora]'") from None
-    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, target_modules="all-linear",
-                                            trainable_token_indices=list(sid_rows)))
+    return get_peft_model(
+        model, LoraConfig(r=rank, lora_alpha=alpha, target_modules="all-linear", trainable_token_indices=list(sid_rows))
+    )
 
 
 @dataclass
@@ -111,14 +121,18 @@ class HistoryTokens:
     max_len: int
 
     def __call__(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = [torch.cat([self.prefix, self.item_token_ids[torch.as_tensor(h[-self.max_len:], dtype=torch.long)].flatten()])
-                for h in histories]
+        rows = [
+            torch.cat(
+                [self.prefix, self.item_token_ids[torch.as_tensor(h[-self.max_len :], dtype=torch.long)].flatten()]
+            )
+            for h in histories
+        ]
         length = max(len(r) for r in rows)
         tokens = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
         real = torch.zeros(len(rows), length, dtype=torch.bool)
         for row, values in enumerate(rows):
-            tokens[row, length - len(values):] = values
-            real[row, length - len(values):] = True
+            tokens[row, length - len(values) :] = values
+            real[row, length - len(values) :] = True
         return tokens, real
 
 
@@ -129,7 +143,9 @@ class SimGR(FullRankingRecommender):
         self.semantic_ids = sids  # what its checkpoints record (genrec.checkpoint)
         if settings.backbone == "scratch":
             if settings.instruction:
-                raise ConfigError("instruction needs a pretrained backbone with a tokenizer (backbone=scratch has no words)")
+                raise ConfigError(
+                    "instruction needs a pretrained backbone with a tokenizer (backbone=scratch has no words)"
+                )
             if settings.lora_rank:
                 raise ConfigError("lora_rank needs a pretrained backbone (backbone=scratch trains in full)")
             self.backbone = ScratchBackbone(sids, max_len * len(sids.level_sizes), settings)
@@ -137,10 +153,13 @@ class SimGR(FullRankingRecommender):
             path = Path(settings.backbone)
             if not path.is_dir():
                 raise ConfigError(f"backbone {settings.backbone!r} is neither 'scratch' nor a local model folder")
-            self.backbone = PretrainedBackbone(path, sids, settings.instruction, settings.lora_rank, settings.lora_alpha)
+            self.backbone = PretrainedBackbone(
+                path, sids, settings.instruction, settings.lora_rank, settings.lora_alpha
+            )
         self.aggregate = ItemAggregator(settings.item_aggregator, self.backbone.dim, len(sids.level_sizes))
-        self.history_tokens = HistoryTokens(self.backbone.item_token_ids.clone(), self.backbone.prefix_ids.clone(),
-                                            self.backbone.pad_id, max_len)
+        self.history_tokens = HistoryTokens(
+            self.backbone.item_token_ids.clone(), self.backbone.prefix_ids.clone(), self.backbone.pad_id, max_len
+        )
 
     def add_items(self, codes: np.ndarray) -> None:
         """Score new items (cold start): an item's vector aggregates its SID tokens' rows, which the

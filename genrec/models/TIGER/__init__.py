@@ -8,7 +8,9 @@ from genrec.semantic_ids import semantic_ids
 
 def build(config, interactions, split) -> GenerativeRecommender:
     if config.vq_collision != "tiger":
-        raise ConfigError(f"TIGER uses vq_collision=tiger, got {config.vq_collision}; for the other IDs use --model=PSID")
+        raise ConfigError(
+            f"TIGER uses vq_collision=tiger, got {config.vq_collision}; for the other IDs use --model=PSID"
+        )
     return GenerativeRecommender(config, semantic_ids(config, interactions, split))
 
 
