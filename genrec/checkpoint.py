@@ -30,6 +30,7 @@ FORMAT = 1  # bump when the layout of a checkpoint changes
 LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device", "logger", "num_workers")
 # How a checkpoint is evaluated, never its weights: evaluating may change these.
 EVALUATION_KEYS = (
+    "metric_ks",
     "eval_batch_size",
     "num_beams",
     "test_num_beams",
@@ -40,12 +41,14 @@ EVALUATION_KEYS = (
 )
 # What a resumed run may change: when it stops and how its best checkpoint is tested. A longer
 # `epochs` stretches a decaying learning-rate schedule over the new total from the current step on.
-RESUMABLE_KEYS = ("epochs", "patience", "min_delta", "eval_batch_size", "test_num_beams", "category_level")
+RESUMABLE_KEYS = ("epochs", "patience", "min_delta", "eval_batch_size", "test_num_beams", "category_level", "metric_ks")
 # Settings added after runs (and their checkpoints) existed, with the value that reproduces what ran
 # before them: a run that lacks such a key counts as having that value, so a new option does not
 # orphan finished runs. (`duplicates`: earlier runs kept every interaction; file datasets now default
 # to `drop`, so their earlier compare runs are trained again once, though their data had none.)
 ADDED_KEYS = {
+    "metric_ks": [1, 5, 10],
+    "select_metric": "ndcg@10",
     "exclude_seen": False,
     "lora_rank": 0,
     "lora_alpha": 16.0,

@@ -164,7 +164,14 @@ def cmd_evaluate(argv: list[str]) -> int:
         autocast = next(model.parameters()).device.type == "cuda"
         results = {
             name: evaluate(
-                model, examples, catalogue, config.eval_batch_size, config.test_num_beams, autocast, config.exclude_seen
+                model,
+                examples,
+                catalogue,
+                config.eval_batch_size,
+                config.test_num_beams,
+                autocast,
+                config.exclude_seen,
+                ks=tuple(config.metric_ks),
             )
             for name, examples in (("valid", split.valid), ("test", split.test))
         }

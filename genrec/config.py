@@ -146,10 +146,14 @@ class GlobalSettings(StrictModel):
         description="a checkpoint to resume training from (last.pt) or to evaluate (best.pt)"
     )
     category_level: int = Field(ge=0, description="category-path level of category_entropy@10 (1: top level; 0: off)")
+    metric_ks: list[int] = Field(
+        description="cutoffs K of Recall@K and NDCG@K (they include 5 and 10, which tables report)"
+    )
+    select_metric: str = Field(description="the validation metric that picks the best checkpoint and stops early")
     exclude_seen: bool = Field(description="never recommend an item the user interacted with before")
 
     split_comma_lists = field_validator(
-        "sent_emb_fields", "rqvae_hidden_dims", "vq_level_order", "vq_modalities", mode="before"
+        "sent_emb_fields", "rqvae_hidden_dims", "vq_level_order", "vq_modalities", "metric_ks", mode="before"
     )(comma_separated)
 
     @model_validator(mode="after")
@@ -168,6 +172,24 @@ class GlobalSettings(StrictModel):
             raise ValueError(
                 f"vq_level_order {self.vq_level_order} must order the {levels} ID levels 0..{levels - 1} "
                 f"(vq_n_codebooks {self.vq_n_codebooks}{' plus the collision token' * (self.vq_collision == 'tiger')})"
+            )
+        return self
+
+    @field_validator("metric_ks")
+    @classmethod
+    def _cutoffs(cls, value: list[int]) -> list[int]:
+        if any(k < 1 for k in value) or not {5, 10} <= set(value):
+            raise ValueError("must be cutoffs >= 1 that include 5 and 10 (the tables and figures report them)")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _selected_metric_is_computed(self):
+        from genrec.evaluation.metrics import metric_names
+
+        names = metric_names(tuple(self.metric_ks))
+        if self.select_metric not in names:
+            raise ValueError(
+                f"select_metric {self.select_metric!r} is none of the metrics computed: {', '.join(names)}"
             )
         return self
 
@@ -378,9 +400,10 @@ def load_config(argv: list[str] | None = None, ignore: set[str] = frozenset(), *
         return schema(**merged)
     except ValidationError as exc:
         error = exc.errors()[0]
+        if not error["loc"]:  # a rule across keys (a model validator): its message names them
+            raise ConfigError(f"inconsistent settings: {error['msg'].removeprefix('Value error, ')}") from None
         key = ".".join(str(part) for part in error["loc"])
-        top = str(error["loc"][0]) if error["loc"] else key
-        where = source.get(top, "no layer: add it to genrec/default.yaml")
+        where = source.get(str(error["loc"][0]), "no layer: add it to genrec/default.yaml")
         raise ConfigError(f"config key '{key}' (set in {where}): {error['msg']} (got {error.get('input')!r})") from None
 
 

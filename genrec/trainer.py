@@ -3,7 +3,7 @@
 Every epoch's shuffling, latent-token draws and dropout are seeded from ``(seed, epoch)``, and the
 full state (model, optimizer, schedule, early-stopping counters) is checkpointed atomically after
 each epoch to ``last.pt``; a killed run resumed from it therefore reaches the same result. The best
-model on validation NDCG@10 is kept in ``best.pt`` and is the one tested.
+model on validation ``select_metric`` (NDCG@10 unless set) is kept in ``best.pt`` and is the one tested.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from genrec.runtime import deterministic, progress, training_dtype
 from genrec.tracking import epoch_values, open_tracker
 
 log = logging.getLogger(__name__)
-SELECT_ON = "ndcg@10"
 TEST_RANKS = "test_ranks.npy"  # each test user's target rank in the best checkpoint's list (-1: not retrieved)
 
 
@@ -237,7 +236,7 @@ class Trainer:
             "resumed from %s at epoch %d (best %s %.4f at epoch %d)",
             path,
             self.epoch,
-            SELECT_ON,
+            self.config.select_metric,
             self.best,
             self.best_epoch,
         )
@@ -366,19 +365,21 @@ class Trainer:
                         self.autocast,
                         config.exclude_seen,
                         self.group,
+                        tuple(config.metric_ks),
                     )
                     record["valid"] = {k: round(v, 5) for k, v in metrics.items()}
-                    if metrics[SELECT_ON] > self.best + config.min_delta:
-                        self.best, self.best_epoch, self.bad_evals = metrics[SELECT_ON], self.epoch, 0
+                    if metrics[config.select_metric] > self.best + config.min_delta:
+                        self.best, self.best_epoch, self.bad_evals = metrics[config.select_metric], self.epoch, 0
                         self.save("best.pt", {"model": self.model.state_dict(), "epoch": self.epoch})
                     else:
                         self.bad_evals += 1
                     log.info(
-                        "epoch %d  loss %.4f  valid recall@10 %.4f  ndcg@10 %.4f  (best %.4f @%d)  %.1fs",
+                        "epoch %d  loss %.4f  valid recall@10 %.4f  ndcg@10 %.4f  (best %s %.4f @%d)  %.1fs",
                         self.epoch,
                         loss,
                         metrics["recall@10"],
-                        metrics[SELECT_ON],
+                        metrics["ndcg@10"],
+                        config.select_metric,
                         self.best,
                         self.best_epoch,
                         time.perf_counter() - start,
@@ -409,6 +410,7 @@ class Trainer:
                 self.autocast,
                 config.exclude_seen,
                 self.group,
+                tuple(config.metric_ks),
             )
             test, ranks = evaluate_with_ranks(
                 self.model,
@@ -419,6 +421,7 @@ class Trainer:
                 self.autocast,
                 config.exclude_seen,
                 self.group,
+                tuple(config.metric_ks),
             )
         results = {
             "best_epoch": best["epoch"],

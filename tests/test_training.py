@@ -131,6 +131,20 @@ def test_batch_workers_change_the_speed_only(make_config, tmp_path, model):
     assert weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_cutoffs_and_the_selection_metric_are_settings(make_config, tmp_path):
+    config = tiny(make_config, tmp_path, model="PSID", epochs=3, metric_ks="5,10,20", select_metric="recall@20")
+    results, directory = train(config)
+    assert {"recall@20", "ndcg@20", "recall@5", "ndcg@10"} <= set(results["test"]) and "recall@1" not in results["test"]
+    curve = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()[:-1]]
+    selected = [line["valid"]["recall@20"] for line in curve]
+    assert results["best_epoch"] == curve[int(np.argmax(selected))]["epoch"]  # the first epoch of the best recall@20
+    assert f"(best recall@20 {max(selected):.4f} @{results['best_epoch']})" in (directory / "run.log").read_text()
+    with pytest.raises(ConfigError, match="select_metric 'ndcg@50' is none of the metrics computed"):
+        tiny(make_config, tmp_path, model="PSID", select_metric="ndcg@50")
+    with pytest.raises(ConfigError, match="metric_ks.*include 5 and 10"):
+        tiny(make_config, tmp_path, model="PSID", metric_ks="1,20")
+
+
 def test_evaluate_command_reproduces_the_test_of_the_best_checkpoint(make_config, tmp_path, capsys):
     config = tiny(make_config, tmp_path, model="PSID", epochs=2)
     results, directory = train(config)

@@ -2,12 +2,13 @@
 
 from genrec.evaluation.diversity import Catalogue, diversity_metrics
 from genrec.evaluation.evaluator import evaluate, evaluate_with_ranks, list_metrics, recommend_all
-from genrec.evaluation.metrics import METRIC_NAMES, ndcg_per_example, ranking_metrics, target_ranks
+from genrec.evaluation.metrics import KS, metric_names, ndcg_per_example, ranking_metrics, target_ranks
 from genrec.evaluation.significance import paired_bootstrap
 from genrec.ranking import top_k
 
 __all__ = [
-    "METRIC_NAMES",
+    "KS",
+    "metric_names",
     "Catalogue",
     "diversity_metrics",
     "evaluate",

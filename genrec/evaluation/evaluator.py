@@ -10,7 +10,7 @@ import torch
 from genrec.data import Examples
 from genrec.distributed import ProcessGroup
 from genrec.evaluation.diversity import Catalogue, diversity_metrics
-from genrec.evaluation.metrics import ranking_metrics, target_ranks
+from genrec.evaluation.metrics import KS, ranking_metrics, target_ranks
 from genrec.runtime import progress
 
 
@@ -58,9 +58,10 @@ def evaluate(
     autocast: bool = False,
     exclude_seen: bool = False,
     group: ProcessGroup | None = None,
+    ks: tuple[int, ...] = KS,
 ) -> dict[str, float]:
     """The metrics of :func:`evaluate_with_ranks`."""
-    return evaluate_with_ranks(model, examples, catalogue, batch_size, num_beams, autocast, exclude_seen, group)[0]
+    return evaluate_with_ranks(model, examples, catalogue, batch_size, num_beams, autocast, exclude_seen, group, ks)[0]
 
 
 def evaluate_with_ranks(
@@ -72,6 +73,7 @@ def evaluate_with_ranks(
     autocast: bool = False,
     exclude_seen: bool = False,
     group: ProcessGroup | None = None,
+    ks: tuple[int, ...] = KS,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Full-ranking metrics (:func:`ranking_metrics`), diversity (:func:`diversity_metrics`) and
     users per second. For a beam-search model (``model.returns_beams``) the whole final beam is kept,
@@ -81,26 +83,40 @@ def evaluate_with_ranks(
     a target the user had already seen then always counts as a miss. Also returns each example's
     target rank in its list (``-1``: not retrieved), from which per-user metrics and paired
     comparisons between models follow. ``group``: users are sharded over data-parallel processes
-    and the lists gathered, so every process computes the exact metrics."""
+    and the lists gathered, so every process computes the exact metrics. ``ks``: the cutoffs of
+    Recall@K / NDCG@K (:func:`genrec.evaluation.metric_names`)."""
     beams = getattr(model, "returns_beams", False)
     if beams:  # a wider beam decodes at the catalogue's width: keep only that many slots
         num_beams = min(num_beams, getattr(model, "max_beams", num_beams))
     start = time.perf_counter()
+    shortest = max(10, *ks)  # the coverage and diversity metrics read the top 10
     ranked = recommend_all(
-        model, examples, batch_size, max(10, num_beams) if beams else 10, num_beams, autocast, exclude_seen, group
+        model,
+        examples,
+        batch_size,
+        max(shortest, num_beams) if beams else shortest,
+        num_beams,
+        autocast,
+        exclude_seen,
+        group,
     )
     seconds = time.perf_counter() - start
-    metrics, ranks = list_metrics(ranked, examples, catalogue, beams, exclude_seen)
+    metrics, ranks = list_metrics(ranked, examples, catalogue, beams, exclude_seen, ks)
     metrics["users_per_s"] = len(examples) / seconds
     return metrics, ranks
 
 
 def list_metrics(
-    ranked: np.ndarray, examples: Examples, catalogue: Catalogue, beams: bool, exclude_seen: bool = False
+    ranked: np.ndarray,
+    examples: Examples,
+    catalogue: Catalogue,
+    beams: bool,
+    exclude_seen: bool = False,
+    ks: tuple[int, ...] = KS,
 ) -> tuple[dict[str, float], np.ndarray]:
-    """The metrics of :func:`evaluate_with_ranks` (all but the speed) for ranked lists ``[n, >= 10]``
+    """The metrics of :func:`evaluate_with_ranks` (all but the speed) for ranked lists ``[n, >= max(10, *ks)]``
     of :func:`recommend_all`; ``beams``: the lists are whole final beams."""
-    metrics = ranking_metrics(ranked[:, :10], examples.targets, catalogue.n_items)
+    metrics = ranking_metrics(ranked[:, : max(ks)], examples.targets, catalogue.n_items, ks)
     metrics.update(diversity_metrics(ranked, catalogue))
     ranks = target_ranks(ranked, examples.targets)
     if beams:

@@ -13,9 +13,12 @@ import numpy as np
 
 from genrec.decoding import INVALID
 
-RECALL_KS = (1, 5, 10)
-NDCG_KS = (5, 10)
-METRIC_NAMES = tuple(f"recall@{k}" for k in RECALL_KS) + tuple(f"ndcg@{k}" for k in NDCG_KS)
+KS = (1, 5, 10)  # the default cutoffs (config: metric_ks)
+
+
+def metric_names(ks: tuple[int, ...] = KS) -> tuple[str, ...]:
+    """Recall at every cutoff, NDCG at every cutoff above 1 (NDCG@1 equals Recall@1 with one target)."""
+    return tuple(f"recall@{k}" for k in ks) + tuple(f"ndcg@{k}" for k in ks if k > 1)
 
 
 def target_ranks(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -30,14 +33,16 @@ def ndcg_per_example(ranks: np.ndarray, k: int) -> np.ndarray:
     return np.where((ranks >= 0) & (ranks < k), 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
 
 
-def ranking_metrics(ranked: np.ndarray, targets: np.ndarray, n_items: int) -> dict[str, float]:
-    """Recall@{1,5,10}, NDCG@{5,10}, the catalogue coverage of the top-10 lists and the share of
-    top-10 slots holding an invalid generation."""
+def ranking_metrics(
+    ranked: np.ndarray, targets: np.ndarray, n_items: int, ks: tuple[int, ...] = KS
+) -> dict[str, float]:
+    """Recall@K and NDCG@K (:func:`metric_names`) for lists at least ``max(ks)`` long, the catalogue
+    coverage of the top-10 lists and the share of top-10 slots holding an invalid generation."""
     ranked = np.asarray(ranked)
     ranks = target_ranks(ranked, targets)
     found = ranks >= 0
-    metrics = {f"recall@{k}": float((found & (ranks < k)).mean()) for k in RECALL_KS}
-    metrics.update({f"ndcg@{k}": float(ndcg_per_example(ranks, k).mean()) for k in NDCG_KS})
+    metrics = {f"recall@{k}": float((found & (ranks < k)).mean()) for k in ks}
+    metrics.update({f"ndcg@{k}": float(ndcg_per_example(ranks, k).mean()) for k in ks if k > 1})
     top10 = ranked[:, :10]
     metrics["coverage@10"] = float(len(np.unique(top10[top10 >= 0])) / n_items)
     metrics["invalid@10"] = float((top10 == INVALID).sum() / top10.size) if top10.size else 0.0

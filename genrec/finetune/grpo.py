@@ -228,6 +228,7 @@ class GRPOTrainer:
             config.eval_batch_size,
             config.num_beams,
             exclude_seen=config.exclude_seen,
+            ks=tuple(config.metric_ks),
         )
 
     def fit(self) -> dict:
@@ -236,8 +237,9 @@ class GRPOTrainer:
         rng = np.random.default_rng(s.seed)
         generator = torch.Generator().manual_seed(s.seed)
         torch.manual_seed(s.seed)
-        best = self.validate(run.split.valid)["ndcg@10"]
-        log.info("GRPO: starting validation NDCG@10 %.4f", best)
+        select = run.config.select_metric  # the parent's: before and after are chosen alike
+        best = self.validate(run.split.valid)[select]
+        log.info("GRPO: starting validation %s %.4f", select, best)
         self.save(0)
         bad, best_epoch = 0, 0
         with deterministic(run.config.deterministic):
@@ -260,15 +262,16 @@ class GRPOTrainer:
                 }
                 self.append_metrics(record)
                 log.info(
-                    "GRPO epoch %d  reward %.4f  valid ndcg@10 %.4f (best %.4f @%d)",
+                    "GRPO epoch %d  reward %.4f  valid %s %.4f (best %.4f @%d)",
                     epoch,
                     record["reward"],
-                    valid["ndcg@10"],
-                    max(best, valid["ndcg@10"]),
-                    best_epoch if valid["ndcg@10"] <= best else epoch,
+                    select,
+                    valid[select],
+                    max(best, valid[select]),
+                    best_epoch if valid[select] <= best else epoch,
                 )
-                if valid["ndcg@10"] > best:
-                    best, best_epoch, bad = valid["ndcg@10"], epoch, 0
+                if valid[select] > best:
+                    best, best_epoch, bad = valid[select], epoch, 0
                     self.save(epoch)
                 else:
                     bad += 1
@@ -304,6 +307,7 @@ class GRPOTrainer:
             config.eval_batch_size,
             config.test_num_beams,
             exclude_seen=config.exclude_seen,
+            ks=tuple(config.metric_ks),
         )
         test, ranks = evaluate_with_ranks(
             self.model,
@@ -312,6 +316,7 @@ class GRPOTrainer:
             config.eval_batch_size,
             config.test_num_beams,
             exclude_seen=config.exclude_seen,
+            ks=tuple(config.metric_ks),
         )
         save_ranks(self.directory / TEST_RANKS, ranks)
         results = {
