@@ -332,10 +332,11 @@ def count_flag(flags: dict, key: str, default: int, least: int) -> int:
 def cmd_analyze_tree(argv: list[str]) -> int:
     """``genrec analyze tree RUN_DIR ... [--users=512] [--pairs=1024] [--seed=0] [--output=DIR]``; other
     flags change where a run's data and caches are (e.g. ``--data_dir``). Writes ``tree.jsonl`` (per run
-    and distance), ``tree_pairs.jsonl`` (every sampled pair) and ``tree.png`` / ``.svg`` to ``--output``
+    and distance), ``tree_pairs.jsonl`` (every sampled pair), ``tree.png`` / ``.svg`` and, for latent-token
+    runs, ``tree_latent.png`` / ``.svg`` (latent-token use) to ``--output``
     (default: an ``analysis`` folder beside the first run)."""
     from genrec.analysis import tree_analysis
-    from genrec.figures import tree_correlation_figure
+    from genrec.figures import latent_usage_figure, tree_correlation_figure
     from genrec.run import load_run
 
     directories, flags = run_folders(argv, "analyze tree")
@@ -367,7 +368,12 @@ def cmd_analyze_tree(argv: list[str]) -> int:
     atomic_write_text(output / "tree.jsonl", "".join(json.dumps(record) + "\n" for record in records))
     atomic_write_text(output / "tree_pairs.jsonl", "".join(json.dumps(record) + "\n" for record in pair_records))
     tree_correlation_figure(rows, summaries, output / "tree")
-    print(f"tree.jsonl, tree_pairs.jsonl and tree.png / tree.svg: {output}")
+    latent = {
+        record["label"]: record for record in records if record["kind"] == "run" and "latent_usage_top10" in record
+    }
+    if latent:  # how evenly each latent-token run uses its latent tokens
+        latent_usage_figure(latent, output / "tree_latent")
+    print(f"tree.jsonl, tree_pairs.jsonl and tree.png / tree.svg{' / tree_latent.*' * bool(latent)}: {output}")
     return 0
 
 

@@ -90,7 +90,7 @@ class GlobalSettings(StrictModel):
         ge=1, description="co-occurrence window: items at most this far apart in a training sequence"
     )
     # semantic IDs
-    vq_method: Literal["rqkmeans", "opq", "rqvae", "per_modality"] = Field(
+    vq_method: str = Field(
         description="quantizer of the semantic IDs (per_modality: one level per entry of vq_modalities)"
     )
     vq_modalities: list[Literal["text", "cf", "category"]] = Field(
@@ -174,6 +174,15 @@ class GlobalSettings(StrictModel):
                 f"(vq_n_codebooks {self.vq_n_codebooks}{' plus the collision token' * (self.vq_collision == 'tiger')})"
             )
         return self
+
+    @field_validator("vq_method")
+    @classmethod
+    def _registered_quantizer(cls, value: str) -> str:
+        from genrec.semantic_ids import methods
+
+        if value not in methods.names():
+            raise ValueError(f"no such quantizer; registered: {', '.join(methods.names())}")
+        return value
 
     @field_validator("metric_ks")
     @classmethod

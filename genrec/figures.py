@@ -96,6 +96,37 @@ def tree_correlation_figure(rows: dict[str, list[dict]], summaries: dict[str, li
     return save_figure(figure, stem)
 
 
+def latent_usage_figure(summaries: dict[str, dict], stem: Path) -> list[Path]:
+    """How evenly each latent-token run uses its latent tokens: per run, the share of each token as
+    the dominant path of an item among a user's top 10 and over all items (for
+    ``latent_mode=permutation`` the tokens are ID-level orders, named by them). ``summaries``: per
+    run label, the summary of :func:`genrec.analysis.tree.tree_analysis` (runs without latent
+    tokens are left out)."""
+    runs = {label: s for label, s in summaries.items() if "latent_usage_top10" in s}
+    figure, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs) + 1, 3.8), squeeze=False)
+    for ax, (label, summary) in zip(axes[0], runs.items()):
+        n = len(summary["latent_usage_top10"]["shares"])
+        names = (
+            ["".join(map(str, o)) for o in summary["latent_orders"]] if "latent_orders" in summary else list(range(n))
+        )
+        for offset, (key, what) in enumerate((("latent_usage_top10", "top 10"), ("latent_usage_all", "all items"))):
+            usage = summary[key]
+            ax.bar(
+                [k + (offset - 0.5) * 0.4 for k in range(n)],
+                usage["shares"],
+                width=0.4,
+                label=f"{what} (relative entropy {usage['relative_entropy']:.2f})",
+            )
+        ax.axhline(1 / n, color="black", linewidth=0.8, linestyle="--")
+        ax.set_xticks(range(n), [str(name) for name in names])
+        xlabel = "latent token = ID-level order" if "latent_orders" in summary else "latent token"
+        ax.set(title=label, xlabel=xlabel, ylabel="share as an item's dominant path")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3, axis="y")
+    figure.tight_layout()
+    return save_figure(figure, stem)
+
+
 def beam_widths_figure(rows: list[dict], stem: Path) -> list[Path]:
     """Rows of :func:`genrec.analysis.beam_sweep`, one line per run (and aggregation): Recall@10 and
     seconds per 1,000 users against the beam width, and NDCG@10 against seconds (each point labelled

@@ -173,6 +173,7 @@ def test_analyze_tree_command_on_finished_runs(finished, tmp_path, capsys):
     records = [json.loads(line) for line in (output / "tree.jsonl").read_text().splitlines()]
     pairs = [json.loads(line) for line in (output / "tree_pairs.jsonl").read_text().splitlines()]
     assert (output / "tree.png").is_file() and (output / "tree.svg").is_file()
+    assert (output / "tree_latent.png").is_file() and (output / "tree_latent.svg").is_file()  # the two Latte runs
     runs = {r["label"]: r for r in records if r["kind"] == "run"}
     orders = runs.pop(next(label for label in runs if label.startswith("Latte (")))  # the second Latte run
     assert orders["latent_orders"] == [list(p) for p in itertools.permutations(range(3))]

@@ -192,6 +192,8 @@ def test_settings_added_later_keep_earlier_runs_identity_at_their_neutral_value(
         "grad_accumulation": 2,
         "precision": "bf16",
         "deterministic": False,
+        "metric_ks": [5, 10, 20],
+        "select_metric": "recall@10",
     }
     assert set(changed) == set(compare_module.ADDED_KEYS)
     for key in set(changed) & set(settings):

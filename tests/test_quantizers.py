@@ -2,8 +2,11 @@
 
 import numpy as np
 import pytest
+from conftest import TINY_SYNTHETIC
 
 from genrec.errors import ConfigError
+from genrec.pipeline import load_split
+from genrec.semantic_ids import methods, semantic_ids
 from genrec.semantic_ids.opq import opq
 from genrec.semantic_ids.per_modality import per_modality
 from genrec.semantic_ids.quantization import squared_distances
@@ -144,3 +147,25 @@ def test_per_modality_ids_on_synthetic(make_config):
     assert sids.codes.shape[1] == 3 and sids.level_sizes == [8, 8, 8]
     with pytest.raises(ConfigError, match="one level per modality"):
         make_config(**TINY_SYNTHETIC, model="PSID", vq_method="per_modality", vq_modalities="cf,text")
+
+
+def test_a_registered_quantizer_is_a_vq_method(make_config, monkeypatch):
+    """The configuration accepts exactly the registry's quantizers; a new one needs a register() only,
+    and its own settings join the cache key (it never reads another method's cached IDs)."""
+    calls = []
+
+    def quantize(config, vectors):
+        calls.append(config.vq_method)
+        return methods.get("rqkmeans").quantize(config, vectors)
+
+    mine = methods.Quantizer("my_rq", quantize, methods.residual_codebooks, lambda config: {"flavour": 1})
+    monkeypatch.setitem(methods.QUANTIZERS, "my_rq", mine)
+    config = make_config(**TINY_SYNTHETIC, vq_method="my_rq")
+    data, split = load_split(config)
+    sids = semantic_ids(config, data, split)
+    assert calls == ["my_rq"] and sids.report["method"] == "my_rq"
+    plain = semantic_ids(make_config(**TINY_SYNTHETIC, vq_method="rqkmeans"), data, split)
+    assert plain.cache_key != sids.cache_key and calls == ["my_rq"]
+    np.testing.assert_array_equal(plain.codes, sids.codes)  # the same algorithm underneath
+    with pytest.raises(ConfigError, match="no such quantizer; registered: my_rq, opq, per_modality, rqkmeans, rqvae"):
+        make_config(vq_method="rq_kmeans")

@@ -17,14 +17,10 @@ from genrec.cache import ArrayCache
 from genrec.data import Interactions, LeaveOneOutSplit
 from genrec.embeddings import ItemVectors, dataset_cache_dir, item_embeddings
 from genrec.errors import DataError, GenrecError
-from genrec.runtime import resolve_device
+from genrec.semantic_ids import methods
 from genrec.semantic_ids.collisions import resolve_conflict_free, resolve_tiger
 from genrec.semantic_ids.frozen import FrozenQuantizer
-from genrec.semantic_ids.opq import opq
-from genrec.semantic_ids.per_modality import per_modality
 from genrec.semantic_ids.quantization import Quantization
-from genrec.semantic_ids.rqkmeans import rq_kmeans
-from genrec.semantic_ids.rqvae import rq_vae
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +65,7 @@ def with_new_items(sids: SemanticIDs, codes: np.ndarray) -> SemanticIDs:
 
 
 def quantize(config, item_vectors: ItemVectors) -> Quantization:
-    vectors = item_vectors.vectors
-    if config.vq_method == "per_modality":
-        parts = np.split(vectors, np.cumsum(item_vectors.part_dims)[:-1], axis=1)
-        return per_modality(parts, config.vq_codebook_size, config.vq_kmeans_iters, config.seed)
-    common = dict(n_levels=config.vq_n_codebooks, codebook_size=config.vq_codebook_size)
-    if config.vq_method == "rqkmeans":
-        return rq_kmeans(vectors, iters=config.vq_kmeans_iters, seed=config.seed, **common)
-    if config.vq_method == "opq":
-        return opq(vectors, iters=config.vq_kmeans_iters, seed=config.seed, **common)
-    return rq_vae(
-        vectors,
-        hidden=list(config.rqvae_hidden_dims),
-        latent_dim=config.rqvae_latent_dim,
-        epochs=config.rqvae_epochs,
-        batch_size=config.rqvae_batch_size,
-        lr=config.rqvae_lr,
-        beta=config.rqvae_beta,
-        kmeans_iters=config.vq_kmeans_iters,
-        seed=config.seed,
-        device=str(resolve_device(config.device)),
-        **common,
-    )
+    return methods.get(config.vq_method).quantize(config, item_vectors)
 
 
 def prefix_collision_rate(codes: np.ndarray, depth: int) -> float:
@@ -142,20 +117,7 @@ def sid_key(config, vectors: ItemVectors) -> dict:
         "collision": config.vq_collision,
         "seed": config.seed,
     }
-    if config.vq_method == "per_modality":
-        key["modalities"] = list(config.vq_modalities)
-    if config.vq_method == "rqvae":
-        key["rqvae"] = {
-            name: getattr(config, name)
-            for name in (
-                "rqvae_hidden_dims",
-                "rqvae_latent_dim",
-                "rqvae_epochs",
-                "rqvae_batch_size",
-                "rqvae_lr",
-                "rqvae_beta",
-            )
-        }
+    key.update(methods.get(config.vq_method).settings(config))
     return key
 
 
@@ -228,19 +190,7 @@ def resolve(config, quantization: Quantization) -> np.ndarray:
 
 def frozen(config, vectors: ItemVectors, quantization: Quantization) -> FrozenQuantizer:
     """What gives a new item its code as ``quantization`` gave the catalogue theirs."""
-    info = quantization.info
-    codebooks = list(info["codebooks"])
-    if config.vq_method == "opq":  # product quantization of the rotated vectors: one block per level
-        return FrozenQuantizer(
-            "opq",
-            codebooks,
-            config.vq_codebook_size,
-            tuple(c.shape[1] for c in codebooks),
-            {"rotation": info["rotation"]},
-        )
-    if config.vq_method == "rqvae":
-        return FrozenQuantizer("rqvae", codebooks, config.vq_codebook_size, (), dict(info["encoder"]))
-    return FrozenQuantizer(config.vq_method, codebooks, config.vq_codebook_size, vectors.part_dims)
+    return methods.get(config.vq_method).keep(config, vectors, quantization)
 
 
 def frozen_quantizer(config, interactions: Interactions, split: LeaveOneOutSplit) -> FrozenQuantizer:
