@@ -12,6 +12,7 @@ import torch
 import torch.multiprocessing as mp
 from conftest import TINY_SYNTHETIC
 
+from genrec import models
 from genrec.config import load_config
 from genrec.pipeline import train
 
@@ -153,6 +154,7 @@ def test_every_model_trains_under_two_processes(tmp_path):
     for model in ("SimGR", "ParallelSID", "SASRec", "GRU4Rec", "BERT4Rec"):
         settings = {k: v for k, v in job(tmp_path, "SASRec", model, epochs=1).items() if k not in SIZES["SASRec"]}
         jobs.append({**settings, "model": model, **(tiny_items if model != "GRU4Rec" else {"hidden_size": 16})})
+    assert {entry["model"] for entry in jobs} == set(models.names())  # every registered model, a new one too
     spawn(2, jobs)
     for entry in jobs:
         results = json.loads((tmp_path / "runs" / entry["run_name"] / "results.json").read_text())
