@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -113,7 +114,13 @@ class EpochBatches(Dataset):
     (latent tokens, masks, negatives), so a batch is the same whether the training process or a
     DataLoader worker (``num_workers``) prepares it, and an epoch the same for any worker count."""
 
-    def __init__(self, make, train: Examples | Windows, rows: list[np.ndarray], key: tuple[int, ...]):
+    def __init__(
+        self,
+        make: Callable[..., tuple[torch.Tensor, ...]],
+        train: Examples | Windows,
+        rows: list[np.ndarray],
+        key: tuple[int, ...],
+    ):
         self.make, self.train, self.rows, self.key = make, train, rows, key
 
     def __len__(self) -> int:
