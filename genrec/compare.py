@@ -23,7 +23,7 @@ from genrec.cache import atomic_write_text, digest
 from genrec.checkpoint import ADDED_KEYS, LOCATION_KEYS
 from genrec.config import keys_of_other_models, load_config, parse_flags, read_yaml
 from genrec.errors import ConfigError, GenrecError
-from genrec.figures import comparison_bars_figure, learning_curves_figure
+from genrec.figures import comparison_bars_figure, learning_curves_figure, sweep_figure
 from genrec.provenance import source_commit
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,55 @@ def target_groups(config, ranks: list[tuple[str, np.ndarray]]) -> list[dict]:
     return rows
 
 
+def sweeps(settings: dict[str, dict[str, Any]], summary: dict, differences: list[dict]) -> list[dict]:
+    """Variants of one model that differ in a single numeric setting and nothing else (``Latte:
+    n_latent_tokens=1``, ``=2``, ``=4``...; at least three): each point's test NDCG@10 / Recall@10,
+    and its paired NDCG@10 difference to every model outside the sweep, the references a reader asks
+    "does any value beat it?" of. ``settings`` is each label's resolved configuration."""
+    paired = {(d["a"], d["b"]): d for d in differences}
+
+    def against(label: str, reference: str) -> dict[str, float] | None:
+        if (label, reference) in paired:
+            d = paired[label, reference]
+            return {"mean": d["mean"], "low": d["low"], "high": d["high"]}
+        if (reference, label) in paired:
+            d = paired[reference, label]
+            return {"mean": -d["mean"], "low": -d["high"], "high": -d["low"]}
+        return None
+
+    found = []
+    for model in dict.fromkeys(values["model"] for values in settings.values()):
+        labels = [label for label, values in settings.items() if values["model"] == model]
+        varying = {
+            key for key in settings[labels[0]] if len({json.dumps(settings[label][key]) for label in labels}) > 1
+        }
+        if len(labels) < 3 or len(varying) != 1:
+            continue
+        (key,) = varying
+        values = [settings[label][key] for label in labels]
+        if not all(isinstance(value, int | float) and not isinstance(value, bool) for value in values):
+            continue
+        references = [label for label in settings if label not in labels]
+        points = [
+            {
+                "label": label,
+                "value": settings[label][key],
+                **{metric: summary[label][metric] for metric in ("ndcg@10", "recall@10")},
+                "minus_reference": {reference: against(label, reference) for reference in references},
+            }
+            for label in sorted(labels, key=lambda label: settings[label][key])
+        ]
+        found.append(
+            {
+                "model": model,
+                "key": key,
+                "points": points,
+                "references": {reference: summary[reference]["ndcg@10"] for reference in references},
+            }
+        )
+    return found
+
+
 def markdown_groups(rows: list[dict]) -> str:
     groups = list(dict.fromkeys(row["group"] for row in rows))
     users = {row["group"]: row["users"] for row in rows}
@@ -399,11 +448,14 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     variants = [(spec, *parse_variant(spec)) for spec in specs]
     names = [name for _, name, _ in variants]
 
-    runs, ranks, changes, folder = [], [], {}, None
+    runs, ranks, changes, resolved, folder = [], [], {}, {}, None
     for label, name, overrides in variants:
         settings = {**flags, **overrides, "model": name}
         base = load_config(file_args, ignore=keys_of_other_models(name, names), **settings)
         changes[label] = changed_model_settings(base)
+        resolved[label] = {
+            key: value for key, value in base.model_dump(mode="json").items() if key not in (*LOCATION_KEYS, "seed")
+        }
         for seed in parse_seeds(seeds_flag, base.seed):
             config = load_config(file_args, ignore=keys_of_other_models(name, names), **{**settings, "seed": seed})
             slug = "-".join(str(p) for p in (config.dataset, getattr(config, "category", None)) if p)
@@ -423,6 +475,7 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     summary = summarize(runs)
     differences = paired_differences(ranks)
     groups = target_groups(config, ranks)
+    swept = sweeps(resolved, summary, differences)
     trained_by = sorted({run["results"].get("commit", "unknown") for run in runs})
     command = " ".join(["genrec compare", *argv])
     settings = f"\n\n`{config_file}`:\n\n```yaml\n{config_file.read_text().strip()}\n```" if config_file else ""
@@ -441,6 +494,8 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     comparison_bars_figure(
         summary, {model: summary[model]["converged"]["runs"] for model in summary}, folder / "comparison"
     )
+    for sweep in swept:
+        sweep_figure(sweep, folder / f"sweep-{sweep['model']}-{sweep['key']}")
     atomic_write_text(
         folder / "comparison.json",
         json.dumps(
@@ -454,6 +509,7 @@ def compare(argv: list[str]) -> tuple[str, Path]:
                 "summary": summary,
                 "paired_ndcg@10": differences,
                 "target_groups": groups,
+                "sweeps": swept,
                 "runs": runs,
             },
             indent=2,

@@ -311,3 +311,57 @@ def comparison_bars_figure(summary: dict[str, dict], runs_per_model: dict[str, i
     axes.legend(fontsize=8)
     figure.tight_layout()
     return save_figure(figure, stem)
+
+
+def sweep_figure(sweep: dict, stem: Path) -> list[Path]:
+    """One model's variants along one numeric setting (``compare.sweeps``): test NDCG@10 and
+    Recall@10 against the setting, the other models as horizontal lines; and each point's paired
+    NDCG@10 difference to those models with its 95% interval, so "beyond the users' noise" reads off
+    the zero line."""
+    points, references = sweep["points"], list(sweep["references"])
+    values = [point["value"] for point in points]
+    figure, panels = plt.subplots(1, 2 if references else 1, figsize=(11 if references else 5.5, 4.2), squeeze=False)
+    metrics, differences = panels[0][0], panels[0][-1]
+    colours = plt.get_cmap("tab10")
+    for metric, colour in (("ndcg@10", "tab:blue"), ("recall@10", "tab:orange")):
+        metrics.errorbar(
+            values,
+            [point[metric]["mean"] for point in points],
+            yerr=[point[metric]["std"] for point in points],
+            color=colour,
+            marker="o",
+            capsize=3,
+            label=f"{sweep['model']} test {metric}",
+        )
+    for index, (reference, ndcg) in enumerate(sweep["references"].items()):
+        colour = colours((index + 2) % 10)
+        metrics.axhline(ndcg["mean"], color=colour, linestyle="--", label=f"{reference} test ndcg@10")
+        paired = [point["minus_reference"][reference] for point in points]
+        differences.errorbar(
+            values,
+            [d["mean"] if d else np.nan for d in paired],
+            yerr=[
+                [d["mean"] - d["low"] if d else 0 for d in paired],
+                [d["high"] - d["mean"] if d else 0 for d in paired],
+            ],
+            color=colour,
+            marker="o",
+            capsize=3,
+            label=f"{sweep['model']} − {reference}",
+        )
+    if references:
+        differences.axhline(0.0, color="black", linewidth=0.8)
+        differences.set(
+            xlabel=sweep["key"], ylabel="paired test NDCG@10 difference", title="Difference, 95% bootstrap interval"
+        )
+        differences.legend(fontsize=7)
+    metrics.set(xlabel=sweep["key"], ylabel="test metric", title="Mean over seeds, error bars: sample std")
+    positive = all(value > 0 for value in values)
+    for axes in dict.fromkeys((metrics, differences)):  # one panel when there is no reference
+        if positive and max(values) >= 8 * min(values):
+            axes.set_xscale("log", base=2)
+        axes.set_xticks(values, [str(value) for value in values])
+        axes.grid(alpha=0.3)
+    metrics.legend(fontsize=7)
+    figure.tight_layout()
+    return save_figure(figure, stem)

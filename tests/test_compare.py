@@ -142,6 +142,41 @@ def test_compare_variants_of_one_model(tmp_path):
         compare_module.compare(["--models=SASRec:loss_type", *flags(tmp_path, backbone={})])
 
 
+def test_compare_draws_a_sweep_of_one_numeric_setting(tmp_path):
+    models = "--models=PSID,Latte:n_latent_tokens=3,Latte:n_latent_tokens=1,Latte:n_latent_tokens=2"
+    _, folder = compare_module.compare([models, *flags(tmp_path, epochs=1)])
+    data = json.loads((folder / "comparison.json").read_text())
+    (sweep,) = data["sweeps"]
+    assert (sweep["model"], sweep["key"]) == ("Latte", "n_latent_tokens") and list(sweep["references"]) == ["PSID"]
+    assert [point["value"] for point in sweep["points"]] == [1, 2, 3]  # ordered by the setting
+    for point in sweep["points"]:
+        assert point["ndcg@10"] == data["summary"][point["label"]]["ndcg@10"]
+        (pair,) = [d for d in data["paired_ndcg@10"] if {d["a"], d["b"]} == {"PSID", point["label"]}]
+        assert pair["a"] == "PSID"  # listed first, so the sweep's point − PSID is the pair negated
+        assert point["minus_reference"]["PSID"] == {"mean": -pair["mean"], "low": -pair["high"], "high": -pair["low"]}
+    for suffix in (".png", ".svg"):
+        assert (folder / f"sweep-Latte-n_latent_tokens{suffix}").stat().st_size > 1000
+
+
+def test_sweeps_need_three_variants_apart_in_one_numeric_setting():
+    summary = {
+        label: {"ndcg@10": {"mean": 0.1, "std": 0.0}, "recall@10": {"mean": 0.2, "std": 0.0}} for label in "abcd"
+    }
+    base = {"model": "Latte", "n_latent_tokens": 1, "agg": "agg_sum", "lr": 0.001}
+    two = {"a": base, "b": {**base, "n_latent_tokens": 2}, "c": {**base, "model": "PSID"}}
+    assert compare_module.sweeps(two, summary, []) == []  # two values are no sweep
+    both = {**two, "d": {**base, "n_latent_tokens": 4, "lr": 0.01}}
+    assert compare_module.sweeps(both, summary, []) == []  # d changes two settings
+    words = {"a": base, "b": {**base, "agg": "agg_max"}, "d": {**base, "agg": "agg_min"}}
+    assert compare_module.sweeps(words, summary, []) == []  # not numeric
+    three = {**two, "d": {**base, "n_latent_tokens": 4}}
+    differences = [{"a": "a", "b": "c", "mean": 0.01, "low": -0.01, "high": 0.03}]
+    (sweep,) = compare_module.sweeps(three, summary, differences)
+    assert [point["value"] for point in sweep["points"]] == [1, 2, 4]
+    assert sweep["points"][0]["minus_reference"] == {"c": {"mean": 0.01, "low": -0.01, "high": 0.03}}
+    assert sweep["points"][1]["minus_reference"] == {"c": None}  # a pair not compared (other users)
+
+
 def test_compare_flags_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="--models"):
         compare_module.compare(flags(tmp_path))
