@@ -23,7 +23,7 @@ from genrec.cache import atomic_write_text, digest
 from genrec.checkpoint import ADDED_KEYS, LOCATION_KEYS
 from genrec.config import keys_of_other_models, load_config, parse_flags, read_yaml
 from genrec.errors import ConfigError, GenrecError
-from genrec.figures import comparison_bars_figure, learning_curves_figure, sweep_figure
+from genrec.figures import comparison_figure, learning_curves_figure, sweep_figure
 from genrec.provenance import source_commit
 
 log = logging.getLogger(__name__)
@@ -491,8 +491,8 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     )
     atomic_write_text(folder / "comparison.md", report)
     learning_curves_figure(group_curves(runs), folder / "learning_curves")
-    comparison_bars_figure(
-        summary, {model: summary[model]["converged"]["runs"] for model in summary}, folder / "comparison"
+    comparison_figure(
+        summary, {model: summary[model]["converged"]["runs"] for model in summary}, differences, folder / "comparison"
     )
     for sweep in swept:
         sweep_figure(sweep, folder / f"sweep-{sweep['model']}-{sweep['key']}")

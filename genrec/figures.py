@@ -287,28 +287,56 @@ def run_curves_figure(runs: dict[str, list[dict]], stem: Path) -> list[Path]:
     return save_figure(figure, stem)
 
 
-def comparison_bars_figure(summary: dict[str, dict], runs_per_model: dict[str, int], stem: Path) -> list[Path]:
-    """Test NDCG@10 and Recall@10 per model of a comparison: the mean over seeds with the sample std
-    as error bars."""
-    models = list(summary)
-    figure, axes = plt.subplots(figsize=(max(6.0, 0.9 * len(models) + 2), 4.2))
-    positions = np.arange(len(models))
-    for offset, (metric, colour) in zip((-0.2, 0.2), (("ndcg@10", "tab:blue"), ("recall@10", "tab:orange"))):
-        axes.bar(
-            positions + offset,
+def comparison_figure(
+    summary: dict[str, dict], runs_per_model: dict[str, int], differences: list[dict], stem: Path
+) -> list[Path]:
+    """Test NDCG@10 and Recall@10 per model of a comparison (mean over seeds, error bars the sample
+    std), and each model's paired NDCG@10 difference to the best one with its 95% interval: models
+    a few thousandths apart read as tied or not at a glance, which bars from zero cannot show."""
+    models = sorted(summary, key=lambda model: summary[model]["ndcg@10"]["mean"])
+    best = models[-1]
+    paired = {(d["a"], d["b"]): d for d in differences}
+    figure, (metrics, gaps) = plt.subplots(
+        1, 2, figsize=(12, max(3.0, 0.45 * len(models) + 1.5)), sharey=True, width_ratios=(3, 2)
+    )
+    rows = np.arange(len(models))
+    for offset, (metric, colour) in zip((0.12, -0.12), (("ndcg@10", "tab:blue"), ("recall@10", "tab:orange"))):
+        metrics.errorbar(
             [summary[m][metric]["mean"] for m in models],
-            0.4,
-            yerr=[summary[m][metric]["std"] for m in models],
+            rows + offset,
+            xerr=[summary[m][metric]["std"] for m in models],
+            fmt="o",
             capsize=3,
             color=colour,
             label=f"test {metric}",
         )
-    axes.set_xticks(
-        positions, [f"{m}\n({runs_per_model[m]} seed{'s' * (runs_per_model[m] > 1)})" for m in models], fontsize=7
+    for row, model in enumerate(models):
+        d = paired.get((model, best)) or paired.get((best, model))
+        if model == best or d is None:
+            continue
+        sign = 1 if d["a"] == model else -1
+        low, high = sorted((sign * d["low"], sign * d["high"]))
+        gaps.errorbar(
+            sign * d["mean"],
+            row,
+            xerr=[[sign * d["mean"] - low], [high - sign * d["mean"]]],
+            fmt="o",
+            capsize=3,
+            color="tab:red" if high < 0 else "tab:gray",
+        )
+    gaps.axvline(0.0, color="black", linewidth=0.8)
+    labels = [
+        f"{m.replace(':', chr(10) + '  :')} ({runs_per_model[m]} seed{'s' * (runs_per_model[m] > 1)})" for m in models
+    ]
+    metrics.set_yticks(rows, labels, fontsize=7)
+    metrics.set(xlabel="test metric", title="Mean over seeds, error bars: sample std")
+    gaps.set(
+        xlabel=f"NDCG@10 − {best}",
+        title="Paired difference to the best, 95% interval\n(red: below it beyond the users' noise)",
     )
-    axes.set(ylabel="test metric", title="Mean over seeds, error bars: sample std")
-    axes.grid(axis="y", alpha=0.3)
-    axes.legend(fontsize=8)
+    for axes in (metrics, gaps):
+        axes.grid(alpha=0.3)
+    metrics.legend(fontsize=8)
     figure.tight_layout()
     return save_figure(figure, stem)
 

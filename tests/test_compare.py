@@ -52,7 +52,7 @@ def test_compare_trains_each_model_and_seed_then_reuses_them(tmp_path, capsys, m
     )  # validated every epoch
     assert rows["PSID"].endswith("| 0/2 **not converged** |")  # 2 epochs, best epoch within the patience window
     assert data["summary"]["PSID"]["converged"] == {"runs": 2, "converged": 0}
-    for stem in ("learning_curves", "comparison"):  # curves, and the bar chart with error bars
+    for stem in ("learning_curves", "comparison"):  # curves, and the metrics with paired differences
         for suffix in (".png", ".svg"):
             assert (folder / f"{stem}{suffix}").stat().st_size > 1000
         assert (folder / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
