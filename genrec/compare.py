@@ -221,16 +221,7 @@ def sweeps(settings: dict[str, dict[str, Any]], summary: dict, differences: list
     n_latent_tokens=1``, ``=2``, ``=4``...; at least three): each point's test NDCG@10 / Recall@10,
     and its paired NDCG@10 difference to every model outside the sweep, the references a reader asks
     "does any value beat it?" of. ``settings`` is each label's resolved configuration."""
-    paired = {(d["a"], d["b"]): d for d in differences}
-
-    def against(label: str, reference: str) -> dict[str, float] | None:
-        if (label, reference) in paired:
-            d = paired[label, reference]
-            return {"mean": d["mean"], "low": d["low"], "high": d["high"]}
-        if (reference, label) in paired:
-            d = paired[reference, label]
-            return {"mean": -d["mean"], "low": -d["high"], "high": -d["low"]}
-        return None
+    from genrec.evaluation import oriented_difference
 
     found = []
     for model in dict.fromkeys(values["model"] for values in settings.values()):
@@ -250,7 +241,9 @@ def sweeps(settings: dict[str, dict[str, Any]], summary: dict, differences: list
                 "label": label,
                 "value": settings[label][key],
                 **{metric: summary[label][metric] for metric in ("ndcg@10", "recall@10")},
-                "minus_reference": {reference: against(label, reference) for reference in references},
+                "minus_reference": {
+                    reference: oriented_difference(differences, label, reference) for reference in references
+                },
             }
             for label in sorted(labels, key=lambda label: settings[label][key])
         ]

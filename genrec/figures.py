@@ -293,9 +293,10 @@ def comparison_figure(
     """Test NDCG@10 and Recall@10 per model of a comparison (mean over seeds, error bars the sample
     std), and each model's paired NDCG@10 difference to the best one with its 95% interval: models
     a few thousandths apart read as tied or not at a glance, which bars from zero cannot show."""
+    from genrec.evaluation import oriented_difference
+
     models = sorted(summary, key=lambda model: summary[model]["ndcg@10"]["mean"])
     best = models[-1]
-    paired = {(d["a"], d["b"]): d for d in differences}
     figure, (metrics, gaps) = plt.subplots(
         1, 2, figsize=(12, max(3.0, 0.45 * len(models) + 1.5)), sharey=True, width_ratios=(3, 2)
     )
@@ -310,19 +311,17 @@ def comparison_figure(
             color=colour,
             label=f"test {metric}",
         )
-    for row, model in enumerate(models):
-        d = paired.get((model, best)) or paired.get((best, model))
-        if model == best or d is None:
+    for row, model in enumerate(models[:-1]):
+        d = oriented_difference(differences, model, best)
+        if d is None:  # evaluated on other users
             continue
-        sign = 1 if d["a"] == model else -1
-        low, high = sorted((sign * d["low"], sign * d["high"]))
         gaps.errorbar(
-            sign * d["mean"],
+            d["mean"],
             row,
-            xerr=[[sign * d["mean"] - low], [high - sign * d["mean"]]],
+            xerr=[[d["mean"] - d["low"]], [d["high"] - d["mean"]]],
             fmt="o",
             capsize=3,
-            color="tab:red" if high < 0 else "tab:gray",
+            color="tab:red" if d["high"] < 0 else "tab:gray",
         )
     gaps.axvline(0.0, color="black", linewidth=0.8)
     labels = [

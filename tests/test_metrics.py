@@ -107,6 +107,18 @@ def test_paired_bootstrap_against_a_direct_computation():
         paired_bootstrap(a, b[:10])
 
 
+def test_oriented_difference_reads_a_pair_either_way():
+    from genrec.evaluation import oriented_difference, paired_bootstrap
+
+    rng = np.random.default_rng(1)
+    a, b = rng.random(200) + 0.1, rng.random(200)
+    listed = [{"a": "A", "b": "B", **paired_bootstrap(a, b)}]
+    flipped = paired_bootstrap(b, a)
+    assert oriented_difference(listed, "A", "B") == {k: listed[0][k] for k in ("mean", "low", "high")}
+    assert oriented_difference(listed, "B", "A") == pytest.approx(flipped)  # b − a: negated, bounds swapped
+    assert oriented_difference(listed, "A", "C") is None
+
+
 def test_ndcg_per_example_by_hand():
     from genrec.evaluation import ndcg_per_example
 

@@ -3,7 +3,7 @@
 from genrec.evaluation.diversity import Catalogue, diversity_metrics
 from genrec.evaluation.evaluator import evaluate, evaluate_with_ranks, list_metrics, recommend_all
 from genrec.evaluation.metrics import KS, metric_names, ndcg_per_example, ranking_metrics, target_ranks
-from genrec.evaluation.significance import paired_bootstrap
+from genrec.evaluation.significance import oriented_difference, paired_bootstrap
 from genrec.ranking import top_k
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "evaluate_with_ranks",
     "list_metrics",
     "ndcg_per_example",
+    "oriented_difference",
     "paired_bootstrap",
     "ranking_metrics",
     "recommend_all",

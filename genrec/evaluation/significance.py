@@ -29,3 +29,14 @@ def paired_bootstrap(
     tail = (1 - level) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return {"mean": float(difference.mean()), "low": float(low), "high": float(high)}
+
+
+def oriented_difference(differences: list[dict], a: str, b: str) -> dict[str, float] | None:
+    """``a − b`` (mean and interval) from paired differences listed once per pair, in either order
+    (``{"a", "b", "mean", "low", "high"}``); None when the pair was not compared."""
+    for d in differences:
+        if (d["a"], d["b"]) == (a, b):
+            return {"mean": d["mean"], "low": d["low"], "high": d["high"]}
+        if (d["a"], d["b"]) == (b, a):
+            return {"mean": -d["mean"], "low": -d["high"], "high": -d["low"]}
+    return None
