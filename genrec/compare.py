@@ -354,6 +354,8 @@ def summarize(runs: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
         summary[model]["train_seconds"] = mean_std([run["results"]["train_seconds"] for run in group])
         summary[model]["test_seconds_per_1k_users"] = mean_std([1000 / t["users_per_s"] for t in test])
         summary[model]["best_epoch"] = mean_std([run["results"]["best_epoch"] for run in group])
+        if all("valid_num_beams" in run["results"] for run in group):  # runs trained before it was recorded lack it
+            summary[model]["valid_num_beams"] = mean_std([run["results"]["valid_num_beams"] for run in group])
         summary[model]["converged"] = {
             "runs": len(group),
             "converged": sum(run["results"]["converged"] for run in group),
@@ -374,6 +376,7 @@ def markdown_table(summary: dict, seeds: list[int]) -> str:
         ("category_entropy@10", 2),
         ("pruned", 4),
         ("beam_items", 1),
+        ("valid_num_beams", 0),
         ("best_epoch", 1),
         ("train_seconds", 0),
         ("test_seconds_per_1k_users", 2),
@@ -389,6 +392,7 @@ def markdown_table(summary: dict, seeds: list[int]) -> str:
         "category entropy@10",
         "pruned by the beam",
         "items in the beam",
+        "validation beam",
         "best epoch",
         "train s",
         "test s / 1k users",

@@ -1,5 +1,6 @@
 """Ranked lists of item indices, shared by the evaluator, the ID models and the generative models:
-deterministic top-k, and removing the items a user must not be shown (``exclude_seen``)."""
+deterministic top-k, the beam width that fills a list, and removing the items a user must not be
+shown (``exclude_seen``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,27 @@ import numpy as np
 import torch
 
 EMPTY, INVALID = -1, -2  # ranked-list slots: nothing to recommend / a generated ID that is no item
+
+
+def list_length(ks: tuple[int, ...]) -> int:
+    """How many items an evaluated list holds: the largest cutoff, and at least the 10 that the
+    coverage and diversity metrics read."""
+    return max(10, *ks)
+
+
+def search_width(model, num_beams: int, k: int) -> int:
+    """The beam width that decodes ``k`` distinct items: at least ``num_beams``, at least
+    ``model.beams_per_item * k``, at most the catalogue's width (``model.max_beams``); ``num_beams``
+    for a model without a beam.
+
+    Why: a final beam of ``W`` holds an item at most ``beams_per_item`` times (Latte: once per latent
+    token), so ``W >= beams_per_item * k`` is the narrowest beam *guaranteed* to hold ``k`` items. A
+    narrower one can return lists shorter than ``k``: Latte with 4 latent tokens holds about 6 items in
+    a beam of 20, and Recall@10 / NDCG@10 on such lists handicap it against models whose beams are
+    all distinct items, in early stopping and checkpoint selection as much as in the test."""
+    if not getattr(model, "returns_beams", False):
+        return num_beams
+    return min(max(num_beams, model.beams_per_item * k), model.max_beams)
 
 
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ from genrec.config import load_config
 from genrec.data import Interactions, LeaveOneOutSplit
 from genrec.decoding.diversity import Diversity, rerank
 from genrec.errors import ConfigError, GenrecError
+from genrec.ranking import search_width
 from genrec.semantic_ids import SemanticIDs
 
 
@@ -178,7 +179,7 @@ class Run:
                 f"diverse beam search (groups={diversity.groups}) needs a beam model; {self.config.model} "
                 "ranks every item (use prefix_cap or mmr)"
             )
-        width = max(k, num_beams or self.config.test_num_beams)
+        width = search_width(self.model, max(k, num_beams or self.config.test_num_beams), k)
         if beams and diversity.groups > width:
             raise ConfigError(f"diversity groups ({diversity.groups}) cannot exceed the beam width ({width})")
         candidates = width if diversity.reranks else k
@@ -224,8 +225,10 @@ class Run:
         first. Scores are the model's: log-probabilities for generative models (Latte: aggregated
         over latent tokens), similarity logits for full-ranking ones. Histories keep their most recent
         ``max_item_seq_len`` items as model input; ``exclude_seen`` never recommends an item of the
-        whole history. Beam models search ``num_beams`` wide (default: the run's ``test_num_beams``,
-        at least ``k``) and may return fewer than ``k`` items. ``allow`` / ``deny`` (raw ids) and
+        whole history. Beam models search ``num_beams`` wide (default: the run's ``test_num_beams``),
+        widened to hold ``k`` items (Latte: ``k`` per latent token, :func:`genrec.ranking.search_width`);
+        they return fewer than ``k`` only where ``exclude_seen`` removes items from the final beam or the
+        restrictions leave fewer. ``allow`` / ``deny`` (raw ids) and
         ``category`` restrict every list, as do :meth:`remove`'s items: beam models search only the
         part of the ID tree that leads to allowed items (no beam is spent on the rest), full-ranking
         models rank only those items. ``diversity`` spreads the list over the catalogue

@@ -10,6 +10,7 @@ import genrec
 from genrec.config import load_config
 from genrec.errors import ConfigError, GenrecError
 from genrec.pipeline import train
+from genrec.ranking import search_width
 
 TINY_RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
 TINY = {
@@ -38,7 +39,8 @@ def test_recommendations_are_the_models_rankings_in_raw_ids(runs, model):
     histories = [run.split.test.histories[u] for u in range(12)]
     raw = [[run.interactions.item_ids[i] for i in history] for history in histories]
     lists = run.recommend(raw, k=10)
-    items, scores = run.model.recommend_scored(histories, 10, 16)
+    assert all(len(got) == 10 for got in lists)  # Latte's beam of 16 is widened to 2 latent tokens x 10 items
+    items, scores = run.model.recommend_scored(histories, 10, search_width(run.model, 16, 10))
     for got, row_items, row_scores in zip(lists, items.tolist(), scores.tolist()):
         expected = [(run.interactions.item_ids[i], s) for i, s in zip(row_items, row_scores) if i >= 0]
         assert [item for item, _ in got] == [item for item, _ in expected]

@@ -74,6 +74,7 @@ class FixedBeam:
     """A 'beam-search model' returning a fixed 15-item beam for every user."""
 
     returns_beams = True
+    beams_per_item, max_beams = 1, 50
 
     def eval(self):
         return self

@@ -63,6 +63,10 @@ def test_models_train_and_beat_chance(make_config, tmp_path, model, backbone):
     results, directory = train(config)
     assert {"recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "coverage@10"} <= set(results["test"])
     assert results["valid"]["recall@10"] > 2 * 10 / 110  # well above a random ranking of the ~110 items
+    # Beams wide enough for 10 items: 10 per latent token (num_beams 8 and test_num_beams 16 are widened).
+    latent = extra.get("n_latent_tokens", 1)
+    assert (results["valid_num_beams"], results["num_beams"]) == (max(8, 10 * latent), max(16, 10 * latent))
+    assert results["valid"]["short_lists"] == results["test"]["short_lists"] == 0
     lines = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines[:-1]] == list(range(1, epochs + 1)) and "final" in lines[-1]
     assert (directory / "config.yaml").exists() and (directory / "best.pt").exists()

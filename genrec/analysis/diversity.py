@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from genrec.decoding.diversity import Diversity, rerank
 from genrec.errors import ConfigError
 from genrec.evaluation import Catalogue, list_metrics
+from genrec.ranking import search_width
 
 DEFAULT_SETTINGS = (
     "num_beams=10; groups=2,num_beams=10; groups=5,num_beams=10; groups=10,num_beams=10; "
@@ -103,7 +104,7 @@ def diversity_sweep(
                 "seed": config.seed,
                 "setting": diversity.label() + (f";beam={width}" if num_beams else ""),
                 "lever": lever(diversity),
-                "beam": width,
+                "beam": search_width(run.model, width, 10 if diversity.groups > 1 else width),  # as decoded
                 "users": len(examples),
                 "s_per_1k_users": round(1000 * seconds / len(examples), 4),
                 **{

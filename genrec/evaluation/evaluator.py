@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -11,7 +12,10 @@ from genrec.data import Examples
 from genrec.distributed import ProcessGroup
 from genrec.evaluation.diversity import Catalogue, diversity_metrics
 from genrec.evaluation.metrics import KS, ranking_metrics, target_ranks
+from genrec.ranking import EMPTY, list_length, search_width
 from genrec.runtime import progress
+
+log = logging.getLogger(__name__)
 
 
 def recommend_all(
@@ -78,7 +82,10 @@ def evaluate_with_ranks(
     """Full-ranking metrics (:func:`ranking_metrics`), diversity (:func:`diversity_metrics`) and
     users per second. For a beam-search model (``model.returns_beams``) the whole final beam is kept,
     to tell targets the search *pruned* (not in the beam) from those it ranked below 10, and to count
-    the distinct items it holds (``beam_items``: a latent-token model spends several beams on one item). With
+    the distinct items it holds (``beam_items``: a latent-token model spends several beams on one item).
+    The beam is widened to :func:`search_width` so that every list can hold ``max(10, *ks)`` items; a
+    list shorter than that while the catalogue had more to give is counted (``short_lists``) and
+    warned about, never passed silently. With
     ``exclude_seen`` the lists skip every item the user interacted with before (RecBole's protocol);
     a target the user had already seen then always counts as a miss. Also returns each example's
     target rank in its list (``-1``: not retrieved), from which per-user metrics and paired
@@ -86,10 +93,9 @@ def evaluate_with_ranks(
     and the lists gathered, so every process computes the exact metrics. ``ks``: the cutoffs of
     Recall@K / NDCG@K (:func:`genrec.evaluation.metric_names`)."""
     beams = getattr(model, "returns_beams", False)
-    if beams:  # a wider beam decodes at the catalogue's width: keep only that many slots
-        num_beams = min(num_beams, getattr(model, "max_beams", num_beams))
+    shortest = list_length(ks)
+    num_beams = search_width(model, num_beams, shortest)
     start = time.perf_counter()
-    shortest = max(10, *ks)  # the coverage and diversity metrics read the top 10
     ranked = recommend_all(
         model,
         examples,
@@ -102,6 +108,16 @@ def evaluate_with_ranks(
     )
     seconds = time.perf_counter() - start
     metrics, ranks = list_metrics(ranked, examples, catalogue, beams, exclude_seen, ks)
+    if metrics.get("short_lists"):
+        log.warning(
+            "%.1f%% of the %d users got fewer than %d items from a beam of %d%s: their Recall / NDCG count the "
+            "missing slots as misses",
+            100 * metrics["short_lists"],
+            len(examples),
+            shortest,
+            num_beams,
+            " (exclude_seen removed their earlier items from it)" if exclude_seen else "",
+        )
     metrics["users_per_s"] = len(examples) / seconds
     return metrics, ranks
 
@@ -115,7 +131,8 @@ def list_metrics(
     ks: tuple[int, ...] = KS,
 ) -> tuple[dict[str, float], np.ndarray]:
     """The metrics of :func:`evaluate_with_ranks` (all but the speed) for ranked lists ``[n, >= max(10, *ks)]``
-    of :func:`recommend_all`; ``beams``: the lists are whole final beams."""
+    of :func:`recommend_all`; ``beams``: the lists are whole final beams (their length is checked:
+    ``short_lists``)."""
     metrics = ranking_metrics(ranked[:, : max(ks)], examples.targets, catalogue.n_items, ks)
     metrics.update(diversity_metrics(ranked, catalogue))
     ranks = target_ranks(ranked, examples.targets)
@@ -125,8 +142,20 @@ def list_metrics(
         metrics["beam_items"] = float(
             (ranked >= 0).sum(axis=1).mean()
         )  # distinct items the final beam holds (Latte: fewer than beams)
+        metrics["short_lists"] = float(short_lists(ranked, examples, catalogue.n_items, max(ks), exclude_seen).mean())
     if exclude_seen:
         metrics["target_seen"] = float(
             np.mean([target in seen for target, seen in zip(examples.targets, examples.seen)])
         )
     return metrics, ranks
+
+
+def short_lists(ranked: np.ndarray, examples: Examples, n_items: int, k: int, exclude_seen: bool = False) -> np.ndarray:
+    """Per example: does its list fill fewer than ``k`` slots although the catalogue held ``k`` items it
+    could list (all of them, less the user's earlier items under ``exclude_seen``)? A slot holding an
+    invalid generation counts as filled: it is a miss, but the model did answer."""
+    filled = (ranked[:, :k] != EMPTY).sum(axis=1)
+    listable = np.full(len(ranked), n_items)
+    if exclude_seen:
+        listable -= np.array([len(np.unique(seen)) for seen in examples.seen], dtype=np.int64)
+    return filled < np.minimum(k, listable)

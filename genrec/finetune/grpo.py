@@ -32,6 +32,7 @@ from genrec.errors import ConfigError
 from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks
 from genrec.finetune.rewards import REWARDS, reward
 from genrec.provenance import source_commit
+from genrec.ranking import list_length, search_width
 from genrec.runtime import deterministic
 
 log = logging.getLogger(__name__)
@@ -321,7 +322,8 @@ class GRPOTrainer:
         save_ranks(self.directory / TEST_RANKS, ranks)
         results = {
             "best_epoch": best_epoch,
-            "num_beams": config.test_num_beams,
+            "num_beams": search_width(self.model, config.test_num_beams, list_length(tuple(config.metric_ks))),
+            "valid_num_beams": search_width(self.model, config.num_beams, list_length(tuple(config.metric_ks))),
             "parent": str(self.run.directory),
             "commit": source_commit(),
             "valid": {k: round(v, 5) for k, v in valid.items()},

@@ -27,7 +27,7 @@ from genrec.errors import GenrecError
 from genrec.models.batches import BatchTrained
 from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
-from genrec.ranking import drop_excluded, exclusion_mask, pad_ranked
+from genrec.ranking import drop_excluded, exclusion_mask, list_length, pad_ranked, search_width
 from genrec.runtime import available_memory
 from genrec.semantic_ids import SemanticIDs, with_new_items
 
@@ -104,16 +104,30 @@ class GenerativeRecommender(BatchTrained):
         self.decode_bytes_per_beam = (
             (4 + 8 + 8) * max(self.trie.level_sizes) + 3 * 4 * self.vocab.size + cache_bytes + 8 * 4 * config.d_model
         )
+        items = list_length(tuple(config.metric_ks))
         for key in ("num_beams", "test_num_beams"):
-            if getattr(config, key) > self.max_beams:
+            width = getattr(config, key)
+            if width > self.max_beams:
                 log.warning(
                     "%s=%d is wider than the %d semantic IDs%s the decoder can generate: it decodes with %d beams, "
                     "which already score every one",
                     key,
-                    getattr(config, key),
+                    width,
                     self.max_beams,
                     f" x {n_latent} latent tokens" if n_latent else "",
                     self.max_beams,
+                )
+            elif search_width(self, width, items) > width:
+                log.info(
+                    "%s=%d can hold fewer than %d items%s: evaluation decodes %d beams, so that every list holds %d "
+                    "(set %s to at least that to silence this)",
+                    key,
+                    width,
+                    items,
+                    f" ({n_latent} latent tokens share the beam)" if n_latent else "",
+                    search_width(self, width, items),
+                    items,
+                    key,
                 )
 
     def add_items(self, codes: np.ndarray) -> None:
@@ -131,6 +145,12 @@ class GenerativeRecommender(BatchTrained):
         """The most distinct beams a search can hold: every valid ID (times latent tokens). A wider
         ``num_beams`` is decoded at this width (same result: :func:`genrec.decoding.beam_search`)."""
         return self.trie.n_prefixes[-1] if self.constrained else math.prod(self.trie.level_sizes)
+
+    @property
+    def beams_per_item(self) -> int:
+        """The most final beams one item can fill: one per latent token (each decodes the item's ID
+        once), else one (an ID is one item). :func:`genrec.ranking.search_width` widens by it."""
+        return max(1, self.vocab.n_latent)
 
     def history_batch(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """The backbone's inference inputs ``(ids, mask)`` for the histories, on the CPU."""
