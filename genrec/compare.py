@@ -25,6 +25,7 @@ from genrec.config import keys_of_other_models, load_config, parse_flags, read_y
 from genrec.errors import ConfigError, GenrecError
 from genrec.figures import comparison_figure, learning_curves_figure, sweep_figure
 from genrec.provenance import source_commit
+from genrec.ranking import list_length
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ def run_one(config) -> tuple[dict, Path]:
     if (directory / "results.json").is_file():
         log.info("reusing %s", directory)
         results = read_results(directory / "results.json")
+        warn_if_short_validation(config, results, directory)
     else:
         if (directory / "last.pt").is_file():
             config = config.model_copy(update={"checkpoint": directory / "last.pt"})
@@ -285,6 +287,23 @@ def markdown_differences(differences: list[dict], n_users: int) -> str:
     ]
     lines += [f"| {d['a']} − {d['b']} | {d['mean']:+.4f} | [{d['low']:+.4f}, {d['high']:+.4f}] |" for d in differences]
     return "\n".join(lines)
+
+
+def warn_if_short_validation(config, results: dict, directory: Path) -> None:
+    """A latent-token run trained before evaluation widened the beam (its results lack
+    ``valid_num_beams``) may have been validated, and its checkpoint selected, on lists shorter than
+    ten: say so, since reusing it keeps that handicap in the table."""
+    needed = getattr(config, "n_latent_tokens", 0) * list_length(tuple(config.metric_ks))
+    if "valid_num_beams" not in results and needed > config.num_beams:
+        log.warning(
+            "%s was validated at num_beams=%d, which can hold fewer than %d items with %d latent tokens (trained "
+            "before evaluation widened such beams to %d); delete the folder to train it again with fair validation",
+            directory,
+            config.num_beams,
+            list_length(tuple(config.metric_ks)),
+            config.n_latent_tokens,
+            needed,
+        )
 
 
 def read_results(path: Path) -> dict:

@@ -22,6 +22,9 @@ TINY_SYNTHETIC = dict(
     vq_kmeans_iters=10,
 )
 
+# The smallest semantic-ID backbone (T5 or decoder) that still learns the tiny catalogue.
+TINY_BACKBONE = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8)
+
 
 @pytest.fixture
 def shared_data() -> Path:

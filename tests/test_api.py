@@ -4,7 +4,7 @@ rankings and scores, exclude what a user has seen, and name the ids they do not 
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 
 import genrec
 from genrec.config import load_config
@@ -13,10 +13,7 @@ from genrec.pipeline import train
 from genrec.ranking import search_width
 
 TINY_RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
-TINY = {
-    "PSID": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8),
-    "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2),
-}
+TINY = {"PSID": TINY_BACKBONE, "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2)}
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 import yaml
-from conftest import TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 
 from genrec.checkpoint import CheckpointError, read_checkpoint
 from genrec.cli import main
@@ -17,12 +17,7 @@ from genrec.pipeline import train
 
 TINY_PSID = dict(
     model="PSID",
-    d_model=16,
-    d_ff=32,
-    num_layers=1,
-    num_decoder_layers=1,
-    num_heads=2,
-    d_kv=8,
+    **TINY_BACKBONE,
     batch_size=64,
     warmup_steps=5,
     eval_batch_size=64,

@@ -5,7 +5,7 @@ once, with its exact score."""
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 
 import genrec
 from genrec.config import load_config
@@ -15,7 +15,7 @@ from genrec.pipeline import load_split, train
 from genrec.semantic_ids import frozen_quantizer, quantize, semantic_ids
 
 RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
-TINY = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, **RUN)
+TINY = dict(**TINY_BACKBONE, **RUN)
 FULL_RANKING = dict(hidden_size=16, num_layers=1, num_heads=2)
 
 

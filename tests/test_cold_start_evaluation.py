@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 
 import genrec
 from genrec import datasets
@@ -78,7 +78,7 @@ RUN = dict(
     cold_items_seed=1,
 )
 SIZES = {
-    "PSID": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8),
+    "PSID": TINY_BACKBONE,
     "SimGR": dict(hidden_size=16, num_layers=1, num_heads=2),
     "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2),
 }

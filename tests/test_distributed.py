@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 
 from genrec import models
 from genrec.config import load_config
@@ -21,7 +21,7 @@ RUN = dict(
 )
 SIZES = {
     "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2, dropout_rate=0.0),
-    "PSID": dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, dropout_rate=0.0),
+    "PSID": dict(**TINY_BACKBONE, dropout_rate=0.0),
 }
 
 

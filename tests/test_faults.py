@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 
 import genrec.models.generative as generative
 from genrec.cache import atomic_write_text
@@ -24,12 +24,7 @@ from genrec.trainer import Trainer, TrainingDiverged
 
 TINY_PSID = dict(
     model="PSID",
-    d_model=16,
-    d_ff=32,
-    num_layers=1,
-    num_decoder_layers=1,
-    num_heads=2,
-    d_kv=8,
+    **TINY_BACKBONE,
     batch_size=64,
     warmup_steps=5,
     eval_batch_size=64,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 from test_decoding import ToyModel, catalogue
 
 import genrec
@@ -74,19 +74,7 @@ def test_sampling_follows_the_trie_renormalised_distribution():
 
 
 RUN = dict(
-    d_model=16,
-    d_ff=32,
-    num_layers=1,
-    num_decoder_layers=1,
-    num_heads=2,
-    d_kv=8,
-    batch_size=64,
-    warmup_steps=5,
-    eval_batch_size=64,
-    num_beams=8,
-    test_num_beams=16,
-    seed=3,
-    epochs=2,
+    **TINY_BACKBONE, batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2
 )
 
 

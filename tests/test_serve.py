@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import uvicorn
-from conftest import TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 
 import genrec
 from genrec.config import load_config
@@ -17,19 +17,7 @@ from genrec.pipeline import train
 from genrec.serve import create_app
 
 TINY = dict(
-    d_model=16,
-    d_ff=32,
-    num_layers=1,
-    num_decoder_layers=1,
-    num_heads=2,
-    d_kv=8,
-    batch_size=64,
-    warmup_steps=5,
-    eval_batch_size=64,
-    num_beams=8,
-    test_num_beams=16,
-    seed=3,
-    epochs=2,
+    **TINY_BACKBONE, batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2
 )
 
 

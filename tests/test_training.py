@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 
 from genrec.cli import main
 from genrec.config import load_config
@@ -17,18 +17,7 @@ from genrec.pipeline import build_model, load_split, train
 from genrec.trainer import Trainer, length_bucketed_batches
 
 TINY_MODEL = dict(
-    d_model=16,
-    d_ff=32,
-    num_layers=1,
-    num_decoder_layers=1,
-    num_heads=2,
-    d_kv=8,
-    dropout_rate=0.1,
-    batch_size=64,
-    warmup_steps=5,
-    eval_batch_size=64,
-    num_beams=8,
-    test_num_beams=16,
+    **TINY_BACKBONE, dropout_rate=0.1, batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16
 )
 
 

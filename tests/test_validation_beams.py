@@ -12,26 +12,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 
 from genrec.data import Examples
 from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks, recommend_all
 from genrec.pipeline import build_model, load_split
 from genrec.ranking import search_width
 
-TINY_LATTE = dict(
-    model="Latte",
-    n_latent_tokens=4,
-    d_model=16,
-    d_ff=32,
-    num_layers=1,
-    num_decoder_layers=1,
-    num_heads=2,
-    d_kv=8,
-    num_beams=8,
-    test_num_beams=16,
-    eval_batch_size=64,
-)
+TINY_LATTE = dict(model="Latte", n_latent_tokens=4, **TINY_BACKBONE, num_beams=8, test_num_beams=16, eval_batch_size=64)
 
 
 def test_search_width_by_its_definition():
@@ -134,3 +122,18 @@ def test_a_list_as_long_as_the_catalogue_allows_is_not_short(caplog):
             ShortBeam(20), examples([[0, 1], []]), Catalogue(20), batch_size=2, num_beams=10, exclude_seen=True
         )
     assert wider["short_lists"] == 1.0 and "(exclude_seen removed their earlier items from it)" in caplog.text
+
+
+def test_compare_warns_when_it_reuses_a_latte_run_validated_on_short_lists(tmp_path, caplog):
+    from genrec.compare import warn_if_short_validation
+
+    latte = SimpleNamespace(n_latent_tokens=4, metric_ks=[1, 5, 10], num_beams=20)
+    with caplog.at_level(logging.WARNING):
+        warn_if_short_validation(latte, {"valid": {}, "test": {}}, tmp_path)
+    assert f"{tmp_path} was validated at num_beams=20, which can hold fewer than 10 items" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        warn_if_short_validation(latte, {"valid_num_beams": 40}, tmp_path)  # trained with the widened beam
+        warn_if_short_validation(SimpleNamespace(n_latent_tokens=4, metric_ks=[10], num_beams=40), {}, tmp_path)
+        warn_if_short_validation(SimpleNamespace(metric_ks=[10], num_beams=20), {}, tmp_path)  # PSID
+    assert not caplog.text
