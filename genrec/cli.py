@@ -408,6 +408,7 @@ def cmd_analyze_beams(argv: list[str]) -> int:
             "ndcg@10",
             "pruned",
             "beam_items",
+            "short_lists",
             "s_per_1k_users",
             "top10_overlap_widest",
         ],
