@@ -152,9 +152,8 @@ def cmd_train(argv: list[str]) -> int:
 def cmd_evaluate(argv: list[str]) -> int:
     """Evaluate a checkpoint of the configured run; its folder is written first (so an unwritable
     output fails before the work) and removed if the evaluation fails."""
-    from genrec.evaluation import Catalogue, evaluate
+    from genrec.evaluation import Catalogue, evaluate, evaluation_width
     from genrec.pipeline import load_trained, run_directory
-    from genrec.ranking import list_length, search_width
 
     config = load_config(argv)
     if config.model is None or config.checkpoint is None:
@@ -176,7 +175,7 @@ def cmd_evaluate(argv: list[str]) -> int:
             )
             for name, examples in (("valid", split.valid), ("test", split.test))
         }
-        results["num_beams"] = search_width(model, config.test_num_beams, list_length(tuple(config.metric_ks)))
+        results["num_beams"] = evaluation_width(model, config.test_num_beams, tuple(config.metric_ks))
         atomic_write_text(directory / "results.json", json.dumps(results, indent=2))
     print(results_table(results))
     print(f"results and resolved config: {directory}")

@@ -293,14 +293,15 @@ def warn_if_short_validation(config, results: dict, directory: Path) -> None:
     """A latent-token run trained before evaluation widened the beam (its results lack
     ``valid_num_beams``) may have been validated, and its checkpoint selected, on lists shorter than
     ten: say so, since reusing it keeps that handicap in the table."""
-    needed = getattr(config, "n_latent_tokens", 0) * list_length(tuple(config.metric_ks))
+    items = list_length(tuple(config.metric_ks))
+    needed = getattr(config, "n_latent_tokens", 0) * items
     if "valid_num_beams" not in results and needed > config.num_beams:
         log.warning(
             "%s was validated at num_beams=%d, which can hold fewer than %d items with %d latent tokens (trained "
             "before evaluation widened such beams to %d); delete the folder to train it again with fair validation",
             directory,
             config.num_beams,
-            list_length(tuple(config.metric_ks)),
+            items,
             config.n_latent_tokens,
             needed,
         )

@@ -32,9 +32,8 @@ from genrec.config import dump_config
 from genrec.data import Examples, LeaveOneOutSplit, Windows, training_windows
 from genrec.distributed import ProcessGroup, data_parallel
 from genrec.errors import GenrecError
-from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks
+from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks, evaluation_width
 from genrec.provenance import source_commit
-from genrec.ranking import list_length, search_width
 from genrec.runtime import deterministic, progress, training_dtype
 from genrec.tracking import epoch_values, open_tracker
 
@@ -433,8 +432,8 @@ class Trainer:
             )
         results = {
             "best_epoch": best["epoch"],
-            "num_beams": search_width(self.model, config.test_num_beams, list_length(tuple(config.metric_ks))),
-            "valid_num_beams": search_width(self.model, config.num_beams, list_length(tuple(config.metric_ks))),
+            "num_beams": evaluation_width(self.model, config.test_num_beams, tuple(config.metric_ks)),
+            "valid_num_beams": evaluation_width(self.model, config.num_beams, tuple(config.metric_ks)),
             "commit": self.commit,
             "valid": {k: round(v, 5) for k, v in valid.items()},
             "test": {k: round(v, 5) for k, v in test.items()},

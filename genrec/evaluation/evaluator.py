@@ -18,6 +18,13 @@ from genrec.runtime import progress
 log = logging.getLogger(__name__)
 
 
+def evaluation_width(model, num_beams: int, ks: tuple[int, ...] = KS) -> int:
+    """The beam width an evaluation with cutoffs ``ks`` decodes at for a configured ``num_beams``:
+    :func:`genrec.ranking.search_width` for lists of :func:`genrec.ranking.list_length` items. What
+    ``results.json`` records as ``num_beams`` / ``valid_num_beams``."""
+    return search_width(model, num_beams, list_length(ks))
+
+
 def recommend_all(
     model,
     examples: Examples,
@@ -94,7 +101,7 @@ def evaluate_with_ranks(
     Recall@K / NDCG@K (:func:`genrec.evaluation.metric_names`)."""
     beams = getattr(model, "returns_beams", False)
     shortest = list_length(ks)
-    num_beams = search_width(model, num_beams, shortest)
+    num_beams = evaluation_width(model, num_beams, ks)
     start = time.perf_counter()
     ranked = recommend_all(
         model,

@@ -29,10 +29,9 @@ from genrec.checkpoint import save_checkpoint
 from genrec.config import StrictModel, dump_config
 from genrec.decoding import INVALID, SIDTrie
 from genrec.errors import ConfigError
-from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks
+from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks, evaluation_width
 from genrec.finetune.rewards import REWARDS, reward
 from genrec.provenance import source_commit
-from genrec.ranking import list_length, search_width
 from genrec.runtime import deterministic
 
 log = logging.getLogger(__name__)
@@ -322,8 +321,8 @@ class GRPOTrainer:
         save_ranks(self.directory / TEST_RANKS, ranks)
         results = {
             "best_epoch": best_epoch,
-            "num_beams": search_width(self.model, config.test_num_beams, list_length(tuple(config.metric_ks))),
-            "valid_num_beams": search_width(self.model, config.num_beams, list_length(tuple(config.metric_ks))),
+            "num_beams": evaluation_width(self.model, config.test_num_beams, tuple(config.metric_ks)),
+            "valid_num_beams": evaluation_width(self.model, config.num_beams, tuple(config.metric_ks)),
             "parent": str(self.run.directory),
             "commit": source_commit(),
             "valid": {k: round(v, 5) for k, v in valid.items()},

@@ -107,6 +107,7 @@ class GenerativeRecommender(BatchTrained):
         items = list_length(tuple(config.metric_ks))
         for key in ("num_beams", "test_num_beams"):
             width = getattr(config, key)
+            widened = search_width(self, width, items)
             if width > self.max_beams:
                 log.warning(
                     "%s=%d is wider than the %d semantic IDs%s the decoder can generate: it decodes with %d beams, "
@@ -117,7 +118,7 @@ class GenerativeRecommender(BatchTrained):
                     f" x {n_latent} latent tokens" if n_latent else "",
                     self.max_beams,
                 )
-            elif search_width(self, width, items) > width:
+            elif widened > width:
                 log.info(
                     "%s=%d can hold fewer than %d items%s: evaluation decodes %d beams, so that every list holds %d "
                     "(set %s to at least that to silence this)",
@@ -125,7 +126,7 @@ class GenerativeRecommender(BatchTrained):
                     width,
                     items,
                     f" ({n_latent} latent tokens share the beam)" if n_latent else "",
-                    search_width(self, width, items),
+                    widened,
                     items,
                     key,
                 )
