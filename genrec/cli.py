@@ -31,6 +31,8 @@ commands:
                   on one dataset; write a Markdown + JSON table (mean ± std, training and inference time)
   data stats      users / items / interactions / sequence lengths of a dataset
   data download   fetch the official files of a dataset that are missing (needs network)
+  data export     --to=DIR [--format=csv|tsv|jsonl|parquet]: the dataset as events + items files that
+                  --dataset=Interactions reads back (your own data's format)
   sids            build (or load from cache) semantic IDs and report their quality
   recommend       --run=DIR and --history=ID,ID,... (or --input=histories.jsonl [--output=recs.jsonl]):
                   top --k raw item ids with scores from a trained run
@@ -51,6 +53,7 @@ commands:
 
 examples:
   genrec data stats --dataset=AmazonReviews2018 --category=Scientific --data_dir=../shared/data
+  genrec train --model=PSID --dataset=Interactions --interactions=events.parquet --items=items.csv
   genrec sids --dataset=Synthetic --vq_method=rqkmeans --vq_collision=tiger
   genrec train --model=Latte --dataset=AmazonReviews2018 --category=Scientific --n_latent_tokens=8
   genrec compare --models=TIGER,PSID,Latte --seeds=3 --config=configs/quickstart.yaml
@@ -93,6 +96,29 @@ def cmd_download(argv: list[str]) -> int:
         raise GenrecError(f"dataset {config.dataset} has no official download; see the README for its files")
     written = module.download_files(config)
     print("\n".join(str(p) for p in written) if written else "all files already present")
+    return 0
+
+
+def cmd_export(argv: list[str]) -> int:
+    """``genrec data export --to=DIR [--format=csv]`` and the dataset's flags: ``events.<format>``
+    and ``items.<format>`` that ``--dataset=Interactions`` reads back to the same data."""
+    from genrec.config import parse_flags
+    from genrec.datasets.Interactions import export
+    from genrec.datasets.tables import WRITABLE
+    from genrec.pipeline import load_interactions
+
+    config_file, flags = parse_flags(argv)
+    if "to" not in flags:
+        raise GenrecError("data export needs --to=DIR (the folder that receives events.csv and items.csv)")
+    folder, fmt = Path(str(flags.pop("to"))), str(flags.pop("format", "csv"))
+    if fmt not in WRITABLE:
+        raise GenrecError(f"--format={fmt}: one of {', '.join(WRITABLE)}")
+    config = load_config(["--config", str(config_file)] if config_file else [], **flags)
+    interactions = load_interactions(config)
+    for path in export(interactions, folder, fmt):
+        print(path)
+    if interactions.times is None:
+        print(f"{interactions.name} has no interaction times: the rows are in order; read them with --time_column=null")
     return 0
 
 
@@ -602,6 +628,7 @@ COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
     ("compare",): cmd_compare,
     ("data", "stats"): cmd_stats,
     ("data", "download"): cmd_download,
+    ("data", "export"): cmd_export,
     ("sids",): cmd_sids,
     ("recommend",): cmd_recommend,
     ("serve",): cmd_serve,

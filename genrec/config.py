@@ -41,6 +41,31 @@ def comma_separated(value: Any) -> Any:
 TEXT_FIELDS = ("title", "brand", "categories", "description", "features")
 
 
+def seconds_of(value: Any) -> float:
+    """A moment as Unix seconds: a number, a numeric string, an ISO 8601 date or date-time string,
+    or the date / date-time YAML makes of an unquoted ``2024-05-01``. No zone means UTC, so a split
+    never depends on the machine's time zone."""
+    from datetime import UTC, date, datetime
+
+    if isinstance(value, bool):
+        raise ValueError("expected a time, got a boolean")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            try:
+                value = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError("expected Unix seconds or an ISO 8601 date-time such as 2024-05-01T00:00:00") from None
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
+    raise ValueError(f"expected a time, got {type(value).__name__}")
+
+
 class GlobalSettings(StrictModel):
     """Keys every run has. Defaults are in ``genrec/default.yaml``; all fields are required here so a
     key missing from that file is caught by the tests rather than silently defaulted twice."""
@@ -66,6 +91,16 @@ class GlobalSettings(StrictModel):
         description="an item right after itself, or at the same timestamp: drop (count logged), refuse, or keep"
     )
     max_item_seq_len: int = Field(ge=1, description="histories keep this many most recent items")
+    split: Literal["leave_one_out", "temporal"] = Field(
+        description="leave_one_out: each user's last item tests, the one before validates; temporal: the times "
+        "split_valid_time and split_test_time cut the whole log (train before, validate between, test after)"
+    )
+    split_valid_time: float | None = Field(
+        description="split=temporal: validation starts here (Unix seconds, or an ISO 8601 date-time; UTC if no zone)"
+    )
+    split_test_time: float | None = Field(
+        description="split=temporal: the test starts here; each user's first interaction after it is the target"
+    )
     cold_items: float = Field(
         ge=0, lt=1, description="> 0: hold this share of the items out of training (genrec analyze coldstart)"
     )
@@ -151,6 +186,29 @@ class GlobalSettings(StrictModel):
     )
     select_metric: str = Field(description="the validation metric that picks the best checkpoint and stops early")
     exclude_seen: bool = Field(description="never recommend an item the user interacted with before")
+
+    @field_validator("split_valid_time", "split_test_time", mode="before")
+    @classmethod
+    def _moment(cls, value: Any) -> Any:
+        return value if value is None else seconds_of(value)
+
+    @model_validator(mode="after")
+    def _temporal_split_is_cut(self):
+        if self.split != "temporal":
+            return self
+        if self.split_valid_time is None or self.split_test_time is None:
+            raise ValueError(
+                "split=temporal needs --split_valid_time and --split_test_time (genrec data stats: the range)"
+            )
+        if not self.split_valid_time < self.split_test_time:
+            raise ValueError(
+                f"split_valid_time {self.split_valid_time} must come before split_test_time {self.split_test_time}"
+            )
+        if self.cold_items:
+            raise ValueError(
+                "cold_items holds out each user's last item's catalogue share: use it with split=leave_one_out"
+            )
+        return self
 
     split_comma_lists = field_validator(
         "sent_emb_fields", "rqvae_hidden_dims", "vq_level_order", "vq_modalities", "metric_ks", mode="before"

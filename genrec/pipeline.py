@@ -1,5 +1,5 @@
-"""The data side of every run: dataset -> leave-one-out split -> item vectors -> semantic IDs.
-Models (next issues) receive these from here and never rebuild them their own way."""
+"""The data side of every run: dataset -> split (leave-one-out or temporal) -> item vectors ->
+semantic IDs. Models receive these from here and never rebuild them their own way."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from pathlib import Path
 from genrec import datasets
 from genrec.checkpoint import EVALUATION_KEYS, check_identity, read_checkpoint, restore_weights, run_identity
 from genrec.config import dump_config
-from genrec.data import Interactions, LeaveOneOutSplit, leave_one_out
+from genrec.data import Interactions, Split, leave_one_out, temporal_split
 from genrec.data.cold import hold_out_items
-from genrec.errors import GenrecError
+from genrec.data.interactions import iso_time
+from genrec.errors import ConfigError, GenrecError
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,41 @@ def load_interactions(config) -> Interactions:
     return interactions
 
 
-def load_split(config) -> tuple[Interactions, LeaveOneOutSplit]:
+def load_split(config) -> tuple[Interactions, Split]:
+    """The configured dataset and its ``split`` (leave-one-out, or temporal at the configured times)."""
     interactions = load_interactions(config)
-    return interactions, leave_one_out(interactions.sequences, config.max_item_seq_len)
+    if config.split == "leave_one_out":
+        return interactions, leave_one_out(interactions.sequences, config.max_item_seq_len)
+    if interactions.times is None:
+        raise ConfigError(
+            f"split=temporal cuts on interaction times, and {interactions.name} has none "
+            "(--dataset=Interactions with a --time_column has them)"
+        )
+    split = temporal_split(
+        interactions.sequences,
+        interactions.times,
+        config.split_valid_time,
+        config.split_test_time,
+        config.max_item_seq_len,
+    )
+    log.info(
+        "temporal split at %s and %s: %d training examples; %d users validated, %d tested "
+        "(of %d: the others have no interaction in the period, or none before it)",
+        iso_time(config.split_valid_time),
+        iso_time(config.split_test_time),
+        len(split.train),
+        len(split.valid),
+        len(split.test),
+        interactions.n_users,
+    )
+    for part, examples in (("validation", split.valid), ("test", split.test), ("training", split.train)):
+        if not len(examples):
+            raise ConfigError(
+                f"split=temporal leaves no {part} examples in {interactions.name} "
+                f"({interactions.time_range()['first_time']} .. {interactions.time_range()['last_time']}): "
+                "move --split_valid_time / --split_test_time"
+            )
+    return interactions, split
 
 
 RUN_FILES = ("config.yaml", "results.json", "best.pt", "last.pt", "metrics.jsonl")
@@ -109,7 +142,7 @@ def run_log(directory: Path) -> Iterator[None]:
         handler.close()
 
 
-def build_model(config, interactions: Interactions, split: LeaveOneOutSplit):
+def build_model(config, interactions: Interactions, split: Split):
     """The configured model; semantic-ID models build (or load from cache) their IDs here."""
     from genrec import models
 

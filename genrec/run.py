@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from genrec.config import load_config
-from genrec.data import Interactions, LeaveOneOutSplit
+from genrec.data import Interactions, Split
 from genrec.decoding.diversity import Diversity, rerank
 from genrec.errors import ConfigError, GenrecError
 from genrec.ranking import search_width
@@ -29,9 +29,7 @@ class Run:
     configured device), the data it was trained on (``interactions``, ``split``) and the items'
     semantic IDs."""
 
-    def __init__(
-        self, directory: Path, config: Any, model: torch.nn.Module, interactions: Interactions, split: LeaveOneOutSplit
-    ):
+    def __init__(self, directory: Path, config: Any, model: torch.nn.Module, interactions: Interactions, split: Split):
         self.directory, self.config, self.model = directory, config, model.eval()
         self.interactions, self.split = interactions, split
         self.available = np.ones(interactions.n_items, dtype=bool)  # what remove() took out: never recommended

@@ -29,7 +29,7 @@ from genrec.checkpoint import (
     save_checkpoint,
 )
 from genrec.config import dump_config
-from genrec.data import Examples, LeaveOneOutSplit, Windows, training_windows
+from genrec.data import Examples, Split, Windows, training_windows
 from genrec.distributed import ProcessGroup, data_parallel
 from genrec.errors import GenrecError
 from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks, evaluation_width
@@ -92,7 +92,7 @@ def validation_sample(valid: Examples, users: int, seed: int) -> Examples:
     return valid.subset(rows)
 
 
-def training_data(model, split: LeaveOneOutSplit, max_item_seq_len: int) -> Examples | Windows:
+def training_data(model, split: Split, max_item_seq_len: int) -> Examples | Windows:
     """What an epoch trains on: every training prefix, or for a model that learns all next items of
     a sequence in one pass (``model.learns_windows``) the same targets as windows."""
     if getattr(model, "learns_windows", False):
@@ -140,7 +140,7 @@ class Trainer:
         self,
         config,
         model,
-        split: LeaveOneOutSplit,
+        split: Split,
         catalogue: Catalogue,
         directory: Path,
         device: torch.device,

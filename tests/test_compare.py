@@ -229,6 +229,9 @@ def test_settings_added_later_keep_earlier_runs_identity_at_their_neutral_value(
         "deterministic": False,
         "metric_ks": [5, 10, 20],
         "select_metric": "recall@10",
+        "split": "temporal",
+        "split_valid_time": 1.0,
+        "split_test_time": 2.0,
     }
     assert set(changed) == set(compare_module.ADDED_KEYS)
     for key in set(changed) & set(settings):

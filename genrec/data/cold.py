@@ -67,13 +67,15 @@ def hold_out_items(full: Interactions, share: float, seed: int) -> HeldOut:
     kept = np.ones(full.n_items, dtype=bool)
     kept[cold] = False
     new_index = np.cumsum(kept) - 1
-    users, sequences, short = [], [], 0
-    for user, sequence in zip(full.user_ids, full.sequences):
+    users, sequences, times, short = [], [], [], 0
+    for position, (user, sequence) in enumerate(zip(full.user_ids, full.sequences)):
         warm = new_index[sequence[kept[sequence]]]
         if len(warm) < MIN_SEQUENCE_LENGTH:
             short += 1
             continue
         users.append(user), sequences.append(warm.astype(np.int64))
+        if full.times is not None:
+            times.append(full.times[position][kept[sequence]])
     dropped = {
         **full.dropped,
         "cold_items_interactions": int(sum((~kept[s]).sum() for s in full.sequences)),
@@ -86,5 +88,6 @@ def hold_out_items(full: Interactions, share: float, seed: int) -> HeldOut:
         sequences=sequences,
         item_text=[t for t, k in zip(full.item_text, kept) if k],
         dropped=dropped,
+        times=times if full.times is not None else None,
     )
     return HeldOut(full, warm, cold)

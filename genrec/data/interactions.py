@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,8 @@ class Interactions:
     strings, empty when the dataset has no text. ``dropped`` counts what the loader removed, by
     reason, so nothing is lost silently. ``extra`` holds what a loader knows beyond that; its
     ``item_groups`` (name: raw item ids) are items of interest whose targets comparisons report apart.
+    ``times[u][k]``, where the files have them, is when ``sequences[u][k]`` happened (seconds):
+    what a temporal split cuts on.
     """
 
     name: str
@@ -33,6 +36,7 @@ class Interactions:
     item_text: list[dict[str, str]]
     dropped: dict[str, int] = field(default_factory=dict)
     extra: dict[str, object] = field(default_factory=dict)
+    times: list[np.ndarray] | None = None
 
     @property
     def n_users(self) -> int:
@@ -51,7 +55,8 @@ class Interactions:
         """SHA-256 of the catalogue and every sequence: what a checkpoint trained on this data records."""
         from genrec.cache import digest, fingerprint_arrays
 
-        return digest([self.name, self.item_ids, fingerprint_arrays(self.sequences)])
+        parts = [self.name, self.item_ids, fingerprint_arrays(self.sequences)]
+        return digest(parts if self.times is None else [*parts, fingerprint_arrays(self.times)])
 
     @property
     def has_text(self) -> bool:
@@ -70,18 +75,42 @@ class Interactions:
             "max_length": int(lengths.max()),
             "density": round(self.n_interactions / (self.n_users * self.n_items), 6),
             "items_with_text": with_text,
+        } | self.time_range()
+
+    def time_range(self) -> dict[str, str]:
+        """The first and last interaction time (UTC, ISO 8601) where the data has times: where a
+        temporal split's ``split_valid_time`` / ``split_test_time`` can fall."""
+        if self.times is None:
+            return {}
+        moments = np.concatenate(self.times)
+        return {
+            f"{name}_time": iso_time(float(when)) for name, when in (("first", moments.min()), ("last", moments.max()))
         }
 
 
-def without_duplicates(
+def iso_time(seconds: float) -> str:
+    """``seconds`` since the Unix epoch as an ISO 8601 UTC date-time (to the second)."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+def without_duplicates(user: str, items: list[str], policy: str, *where: Any) -> tuple[list[str], int]:
+    """A user's chronological items less their duplicate interactions, and how many went; ``where``
+    is the ``path``, ``lines`` and ``timestamps`` of :func:`kept_positions`."""
+    kept = kept_positions(user, items, policy, *where)
+    return [items[position] for position in kept], len(items) - len(kept)
+
+
+def kept_positions(
     user: str,
     items: list[str],
     policy: str,
     path=None,
     lines: int | list[int] | None = None,
     timestamps: list[float] | None = None,
-) -> tuple[list[str], int]:
-    """A user's chronological items less their duplicate interactions, and how many went.
+) -> list[int]:
+    """The positions of a user's chronological items that are not duplicate interactions.
 
     A duplicate is an item right after itself (a doubled record: it would make the target repeat
     the last history item) or, where the format has timestamps, an item seen again at the same
@@ -89,12 +118,12 @@ def without_duplicates(
     setting: ``drop`` (counted and logged by :func:`build_interactions`), ``refuse`` (a
     :class:`DataError` at the duplicate's file and line) or ``keep``."""
     if policy == "keep":
-        return items, 0
-    kept: list[str] = []
+        return list(range(len(items)))
+    kept: list[int] = []
     events: set[tuple[str, float]] = set()
     for position, item in enumerate(items):
         stamp = timestamps[position] if timestamps is not None else None
-        if (kept and kept[-1] == item) or (item, stamp) in events:
+        if (kept and items[kept[-1]] == item) or (item, stamp) in events:
             if policy == "refuse":
                 from genrec.errors import DataError
 
@@ -106,10 +135,10 @@ def without_duplicates(
                     line,
                 )
             continue
-        kept.append(item)
+        kept.append(position)
         if stamp is not None:
             events.add((item, stamp))
-    return kept, len(items) - len(kept)
+    return kept
 
 
 def build_interactions(
@@ -119,9 +148,11 @@ def build_interactions(
     dropped: dict[str, int] | None = None,
     extra: dict[str, object] | None = None,
     source=None,
+    times: list[list[float]] | None = None,
 ) -> Interactions:
     """Index raw ``(user_id, [item_id, ...])`` sequences; ``item_text`` is None when the dataset has
-    no metadata file (as opposed to a file that misses some items, which is logged).
+    no metadata file (as opposed to a file that misses some items, which is logged); ``times``, where
+    the files have them, holds each sequence's interaction times in the same order.
 
     Items are numbered in order of first appearance, so the numbering is a deterministic function of
     the input. Sequences shorter than :data:`MIN_SEQUENCE_LENGTH` cannot be split leave-one-out;
@@ -129,7 +160,8 @@ def build_interactions(
     (the interaction file) is named when nothing is left.
     """
     dropped = {reason: count for reason, count in (dropped or {}).items() if count}
-    kept = [(u, s) for u, s in user_sequences if len(s) >= MIN_SEQUENCE_LENGTH]
+    long_enough = [k for k, (_, s) in enumerate(user_sequences) if len(s) >= MIN_SEQUENCE_LENGTH]
+    kept = [user_sequences[k] for k in long_enough]
     if len(kept) < len(user_sequences):
         n = len(user_sequences) - len(kept)
         dropped["users_with_fewer_than_3_items"] = dropped.get("users_with_fewer_than_3_items", 0) + n
@@ -161,4 +193,5 @@ def build_interactions(
         item_text=fields,
         dropped=dropped,
         extra=dict(extra or {}),
+        times=None if times is None else [np.asarray(times[k], dtype=np.float64) for k in long_enough],
     )

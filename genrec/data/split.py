@@ -1,9 +1,12 @@
-"""Leave-one-out split, as in the TIGER / Latte / SASRec papers.
+"""The two splits: leave-one-out, as in the TIGER / Latte / SASRec papers, and a global temporal one.
 
-For each user sequence ``s`` of length ``n``: test target ``s[n-1]`` with history ``s[:n-1]``,
-validation target ``s[n-2]`` with history ``s[:n-2]``, and one training example per prefix of the
-training part ``s[:n-2]`` (target ``s[t]`` with history ``s[:t]`` for ``t = 1 .. n-3``). Every
-history keeps its most recent ``max_item_seq_len`` items.
+Leave-one-out: for each user sequence ``s`` of length ``n``, test target ``s[n-1]`` with history
+``s[:n-1]``, validation target ``s[n-2]`` with history ``s[:n-2]``, and one training example per
+prefix of the training part ``s[:n-2]`` (target ``s[t]`` with history ``s[:t]`` for ``t = 1 .. n-3``).
+
+Temporal (:func:`temporal_split`): two moments ``t1 < t2`` cut the whole log; models train on what
+happened before ``t1``, validate on ``[t1, t2)`` and are tested after ``t2``, as a deployed model
+is. Every history keeps its most recent ``max_item_seq_len`` items.
 """
 
 from __future__ import annotations
@@ -109,14 +112,17 @@ def training_windows(train_sequences: list[np.ndarray], max_item_seq_len: int) -
 
 
 @dataclass(frozen=True)
-class LeaveOneOutSplit:
+class Split:
+    """Training examples, one validation and one test example per evaluated user, and each user's
+    training part (what windows, collaborative embeddings and cold-start statistics read)."""
+
     train: Examples
     valid: Examples
     test: Examples
     train_sequences: list[np.ndarray]  # the training part of each user's sequence (no valid/test items)
 
 
-def leave_one_out(sequences: list[np.ndarray], max_item_seq_len: int) -> LeaveOneOutSplit:
+def leave_one_out(sequences: list[np.ndarray], max_item_seq_len: int) -> Split:
     if max_item_seq_len < 1:
         raise ValueError("max_item_seq_len must be >= 1")
     train_users, train_hist, train_targets, train_seen = [], [], [], []
@@ -137,7 +143,7 @@ def leave_one_out(sequences: list[np.ndarray], max_item_seq_len: int) -> LeaveOn
         test_hist.append(seq[max(0, n - 1 - max_item_seq_len) : n - 1])
         test_targets.append(seq[n - 1])
     users = np.arange(len(sequences), dtype=np.int64)
-    return LeaveOneOutSplit(
+    return Split(
         train=Examples(
             np.array(train_users, dtype=np.int64), train_hist, np.array(train_targets, dtype=np.int64), train_seen
         ),
@@ -147,5 +153,60 @@ def leave_one_out(sequences: list[np.ndarray], max_item_seq_len: int) -> LeaveOn
         test=Examples(
             users.copy(), test_hist, np.array(test_targets, dtype=np.int64), [seq[: len(seq) - 1] for seq in sequences]
         ),
+        train_sequences=train_sequences,
+    )
+
+
+def first_at_or_after(times: np.ndarray, moment: float) -> int:
+    """The position of a user's first interaction at or after ``moment`` (``len`` if none)."""
+    return int(np.searchsorted(times, moment, side="left"))
+
+
+def evaluation_examples(
+    sequences: list[np.ndarray], times: list[np.ndarray], start: float, end: float, max_item_seq_len: int
+) -> Examples:
+    """For each user with an interaction in ``[start, end)`` and one before it: the first such
+    interaction as target, everything before it as history (so a test history carries the user's
+    validation-period interactions across, as it would in production)."""
+    users, histories, targets, seen = [], [], [], []
+    for user, (seq, when) in enumerate(zip(sequences, times)):
+        position = first_at_or_after(when, start)
+        if 0 < position < len(seq) and when[position] < end:
+            users.append(user)
+            histories.append(seq[max(0, position - max_item_seq_len) : position])
+            targets.append(seq[position])
+            seen.append(seq[:position])
+    return Examples(np.array(users, dtype=np.int64), histories, np.array(targets, dtype=np.int64), seen)
+
+
+def temporal_split(
+    sequences: list[np.ndarray], times: list[np.ndarray], valid_time: float, test_time: float, max_item_seq_len: int
+) -> Split:
+    """Train on every interaction before ``valid_time``, validate on each user's first interaction
+    in ``[valid_time, test_time)``, test on each user's first at or after ``test_time``.
+
+    A user is evaluated in a period only with some history before it (a model of histories has
+    nothing to say to a user it has never seen); training examples are the prefixes of the
+    training part, as in leave-one-out. ``times[u]`` must be sorted, as the loaders order them.
+    """
+    if max_item_seq_len < 1:
+        raise ValueError("max_item_seq_len must be >= 1")
+    if not valid_time < test_time:
+        raise ValueError(f"the validation time {valid_time} must come before the test time {test_time}")
+    train_users, train_hist, train_targets, train_seen, train_sequences = [], [], [], [], []
+    for user, (seq, when) in enumerate(zip(sequences, times)):
+        part = seq[: first_at_or_after(when, valid_time)]
+        train_sequences.append(part)
+        for t in range(1, len(part)):
+            train_users.append(user)
+            train_hist.append(part[max(0, t - max_item_seq_len) : t])
+            train_targets.append(part[t])
+            train_seen.append(part[:t])
+    return Split(
+        train=Examples(
+            np.array(train_users, dtype=np.int64), train_hist, np.array(train_targets, dtype=np.int64), train_seen
+        ),
+        valid=evaluation_examples(sequences, times, valid_time, test_time, max_item_seq_len),
+        test=evaluation_examples(sequences, times, test_time, np.inf, max_item_seq_len),
         train_sequences=train_sequences,
     )

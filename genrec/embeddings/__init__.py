@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from genrec.cache import ArrayCache, digest, fingerprint_arrays
-from genrec.data import Interactions, LeaveOneOutSplit
+from genrec.data import Interactions, Split
 from genrec.embeddings.collaborative import cf_embeddings
 from genrec.embeddings.text import encode, fit_pca, item_sentences, model_identity, project
 from genrec.errors import ConfigError
@@ -62,7 +62,7 @@ def text_key(config, interactions: Interactions) -> tuple[dict, list[str]]:
     return key, sentences
 
 
-def cf_key(config, interactions: Interactions, split: LeaveOneOutSplit) -> dict:
+def cf_key(config, interactions: Interactions, split: Split) -> dict:
     return {
         "kind": "cf",
         "algorithm_version": ALGORITHM_VERSION,
@@ -121,7 +121,7 @@ def catalogue_pca(config, interactions: Interactions, fields: list[str]) -> tupl
     return arrays["pca_mean"], arrays["pca_components"]
 
 
-def cf_vectors(config, interactions: Interactions, split: LeaveOneOutSplit) -> tuple[np.ndarray, dict]:
+def cf_vectors(config, interactions: Interactions, split: Split) -> tuple[np.ndarray, dict]:
     """Collaborative embeddings from the training sequences (cached), and their cache key."""
     key = cf_key(config, interactions, split)
     cache = ArrayCache(dataset_cache_dir(config, interactions))
@@ -136,9 +136,7 @@ def cf_vectors(config, interactions: Interactions, split: LeaveOneOutSplit) -> t
     return vectors, key
 
 
-def modality_vectors(
-    config, interactions: Interactions, split: LeaveOneOutSplit, modality: str
-) -> tuple[np.ndarray, dict]:
+def modality_vectors(config, interactions: Interactions, split: Split, modality: str) -> tuple[np.ndarray, dict]:
     """``text`` (the ``sent_emb_fields``), ``cf``, or ``category`` (the embedded category path alone)."""
     if modality == "cf":
         return cf_vectors(config, interactions, split)
@@ -155,7 +153,7 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-def item_embeddings(config, interactions: Interactions, split: LeaveOneOutSplit) -> ItemVectors:
+def item_embeddings(config, interactions: Interactions, split: Split) -> ItemVectors:
     """The vectors semantic IDs quantize: with ``vq_method=per_modality`` one unit-norm block per
     entry of ``vq_modalities`` (``part_dims`` tells them apart), else the ``item_emb`` source."""
     if config.vq_method == "per_modality":

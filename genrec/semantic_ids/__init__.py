@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genrec.cache import ArrayCache
-from genrec.data import Interactions, LeaveOneOutSplit
+from genrec.data import Interactions, Split
 from genrec.embeddings import ItemVectors, dataset_cache_dir, item_embeddings
 from genrec.errors import DataError, GenrecError
 from genrec.semantic_ids import methods
@@ -150,7 +150,7 @@ def check_cached(arrays: dict[str, np.ndarray], config, n_items: int) -> str | N
     return None
 
 
-def semantic_ids(config, interactions: Interactions, split: LeaveOneOutSplit) -> SemanticIDs:
+def semantic_ids(config, interactions: Interactions, split: Split) -> SemanticIDs:
     vectors = item_embeddings(config, interactions, split)
     cache = ArrayCache(dataset_cache_dir(config, interactions))
     key = sid_key(config, vectors)
@@ -193,7 +193,7 @@ def frozen(config, vectors: ItemVectors, quantization: Quantization) -> FrozenQu
     return methods.get(config.vq_method).keep(config, vectors, quantization)
 
 
-def frozen_quantizer(config, interactions: Interactions, split: LeaveOneOutSplit) -> FrozenQuantizer:
+def frozen_quantizer(config, interactions: Interactions, split: Split) -> FrozenQuantizer:
     """The quantizer that built these semantic IDs (cached beside them). IDs cached before the
     quantizer was kept get it by quantizing again, which is deterministic; the rebuilt IDs must equal
     the cached ones, or the cache and the quantizer disagree and nothing is returned."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from pathlib import Path
 
 from pydantic import Field
 
 from genrec.config import StrictModel
 from genrec.data import Interactions, build_interactions, without_duplicates
-from genrec.datasets.io import data_root, find_file, finite_number, read_lines, require_file
+from genrec.datasets.io import data_root, find_file, finite_number, require_file
+from genrec.datasets.tables import read_atomic
 from genrec.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -26,31 +26,11 @@ class Settings(StrictModel):
     category: str = Field(description="which part of the dataset (a folder under data_dir)")
 
 
-def read_atomic(path: Path, required: tuple[str, ...]):
-    """Yield (line, {column: value}) from a RecBole atomic file; column names without their types."""
-    lines = read_lines(path)
-    try:
-        _, header_line = next(lines)
-    except StopIteration:
-        raise DataError("empty file (expected a typed header)", path, 1) from None
-    header = [column.split(":")[0] for column in header_line.split("\t")]
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise DataError(f"header lacks column(s) {', '.join(missing)}", path, 1)
-    for number, line in lines:
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        if len(fields) != len(header):
-            raise DataError(f"expected {len(header)} tab-separated fields, found {len(fields)}", path, number)
-        yield number, dict(zip(header, fields))
-
-
 def load(config) -> Interactions:
     folder = data_root(config) / "MovieLens" / config.category
     inter_path = require_file([folder / f"{config.category}.inter"], "RecBole .inter file")
     per_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
-    for number, row in read_atomic(inter_path, ("user_id", "item_id", "timestamp")):
+    for number, row, _ in read_atomic(inter_path, ("user_id", "item_id", "timestamp")):
         per_user[row["user_id"]].append(
             (finite_number(row["timestamp"], "timestamp", inter_path, number), number, row["item_id"])
         )
@@ -75,7 +55,7 @@ def load(config) -> Interactions:
     if item_path is None:
         log.warning("%s: no %s.item: items have no text", config.category, config.category)
     else:
-        for _, row in read_atomic(item_path, ("item_id",)):
+        for _, row, _ in read_atomic(item_path, ("item_id",)):
             title, year = row.get("movie_title", "").strip(), row.get("release_year", "").strip()
             text[row["item_id"]] = {
                 "title": f"{title} ({year})" if title and year else title,

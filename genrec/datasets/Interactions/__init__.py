@@ -1,0 +1,3 @@
+from genrec.datasets.Interactions.dataset import Settings, export, load
+
+__all__ = ["Settings", "export", "load"]
