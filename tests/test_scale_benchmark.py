@@ -1,0 +1,38 @@
+"""benchmarks/scale.py runs end to end at a tiny size: every stage reports seconds and memory."""
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_every_stage_reports_time_and_memory_at_two_sizes(tmp_path):
+    stages = "load,split,embed_cf,quantize,collisions,trie,train,decode,rank"
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks/scale.py"),
+        "--items=600,1200",
+        "--per_item=6",
+        f"--stages={stages}",
+        "--codebook_size=16",
+        "--train_targets=300",
+        "--decode_users=20",
+        "--beam=8",
+        "--architectures=decoder,t5",
+        f"--folder={tmp_path / 'scale'}",
+        f"--figure={tmp_path / 'figure'}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    measured = {(r["items"], r["stage"], r.get("model")) for r in rows if "seconds" in r}
+    expected_models = {"train": ["PSID (decoder)", "PSID (t5)", "SASRec"], "decode": ["PSID (decoder)", "PSID (t5)"]}
+    for size in (600, 1200):
+        for stage in stages.split(","):
+            for model in expected_models.get(stage, ["SASRec"] if stage == "rank" else [None]):
+                assert (size, stage, model) in measured
+    stats = next(r for r in rows if r["items"] == 1200 and r["stage"] == "load")
+    assert stats["interactions"] <= 1200 * 6 and stats["peak_rss_mb"] >= stats["rss_before_mb"] > 0
+    assert {r["stage"] for r in rows if "growth_exponent" in r} == set(stages.split(","))
+    assert (tmp_path / "figure.png").exists() and (tmp_path / "figure.svg").exists()
