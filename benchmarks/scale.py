@@ -3,7 +3,7 @@
     python benchmarks/scale.py [--items=10000,100000,1000000] [--per_item=10] [--history=20]
         [--stages=load,split,embed_cf,embed_text,quantize,collisions,trie,train,decode,rank]
         [--train_targets=20000] [--decode_users=1000] [--beam=50] [--architectures=decoder,t5]
-        [--codebook_size=256] [--folder=scale] [--figure=PATH]
+        [--codebook_size=256] [--negatives=1000] [--folder=scale] [--figure=PATH]
 
 For each size a catalogue is generated (``per_item`` interactions per item: users in taste
 families with power-law popularity inside a family, one interaction a few hours after the last,
@@ -19,7 +19,8 @@ it reports is its own; within it each stage is timed and its peak resident memor
 - ``quantize``: RQ-KMeans, 3 levels of ``codebook_size`` codes, on the text vectors (the cf ones without
   ``embed_text``); ``collisions``: conflict-free resolution; ``trie``: the decoding trie;
 - ``train``: ``train_targets`` training targets of PSID on each of ``architectures`` (CPU
-  quickstart sizes) and of SASRec (full softmax over the catalogue), one step per 256 targets;
+  quickstart sizes) and of SASRec, with the full softmax over the catalogue and with the sampled
+  softmax (``negatives`` sampled items and the batch's targets), one step per 256 targets;
 - ``decode``: PSID's trie-constrained beam search (``beam``) for ``decode_users`` test users;
 - ``rank``: SASRec's full-catalogue top-10 without the users' seen items for the same users.
 
@@ -198,9 +199,12 @@ def one_size(n_items: int, options: dict) -> None:
         for architecture in options["architectures"]
     }
     sasrec = models.get("SASRec").build(load_config([], **base, model="SASRec"), interactions, split)
+    sampled = models.get("SASRec").build(
+        load_config([], **base, model="SASRec", sampled_softmax=options["negatives"]), interactions, split
+    )
     users = split.test.histories[: options["decode_users"]]
     seen = split.test.seen[: options["decode_users"]]
-    trained = [(f"PSID ({a})", m) for a, m in psid.items()] + [("SASRec", sasrec)]
+    trained = [(f"PSID ({a})", m) for a, m in psid.items()] + [("SASRec", sasrec), ("SASRec (sampled)", sampled)]
     for name, model in trained if "train" in stages else []:
         data = training_data(model, split, history)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -303,6 +307,7 @@ def main(argv: list[str]) -> None:
         "folder": str(flags.pop("folder", "scale")),
         "codebook_size": int(flags.pop("codebook_size", 256)),
         "architectures": str(flags.pop("architectures", "decoder")).split(","),
+        "negatives": int(flags.pop("negatives", 1000)),
     }
     figure_path = flags.pop("figure", None)
     single = flags.pop("one_size", None)

@@ -59,6 +59,8 @@ ADDED_KEYS = {
     "latent_mode": "shared",
     "vq_level_order": None,
     "split": "leave_one_out",
+    "sampled_softmax": 0,
+    "negative_sampler": "popularity",
     "split_valid_time": None,
     "split_test_time": None,
     "vq_modalities": ["cf", "category", "text"],

@@ -16,6 +16,8 @@ VARIANTS = [
     ("SASRec", {"loss_type": "bce"}),
     ("GRU4Rec", {}),
     ("BERT4Rec", {"mask_prob": 0.3}),
+    ("SASRec", {"loss_type": "ce", "sampled_softmax": 3, "negative_sampler": "uniform"}),
+    ("GRU4Rec", {"sampled_softmax": 3, "negative_sampler": "popularity"}),
 ]
 
 
@@ -37,7 +39,11 @@ def build(name, data, split, **settings):
     return models.get(name).build(load_config([], model=name, **keys), data, split)
 
 
-@pytest.mark.parametrize("name,settings", VARIANTS, ids=["SASRec-ce", "SASRec-bce", "GRU4Rec", "BERT4Rec"])
+@pytest.mark.parametrize(
+    "name,settings",
+    VARIANTS,
+    ids=["SASRec-ce", "SASRec-bce", "GRU4Rec", "BERT4Rec", "SASRec-sampled", "GRU4Rec-sampled"],
+)
 def test_overfits_a_deterministic_sequence_to_perfect_recall_at_1(name, settings):
     data, split = cyclic_data()
     model = build(name, data, split, **settings)

@@ -230,6 +230,8 @@ def test_settings_added_later_keep_earlier_runs_identity_at_their_neutral_value(
         "metric_ks": [5, 10, 20],
         "select_metric": "recall@10",
         "split": "temporal",
+        "sampled_softmax": 100,
+        "negative_sampler": "uniform",
         "split_valid_time": 1.0,
         "split_test_time": 2.0,
     }

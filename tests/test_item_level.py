@@ -28,6 +28,8 @@ def simgr(**settings) -> SimGR:
         "instruction": "",
         "lora_rank": 0,
         "lora_alpha": 16.0,
+        "sampled_softmax": 0,
+        "negative_sampler": "popularity",
         **settings,
     }
     return SimGR(SIDS, max_len=6, settings=SimGRSettings(**values))

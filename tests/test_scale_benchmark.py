@@ -19,6 +19,7 @@ def test_every_stage_reports_time_and_memory_at_two_sizes(tmp_path):
         "--train_targets=300",
         "--decode_users=20",
         "--beam=8",
+        "--negatives=50",
         "--architectures=decoder,t5",
         f"--folder={tmp_path / 'scale'}",
         f"--figure={tmp_path / 'figure'}",
@@ -27,7 +28,10 @@ def test_every_stage_reports_time_and_memory_at_two_sizes(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     measured = {(r["items"], r["stage"], r.get("model")) for r in rows if "seconds" in r}
-    expected_models = {"train": ["PSID (decoder)", "PSID (t5)", "SASRec"], "decode": ["PSID (decoder)", "PSID (t5)"]}
+    expected_models = {
+        "train": ["PSID (decoder)", "PSID (t5)", "SASRec", "SASRec (sampled)"],
+        "decode": ["PSID (decoder)", "PSID (t5)"],
+    }
     for size in (600, 1200):
         for stage in stages.split(","):
             for model in expected_models.get(stage, ["SASRec"] if stage == "rank" else [None]):

@@ -19,6 +19,7 @@ from torch import nn
 
 from genrec.config import StrictModel
 from genrec.models.batches import BatchTrained
+from genrec.models.sampled_softmax import SampledSoftmax, SampledSoftmaxSettings
 from genrec.ranking import EMPTY, exclusion_mask, top_k
 
 PAD = 0
@@ -94,10 +95,25 @@ def right_aligned(sequences: list[np.ndarray], max_length: int) -> torch.Tensor:
 
 class FullRankingRecommender(BatchTrained):
     """Scores the whole catalogue for each user in one pass: full-catalogue cross-entropy for
-    training, the top ``k`` scores to recommend. A model turns histories into CPU tensors
-    (:meth:`history_batch`) and scores those (:meth:`scores_of`)."""
+    training (or, after :meth:`use_sampled_softmax`, a sampled softmax over some candidates), the
+    top ``k`` scores to recommend. A model turns histories into CPU tensors (:meth:`history_batch`)
+    and scores those (:meth:`scores_of`)."""
 
     n_items: int
+    sampled: SampledSoftmax | None = None
+
+    def use_sampled_softmax(self, settings: SampledSoftmaxSettings, train_targets: np.ndarray) -> None:
+        """Train with a sampled softmax when ``settings.sampled_softmax`` > 0 (the training targets
+        give the in-batch negatives' frequencies and the popularity sampler)."""
+        if settings.sampled_softmax:
+            self.sampled = SampledSoftmax(
+                train_targets, self.n_items, settings.sampled_softmax, settings.negative_sampler
+            )
+
+    def candidate_scores(self, *inputs: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``[B, len(items)]``: the scores of ``items`` alone. Models that can score a few items
+        without the rest (a user-item product) override this, which is what makes sampling pay."""
+        return self.scores_of(*inputs)[:, items]
 
     def history_batch(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
         """The CPU input tensors of :meth:`scores_of` for the histories."""
@@ -114,12 +130,18 @@ class FullRankingRecommender(BatchTrained):
     def training_batch(
         self, histories: list[np.ndarray], targets: np.ndarray, generator: torch.Generator
     ) -> tuple[torch.Tensor, ...]:
-        return *self.history_batch(histories), torch.as_tensor(targets, dtype=torch.long)
+        """The history tensors and targets, plus the batch's drawn negatives under a sampled softmax."""
+        batch = (*self.history_batch(histories), torch.as_tensor(targets, dtype=torch.long))
+        return batch if self.sampled is None else (*batch, self.sampled.draw(generator))
 
     def batch_loss(self, *batch: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy over the full catalogue."""
-        *inputs, targets = batch
-        return F.cross_entropy(self.scores_of(*inputs).float(), targets)
+        """Cross-entropy over the full catalogue, or the sampled softmax over the batch's candidates."""
+        if self.sampled is None:
+            *inputs, targets = batch
+            return F.cross_entropy(self.scores_of(*inputs).float(), targets)
+        *inputs, targets, negatives = batch
+        scores = self.candidate_scores(*inputs, items=self.sampled.candidates(targets, negatives))
+        return self.sampled.loss(scores, targets, negatives)
 
     def recommend(
         self, histories: list[np.ndarray], k: int, num_beams: int, exclude: list[np.ndarray] | None = None
@@ -177,6 +199,9 @@ class ItemIDRecommender(FullRankingRecommender):
 
     def scores_of(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.user_vectors(*inputs) @ self.item_vectors().T
+
+    def candidate_scores(self, *inputs: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.user_vectors(*inputs) @ self.item_emb(items + 1).T
 
 
 class PositionalEncoder(nn.Module):

@@ -1,5 +1,6 @@
-"""GRU4Rec (Hidasi et al. 2016, in its full-catalogue cross-entropy form): a GRU over the history's
-item embeddings; its last state, projected to the embedding size, is the user vector."""
+"""GRU4Rec (Hidasi et al. 2016, in its cross-entropy form: full-catalogue, or sampled with
+``sampled_softmax``): a GRU over the history's item embeddings; its last state, projected to the
+embedding size, is the user vector."""
 
 import numpy as np
 import torch
@@ -8,9 +9,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from genrec.models.full_ranking import ItemIDRecommender, ItemSettings, right_aligned
+from genrec.models.sampled_softmax import SampledSoftmaxSettings
 
 
-class Settings(ItemSettings):
+class Settings(ItemSettings, SampledSoftmaxSettings):
     num_layers: int = Field(ge=1, description="stacked GRU layers")
 
 
@@ -42,7 +44,9 @@ class GRU4Rec(ItemIDRecommender):
 
 
 def build(config, interactions, split) -> GRU4Rec:
-    return GRU4Rec(interactions.n_items, config)
+    model = GRU4Rec(interactions.n_items, config)
+    model.use_sampled_softmax(config, split.train.targets)
+    return model
 
 
 __all__ = ["GRU4Rec", "Settings", "build"]

@@ -1,7 +1,8 @@
 """SASRec (Kang & McAuley 2018): causal self-attention over the history's item embeddings; the
 last position's output is the user vector.
 
-``loss_type=ce`` is full-catalogue cross-entropy (the strong modern variant); ``bce`` is the
+``loss_type=ce`` is full-catalogue cross-entropy (the strong modern variant; with
+``sampled_softmax`` > 0 a logQ-corrected sampled softmax, for large catalogues); ``bce`` is the
 original paper's binary cross-entropy with one uniformly sampled negative per example (the setting
 of the TIGER-line tables).
 """
@@ -13,12 +14,15 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from genrec.errors import ConfigError
 from genrec.models.full_ranking import PAD, ItemIDRecommender, PositionalEncoder, TransformerSettings, right_aligned
+from genrec.models.sampled_softmax import SampledSoftmaxSettings
 
 
-class Settings(TransformerSettings):
+class Settings(TransformerSettings, SampledSoftmaxSettings):
     loss_type: Literal["ce", "bce"] = Field(
-        description="ce: full-catalogue cross-entropy; bce: the paper's binary loss with one sampled negative"
+        description="ce: cross-entropy (over the catalogue, or sampled: sampled_softmax); bce: the paper's "
+        "binary loss with one sampled negative"
     )
 
 
@@ -39,10 +43,11 @@ class SASRec(ItemIDRecommender):
         return self.hidden_states(tokens)[:, -1]
 
     def training_batch(self, histories, targets, generator):
-        """``(tokens, targets)``, plus for ``bce`` one negative per example, uniform over the other items."""
-        tokens, positive = super().training_batch(histories, targets, generator)
+        """``(tokens, targets)`` (and a sampled softmax's negatives), or for ``bce`` one negative per
+        example, uniform over the other items."""
         if self.loss_type == "ce":
-            return tokens, positive
+            return super().training_batch(histories, targets, generator)
+        tokens, positive = super().training_batch(histories, targets, generator)
         negative = torch.randint(self.n_items - 1, positive.shape, generator=generator)
         return tokens, positive, negative + (negative >= positive).long()
 
@@ -58,7 +63,11 @@ class SASRec(ItemIDRecommender):
 
 
 def build(config, interactions, split) -> SASRec:
-    return SASRec(interactions.n_items, config.max_item_seq_len, config)
+    if config.loss_type == "bce" and config.sampled_softmax:
+        raise ConfigError("sampled_softmax is a cross-entropy: use it with loss_type=ce (bce samples its own negative)")
+    model = SASRec(interactions.n_items, config.max_item_seq_len, config)
+    model.use_sampled_softmax(config, split.train.targets)
+    return model
 
 
 __all__ = ["SASRec", "Settings", "build"]

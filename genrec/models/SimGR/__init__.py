@@ -21,12 +21,13 @@ from torch import nn
 
 from genrec.errors import ConfigError
 from genrec.models.full_ranking import FullRankingRecommender, PositionalEncoder, TransformerSettings
+from genrec.models.sampled_softmax import SampledSoftmaxSettings
 from genrec.models.sid_tokens import SIDTokenTable
 from genrec.models.SimGR.aggregators import AGGREGATORS, ItemAggregator
 from genrec.semantic_ids import SemanticIDs, semantic_ids, with_new_items
 
 
-class Settings(TransformerSettings):
+class Settings(TransformerSettings, SampledSoftmaxSettings):
     backbone: str = Field(description="scratch (a small causal transformer) or a local Hugging Face model folder")
     item_aggregator: Literal[AGGREGATORS] = Field(  # type: ignore[valid-type]
         description="how an item's vector is made from its SID-token embeddings"
@@ -181,11 +182,17 @@ class SimGR(FullRankingRecommender):
     def scores_of(self, tokens: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         return self.backbone.last_hidden(tokens, real) @ self.item_vectors().T / self.temperature
 
+    def candidate_scores(self, tokens: torch.Tensor, real: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        vectors = self.aggregate(self.backbone.embedding(self.backbone.item_token_ids[items]))
+        return self.backbone.last_hidden(tokens, real) @ vectors.T / self.temperature
+
 
 def build(config, interactions, split) -> SimGR:
     if config.vq_collision != "conflict_free":
         raise ConfigError("SimGR builds item vectors from their codes and uses vq_collision=conflict_free")
-    return SimGR(semantic_ids(config, interactions, split), config.max_item_seq_len, config)
+    model = SimGR(semantic_ids(config, interactions, split), config.max_item_seq_len, config)
+    model.use_sampled_softmax(config, split.train.targets)
+    return model
 
 
 __all__ = ["AGGREGATORS", "Settings", "SimGR", "build"]
