@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pathlib import Path
 from genrec import __version__
 from genrec.cache import atomic_write_text
 from genrec.config import describe, load_config
-from genrec.errors import GenrecError
+from genrec.errors import DataError, GenrecError
 from genrec.provenance import source_commit
 
 USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]   (genrec <command> --help: every key)
@@ -255,7 +256,8 @@ def cmd_recommend(argv: list[str]) -> int:
     [--k=10] [--exclude_seen=true] [--num_beams=N] [--on_unknown=skip] [--batch_size=N]
     [--diversity="groups=5,penalty=1" | "prefix_cap=1" | "mmr=0.7" ...]``; other flags go to
     :func:`genrec.load_run` (``--data_dir``, ``--device`` ...). An input line is ``{"history": [ids],
-    "id": anything}``; each output line ``{"id", "items", "scores"}``, in input order."""
+    "id": anything, "k": its own list length}``; each output line ``{"id", "items", "scores"}``, in
+    input order. A bad line, or an unknown item under ``--on_unknown=error``, names its line."""
     from genrec.analysis.diversity import parse_settings
     from genrec.config import parse_flags
     from genrec.run import load_run
@@ -279,29 +281,40 @@ def cmd_recommend(argv: list[str]) -> int:
             )
         options["diversity"] = diversity
     run_dir, output = Path(str(flags.pop("run"))), flags.pop("output", None)
-    if "history" in flags:
-        requests = [{"id": 0, "history": [str(item) for item in list_flag(flags, "history", "", str)]}]
+    source = Path(str(flags.pop("input"))) if "input" in flags else None
+    if source is not None and output is not None and Path(str(output)).resolve() == source.resolve():
+        raise GenrecError(f"--output is --input ({source}): writing the lists would overwrite the histories")
+    if source is None:
+        history = [str(item) for item in list_flag(flags, "history", "", str)]
+        requests = [{"id": 0, "history": history, "k": None, "line": None}]
     else:
-        requests = read_requests(Path(str(flags.pop("input"))))
+        requests = read_requests(source)
     batch_size = count_flag(flags, "batch_size", 256, 1)
     run = load_run(run_dir, **flags)
-    lines = []
+    if source is not None and options["on_unknown"] == "error":
+        unknown_items_by_line(run, requests, source)
+    ranked_lists: list[list[tuple[str, float]] | None] = [None] * len(requests)
     for start in progress(
         range(0, len(requests), batch_size), desc="recommend", disable=True if len(requests) <= batch_size else None
     ):
-        batch = requests[start : start + batch_size]
-        for request, ranked in zip(
-            batch, run.recommend([r["history"] for r in batch], batch_size=batch_size, **options)
-        ):
-            lines.append(
-                json.dumps(
-                    {
-                        "id": request["id"],
-                        "items": [item for item, _ in ranked],
-                        "scores": [round(score, 6) for _, score in ranked],
-                    }
-                )
+        rows = range(start, min(start + batch_size, len(requests)))
+        for k in dict.fromkeys(requests[row]["k"] or options["k"] for row in rows):  # one pass per list length
+            chosen = [row for row in rows if (requests[row]["k"] or options["k"]) == k]
+            answers = run.recommend(
+                [requests[row]["history"] for row in chosen], batch_size=batch_size, **{**options, "k": k}
             )
+            for row, ranked in zip(chosen, answers):
+                ranked_lists[row] = ranked
+    lines = [
+        json.dumps(
+            {
+                "id": request["id"],
+                "items": [item for item, _ in ranked],
+                "scores": [round(score, 6) for _, score in ranked],
+            }
+        )
+        for request, ranked in zip(requests, ranked_lists)
+    ]
     text = "".join(line + "\n" for line in lines)
     if output:
         atomic_write_text(Path(str(output)), text)
@@ -325,28 +338,60 @@ def cmd_serve(argv: list[str]) -> int:
         raise GenrecError("serve needs --run=DIR (a finished run's folder)")
     run_dir, host = Path(str(flags.pop("run"))), str(flags.pop("host", "127.0.0.1"))
     port, max_batch = count_flag(flags, "port", 8000, 0), count_flag(flags, "max_batch", 64, 1)
-    max_wait_ms = float(flags.pop("max_wait_ms", 5.0))
+    if port > 65535:
+        raise GenrecError(f"--port must be a TCP port, 0 (any free one) to 65535, got {port}")
+    max_wait_ms = number_flag(flags, "max_wait_ms", 5.0, 0.0)
     app = create_app(load_run(run_dir, **flags), max_batch, max_wait_ms)
     uvicorn.run(app, host=host, port=port, log_level="info")
     return 0
 
 
 def read_requests(path: Path) -> list[dict]:
-    """The ``{"history": [...], "id": ...}`` lines of a JSONL file (``id`` defaults to the line number);
-    a malformed line is an error naming it."""
+    """The ``{"history": [...], "id": ..., "k": ...}`` lines of a JSONL file (``id`` defaults to the
+    line number, ``k`` to ``--k``); each request remembers its line, and a malformed line (not UTF-8,
+    not JSON, an unknown key, a bad ``k``) is an error naming it."""
+    from genrec.datasets.io import read_jsonl
+
     requests = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            request = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise GenrecError(f"{path}:{number}: not JSON ({exc.msg})") from None
-        history = request.get("history") if isinstance(request, dict) else None
-        if not isinstance(history, list) or not all(isinstance(item, (str, int)) for item in history):
-            raise GenrecError(f'{path}:{number}: expected {{"history": [item ids], "id": ...}}')
-        requests.append({"id": request.get("id", number), "history": [str(item) for item in history]})
+    try:
+        for number, request in read_jsonl(path):
+            history = request.get("history")
+            if not isinstance(history, list) or not all(isinstance(item, str | int) for item in history):
+                raise GenrecError(f'{path}:{number}: expected {{"history": [item ids], "id": ..., "k": ...}}')
+            unknown = sorted(set(request) - {"history", "id", "k"})
+            if unknown:
+                raise GenrecError(
+                    f"{path}:{number}: unknown key(s) {', '.join(unknown)}: a line holds history, id and k; "
+                    "the other options are flags for the whole file"
+                )
+            k = request.get("k")
+            if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+                raise GenrecError(f"{path}:{number}: k must be an integer >= 1, got {k!r}")
+            requests.append(
+                {"id": request.get("id", number), "history": [str(i) for i in history], "k": k, "line": number}
+            )
+    except DataError as exc:
+        raise GenrecError(str(exc)) from None
     return requests
+
+
+def unknown_items_by_line(run, requests: list[dict], path: Path) -> None:
+    """With ``on_unknown=error``: the first request naming an item the run does not know, by its line."""
+    for request in requests:
+        unknown = [item for item in request["history"] if item not in run.item_index]
+        if unknown:
+            raise GenrecError(
+                f"{path}:{request['line']}: item id(s) not in the catalogue of {run.interactions.name}: "
+                f"{', '.join(map(repr, unknown[:10]))} (--on_unknown=skip leaves them out)"
+            )
+
+
+def number_flag(flags: dict, key: str, default: float, least: float) -> float:
+    """A finite number >= ``least`` (``nan``, infinities and text are refused, naming the flag)."""
+    value = flags.pop(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < least:
+        raise GenrecError(f"--{key} must be a finite number >= {least:g}, got {value!r}")
+    return float(value)
 
 
 def count_flag(flags: dict, key: str, default: int, least: int) -> int:

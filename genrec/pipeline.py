@@ -84,6 +84,28 @@ def load_split(config) -> tuple[Interactions, Split]:
 RUN_FILES = ("config.yaml", "results.json", "best.pt", "last.pt", "metrics.jsonl")
 
 
+def claim_automatic_folder(output: Path, config, command: str) -> Path:
+    """``<command>-<dataset>[-<category>]-<timestamp>`` inside ``output``, created here and so owned
+    by this command alone: two commands started in the same second get ``...-2``, ``...-3`` (the
+    folder is claimed by an atomic ``mkdir``, never by a check that another command could race)."""
+    parts = [command, config.dataset, getattr(config, "category", None), time.strftime("%Y%m%d-%H%M%S")]
+    name = "-".join(str(p) for p in parts if p)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GenrecError(f"cannot create output_dir {output}: {exc.strerror}") from None
+    for attempt in range(1, 1000):
+        directory = output / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            directory.mkdir()
+            return directory
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise GenrecError(f"cannot create the run folder {directory}: {exc.strerror}") from None
+    raise GenrecError(f"{output} already holds 999 folders named {name}[-N]; name this run with --run_name")
+
+
 @contextmanager
 def run_directory(config, command: str) -> Iterator[Path]:
     """A new output folder for one run, holding its resolved ``config.yaml``, written first (so a
@@ -92,24 +114,30 @@ def run_directory(config, command: str) -> Iterator[Path]:
     config leaves ``run_name`` out, so evaluating or training again from a run's ``--config`` cannot
     overwrite that run. If the command fails, the folder is removed unless it holds a resumable
     ``last.pt``, so a failed command never blocks its ``run_name``."""
-    name = config.run_name
-    if name is None:
-        parts = [command, config.dataset, getattr(config, "category", None), time.strftime("%Y%m%d-%H%M%S")]
-        name = "-".join(str(p) for p in parts if p)
     output = Path(config.output_dir).expanduser().resolve()
-    directory = (output / name).resolve()
-    if output not in directory.parents:
+    if (output / "config.yaml").is_file() and (output / "best.pt").is_file():
         raise GenrecError(
-            f"run_name {name!r} leads to {directory}, outside output_dir {output}; name a folder inside it"
+            f"output_dir {output} is a finished run's folder, not a folder of runs: a new run would nest inside "
+            "it; choose another --output_dir (commands that read a run take --run=DIR)"
         )
-    held = [f for f in RUN_FILES if (directory / f).exists()]
-    if held:
-        raise GenrecError(f"{directory} holds a run already ({', '.join(held)}); choose another --run_name")
-    created = not directory.exists()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise GenrecError(f"cannot create the run folder {directory}: {exc.strerror}") from None
+    if config.run_name is None:
+        directory = claim_automatic_folder(output, config, command)
+        created = True
+    else:
+        directory = (output / config.run_name).resolve()
+        if output not in directory.parents:
+            raise GenrecError(
+                f"run_name {config.run_name!r} leads to {directory}, outside output_dir {output}; "
+                "name a folder inside it"
+            )
+        held = [f for f in RUN_FILES if (directory / f).exists()]
+        if held:
+            raise GenrecError(f"{directory} holds a run already ({', '.join(held)}); choose another --run_name")
+        created = not directory.exists()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GenrecError(f"cannot create the run folder {directory}: {exc.strerror}") from None
     try:
         dump_config(config.model_copy(update={"run_name": None}), directory / "config.yaml")
         yield directory

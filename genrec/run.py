@@ -234,8 +234,15 @@ class Run:
         its re-rankers choose among ``num_beams`` candidates."""
         if on_unknown not in ("error", "skip"):
             raise ConfigError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}")
-        if k < 1:
-            raise ConfigError(f"k must be at least 1, got {k}")
+        if isinstance(histories, str) or any(isinstance(history, str) for history in histories):
+            raise GenrecError(
+                "histories is a list of histories, each a list of item ids: recommend([['i1', 'i2']]); "
+                "a string would be read one character per item"
+            )
+        if not len(histories):
+            raise GenrecError("no histories to recommend for: pass a list of histories, each a list of item ids")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"k must be an integer >= 1, got {k!r}")
         indices = self.item_indices(histories, on_unknown)
         empty = [row for row, history in enumerate(indices) if not len(history)]
         if empty:

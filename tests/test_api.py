@@ -156,3 +156,44 @@ def test_a_filtered_generative_list_is_the_exhaustive_ranking_of_the_allowed_ite
     order = allowed[np.argsort(-exact[allowed], kind="stable")]
     assert [run.item_index[item] for item, _ in ranked] == order.tolist()
     np.testing.assert_allclose([score for _, score in ranked], exact[order], rtol=1e-4, atol=1e-4)
+
+
+def test_recommend_files_name_their_lines_honour_a_lines_k_and_never_overwrite_the_input(runs, tmp_path, capsys):
+    import json
+
+    from genrec.cli import main
+
+    folders, cache = runs
+    run = genrec.load_run(folders["PSID"], cache_dir=str(cache))
+    histories = [[run.interactions.item_ids[i] for i in run.split.test.histories[u]] for u in range(3)]
+    common = [f"--run={folders['PSID']}", f"--cache_dir={cache}", "--k=4"]
+    requests = tmp_path / "in.jsonl"
+    requests.write_text("".join(json.dumps({"history": h, "k": k}) + "\n" for h, k in zip(histories, (2, None, 6))))
+    assert main(["recommend", *common, f"--input={requests}", f"--output={tmp_path / 'out.jsonl'}"]) == 0
+    lines = [json.loads(text) for text in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [len(line["items"]) for line in lines] == [2, 4, 6]
+    assert lines[2]["items"] == [item for item, _ in run.recommend([histories[2]], k=6)[0]]
+    before = requests.read_bytes()
+    assert main(["recommend", *common, f"--input={requests}", f"--output={requests}"]) == 2
+    assert "would overwrite the histories" in capsys.readouterr().err and requests.read_bytes() == before
+    for content, message in [
+        (b'{"history": ["x"]}\n{"history": ["\xff"]}\n', "in.jsonl:2: not UTF-8"),
+        (json.dumps({"history": histories[0], "exclude_seen": True}).encode() + b"\n", "in.jsonl:1: unknown key"),
+        (json.dumps({"history": histories[0], "k": 0}).encode() + b"\n", "in.jsonl:1: k must be an integer >= 1"),
+        (b"\n" + json.dumps({"history": ["no-such-item"]}).encode() + b"\n", "in.jsonl:2: item id(s) not in"),
+    ]:
+        requests.write_bytes(content)
+        assert main(["recommend", *common, f"--input={requests}"]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_python_histories_must_be_lists_of_lists(runs):
+    folders, cache = runs
+    run = genrec.load_run(folders["SASRec"], cache_dir=str(cache))
+    item = run.interactions.item_ids[0]
+    with pytest.raises(GenrecError, match="a string would be read one character per item"):
+        run.recommend([item])
+    with pytest.raises(GenrecError, match="no histories to recommend for"):
+        run.recommend([])
+    with pytest.raises(ConfigError, match="k must be an integer >= 1"):
+        run.recommend([[item]], k=2.5)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO, TINY_SYNTHETIC
 
@@ -100,3 +101,38 @@ def test_main_py_and_console_script(tmp_path):
     script = Path(sys.executable).parent / "genrec"  # installed next to the interpreter by pip
     version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.strip() == "0.1.0"
+
+
+def test_serve_flags_are_checked_before_the_run_loads(capsys):
+    for flag, message in [
+        ("--port=99999", "--port must be a TCP port"),
+        ("--max_wait_ms=abc", "--max_wait_ms must be a finite number"),
+        ("--max_wait_ms=.nan", "--max_wait_ms must be a finite number"),
+        ("--max_wait_ms=-1", "--max_wait_ms must be a finite number >= 0"),
+    ]:
+        assert main(["serve", "--run=nowhere", flag]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+
+
+def test_automatic_run_folders_never_collide_and_never_nest_in_a_run(tmp_path, monkeypatch):
+    import time
+
+    from genrec.errors import GenrecError
+    from genrec.pipeline import run_directory
+
+    monkeypatch.setattr(time, "strftime", lambda fmt: "20261202-120000")  # two commands in the same second
+    config = load_config([], output_dir=str(tmp_path / "runs"))
+    with run_directory(config, "sids") as first, run_directory(config, "sids") as second:
+        assert (first.name, second.name) == ("sids-Synthetic-20261202-120000", "sids-Synthetic-20261202-120000-2")
+        (first / "best.pt").write_bytes(b"")
+        nested = load_config([], output_dir=str(first))
+        with pytest.raises(GenrecError, match="is a finished run's folder"), run_directory(nested, "train"):
+            pass
+
+
+def test_grpo_with_every_reward_weight_zero_is_refused():
+    from genrec.finetune.grpo import GRPOSettings
+
+    with pytest.raises(ValueError, match="every reward weight is 0"):
+        GRPOSettings(reward="relevance:0,validity:0")

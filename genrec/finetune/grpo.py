@@ -132,6 +132,11 @@ class GRPOSettings(StrictModel):
         unknown = sorted(set(value) - set(REWARDS))
         if unknown:
             raise ValueError(f"unknown reward(s) {unknown}; choose from {list(REWARDS)}")
+        if isinstance(value, dict) and value and not any(weight for weight in value.values()):
+            raise ValueError(
+                "every reward weight is 0: every candidate would get the same reward and nothing would be "
+                "learned; give at least one reward a weight (e.g. relevance:1)"
+            )
         return value
 
 
