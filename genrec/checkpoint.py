@@ -90,8 +90,18 @@ def run_identity(config, data_fingerprint: str, semantic_ids: dict | None) -> di
 
 
 def save_checkpoint(path: Path, identity: dict, state: dict) -> None:
-    """Write ``state`` (tensors, numbers, strings) with ``identity`` atomically."""
-    atomic_write(path, lambda tmp: torch.save({"identity": identity, **state}, tmp))
+    """Write ``state`` (tensors, numbers, strings) with ``identity`` atomically. PyTorch's zip writer
+    reports a short write (a disk that filled or failed mid-file) as a ``RuntimeError``, not an
+    ``OSError``: it becomes one line naming ``path``; the half-written temporary file is gone and
+    the previous checkpoint whole."""
+    try:
+        atomic_write(path, lambda tmp: torch.save({"identity": identity, **state}, tmp))
+    except RuntimeError as exc:
+        message = str(exc)
+        if "unexpected pos" not in message and "PytorchStreamWriter" not in message:
+            raise
+        first = next((line.strip() for line in message.splitlines() if line.strip()), message)
+        raise GenrecError(f"cannot write {path}: the disk is full or failing (PyTorch: {first})") from None
 
 
 def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:

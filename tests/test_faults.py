@@ -254,6 +254,25 @@ def test_a_full_disk_while_writing_leaves_the_old_file_whole(tmp_path, monkeypat
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
+def test_a_disk_that_fills_during_a_checkpoint_is_one_line_and_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    from genrec.checkpoint import save_checkpoint
+
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"run": 1}, {"epoch": 3})
+    before = path.read_bytes()
+
+    def filling(obj, target, *args, **kwargs):
+        Path(target).write_bytes(b"PK half a zip")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 6912 vs 6808")
+
+    monkeypatch.setattr(torch, "save", filling)
+    with pytest.raises(GenrecError, match=f"cannot write {path}: the disk is full or failing"):
+        save_checkpoint(path, {"run": 1}, {"epoch": 4})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
 def test_an_unreadable_data_file_is_one_line(tmp_path, capsys, monkeypatch):
     import genrec.datasets.io as io
 
