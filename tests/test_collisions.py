@@ -98,3 +98,40 @@ def test_cheapest_tuples_enumerates_in_cost_order():
     assert sorted(order) == sorted(itertools.product(range(4), repeat=3))
     costs = [sum(d[j, c] for j, c in enumerate(t)) for t in order]
     assert costs == sorted(costs)
+
+
+def fresh_search_resolution(codes, distances, codebook_size):
+    """The rule without the kept search: every displaced item enumerates from scratch."""
+    from genrec.semantic_ids.collisions import FreeIDs
+
+    resolved, free = codes.copy(), FreeIDs(codes, codebook_size)
+    for members in collision_groups(codes, distances):
+        for item in members[1:]:
+            free.last_search = None
+            resolved[item] = free.nearest(tuple(codes[item].tolist()), distances[item])
+    return resolved
+
+
+def test_a_large_group_of_identical_items_resolves_as_fresh_searches_do_in_linear_work(monkeypatch):
+    from genrec.semantic_ids import collisions
+
+    rng = np.random.default_rng(3)
+    n, levels, k = 3000, 3, 16
+    distances = rng.random((n, levels, k)).astype(np.float32)
+    distances[:2000] = distances[0]  # 2,000 identical vectors (items without signal): one code
+    codes = distances.argmin(axis=2)
+    codes[2000:2100] = codes[0]  # and some different items wanting that code too
+    enumerated = [0]
+    real = collisions.cheapest_tuples
+
+    def counted(level_distances):
+        for tail in real(level_distances):
+            enumerated[0] += 1
+            yield tail
+
+    monkeypatch.setattr(collisions, "cheapest_tuples", counted)
+    resolved = resolve_conflict_free(codes, distances, codebook_size=k)
+    kept, enumerated[0] = enumerated[0], 0
+    assert np.array_equal(resolved, fresh_search_resolution(codes, distances, k))
+    assert len({tuple(r) for r in resolved.tolist()}) == n
+    assert kept < 3 * n < enumerated[0] / 50  # tuples looked at: about the group's size, not its square

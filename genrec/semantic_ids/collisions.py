@@ -67,6 +67,7 @@ class FreeIDs:
         self.codebook_size, self.n_levels = codebook_size, used.shape[1]
         self.used: set[tuple] = set()
         self.prefix_counts: dict[tuple, int] = defaultdict(int)  # used IDs under each prefix, to skip full subtrees
+        self.last_search: tuple[tuple, Iterator[tuple[int, ...]]] | None = None
         for code in map(tuple, used.tolist()):
             self.mark(code)
 
@@ -78,16 +79,30 @@ class FreeIDs:
 
     def nearest(self, code: tuple, distances: np.ndarray) -> tuple:
         """The unused tuple nearest ``code`` (``distances[l, k]``: the item's distance to code ``k`` of
-        level ``l``), changing as few trailing levels as possible; marked as used."""
+        level ``l``), changing as few trailing levels as possible; marked as used.
+
+        The best-first enumeration passes over every used tuple cheaper than the answer. Items with
+        the same code and the same distances (a large group of identical vectors, e.g. items with no
+        collaborative signal) would each pass over all their predecessors' picks, a cost quadratic in
+        the group; so the last search is kept and the next identical item resumes it where it
+        stopped. Every tuple it skips is used and tuples never become free, so the answer is the one
+        a fresh enumeration would give."""
         n_levels = self.n_levels
         for changed in range(1, n_levels + 1):
             prefix = code[: n_levels - changed]
             if self.prefix_counts[prefix] >= self.codebook_size**changed:
                 continue  # every ID under this prefix is taken
-            for tail in cheapest_tuples(distances[n_levels - changed :]):
+            tail_distances = distances[n_levels - changed :]
+            key = (prefix, changed, tail_distances.tobytes())
+            if self.last_search is not None and self.last_search[0] == key:
+                tails = self.last_search[1]
+            else:
+                tails = cheapest_tuples(tail_distances)
+            for tail in tails:
                 candidate = prefix + tail
                 if candidate not in self.used:
                     break
+            self.last_search = (key, tails)
             break
         self.mark(candidate)
         return candidate
