@@ -267,7 +267,8 @@ def figure(rows: list[dict], path: Path) -> None:
 
     fig, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4.5))
     keys = sorted({(r["stage"], r.get("model")) for r in rows if "seconds" in r}, key=str)
-    for stage, model in keys:
+    colours = plt.get_cmap("tab20").colors
+    for index, (stage, model) in enumerate(keys):
         points = sorted(
             (r["items"], r["seconds"], r["peak_rss_mb"])
             for r in rows
@@ -275,8 +276,9 @@ def figure(rows: list[dict], path: Path) -> None:
         )
         label = f"{stage} ({model})" if model else stage
         sizes = [p[0] for p in points]
-        time_axis.plot(sizes, [max(p[1], 1e-3) for p in points], marker="o", label=label)
-        memory_axis.plot(sizes, [p[2] / 1024 for p in points], marker="o", label=label)
+        style = dict(marker="o", label=label, color=colours[index % 20], linestyle=("-", "--", ":")[index % 3])
+        time_axis.plot(sizes, [max(p[1], 1e-3) for p in points], **style)
+        memory_axis.plot(sizes, [p[2] / 1024 for p in points], **style)
     for axis, title in ((time_axis, "seconds"), (memory_axis, "peak resident memory during the stage (GiB)")):
         axis.set_xscale("log")
         axis.set_yscale("log")
