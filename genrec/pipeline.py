@@ -73,9 +73,10 @@ def load_split(config) -> tuple[Interactions, Split]:
     )
     for part, examples in (("validation", split.valid), ("test", split.test), ("training", split.train)):
         if not len(examples):
+            span = interactions.time_range()
             raise ConfigError(
                 f"split=temporal leaves no {part} examples in {interactions.name} "
-                f"({interactions.time_range()['first_time']} .. {interactions.time_range()['last_time']}): "
+                f"({span['first_time']} .. {span['last_time']}): "
                 "move --split_valid_time / --split_test_time"
             )
     return interactions, split

@@ -15,10 +15,11 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from genrec.config import seconds_of
 from genrec.datasets.io import open_text, read_jsonl, read_lines
 from genrec.errors import DataError
 
@@ -238,25 +239,20 @@ def number(table: Table, column: str, row: int) -> float:
 
 def timestamp(table: Table, column: str, row: int) -> float:
     """Seconds: a number (Unix time or any ordinal), an ISO 8601 date or date-time string, or a
-    Parquet / JSON date-time. Times without a zone are read as UTC, so the order never depends on
-    the machine's time zone."""
+    Parquet / JSON date-time, read by :func:`genrec.config.seconds_of` as the split times are (no
+    zone: UTC, so the order never depends on the machine's time zone)."""
     value = table.columns[column][row]
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
-    if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            try:
-                moment = datetime.fromisoformat(value.strip())
-            except ValueError:
-                raise table.error(
-                    f"{value!r} is neither a number nor an ISO 8601 date-time (2024-05-01T12:30:00)", row, column
-                ) from None
-            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    return number(table, column, row)
+    if not isinstance(value, str | date):  # datetime is a date
+        return number(table, column, row)
+    try:
+        seconds = seconds_of(value)
+    except ValueError:
+        raise table.error(
+            f"{value!r} is neither a number nor an ISO 8601 date-time (2024-05-01T12:30:00)", row, column
+        ) from None
+    if not math.isfinite(seconds):
+        raise table.error(f"{value!r} is not a finite number", row, column)
+    return seconds
 
 
 def text(table: Table, column: str, row: int, path_like: bool = False) -> str:
