@@ -8,6 +8,7 @@ changed dataset or ID table is refused rather than silently mis-indexed.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from genrec.config import load_config
+from genrec.config import TEXT_FIELDS, load_config
 from genrec.data import Interactions, Split
 from genrec.decoding.diversity import Diversity, rerank
 from genrec.errors import ConfigError, GenrecError
@@ -88,7 +89,9 @@ class Run:
         self, allow: Sequence[str] | None = None, deny: Sequence[str] | None = None, category: str | None = None
     ) -> np.ndarray:
         """``[n_items]`` booleans: available items, restricted to ``allow`` and to ``category`` (any
-        level of an item's category path), without ``deny``."""
+        level of an item's category path), without ``deny``. A category no item has is an error
+        naming the nearest ones, and so is a restriction that leaves no item: an empty list would
+        read as "the model found nothing" when the request asked for nothing."""
         allowed = self.available.copy()
         if allow is not None:
             only = np.zeros_like(allowed)
@@ -97,7 +100,27 @@ class Run:
         if deny is not None:
             allowed[self.item_indices([deny])[0]] = False
         if category is not None:
-            allowed &= np.array([category in path for path in self.item_categories])
+            in_category = np.array([category in path for path in self.item_categories], dtype=bool)
+            if not in_category.any():
+                names = sorted(set().union(*self.item_categories))
+                near = difflib.get_close_matches(category, names, n=5, cutoff=0.5)
+                raise GenrecError(
+                    f"no item of {self.interactions.name} is in category {category!r}"
+                    + (f"; nearest: {', '.join(map(repr, near))}" if near else f" ({len(names)} categories)")
+                )
+            allowed &= in_category
+        if not allowed.any():
+            asked = [
+                name for name, value in (("allow", allow), ("deny", deny), ("category", category)) if value is not None
+            ]
+            raise GenrecError(
+                "no item is left to recommend: "
+                + (
+                    f"{' + '.join(asked)} together with the removed items exclude every item"
+                    if asked
+                    else "every item is removed"
+                )
+            )
         return allowed
 
     def add_items(self, items: Sequence[dict[str, str]]) -> list[tuple[str, tuple[int, ...]]]:
@@ -111,6 +134,7 @@ class Run:
         import dataclasses
 
         from genrec.embeddings import new_item_vectors, unit_rows
+        from genrec.embeddings.text import item_sentences
         from genrec.semantic_ids import frozen_quantizer
         from genrec.semantic_ids.frozen import new_ids
 
@@ -123,7 +147,22 @@ class Run:
         clashes = [item for item in ids if not item or item in self.item_index]
         if clashes or len(set(ids)) != len(ids):
             raise GenrecError(f"new items need new, distinct, non-empty ids; these are not: {clashes or ids}")
+        unreadable = [item for item in ids if item != item.strip() or not item.isprintable()]
+        if unreadable:  # could not be written to an items file and read back, nor typed in a URL
+            raise GenrecError(f"item ids must be printable without surrounding spaces: {unreadable[:5]}")
+        unknown = sorted({field for item in items for field in item} - {"id", *TEXT_FIELDS})
+        if unknown:
+            raise GenrecError(
+                f"unknown item field(s) {', '.join(unknown)}: an item holds id and {', '.join(TEXT_FIELDS)}"
+            )
         texts = [{field: str(value) for field, value in item.items() if field != "id"} for item in items]
+        fields = list(self.config.sent_emb_fields)
+        blank = [item for item, sentence in zip(ids, item_sentences(texts, fields, 1)) if not sentence]
+        if blank:  # empty text embeds to one arbitrary vector: every such item would get a meaningless ID
+            raise GenrecError(
+                f"{len(blank)} new item(s) have no text in {', '.join(fields)} (the fields the catalogue's semantic "
+                f"IDs were built from): {blank[:5]}"
+            )
         quantizer = frozen_quantizer(self.config, self.interactions, self.split)
         vectors = new_item_vectors(self.config, self.interactions, texts)
         raw, distances = quantizer.assign(vectors)

@@ -9,11 +9,21 @@ search of 64 users costs far less than 64 searches of one).
 
 Endpoints: ``POST /recommend``, ``POST /items`` (add items without retraining: TIGER / PSID / Latte),
 ``DELETE /items/{item_id}`` (out of stock: never recommended again), ``POST /items/{item_id}/restore``,
-``GET /health``.
+``GET /health``. An item id may hold ``/`` (``DELETE /items/a/b`` removes ``a/b``) or any other
+character, percent-encoded.
+
+What a client can make the server do is bounded: bodies over ``max_body_bytes`` are a 413 before they
+are read whole; a rejected body is a 422 that names the fields and never echoes their values (a
+value such as ``NaN`` cannot even be written back as JSON, which made a 500), and error details are
+cut to a few hundred characters. With ``api_key`` set, catalogue changes (and with
+``auth="all"`` recommendations too) need the header ``Authorization: Bearer <key>`` or
+``X-API-Key: <key>``; without a key they are refused unless ``open_changes`` (the CLI allows them
+only on a loopback address).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import queue
 import threading
@@ -21,7 +31,9 @@ import time
 from concurrent.futures import Future
 from typing import Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from genrec.decoding.diversity import Diversity
@@ -29,6 +41,13 @@ from genrec.errors import GenrecError
 from genrec.run import Run
 
 log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 2**20  # 10,000 histories of 50 ids of 30 characters fit
+MAX_DETAIL_CHARS = 500  # an error message echoes ids and names: cut, so a huge request is not mirrored back
+
+
+def cut(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class RecommendRequest(BaseModel):
@@ -161,18 +180,117 @@ class MicroBatcher:
         self.worker.join(timeout=10)
 
 
-def create_app(run: Run, max_batch: int = 64, max_wait_ms: float = 5.0, timeout_s: float = 120.0) -> FastAPI:
-    """The HTTP app over ``run``; its :class:`MicroBatcher` is ``app.state.batcher``."""
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is a 413, judged by its Content-Length
+    or, when it is streamed without one, as soon as its chunks pass the limit; the app then receives
+    the body it would have, read once."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await self.refuse(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await self.refuse(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def refuse(self, scope, receive, send) -> None:
+        detail = f"request body over {self.limit} bytes: send fewer histories or items per request"
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+
+
+def field_errors(exc: RequestValidationError) -> list[dict]:
+    """pydantic's errors with where and what, without the rejected value (``input``/``ctx``): echoing
+    it mirrors a large body back, and a ``NaN`` could not be written as JSON at all."""
+    return [
+        {
+            "loc": [cut(str(part), 100) if isinstance(part, str) else part for part in error["loc"]],
+            "msg": cut(error["msg"]),
+            "type": error["type"],
+        }
+        for error in exc.errors()[:20]
+    ]
+
+
+def create_app(
+    run: Run,
+    max_batch: int = 64,
+    max_wait_ms: float = 5.0,
+    timeout_s: float = 120.0,
+    api_key: str | None = None,
+    auth: Literal["changes", "all"] = "changes",
+    open_changes: bool = True,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The HTTP app over ``run``; its :class:`MicroBatcher` is ``app.state.batcher``. ``api_key``
+    guards the catalogue changes (``auth="all"``: every route but ``/health``); without one, changes
+    are refused unless ``open_changes``. Bodies are limited to ``max_body_bytes``."""
+    if auth not in ("changes", "all"):
+        raise GenrecError(f"auth must be 'changes' or 'all', got {auth!r}")
+    if auth == "all" and not api_key:
+        raise GenrecError("auth='all' needs an api_key (the key that every request must carry)")
     app = FastAPI(title="genrec", summary=f"{run.label} trained on {run.interactions.name}")
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     batcher = MicroBatcher(run, max_batch, max_wait_ms)
     app.state.batcher = batcher
     app.router.add_event_handler("shutdown", batcher.close)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": field_errors(exc)}, status_code=422)
+
+    def key_checked(authorization: str | None, x_api_key: str | None) -> None:
+        """The request's key against ``api_key``, compared in constant time."""
+        bearer = authorization[7:] if authorization and authorization[:7].lower() == "bearer " else None
+        given = x_api_key or bearer
+        if given is None or not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise HTTPException(
+                status_code=401,
+                detail="this route needs the server's API key: header 'Authorization: Bearer <key>' or 'X-API-Key'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    def may_change(authorization: str | None = Header(None), x_api_key: str | None = Header(None)) -> None:
+        if api_key:
+            key_checked(authorization, x_api_key)
+        elif not open_changes:
+            raise HTTPException(
+                status_code=403,
+                detail="catalogue changes are off: this server listens beyond this machine without an API key "
+                "(start it with GENREC_API_KEY or --api_key_file)",
+            )
+
+    def may_read(authorization: str | None = Header(None), x_api_key: str | None = Header(None)) -> None:
+        if auth == "all":
+            key_checked(authorization, x_api_key)
 
     def wait(done: Future):
         try:
             return done.result(timeout=timeout_s)
         except GenrecError as exc:  # unknown ids, a model that cannot add items, ...
-            raise HTTPException(status_code=400, detail=str(exc)) from None
+            raise HTTPException(status_code=400, detail=cut(str(exc))) from None
 
     @app.get("/health")
     def health() -> dict:
@@ -184,7 +302,7 @@ def create_app(run: Run, max_batch: int = 64, max_wait_ms: float = 5.0, timeout_
             "removed": int((~run.available).sum()),
         }
 
-    @app.post("/recommend")
+    @app.post("/recommend", dependencies=[Depends(may_read)])
     def recommend(request: RecommendRequest) -> dict:
         lists = wait(batcher.submit(request))
         return {
@@ -196,23 +314,23 @@ def create_app(run: Run, max_batch: int = 64, max_wait_ms: float = 5.0, timeout_
     def known(item_id: str) -> str:
         if item_id not in run.item_index:
             raise HTTPException(
-                status_code=404, detail=f"item {item_id!r} is not in the catalogue of {run.interactions.name}"
+                status_code=404, detail=cut(f"item {item_id!r} is not in the catalogue of {run.interactions.name}")
             )
         return item_id
 
-    @app.post("/items")
+    @app.post("/items", dependencies=[Depends(may_change)])
     def add(request: NewItems) -> dict:
         added = wait(batcher.change("add_items", request.items))
         return {"added": [{"id": item, "semantic_id": list(code)} for item, code in added]}
 
-    @app.delete("/items/{item_id}")
-    def remove(item_id: str) -> dict:
-        wait(batcher.change("remove", [known(item_id)]))
-        return {"removed": item_id}
-
-    @app.post("/items/{item_id}/restore")
+    @app.post("/items/{item_id:path}/restore", dependencies=[Depends(may_change)])
     def restore(item_id: str) -> dict:
         wait(batcher.change("restore", [known(item_id)]))
         return {"restored": item_id}
+
+    @app.delete("/items/{item_id:path}", dependencies=[Depends(may_change)])
+    def remove(item_id: str) -> dict:
+        wait(batcher.change("remove", [known(item_id)]))
+        return {"removed": item_id}
 
     return app

@@ -1,6 +1,8 @@
 """The Python API: ``genrec.load_run`` and ``Run.recommend`` over raw item ids give the model's own
 rankings and scores, exclude what a user has seen, and name the ids they do not know."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -143,6 +145,24 @@ def test_removed_items_and_filters_restrict_every_list(runs, model):
     allow = run.interactions.item_ids[:7]
     for ranked in run.recommend(raw, k=5, allow=allow, deny=allow[:2]):
         assert ranked and {item for item, _ in ranked} <= set(allow[2:])
+
+
+def test_restrictions_that_match_nothing_are_errors_not_empty_lists(runs):
+    folders, cache = runs
+    run = genrec.load_run(folders["PSID"], cache_dir=str(cache))
+    raw = [[run.interactions.item_ids[i] for i in run.split.test.histories[0]]]
+    category = sorted(set().union(*run.item_categories))[0]
+    near = re.escape(f"no item of Synthetic is in category '{category}x'; nearest: '{category}'")
+    with pytest.raises(GenrecError, match=near):
+        run.recommend(raw, category=category + "x")
+    with pytest.raises(GenrecError, match=r"in category 'zzzzzzzz' \(\d+ categories\)"):
+        run.recommend(raw, category="zzzzzzzz")
+    allow = run.interactions.item_ids[:3]
+    with pytest.raises(GenrecError, match="allow \\+ deny together with the removed items exclude every item"):
+        run.recommend(raw, allow=allow, deny=allow)
+    run.remove(run.interactions.item_ids)
+    with pytest.raises(GenrecError, match="every item is removed"):
+        run.recommend(raw)
 
 
 def test_a_filtered_generative_list_is_the_exhaustive_ranking_of_the_allowed_items(runs):

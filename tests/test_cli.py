@@ -109,10 +109,40 @@ def test_serve_flags_are_checked_before_the_run_loads(capsys):
         ("--max_wait_ms=abc", "--max_wait_ms must be a finite number"),
         ("--max_wait_ms=.nan", "--max_wait_ms must be a finite number"),
         ("--max_wait_ms=-1", "--max_wait_ms must be a finite number >= 0"),
+        ("--max_body_mb=0", "--max_body_mb must be a finite number"),
+        ("--api_key=secret", "set GENREC_API_KEY or pass --api_key_file"),
+        ("--api_key_file=/nonexistent/key", "--api_key_file: cannot read /nonexistent/key"),
     ]:
         assert main(["serve", "--run=nowhere", flag]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_serving_beyond_this_machine_without_a_key_warns_and_short_keys_are_refused(tmp_path, capsys, monkeypatch):
+    from genrec.cli import api_key_of, is_loopback
+
+    monkeypatch.delenv("GENREC_API_KEY", raising=False)
+    assert main(["serve", "--run=nowhere", "--host=0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "warning: serving on 0.0.0.0 beyond this machine without an API key" in err and "not a finished run" in err
+    assert main(["serve", "--run=nowhere"]) == 2
+    assert "warning" not in capsys.readouterr().err
+    (tmp_path / "short").write_text("abc\n")
+    assert main(["serve", "--run=nowhere", f"--api_key_file={tmp_path / 'short'}"]) == 2
+    assert "at least 16 characters" in capsys.readouterr().err
+    (tmp_path / "key").write_text("k" * 20 + "\nignored\n")
+    assert api_key_of(tmp_path / "key") == "k" * 20
+    monkeypatch.setenv("GENREC_API_KEY", "from-the-environment")
+    assert api_key_of(None) == "from-the-environment"
+    assert [is_loopback(h) for h in ("127.0.0.1", "127.5.0.1", "::1", "localhost", "0.0.0.0", "::", "10.0.0.2")] == [
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
 
 
 def test_automatic_run_folders_never_collide_and_never_nest_in_a_run(tmp_path, monkeypatch):

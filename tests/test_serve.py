@@ -13,6 +13,7 @@ from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 
 import genrec
 from genrec.config import load_config
+from genrec.errors import GenrecError
 from genrec.pipeline import train
 from genrec.serve import create_app
 
@@ -152,3 +153,84 @@ def test_an_item_added_over_http_is_recommendable_at_once(served):
     assert client.post("/recommend", json=body).json()["recommendations"][0]["items"] == ["fresh-1"]
     assert client.post("/items", json={"items": [{"id": "fresh-1", **text}]}).status_code == 400  # ids are unique
     assert client.post("/items", json={"items": [{"title": 3}]}).status_code == 422
+
+
+def test_bodies_that_json_cannot_echo_are_422_and_never_echoed(served):
+    client, run, _ = served
+    body = b'{"histories": [["%s"]], "k": NaN}' % run.interactions.item_ids[0].encode()
+    reply = client.post("/recommend", content=body, headers={"content-type": "application/json"})
+    assert reply.status_code == 422 and reply.json()["detail"][0]["loc"] == ["body", "k"]
+    for value in (b"Infinity", b"-Infinity", b"1e999"):
+        body = b'{"histories": [["x"]], "diversity": {"penalty": %s}}' % value
+        reply = client.post("/recommend", content=body, headers={"content-type": "application/json"})
+        assert reply.status_code == 422 and reply.json()["detail"][0]["loc"][-1] == "penalty"
+    huge = "y" * 100_000
+    reply = client.post("/recommend", json={"histories": [[huge]], "k": huge})
+    assert reply.status_code == 422 and huge not in reply.text and "input" not in reply.json()["detail"][0]
+    reply = client.post("/recommend", json={"histories": [[huge]]})  # an unknown id: the message is cut
+    assert reply.status_code == 400 and len(reply.json()["detail"]) <= 500
+
+
+def test_bodies_over_the_limit_are_413_declared_or_streamed(served):
+    from genrec.serve import MAX_BODY_BYTES
+
+    client, _, _ = served
+    body = b'{"histories": [["' + b"z" * MAX_BODY_BYTES + b'"]]}'
+    assert client.post("/recommend", content=body, headers={"content-type": "application/json"}).status_code == 413
+    chunks = (body[i : i + 2**20] for i in range(0, len(body), 2**20))  # no Content-Length: chunked
+    reply = client.post("/recommend", content=chunks, headers={"content-type": "application/json"})
+    assert reply.status_code == 413 and "request body over" in reply.json()["detail"]
+    assert client.get("/health").status_code == 200  # the server is still there
+
+
+def test_restrictions_that_match_nothing_are_400_naming_them(served):
+    client, run, _ = served
+    history = histories(run, [4])
+    category = sorted(set().union(*run.item_categories))[0]
+    reply = client.post("/recommend", json={"histories": history, "category": category.upper() + "s"})
+    assert reply.status_code == 400 and "no item of Synthetic is in category" in reply.json()["detail"]
+    allow = run.interactions.item_ids[:2]
+    reply = client.post("/recommend", json={"histories": history, "allow": allow, "deny": allow})
+    assert reply.status_code == 400 and "no item is left to recommend" in reply.json()["detail"]
+
+
+def test_added_items_need_text_and_ids_that_round_trip_and_any_id_is_addressable(served):
+    client, run, _ = served
+    text = dict(run.interactions.item_text[11])
+    reply = client.post("/items", json={"items": [{"id": "blank-1", "title": "  "}]})
+    assert reply.status_code == 400 and "have no text" in reply.json()["detail"]
+    reply = client.post("/items", json={"items": [{"id": "n-1", "name": "a microscope"}]})
+    assert reply.status_code == 400 and "unknown item field(s) name" in reply.json()["detail"]
+    for bad in (" padded", "tab\there"):
+        assert client.post("/items", json={"items": [{"id": bad, **text}]}).status_code == 400
+    odd = "shop/42?colour=red#1 %"
+    assert client.post("/items", json={"items": [{"id": odd, **text}]}).status_code == 200
+    quoted = httpx.URL(f"/items/{odd.replace('%', '%25').replace('?', '%3F').replace('#', '%23')}")
+    assert client.delete(quoted).json() == {"removed": odd}
+    assert client.post(f"{quoted}/restore").json() == {"restored": odd}
+
+
+def test_an_api_key_guards_catalogue_changes_and_without_one_beyond_loopback_they_are_off(served):
+    from fastapi.testclient import TestClient
+
+    _, run, _ = served
+    item = run.interactions.item_ids[3]
+    body = {"histories": histories(run, [1]), "k": 2}
+    key = "s3cret-key-of-twenty-chars"
+    with TestClient(create_app(run, api_key=key)) as guarded:
+        assert guarded.post("/recommend", json=body).status_code == 200  # reading stays open
+        reply = guarded.delete(f"/items/{item}")
+        assert reply.status_code == 401 and reply.headers["www-authenticate"] == "Bearer"
+        assert guarded.delete(f"/items/{item}", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert guarded.delete(f"/items/{item}", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        assert guarded.post(f"/items/{item}/restore", headers={"X-API-Key": key}).status_code == 200
+    with TestClient(create_app(run, api_key=key, auth="all")) as closed:
+        assert closed.post("/recommend", json=body).status_code == 401
+        assert closed.post("/recommend", json=body, headers={"X-API-Key": key}).status_code == 200
+        assert closed.get("/health").status_code == 200
+    with TestClient(create_app(run, open_changes=False)) as exposed:
+        assert exposed.post("/recommend", json=body).status_code == 200
+        reply = exposed.delete(f"/items/{item}")
+        assert reply.status_code == 403 and "without an API key" in reply.json()["detail"]
+    with pytest.raises(GenrecError, match="needs an api_key"):
+        create_app(run, auth="all")
