@@ -9,9 +9,10 @@ collide untouched.
   grow by one level whose size is the largest group (as TIGER).
 - ``conflict_free`` (PSID-style): same length, no extra token. Each displaced item takes the nearest
   code tuple that no item uses (ties: the smaller tuple), searching first the last level under its
-  own prefix, then the last two levels, and so on. "Nearest" is the summed squared distance of the changed levels, measured
-  from the item's own level inputs (exact for product quantizers, a first-order approximation for
-  residual ones, where changing a level would change the residuals below it).
+  own prefix, then the last two levels, and so on. "Nearest" is the summed squared distance of the
+  changed levels, measured from the item's own level inputs (exact for product quantizers, a
+  first-order approximation for residual ones, where changing a level would change the residuals
+  below it).
 """
 
 from __future__ import annotations
