@@ -59,10 +59,12 @@ WRITE_ERRORS = {
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """``write`` a temporary file beside ``path``, then rename it into place: a reader never sees
-    a half-written file, and a failure leaves nothing behind. The file gets the mode the user's
-    umask gives (like any new file); a read-only or full file system is a :class:`GenrecError`
-    naming ``path``."""
+    a half-written file, and a failure leaves nothing behind, not even the folders it created for
+    ``path`` (a failed download left an empty dataset tree that looked half-fetched). The file gets
+    the mode the user's umask gives (like any new file); a read-only or full file system is a
+    :class:`GenrecError` naming ``path``."""
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    created = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]  # deepest first
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # mode 0666 less the umask
@@ -71,6 +73,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+            for folder in created:
+                folder.rmdir()  # only when empty: another writer may have filled it meanwhile
         if isinstance(exc, OSError) and exc.errno in WRITE_ERRORS:
             raise GenrecError(f"cannot write {path}: {exc.strerror}") from None
         raise

@@ -664,11 +664,13 @@ def cmd_plot(argv: list[str]) -> int:
             f"plot takes RUN_DIR ... and --output=DIR; unknown flag(s): {', '.join('--' + k for k in flags)}"
         )
     runs: dict[str, list[dict]] = {}
+    several = len({dataset_of(directory) for directory in directories}) > 1
     for directory in directories:
-        settings = (
-            yaml.safe_load((directory / "config.yaml").read_text()) if (directory / "config.yaml").is_file() else {}
-        )
+        settings = yaml.safe_load((directory / "config.yaml").read_text()) or {}
         label = f"{settings.get('model', directory.name)} seed {settings.get('seed', '?')}"
+        label += f" on {dataset_of(directory)}" if several else ""
+        if not (directory / "metrics.jsonl").is_file():
+            raise GenrecError(f"{directory} has no metrics.jsonl yet: it has not finished its first epoch")
         runs[label if label not in runs else directory.name] = read_epochs(directory / "metrics.jsonl")
     output.mkdir(parents=True, exist_ok=True)
     run_curves_figure(runs, output / "curves")
@@ -695,13 +697,38 @@ def write_analysis(rows: list[dict], columns: list[str], output: Path, name: str
 
 
 def run_folders(argv: list[str], command: str) -> tuple[list[Path], dict]:
-    """The positional run folders of ``genrec analyze ...`` / ``genrec plot`` and their ``--key=value`` flags."""
+    """The positional run folders of ``genrec analyze ...`` / ``genrec plot`` and their ``--key=value``
+    flags. A folder that is no run (a data or cache folder given by mistake) is refused by name; the
+    analyses compare runs on one dataset and refuse runs of several, whose numbers would share a table
+    and a figure while measuring different data."""
     from genrec.config import parse_flags
 
     directories = [Path(arg) for arg in argv if not arg.startswith("--")]
     if not directories:
         raise GenrecError(f"{command} needs the folders of runs, e.g. runs/compare/Synthetic/PSID-seed2024-*")
+    for directory in directories:
+        if not (directory / "config.yaml").is_file():
+            raise GenrecError(
+                f"{directory} is not a run folder (it has no config.yaml): {command} reads the folders that "
+                "genrec train, compare and finetune write"
+            )
+    if command.startswith("analyze"):
+        datasets = {}
+        for directory in directories:
+            datasets.setdefault(dataset_of(directory), []).append(directory.name)
+        if len(datasets) > 1:
+            listed = "; ".join(f"{name}: {', '.join(names)}" for name, names in datasets.items())
+            raise GenrecError(f"{command} compares runs on one dataset; these are runs of {len(datasets)} ({listed})")
     return directories, parse_flags([arg for arg in argv if arg.startswith("--")])[1]
+
+
+def dataset_of(directory: Path) -> str:
+    """The dataset a run folder was trained on, read from its ``config.yaml`` (no data loaded)."""
+    import yaml
+
+    settings = yaml.safe_load((directory / "config.yaml").read_text()) or {}
+    parts = [settings.get("dataset"), settings.get("category"), settings.get("interactions")]
+    return "/".join(str(part) for part in parts if part)
 
 
 def list_flag(flags: dict, key: str, default: str, kind: type) -> list:

@@ -9,7 +9,7 @@ changed dataset or ID table is refused rather than silently mis-indexed.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +23,7 @@ from genrec.decoding.diversity import Diversity, rerank
 from genrec.errors import ConfigError, GenrecError
 from genrec.ranking import search_width
 from genrec.semantic_ids import SemanticIDs
+from genrec.semantic_ids.frozen import FrozenQuantizer
 
 
 class Run:
@@ -33,6 +34,10 @@ class Run:
     def __init__(self, directory: Path, config: Any, model: torch.nn.Module, interactions: Interactions, split: Split):
         self.directory, self.config, self.model = directory, config, model.eval()
         self.interactions, self.split = interactions, split
+        # The catalogue as trained: new items are embedded and quantized against it. add_items grows
+        # self.interactions; built from the grown one, every later addition would miss the caches, embed
+        # the whole catalogue again and refit its PCA and quantizer, which are not the model's.
+        self.trained_interactions = interactions
         self.available = np.ones(interactions.n_items, dtype=bool)  # what remove() took out: never recommended
 
     @property
@@ -133,9 +138,8 @@ class Run:
         never saw."""
         import dataclasses
 
-        from genrec.embeddings import new_item_vectors, unit_rows
+        from genrec.embeddings import unit_rows
         from genrec.embeddings.text import item_sentences
-        from genrec.semantic_ids import frozen_quantizer
         from genrec.semantic_ids.frozen import new_ids
 
         if not hasattr(self.model, "add_items"):
@@ -163,9 +167,8 @@ class Run:
                 f"{len(blank)} new item(s) have no text in {', '.join(fields)} (the fields the catalogue's semantic "
                 f"IDs were built from): {blank[:5]}"
             )
-        quantizer = frozen_quantizer(self.config, self.interactions, self.split)
-        vectors = new_item_vectors(self.config, self.interactions, texts)
-        raw, distances = quantizer.assign(vectors)
+        vectors = self.new_item_encoder(texts)
+        raw, distances = self.quantizer.assign(vectors)
         order = list(self.config.vq_level_order or range(self.semantic_ids.n_levels))
         back = np.argsort(order)  # the model's levels -> the quantizer's
         existing = self.model.semantic_ids.codes[:, back]
@@ -188,12 +191,26 @@ class Run:
         return [(item, tuple(int(c) for c in code)) for item, code in zip(ids, codes)]
 
     @cached_property
+    def new_item_encoder(self) -> Callable[[list[dict[str, str]]], np.ndarray]:
+        """Embeds new items as the trained catalogue's were (:func:`genrec.embeddings.new_item_encoder`)."""
+        from genrec.embeddings import new_item_encoder
+
+        return new_item_encoder(self.config, self.trained_interactions)
+
+    @cached_property
+    def quantizer(self) -> FrozenQuantizer:
+        """The quantizer that gave the trained catalogue its IDs (:func:`genrec.semantic_ids.frozen_quantizer`)."""
+        from genrec.semantic_ids import frozen_quantizer
+
+        return frozen_quantizer(self.config, self.trained_interactions, self.split)
+
+    @cached_property
     def content_vectors(self) -> torch.Tensor:
         """``[n_items, d]`` unit-norm content vectors: those the semantic IDs were built from (the item
         text's embedding for text IDs). MMR compares items with them."""
         from genrec.embeddings import item_embeddings, unit_rows
 
-        return torch.as_tensor(unit_rows(item_embeddings(self.config, self.interactions, self.split).vectors))
+        return torch.as_tensor(unit_rows(item_embeddings(self.config, self.trained_interactions, self.split).vectors))
 
     @torch.no_grad()
     def rank(

@@ -166,3 +166,21 @@ def test_grpo_with_every_reward_weight_zero_is_refused():
 
     with pytest.raises(ValueError, match="every reward weight is 0"):
         GRPOSettings(reward="relevance:0,validity:0")
+
+
+def test_plot_and_analyses_name_folders_that_are_no_runs_and_refuse_runs_of_several_datasets(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    assert main(["plot", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"{data} is not a run folder (it has no config.yaml)" in err and "delete" not in err
+    assert data.exists()
+    for name, dataset in (("a", "dataset: Synthetic\n"), ("b", "dataset: AmazonReviews2018\ncategory: Scientific\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text(dataset)
+    assert main(["analyze", "tree", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    assert "compares runs on one dataset; these are runs of 2 (Synthetic: a; AmazonReviews2018/Scientific: b)" in (
+        capsys.readouterr().err
+    )
+    assert main(["plot", str(tmp_path / "a")]) == 2
+    assert "has no metrics.jsonl yet" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 item added to a trained run gets a unique ID by the run's collision rule and is recommendable at
 once, with its exact score."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 
 import genrec
 from genrec.config import load_config
-from genrec.embeddings import item_embeddings, new_item_vectors
+from genrec.embeddings import item_embeddings, new_item_encoder
 from genrec.errors import ConfigError, GenrecError
 from genrec.pipeline import load_split, train
 from genrec.semantic_ids import frozen_quantizer, quantize, semantic_ids
@@ -33,9 +35,7 @@ def test_the_kept_quantizer_gives_the_catalogue_its_training_codes(make_config, 
     interactions, split = load_split(config)
     sids = semantic_ids(config, interactions, split)
     vectors = item_embeddings(config, interactions, split)
-    again = new_item_vectors(
-        config, interactions, interactions.item_text[:6]
-    )  # embedded (and projected) as the catalogue was
+    again = new_item_encoder(config, interactions)(interactions.item_text[:6])  # embedded as the catalogue was
     np.testing.assert_allclose(again, vectors.vectors[:6], atol=1e-4)
     quantizer = frozen_quantizer(config, interactions, split)
     codes, distances = quantizer.assign(vectors.vectors)
@@ -97,6 +97,32 @@ def test_an_added_item_is_recommendable_at_once_with_its_exact_score(runs, model
     ]
 
 
+def test_items_added_one_by_one_get_the_ids_of_one_addition_and_touch_no_cache(runs, monkeypatch):
+    """A server adds items one request at a time. Each addition must embed and quantize against the
+    catalogue the run was trained on: built from the grown catalogue, every later addition missed the
+    caches, embedded every item again and refit the PCA and the quantizer (memory grew by GBs over a
+    long session, and the later items' IDs came from a quantizer that was not the model's)."""
+    from genrec.embeddings import text
+
+    folders, cache = runs
+    texts = [
+        dict(text_, id=f"one-{n}")
+        for n, text_ in enumerate(genrec.load_run(folders["PSID"], cache_dir=str(cache)).interactions.item_text[3:9])
+    ]
+    together = genrec.load_run(folders["PSID"], cache_dir=str(cache)).add_items(texts)
+    run = genrec.load_run(folders["PSID"], cache_dir=str(cache))
+    run.add_items(texts[:1])
+    files = sorted(path.name for path in Path(cache).rglob("*"))
+    encoded = []
+    real = text.encode
+    monkeypatch.setattr(text, "encode", lambda sentences, *a: encoded.append(len(sentences)) or real(sentences, *a))
+    monkeypatch.setattr("genrec.embeddings.encode", text.encode)
+    one_by_one = [added for item in texts[1:] for added in run.add_items([item])]
+    assert [together[0], *one_by_one] == together
+    assert encoded == [1] * 5  # each new item's own text, never the catalogue's
+    assert sorted(path.name for path in Path(cache).rglob("*")) == files
+
+
 @pytest.mark.parametrize("model", ["SimGR", "ParallelSID"])
 def test_full_ranking_models_score_an_added_item_from_its_tokens(runs, model):
     folders, cache = runs
@@ -140,4 +166,4 @@ def test_adding_items_is_refused_where_it_cannot_work(runs, make_config, tmp_pat
     config = make_config(**TINY_SYNTHETIC, model="PSID", item_emb="cf")
     interactions, split = load_split(config)
     with pytest.raises(ConfigError, match="collaborative"):
-        new_item_vectors(config, interactions, [{"title": "x"}])
+        new_item_encoder(config, interactions)

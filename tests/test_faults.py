@@ -320,4 +320,9 @@ def test_a_corrupt_download_is_refused_and_leaves_nothing(tmp_path, make_config)
     )
     with pytest.raises(DataError, match="Video_Games.test.csv.gz is corrupt"):
         download_files(config, parts=("test",))
-    assert not any(p.is_file() for p in (tmp_path / "data").rglob("*"))
+    assert not (tmp_path / "data").exists()  # not even the empty folders of the official layout
+    (tmp_path / "data").mkdir()
+    offline = config.model_copy(update={"download_base_url": "http://127.0.0.1:9/AmazonReviews2023"})  # refused
+    with pytest.raises(DataError, match="could not download .* place it at"):
+        download_files(offline, parts=("valid",))
+    assert list((tmp_path / "data").iterdir()) == []  # the folder that was there stays, and nothing else

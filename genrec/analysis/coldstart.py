@@ -21,7 +21,7 @@ import torch
 from genrec import datasets
 from genrec.data import Examples
 from genrec.data.cold import hold_out_items
-from genrec.embeddings import new_item_vectors, unit_rows
+from genrec.embeddings import unit_rows
 from genrec.errors import ConfigError
 from genrec.evaluation import ranking_metrics
 from genrec.ranking import top_k
@@ -111,7 +111,7 @@ def cold_start_evaluation(run, candidates: int | None = None) -> list[dict]:
     if added:
         run.add_items([{"id": item, **text} for item, text in zip(held.cold_ids, held.cold_text)])
     else:  # an item-ID model: the content vectors still cover the held-out items, for the hybrid
-        fresh = new_item_vectors(config, run.interactions, held.cold_text)
+        fresh = run.new_item_encoder(held.cold_text)
         run.content_vectors = torch.cat([run.content_vectors, torch.as_tensor(unit_rows(fresh))])
     cold = np.arange(n_warm, n_warm + len(held.cold))
     width = candidates or config.test_num_beams

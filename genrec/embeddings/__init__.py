@@ -4,6 +4,7 @@ co-occurrence), or both; cached under ``cache_dir`` by everything that affects t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,10 +175,12 @@ def item_embeddings(config, interactions: Interactions, split: Split) -> ItemVec
     )
 
 
-def new_item_vectors(config, interactions: Interactions, item_text: list[dict[str, str]]) -> np.ndarray:
-    """Vectors for items that are not in ``interactions`` (cold start), built as the catalogue's were:
-    the same encoder, fields, PCA projection and per-modality normalization. A new item has no
-    interactions, so IDs built on collaborative vectors cannot place it."""
+def new_item_encoder(config, interactions: Interactions) -> Callable[[list[dict[str, str]]], np.ndarray]:
+    """The function that embeds items that are not in ``interactions`` (cold start) as the
+    catalogue's were: the same encoder, fields, PCA projection and per-modality normalization. What
+    it needs from the catalogue (the PCA projections, read from the text-embedding cache) is read
+    here once, so a server that adds items request by request does not read the catalogue's vectors
+    each time. A new item has no interactions, so IDs built on collaborative vectors cannot place it."""
     modalities = (
         list(config.vq_modalities)
         if config.vq_method == "per_modality"
@@ -189,12 +192,17 @@ def new_item_vectors(config, interactions: Interactions, item_text: list[dict[st
             "semantic IDs built from text (item_emb=text, or vq_modalities without cf)"
         )
     device = str(resolve_device(config.device))
-    parts = []
-    for modality in modalities:
-        fields = ["categories"] if modality == "category" else list(config.sent_emb_fields)
-        sentences = item_sentences(item_text, fields, config.sent_emb_max_chars)
-        vectors = encode(sentences, config.sent_emb_model, config.sent_emb_batch_size, device)
-        parts.append(project(vectors, *catalogue_pca(config, interactions, fields)) if config.sent_emb_pca else vectors)
-    if config.vq_method == "per_modality":
-        parts = [unit_rows(p) for p in parts]
-    return np.concatenate(parts, axis=1).astype(np.float32)
+    fields_of = [["categories"] if modality == "category" else list(config.sent_emb_fields) for modality in modalities]
+    projections = [catalogue_pca(config, interactions, fields) if config.sent_emb_pca else None for fields in fields_of]
+
+    def embed(item_text: list[dict[str, str]]) -> np.ndarray:
+        parts = []
+        for fields, projection in zip(fields_of, projections):
+            sentences = item_sentences(item_text, fields, config.sent_emb_max_chars)
+            vectors = encode(sentences, config.sent_emb_model, config.sent_emb_batch_size, device)
+            parts.append(vectors if projection is None else project(vectors, *projection))
+        if config.vq_method == "per_modality":
+            parts = [unit_rows(p) for p in parts]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    return embed

@@ -7,8 +7,10 @@ model name or local path works too (the papers use sentence-t5-base).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,19 +64,26 @@ def item_sentences(item_text: list[dict[str, str]], fields: list[str], max_chars
     return sentences
 
 
-def encode(sentences: list[str], model_name: str, batch_size: int, device: str) -> np.ndarray:
+@functools.lru_cache(maxsize=1)
+def sentence_model(model_name: str, device: str):
+    """The encoder, loaded once per process and kept (one at a time): a server adding items one
+    request at a time would otherwise load it, and allocate its weights again, for every request."""
     from sentence_transformers import SentenceTransformer
 
-    location = resolve_model(model_name)
     try:
-        model = SentenceTransformer(location, device=device)
+        return SentenceTransformer(resolve_model(model_name), device=device)
     except (OSError, ValueError) as exc:
         raise ConfigError(
             f"cannot load sentence-transformers model {model_name!r} ({exc}); offline, pass a local "
             f"folder or keep the packaged default {PACKAGED_MODEL!r}"
         ) from None
+
+
+def encode(sentences: list[str], model_name: str, batch_size: int, device: str) -> np.ndarray:
+    model = sentence_model(model_name, device)
     log.info("encoding %d item texts with %s on %s", len(sentences), model_name, device)
-    vectors = model.encode(sentences, batch_size=batch_size, show_progress_bar=True, convert_to_numpy=True)
+    bar = len(sentences) > batch_size and sys.stderr.isatty()  # no bars in logs, nor for a few new items
+    vectors = model.encode(sentences, batch_size=batch_size, show_progress_bar=bar, convert_to_numpy=True)
     return np.asarray(vectors, dtype=np.float32)
 
 
