@@ -20,7 +20,7 @@ from genrec.config import describe, load_config
 from genrec.errors import DataError, GenrecError
 from genrec.provenance import source_commit
 
-USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]   (genrec <command> --help: every key)
+USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]   (genrec <command> --help: its options and settings)
 
 commands:
   run             the main job (also: python main.py): train and test --model, or without a model
@@ -36,7 +36,8 @@ commands:
                   --dataset=Interactions reads back (your own data's format)
   sids            build (or load from cache) semantic IDs and report their quality
   recommend       --run=DIR and --history=ID,ID,... (or --input=histories.jsonl [--output=recs.jsonl]):
-                  top --k raw item ids with scores from a trained run
+                  top --k raw item ids with scores from a trained run [--allow=ID,... --deny=ID,...
+                  --category=NAME --exclude_seen=true --num_beams=N --diversity=...]
   serve           --run=DIR [--host=127.0.0.1] [--port=8000]: an HTTP JSON service (POST /recommend,
                   POST /items, DELETE /items/ID, POST /items/ID/restore, GET /health), concurrent requests
                   micro-batched; GENREC_API_KEY or --api_key_file guards catalogue changes (--auth=all: every
@@ -82,6 +83,8 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
 
 
 def cmd_stats(argv: list[str]) -> int:
+    """``genrec data stats`` and the dataset's flags: users, items, interactions, sequence lengths and
+    (with timestamps) the time range, after the dataset's filters."""
     from genrec.pipeline import load_interactions
 
     stats = load_interactions(load_config(argv)).stats()
@@ -91,6 +94,8 @@ def cmd_stats(argv: list[str]) -> int:
 
 
 def cmd_download(argv: list[str]) -> int:
+    """``genrec data download`` and the dataset's flags: fetch its official files that are missing from
+    ``--data_dir`` (needs network; every other command runs offline)."""
     from genrec import datasets
 
     config = load_config(argv)
@@ -136,6 +141,8 @@ def sids_summary(report: dict) -> str:
 
 
 def cmd_sids(argv: list[str]) -> int:
+    """``genrec sids`` and the dataset's and quantizer's flags: build (or load from the cache) the
+    semantic IDs and report their quality (collisions before resolution, codebook use, moved items)."""
     from genrec.pipeline import load_split, run_directory
     from genrec.semantic_ids import semantic_ids
 
@@ -159,7 +166,10 @@ def results_table(results: dict) -> str:
 
 
 def cmd_train(argv: list[str]) -> int:
-    """Train; with ``--checkpoint`` resume a run's ``last.pt``, or evaluate a weights-only ``best.pt``."""
+    """``genrec train --model=NAME`` and any settings: train, select the best epoch on validation, test
+    it; the run folder holds ``best.pt``, ``last.pt``, ``metrics.jsonl``, ``results.json`` and its
+    resolved ``config.yaml``. ``--checkpoint=last.pt`` resumes a run; a weights-only ``best.pt`` is
+    evaluated."""
     from genrec import models
     from genrec.pipeline import train
     from genrec.trainer import is_resumable
@@ -179,14 +189,18 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def cmd_evaluate(argv: list[str]) -> int:
-    """Evaluate a checkpoint of the configured run; its folder is written first (so an unwritable
-    output fails before the work) and removed if the evaluation fails."""
+    """``genrec evaluate --run=DIR`` (its ``best.pt`` under its own ``config.yaml``) or
+    ``--checkpoint=PATH`` (under the settings the checkpoint records, or under ``--model`` /
+    ``--config`` when given); other flags change how it is evaluated or where its data is. The
+    evaluation's folder is written first (so an unwritable output fails before the work) and removed
+    if the evaluation fails."""
     from genrec.evaluation import Catalogue, evaluate, evaluation_width
     from genrec.pipeline import load_trained, run_directory
 
-    config = load_config(argv)
+    flags, settings = evaluation_settings(argv)
+    config = load_config(flags, **settings)
     if config.model is None or config.checkpoint is None:
-        raise GenrecError("evaluate needs --model and --checkpoint=PATH (best.pt or last.pt of a run)")
+        raise GenrecError("evaluate needs --run=DIR, or --checkpoint=PATH (best.pt or last.pt of a run)")
     with run_directory(config, "evaluate") as directory:
         model, interactions, split = load_trained(config, Path(config.checkpoint))
         catalogue = Catalogue.of(interactions, config.category_level)
@@ -211,7 +225,35 @@ def cmd_evaluate(argv: list[str]) -> int:
     return 0
 
 
+def evaluation_settings(argv: list[str]) -> tuple[list[str], dict]:
+    """The flags and settings ``evaluate`` loads its configuration from: ``--run=DIR`` stands for
+    ``--config=DIR/config.yaml --checkpoint=DIR/best.pt``; a ``--checkpoint`` alone (no ``--model``, no
+    ``--config``) brings the settings it was trained with, below the other flags."""
+    from genrec.checkpoint import read_checkpoint
+    from genrec.config import parse_flags
+
+    config_file, flags = parse_flags(argv, text=frozenset({"run", "checkpoint"}))
+    if "run" in flags:
+        directory = Path(flags.pop("run"))
+        if config_file is not None or "checkpoint" in flags:
+            raise GenrecError(
+                "--run=DIR evaluates DIR/best.pt under DIR/config.yaml: leave out --config and --checkpoint"
+            )
+        if not (directory / "config.yaml").is_file() or not (directory / "best.pt").is_file():
+            raise GenrecError(f"{directory} is not a finished run (it needs config.yaml and best.pt)")
+        return [f"--config={directory / 'config.yaml'}", f"--checkpoint={directory / 'best.pt'}"], flags
+    if "checkpoint" in flags and "model" not in flags and config_file is None:
+        recorded = read_checkpoint(Path(flags["checkpoint"]))["identity"]["settings"]
+        return argv, {key: value for key, value in recorded.items() if key not in flags}
+    return argv, {}
+
+
 def cmd_compare(argv: list[str]) -> int:
+    """``genrec compare --models=A,B,... [--seeds=3 | --seeds=[2024,2025]]`` and shared flags: train (or
+    reuse, or resume from ``last.pt``) every model and seed on one dataset; a variant is
+    ``Model:key=value:key=value``. Writes ``comparison.md`` / ``.json``, mean ± std over seeds, paired
+    bootstrap intervals over users, learning curves, and the sweep figure when the variants differ in
+    one number."""
     from genrec.compare import compare
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -226,7 +268,8 @@ def cmd_compare(argv: list[str]) -> int:
 
 
 def cmd_run(argv: list[str]) -> int:
-    """The main job: training and test when a model is chosen, else the data + semantic-ID summary."""
+    """``genrec run`` (also ``python main.py``): with ``--model``, ``genrec train``; without, the data,
+    split and semantic IDs with a summary."""
     from genrec.pipeline import load_split, run_directory
     from genrec.semantic_ids import semantic_ids
 
@@ -256,16 +299,19 @@ def cmd_run(argv: list[str]) -> int:
 def cmd_recommend(argv: list[str]) -> int:
     """``genrec recommend --run=DIR (--history=ID,ID,... | --input=FILE.jsonl [--output=FILE.jsonl])
     [--k=10] [--exclude_seen=true] [--num_beams=N] [--on_unknown=skip] [--batch_size=N]
+    [--allow=ID,ID,...] [--deny=ID,ID,...] [--category=NAME]
     [--diversity="groups=5,penalty=1" | "prefix_cap=1" | "mmr=0.7" ...]``; other flags go to
     :func:`genrec.load_run` (``--data_dir``, ``--device`` ...). An input line is ``{"history": [ids],
     "id": anything, "k": its own list length}``; each output line ``{"id", "items", "scores"}``, in
-    input order. A bad line, or an unknown item under ``--on_unknown=error``, names its line."""
+    input order. A bad line, or an unknown item under ``--on_unknown=error``, names its line. The
+    restrictions (``allow`` / ``deny`` / ``category``) are those of :meth:`genrec.Run.recommend` and
+    of ``POST /recommend``, for every line."""
     from genrec.analysis.diversity import parse_settings
     from genrec.config import parse_flags
     from genrec.run import load_run
     from genrec.runtime import progress
 
-    _, flags = parse_flags(argv)
+    _, flags = parse_flags(argv, text=frozenset({"run", "history", "input", "output", "allow", "deny", "category"}))
     if "run" not in flags or ("history" in flags) == ("input" in flags):
         raise GenrecError("recommend needs --run=DIR and one of --history=ID,ID,... or --input=FILE.jsonl")
     options = {
@@ -273,6 +319,9 @@ def cmd_recommend(argv: list[str]) -> int:
         "exclude_seen": bool(flags.pop("exclude_seen", False)),
         "num_beams": flags.pop("num_beams", None),
         "on_unknown": flags.pop("on_unknown", "error"),
+        "allow": list_flag(flags, "allow", "", str) if "allow" in flags else None,
+        "deny": list_flag(flags, "deny", "", str) if "deny" in flags else None,
+        "category": str(flags.pop("category")) if "category" in flags else None,
     }
     if "diversity" in flags:
         (diversity, num_beams), *more = parse_settings(str(flags.pop("diversity")))
@@ -740,15 +789,34 @@ def list_flag(flags: dict, key: str, default: str, kind: type) -> list:
 
 
 def cmd_config(argv: list[str]) -> int:
+    """``genrec config`` and any flags: print the fully resolved configuration as YAML."""
     import yaml
 
     print(yaml.safe_dump(load_config(argv).model_dump(mode="json"), sort_keys=True), end="")
     return 0
 
 
-def print_settings(argv: list[str]) -> int:
-    """``--help``: every key the command line's dataset and model have, described, by layer."""
-    print(describe(load_config(argv)))
+def print_help(words: tuple[str, ...], command: Callable[[list[str]], int], argv: list[str]) -> int:
+    """``genrec <command> --help``: the command's own options (its docstring); for the commands that
+    train or read data, then every key the command line's dataset and model have, described, by layer.
+    The commands that read a finished run take its settings from its folder, so they list only their own."""
+    import inspect
+
+    own = inspect.getdoc(command) or ""
+    if command in READS_A_RUN:
+        print(own)
+        return 0
+    print(f"usage: genrec {' '.join(words)} [--config FILE] [--key=value ...]\n\n{own}\n")
+    print("settings, at the values this command line resolves to (set any with --key=value):")
+    try:
+        if command is cmd_evaluate:
+            flags, settings = evaluation_settings(argv)
+            print(describe(load_config(flags, **settings)))
+        else:  # compare's own flags are not settings
+            print(describe(load_config([a for a in argv if not a.startswith(("--models", "--seeds"))])))
+    except GenrecError as exc:
+        print(f"genrec: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -773,6 +841,18 @@ COMMANDS: dict[tuple[str, ...], Callable[[list[str]], int]] = {
 }
 
 
+READS_A_RUN = {
+    cmd_recommend,
+    cmd_serve,
+    cmd_analyze_tree,
+    cmd_analyze_beams,
+    cmd_analyze_diversity,
+    cmd_analyze_coldstart,
+    cmd_finetune,
+    cmd_plot,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -783,23 +863,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for words, command in COMMANDS.items():
         if tuple(argv[: len(words)]) == words:
-            return run_command(command, argv[len(words) :])
+            return run_command(words, command, argv[len(words) :])
     print(f"genrec: unknown command {' '.join(argv[:2])!r}\n\n{usage()}", file=sys.stderr)
     return 2
 
 
-def run_command(command: Callable[[list[str]], int], argv: list[str]) -> int:
+def run_command(words: tuple[str, ...], command: Callable[[list[str]], int], argv: list[str]) -> int:
     source_commit()  # now, before the checkout can change under a long run
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs every CPU-feature probe
     if "-h" in argv or "--help" in argv:
-        rest = [
-            a for a in argv if a not in ("-h", "--help") and not a.startswith(("--models", "--seeds"))
-        ]  # compare's own
-        print(usage() + "\nsettings, at the values this command line resolves to (set any with --key=value):")
-        return run_command(print_settings, rest)
+        rest = [a for a in argv if a not in ("-h", "--help")]
+        return print_help(words, command, rest)
     try:
         return command(argv)
     except GenrecError as exc:

@@ -308,11 +308,12 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def parse_flags(argv: list[str]) -> tuple[Path | None, dict[str, Any]]:
+def parse_flags(argv: list[str], text: frozenset[str] = frozenset()) -> tuple[Path | None, dict[str, Any]]:
     """Split ``--config FILE`` and ``--key=value`` / ``--key value`` flags.
 
     Values are parsed as YAML scalars or lists (``3`` is an int, ``[a, b]`` a list, ``null`` None);
-    nothing is ever evaluated as code.
+    nothing is ever evaluated as code. The keys in ``text`` keep their value as written: item ids
+    such as ``007``, ``1.50`` or ``yes`` would otherwise become 7, 1.5 and True.
     """
     config_file: Path | None = None
     overrides: dict[str, Any] = {}
@@ -336,6 +337,9 @@ def parse_flags(argv: list[str]) -> tuple[Path | None, dict[str, Any]]:
             continue
         if key in overrides:
             raise ConfigError(f"flag --{key} given twice")
+        if key in text:
+            overrides[key] = raw
+            continue
         try:
             overrides[key] = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:

@@ -127,6 +127,33 @@ def test_recommend_command_matches_the_api(runs, tmp_path, capsys):
     assert "one of --history" in capsys.readouterr().err
 
 
+def test_recommend_command_restricts_as_the_api_does(runs, capsys):
+    """``--allow`` / ``--deny`` / ``--category`` are the API's restrictions; ids are read as written."""
+    import json
+
+    from genrec.cli import main
+
+    folders, cache = runs
+    run = genrec.load_run(folders["PSID"], cache_dir=str(cache))
+    ids = run.interactions.item_ids
+    history = [ids[i] for i in run.split.test.histories[0]]
+    category = sorted(set().union(*run.item_categories))[0]
+    cases = {
+        f"--allow={','.join(ids[:30])}": dict(allow=ids[:30]),
+        f"--deny={','.join(ids[:30])}": dict(deny=ids[:30]),
+        f"--category={category}": dict(category=category),
+    }
+    common = [f"--run={folders['PSID']}", f"--cache_dir={cache}", "--k=5", f"--history={','.join(history)}"]
+    for flag, restriction in cases.items():
+        assert main(["recommend", *common, flag]) == 0
+        (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines() if text.startswith("{")]
+        assert line["items"] == [item for item, _ in run.recommend([history], k=5, **restriction)[0]]
+    assert main(["recommend", *common, "--category=no such shelf"]) == 2
+    assert "no such shelf" in capsys.readouterr().err
+    assert main(["recommend", *common, "--allow=007,1.50,yes"]) == 2  # not 7, 1.5 and True
+    assert "'007', '1.50', 'yes'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("model", ["PSID", "Latte", "SASRec"])
 def test_removed_items_and_filters_restrict_every_list(runs, model):
     folders, cache = runs

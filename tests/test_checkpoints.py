@@ -94,6 +94,28 @@ def test_evaluation_settings_may_differ(trained, tmp_path, capsys):
     assert evaluated["test"]["ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-5)
 
 
+def test_a_run_or_a_checkpoint_alone_is_evaluated_under_its_own_settings(trained, tmp_path, capsys):
+    """``--run=DIR`` reads the run's config and best.pt; a ``--checkpoint`` without ``--model`` brings
+    the settings it was trained with (none of them on the command line here), below the flags given."""
+    settings, directory, results = trained
+    assert main(["evaluate", f"--run={directory}", f"--output_dir={tmp_path}", "--run_name=by_run"]) == 0
+    location = [f"--output_dir={tmp_path}", f"--cache_dir={settings['cache_dir']}", "--run_name=by_checkpoint"]
+    assert main(["evaluate", f"--checkpoint={directory / 'best.pt'}", *location, "--test_num_beams=20"]) == 0
+    by_run = json.loads((tmp_path / "by_run/results.json").read_text())
+    by_checkpoint = json.loads((tmp_path / "by_checkpoint/results.json").read_text())
+    assert by_run["test"]["ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-5)
+    assert by_checkpoint["num_beams"] == 20  # the flag wins over the recorded test_num_beams (16)
+    assert yaml.safe_load((tmp_path / "by_checkpoint/config.yaml").read_text())["seed"] == 3
+    capsys.readouterr()
+    code = main(["evaluate", f"--run={directory}", f"--checkpoint={directory / 'last.pt'}"])
+    assert_one_line_error(code, capsys.readouterr().err, "leave out --config and --checkpoint")
+    code = main(["evaluate", f"--run={tmp_path}"])
+    assert_one_line_error(code, capsys.readouterr().err, "is not a finished run")
+    assert main(["evaluate", f"--run={directory}", "--help"]) == 0  # the run's own settings
+    out = capsys.readouterr().out
+    assert out.startswith("usage: genrec evaluate") and "--run=DIR" in out and "--seed=3" in out
+
+
 def test_latte_checkpoint_is_evaluated_under_either_aggregation(tmp_path, capsys):
     """How an item's beams are scored is an evaluation setting: the weights do not depend on it."""
     settings = {

@@ -20,7 +20,7 @@ def flags(tmp_path, **extra):
 
 
 def test_run_writes_summary_and_resolved_config(tmp_path, capsys):
-    assert run_command(cmd_run, flags(tmp_path, run_name="quick")) == 0
+    assert run_command(("run",), cmd_run, flags(tmp_path, run_name="quick")) == 0
     out = capsys.readouterr().out
     assert "Synthetic" in out and "unique: 100.00%" in out and "train_examples" in out
     run = tmp_path / "runs" / "quick"
@@ -57,6 +57,8 @@ def test_help_describes_every_key_by_layer(capsys):
         < settings.index("--category=")
     )
     assert "\nmodel " not in settings  # no model given: no model layer
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
     for model in models.names():  # the command list names every model the registry finds
         assert model in out.split("commands:")[1].split("\n\n")[0]
     assert main(["train", "--model=Latte", "--n_latent_tokens=4", "--help"]) == 0
@@ -66,6 +68,24 @@ def test_help_describes_every_key_by_layer(capsys):
     assert "--n_latent_tokens=4" in layers.split("model Latte")[1] and "--sent_emb_fields=[title, brand" in layers
     described = [line for line in layers.splitlines() if line.startswith("  --")]
     assert len(described) == len(load_config([], model="Latte").model_dump())
+
+
+@pytest.mark.parametrize(
+    "words, own",
+    [
+        (["recommend"], ["--history=ID,ID", "--allow=ID,ID", "--category=NAME", "--k=10"]),
+        (["serve"], ["--max_batch=64", "--api_key_file=PATH"]),
+        (["finetune"], ["--kl=0.04", "--group=8"]),
+        (["analyze", "tree"], ["--users=512"]),
+        (["plot"], ["--output=DIR"]),
+    ],
+)
+def test_help_of_a_command_that_reads_a_run_lists_its_own_options(capsys, words, own):
+    """Not every training key: a finished run brings its settings from its folder."""
+    assert main([*words, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(option in out for option in own), out
+    assert "--vq_codebook_size" not in out and "settings, at the values" not in out
 
 
 def test_every_key_of_every_dataset_and_model_is_described():
