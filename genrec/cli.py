@@ -20,7 +20,7 @@ from genrec.config import describe, load_config
 from genrec.errors import DataError, GenrecError
 from genrec.provenance import source_commit
 
-USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]   (genrec <command> --help: its options and settings)
+USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]  (genrec <command> --help: its options)
 
 commands:
   run             the main job (also: python main.py): train and test --model, or without a model

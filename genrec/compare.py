@@ -98,21 +98,25 @@ def changed_model_settings(config) -> dict[str, dict[str, Any]]:
 
 
 def run_one(config) -> tuple[dict, Path]:
-    """Train (or reuse / resume) one configured run; its results plus the seconds it trained."""
+    """Train (or reuse / resume) one configured run; its results plus the seconds it trained. The
+    run's folder is locked before anything is decided: a folder without a checkpoint is restarted by
+    deleting it, which must never happen to one that another process is training."""
     from genrec.pipeline import train
+    from genrec.run_lock import run_lock
 
     directory = Path(config.output_dir) / config.run_name
-    if (directory / "results.json").is_file():
-        log.info("reusing %s", directory)
-        results = read_results(directory / "results.json")
-        warn_if_short_validation(config, results, directory)
-    else:
-        if (directory / "last.pt").is_file():
-            config = config.model_copy(update={"checkpoint": directory / "last.pt"})
-        elif directory.is_dir():
-            log.info("restarting %s (stopped before its first checkpoint)", directory)
-            shutil.rmtree(directory)
-        results, directory = train(config)
+    with run_lock(directory):
+        if (directory / "results.json").is_file():
+            log.info("reusing %s", directory)
+            results = read_results(directory / "results.json")
+            warn_if_short_validation(config, results, directory)
+        else:
+            if (directory / "last.pt").is_file():
+                config = config.model_copy(update={"checkpoint": directory / "last.pt"})
+            elif directory.is_dir():
+                log.info("restarting %s (stopped before its first checkpoint)", directory)
+                shutil.rmtree(directory)
+            results, directory = train(config)
     epochs = read_epochs(directory / "metrics.jsonl")
     results["train_seconds"] = sum(record.get("seconds", 0.0) for record in epochs)
     results["curve"] = learning_curve(epochs)

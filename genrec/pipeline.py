@@ -211,6 +211,7 @@ def train(config) -> tuple[dict, Path]:
     and writes (:mod:`genrec.distributed`)."""
     from genrec.distributed import process_device, process_group
     from genrec.evaluation import Catalogue
+    from genrec.run_lock import run_lock
     from genrec.runtime import resolve_device, seed_everything
     from genrec.trainer import Trainer
 
@@ -227,6 +228,10 @@ def train(config) -> tuple[dict, Path]:
     catalogue = Catalogue.of(interactions, config.category_level)
 
     def fit(directory: Path) -> tuple[dict, Path]:
+        with run_lock(directory) if group.main else nullcontext():
+            return fit_locked(directory)
+
+    def fit_locked(directory: Path) -> tuple[dict, Path]:
         trainer = Trainer(
             config, model, split, catalogue, directory, device, identity(config, interactions, model), group
         )
