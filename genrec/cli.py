@@ -263,7 +263,7 @@ def cmd_compare(argv: list[str]) -> int:
         )
     report, folder = compare(argv)
     print(report)
-    print(f"comparison.md, comparison.json and the runs: {folder}")
+    print(f"comparison.md (also .csv, .tex), comparison.json and the runs: {folder}")
     return 0
 
 

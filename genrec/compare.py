@@ -21,6 +21,16 @@ import yaml
 
 from genrec.cache import atomic_write_text, digest
 from genrec.checkpoint import ADDED_KEYS, LOCATION_KEYS
+from genrec.compare_report import (
+    ACCURACY,
+    DIVERSITY,
+    csv_table,
+    latex_table,
+    markdown_changes,
+    markdown_differences,
+    markdown_groups,
+    markdown_table,
+)
 from genrec.config import keys_of_other_models, load_config, parse_flags, read_yaml
 from genrec.errors import ConfigError, GenrecError
 from genrec.figures import comparison_figure, learning_curves_figure, sweep_figure
@@ -28,10 +38,6 @@ from genrec.provenance import source_commit
 from genrec.ranking import list_length
 
 log = logging.getLogger(__name__)
-
-ACCURACY = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
-# Reported when every run of a model has them (older runs, or models without beams, may not).
-DIVERSITY = ("coverage@10", "entropy@10", "category_entropy@10", "pruned", "beam_items", "invalid@10")
 
 
 MAX_SEED_COUNT = 100  # a larger count is almost surely a seed meant as a list: --seeds=2026
@@ -181,20 +187,25 @@ def test_ranks(config, directory: Path) -> np.ndarray:
 def paired_differences(ranks: list[tuple[str, np.ndarray]]) -> list[dict]:
     """Test NDCG@10 of every pair of models, paired by user: each model's per-user NDCG@10
     (averaged over its seeds; ``ranks`` holds one (model, test ranks) per run), then the mean
-    difference with a 95% paired-bootstrap interval."""
+    difference with a 95% paired-bootstrap interval, its p-value and the p-value Holm-adjusted
+    over all the pairs (``p_holm``)."""
     from genrec.evaluation import ndcg_per_example, paired_bootstrap
+    from genrec.evaluation.significance import holm
 
     per_user: dict[str, list[np.ndarray]] = {}
     for model, run_ranks in ranks:
         per_user.setdefault(model, []).append(ndcg_per_example(run_ranks, 10))
     means = {model: np.mean(values, axis=0) for model, values in per_user.items()}
     models = list(means)
-    return [
+    pairs = [
         {"a": a, "b": b, **paired_bootstrap(means[a], means[b])}
         for i, a in enumerate(models)
         for b in models[i + 1 :]
         if means[a].shape == means[b].shape
     ]
+    for pair, adjusted in zip(pairs, holm([pair["p"] for pair in pairs])):
+        pair["p_holm"] = adjusted
+    return pairs
 
 
 def target_groups(config, ranks: list[tuple[str, np.ndarray]]) -> list[dict]:
@@ -262,35 +273,6 @@ def sweeps(settings: dict[str, dict[str, Any]], summary: dict, differences: list
             }
         )
     return found
-
-
-def markdown_groups(rows: list[dict]) -> str:
-    groups = list(dict.fromkeys(row["group"] for row in rows))
-    users = {row["group"]: row["users"] for row in rows}
-    lines = [
-        "Test accuracy on the users whose target is one of the dataset's items of interest (NDCG@10 / Recall@10, "
-        "mean over seeds):",
-        "",
-        "| model | " + " | ".join(f"{g} ({users[g]} users)" for g in groups) + " |",
-        "|---|" + "---|" * len(groups),
-    ]
-    cells = {(row["model"], row["group"]): f"{row['ndcg@10']:.4f} / {row['recall@10']:.4f}" for row in rows}
-    for model in dict.fromkeys(row["model"] for row in rows):
-        lines.append(f"| {model} | " + " | ".join(cells[model, g] for g in groups) + " |")
-    return "\n".join(lines)
-
-
-def markdown_differences(differences: list[dict], n_users: int) -> str:
-    lines = [
-        f"Paired differences in test NDCG@10 (per-user NDCG@10 averaged over seeds; 95% paired bootstrap "
-        f"interval over the {n_users} test users, 2,000 resamples; an interval that excludes 0 is a difference "
-        "beyond the users' noise):",
-        "",
-        "| A − B | mean | 95% interval |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {d['a']} − {d['b']} | {d['mean']:+.4f} | [{d['low']:+.4f}, {d['high']:+.4f}] |" for d in differences]
-    return "\n".join(lines)
 
 
 def warn_if_short_validation(config, results: dict, directory: Path) -> None:
@@ -387,71 +369,6 @@ def summarize(runs: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     return summary
 
 
-def markdown_table(summary: dict, seeds: list[int]) -> str:
-    def cell(stat: dict[str, float] | None, digits: int = 4) -> str:
-        if stat is None:
-            return "—"
-        return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if len(seeds) > 1 else "")
-
-    columns = [
-        *((m, 4) for m in ACCURACY),
-        ("coverage@10", 4),
-        ("entropy@10", 2),
-        ("category_entropy@10", 2),
-        ("pruned", 4),
-        ("beam_items", 1),
-        ("valid_num_beams", 0),
-        ("best_epoch", 1),
-        ("train_seconds", 0),
-        ("test_seconds_per_1k_users", 2),
-    ]
-    header = [
-        "model",
-        "Recall@5",
-        "Recall@10",
-        "NDCG@5",
-        "NDCG@10",
-        "coverage@10",
-        "entropy@10 (bits)",
-        "category entropy@10",
-        "pruned by the beam",
-        "items in the beam",
-        "validation beam",
-        "best epoch",
-        "train s",
-        "test s / 1k users",
-        "converged",
-    ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for model, stats in summary.items():
-        done = stats["converged"]
-        flag = f"{done['converged']}/{done['runs']}" + (
-            "" if done["converged"] == done["runs"] else " **not converged**"
-        )
-        lines.append(
-            "| " + " | ".join([model, *(cell(stats.get(name), digits) for name, digits in columns), flag]) + " |"
-        )
-    lines += [
-        "",
-        "*converged*: runs that stopped by patience, or whose best validation epoch is older than their last "
-        "`patience` validations before the epoch cap; the others were still improving, so their numbers "
-        "understate the model.",
-    ]
-    return "\n".join(lines)
-
-
-def markdown_changes(changes: dict[str, dict[str, dict[str, Any]]]) -> str:
-    lines = [
-        "Each model's own settings (`genrec/models/<Model>/config.yaml`) that the file, flags or variant changed, "
-        "its default in brackets:",
-        "",
-    ]
-    for model, changed in changes.items():
-        listed = ", ".join(f"`{key}` {c['value']} ({c['default']})" for key, c in changed.items())
-        lines.append(f"- {model}: {listed or 'none'}")
-    return "\n".join(lines)
-
-
 def compare(argv: list[str]) -> tuple[str, Path]:
     """Run the comparison; returns the Markdown report and the folder holding it (and the JSON)."""
     config_file, flags = parse_flags(argv)
@@ -511,6 +428,8 @@ def compare(argv: list[str]) -> tuple[str, Path]:
         + f"{markdown_changes(changes)}\n"
     )
     atomic_write_text(folder / "comparison.md", report)
+    atomic_write_text(folder / "comparison.csv", csv_table(summary))
+    atomic_write_text(folder / "comparison.tex", latex_table(summary, seeds))
     learning_curves_figure(group_curves(runs), folder / "learning_curves")
     comparison_figure(
         summary, {model: summary[model]["converged"]["runs"] for model in summary}, differences, folder / "comparison"

@@ -67,6 +67,15 @@ def test_compare_trains_each_model_and_seed_then_reuses_them(tmp_path, capsys, m
     assert pairs == {("PSID", "Latte"), ("PSID", "SASRec"), ("Latte", "SASRec")}
     assert all(d["low"] <= d["mean"] <= d["high"] for d in data["paired_ndcg@10"])
     assert "| PSID − Latte |" in report and "95% paired bootstrap" in report
+    assert all(d["p"] <= d["p_holm"] <= 1 for d in data["paired_ndcg@10"]) and "Holm p" in report
+    assert data["summary"]["PSID"]["mrr@10"]["mean"] <= data["summary"]["PSID"]["ndcg@10"]["mean"]
+    import csv
+
+    table = {row["model"]: row for row in csv.DictReader((folder / "comparison.csv").open())}
+    assert set(table) == {"PSID", "Latte", "SASRec"} and table["SASRec"]["pruned_mean"] == ""
+    assert float(table["Latte"]["ndcg@10_mean"]) == pytest.approx(data["summary"]["Latte"]["ndcg@10"]["mean"])
+    latex = (folder / "comparison.tex").read_text()
+    assert latex.count(r"\\") == 4 and r"\textbf{" in latex and r"$\pm$" in latex  # header + 3 models
     from genrec.pipeline import load_split  # the planted twin / triple targets, reported apart
 
     interactions, split = load_split(compare_module.load_config([], **TINY_SYNTHETIC))

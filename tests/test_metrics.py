@@ -27,6 +27,8 @@ def test_metrics_by_hand():
     assert m["recall@10"] == pytest.approx(3 / 4)
     assert m["ndcg@5"] == pytest.approx((1 + 1 / math.log2(6)) / 4)
     assert m["ndcg@10"] == pytest.approx((1 + 1 / math.log2(6) + 1 / math.log2(11)) / 4)
+    assert m["mrr@5"] == pytest.approx((1 + 1 / 5) / 4)
+    assert m["mrr@10"] == pytest.approx((1 + 1 / 5 + 1 / 10) / 4)
     assert m["coverage@10"] == pytest.approx(11 / 20)  # items 0-9 and 11; empty slots ignored
     assert target_ranks(ranked, targets).tolist() == [0, 4, 9, -1]
 
@@ -101,11 +103,23 @@ def test_paired_bootstrap_against_a_direct_computation():
     means = (a - b)[draws].mean(axis=1)
     assert result["mean"] == pytest.approx((a - b).mean())
     assert (result["low"], result["high"]) == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])))
-    assert paired_bootstrap(a, a) == {"mean": 0.0, "low": 0.0, "high": 0.0}
+    far = min((means <= 0).sum(), (means >= 0).sum())
+    assert result["p"] == pytest.approx(min(1.0, 2 * (far + 1) / 301))
+    assert paired_bootstrap(a, a) == {"mean": 0.0, "low": 0.0, "high": 0.0, "p": 1.0}
     shifted = paired_bootstrap(a + 0.25, a)
     assert shifted["low"] == pytest.approx(0.25) and shifted["high"] == pytest.approx(0.25)
+    assert shifted["p"] == pytest.approx(2 / 2001)  # no resample on the far side: the smallest p
     with pytest.raises(ValueError, match="equally long"):
         paired_bootstrap(a, b[:10])
+
+
+def test_holm_against_its_definition():
+    """Step-down: the i-th smallest p times (m - i), never below the previous adjusted one, at most 1."""
+    from genrec.evaluation.significance import holm
+
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm([0.3, 0.3]) == pytest.approx([0.6, 0.6]) and holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
 
 
 def test_oriented_difference_reads_a_pair_either_way():
@@ -115,7 +129,7 @@ def test_oriented_difference_reads_a_pair_either_way():
     a, b = rng.random(200) + 0.1, rng.random(200)
     listed = [{"a": "A", "b": "B", **paired_bootstrap(a, b)}]
     flipped = paired_bootstrap(b, a)
-    assert oriented_difference(listed, "A", "B") == {k: listed[0][k] for k in ("mean", "low", "high")}
+    assert oriented_difference(listed, "A", "B") == {k: listed[0][k] for k in ("mean", "low", "high", "p")}
     assert oriented_difference(listed, "B", "A") == pytest.approx(flipped)  # b − a: negated, bounds swapped
     assert oriented_difference(listed, "A", "C") is None
 

@@ -4,7 +4,8 @@ target per user, full ranking over the whole catalogue).
 A ranked list is a row of item indices, best first; ``-1`` marks an empty slot (a generative model
 that returned fewer than K items) and ``-2`` a generated ID that is no item (decoding without the
 trie). An item absent from the list is not retrieved. With one target,
-Recall@K equals HR@K and NDCG@K is ``1 / log2(rank + 2)`` for a hit at 0-based ``rank``.
+Recall@K equals HR@K, NDCG@K is ``1 / log2(rank + 2)`` and MRR@K ``1 / (rank + 1)`` for a hit at
+0-based ``rank`` (0 for a miss).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ KS = (1, 5, 10)  # the default cutoffs (config: metric_ks)
 
 
 def metric_names(ks: tuple[int, ...] = KS) -> tuple[str, ...]:
-    """Recall at every cutoff, NDCG at every cutoff above 1 (NDCG@1 equals Recall@1 with one target)."""
-    return tuple(f"recall@{k}" for k in ks) + tuple(f"ndcg@{k}" for k in ks if k > 1)
+    """Recall at every cutoff, NDCG and MRR at every cutoff above 1 (with one target both equal
+    Recall@1 at 1)."""
+    above = [k for k in ks if k > 1]
+    return tuple(f"recall@{k}" for k in ks) + tuple(f"ndcg@{k}" for k in above) + tuple(f"mrr@{k}" for k in above)
 
 
 def target_ranks(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -36,13 +39,20 @@ def ndcg_per_example(ranks: np.ndarray, k: int) -> np.ndarray:
 def ranking_metrics(
     ranked: np.ndarray, targets: np.ndarray, n_items: int, ks: tuple[int, ...] = KS
 ) -> dict[str, float]:
-    """Recall@K and NDCG@K (:func:`metric_names`) for lists at least ``max(ks)`` long, the catalogue
+    """Recall@K, NDCG@K and MRR@K (:func:`metric_names`) for lists at least ``max(ks)`` long, the catalogue
     coverage of the top-10 lists and the share of top-10 slots holding an invalid generation."""
     ranked = np.asarray(ranked)
     ranks = target_ranks(ranked, targets)
     found = ranks >= 0
     metrics = {f"recall@{k}": float((found & (ranks < k)).mean()) for k in ks}
     metrics.update({f"ndcg@{k}": float(ndcg_per_example(ranks, k).mean()) for k in ks if k > 1})
+    metrics.update(
+        {
+            f"mrr@{k}": float(np.where(found & (ranks < k), 1.0 / (np.maximum(ranks, 0) + 1.0), 0.0).mean())
+            for k in ks
+            if k > 1
+        }
+    )
     top10 = ranked[:, :10]
     metrics["coverage@10"] = float(len(np.unique(top10[top10 >= 0])) / n_items)
     metrics["invalid@10"] = float((top10 == INVALID).sum() / top10.size) if top10.size else 0.0
