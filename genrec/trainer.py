@@ -135,6 +135,23 @@ class TrainingDiverged(GenrecError):
     """The loss or the weights became non-finite."""
 
 
+def duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``2 h 05 min``: a time a reader plans by."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def time_left(spent: list[float], epochs_left: int) -> str:
+    """The epoch log's estimate: the mean epoch so far times the epochs left to the cap (an upper
+    bound: early stopping may end sooner)."""
+    if not epochs_left or not spent:
+        return ""
+    return f"  (cap in at most {duration(sum(spent) / len(spent) * epochs_left)})"
+
+
 class Trainer:
     def __init__(
         self,
@@ -356,6 +373,7 @@ class Trainer:
 
     def train_and_test(self, tracker) -> dict:
         config = self.config
+        spent: list[float] = []  # seconds of each epoch this process trained, validation included
         with deterministic(config.deterministic):
             while self.epoch < config.epochs and self.bad_evals < config.patience:
                 start = time.perf_counter()
@@ -381,7 +399,7 @@ class Trainer:
                     else:
                         self.bad_evals += 1
                     log.info(
-                        "epoch %d  loss %.4f  valid recall@10 %.4f  ndcg@10 %.4f  (best %s %.4f @%d)  %.1fs",
+                        "epoch %d  loss %.4f  valid recall@10 %.4f  ndcg@10 %.4f  (best %s %.4f @%d)  %.1fs%s",
                         self.epoch,
                         loss,
                         metrics["recall@10"],
@@ -390,8 +408,19 @@ class Trainer:
                         self.best,
                         self.best_epoch,
                         time.perf_counter() - start,
+                        time_left(spent + [time.perf_counter() - start], config.epochs - self.epoch),
                     )
                 record["seconds"] = round(time.perf_counter() - start, 2)
+                spent.append(record["seconds"])
+                if len(spent) == 1 and config.epochs - self.epoch > 0:
+                    log.info(
+                        "epoch %d took %s: at this pace the cap of %d epochs is %s away (early stopping may end "
+                        "sooner)",
+                        self.epoch,
+                        duration(spent[0]),
+                        config.epochs,
+                        duration(spent[0] * (config.epochs - self.epoch)),
+                    )
                 self.log_metrics(record)
                 if tracker is not None:
                     tracker.log(self.epoch, epoch_values(record))

@@ -61,6 +61,14 @@ def test_models_train_and_beat_chance(make_config, tmp_path, model, backbone):
     assert (directory / "config.yaml").exists() and (directory / "best.pt").exists()
     log = (directory / "run.log").read_text()  # the run's own log, beside metrics.jsonl
     assert f"epoch {epochs}" in log and f"from epoch 0 (cap {epochs})" in log
+    assert f"at this pace the cap of {epochs} epochs is" in log and "(cap in at most " in log  # the estimate
+
+
+def test_time_estimates_read_as_a_person_plans():
+    from genrec.trainer import duration, time_left
+
+    assert [duration(s) for s in (42, 720, 7500)] == ["42 s", "12 min", "2 h 05 min"]
+    assert time_left([10.0, 20.0], 8) == "  (cap in at most 2 min)" and time_left([10.0], 0) == ""
 
 
 def test_killed_run_resumes_to_the_same_result(make_config, tmp_path, monkeypatch):
