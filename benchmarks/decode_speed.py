@@ -8,7 +8,8 @@ The model is PSID (paper-size T5 unless flags say otherwise) on the configured d
 histories, randomly initialised unless ``--checkpoint`` is given (with its run's ``--config``: a
 checkpoint is loaded only into the run it belongs to). ``top10_overlap`` is the mean
 share of each user's top-10 that both searches return; ``top10_identical`` the share of users whose
-top-10 lists are equal in order.
+top-10 lists are equal in order. With ``--architecture=decoder`` (genrec's own causal decoder, which
+``generate`` cannot run) only genrec's search is timed and the Hugging Face fields are null.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def timed(fn, *args):
 
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
+    if "--help" in argv or "-h" in argv:
+        print(__doc__)
+        return
     config_file, flags = parse_flags(argv)
     beams = [int(b) for b in str(flags.pop("beams", "20,50,100,500")).split(",")]
     users = int(flags.pop("users", 128))
@@ -95,32 +99,38 @@ def main(argv: list[str]) -> None:
         model = build_model(config, data, split)
     model.to(device).eval()
     histories = split.test.histories[:users]
-    allowed = hf_trie(model.item_tokens.cpu())
-    token_to_item = {tuple(row): i for i, row in enumerate(model.item_tokens.cpu().tolist())}
+    with_hf = config.architecture == "t5"
+    if with_hf:
+        allowed = hf_trie(model.item_tokens.cpu())
+        token_to_item = {tuple(row): i for i, row in enumerate(model.item_tokens.cpu().tolist())}
     torch.set_grad_enabled(False)
     for beam in beams:
         mine, mine_s = timed(ours, model, histories, batch_size, beam)
-        theirs, theirs_s = timed(hugging_face, model, histories, batch_size, beam, allowed, token_to_item)
-        overlap = np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, min(10, beam)) for a, b in zip(mine, theirs)])
-        print(
-            json.dumps(
-                {
-                    "dataset": data.name,
-                    "items": data.n_items,
-                    "device": str(device),
-                    "threads": torch.get_num_threads(),
-                    "beam": beam,
-                    "users": len(histories),
-                    "batch_size": batch_size,
-                    "ours_users_per_s": round(len(histories) / mine_s, 2),
-                    "hf_users_per_s": round(len(histories) / theirs_s, 2),
-                    "speedup": round(theirs_s / mine_s, 2),
-                    "top10_overlap": round(float(overlap), 4),
-                    "top10_identical": round(float(np.mean([(a == b).all() for a, b in zip(mine, theirs)])), 4),
-                }
-            ),
-            flush=True,
-        )
+        row = {
+            "dataset": data.name,
+            "items": data.n_items,
+            "architecture": config.architecture,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "beam": beam,
+            "users": len(histories),
+            "batch_size": batch_size,
+            "ours_users_per_s": round(len(histories) / mine_s, 2),
+            "hf_users_per_s": None,
+            "speedup": None,
+            "top10_overlap": None,
+            "top10_identical": None,
+        }
+        if with_hf:
+            theirs, theirs_s = timed(hugging_face, model, histories, batch_size, beam, allowed, token_to_item)
+            overlap = [len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, min(10, beam)) for a, b in zip(mine, theirs)]
+            row.update(
+                hf_users_per_s=round(len(histories) / theirs_s, 2),
+                speedup=round(theirs_s / mine_s, 2),
+                top10_overlap=round(float(np.mean(overlap)), 4),
+                top10_identical=round(float(np.mean([(a == b).all() for a, b in zip(mine, theirs)])), 4),
+            )
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,31 @@
+"""benchmarks/decode_speed.py runs on both backbones: the T5 against Hugging Face ``generate`` (the
+same top-10 lists), the decoder (which ``generate`` cannot run) on its own."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, TINY_BACKBONE, TINY_SYNTHETIC
+
+
+@pytest.mark.parametrize("architecture", ["t5", "decoder"])
+def test_decode_speed_on_each_architecture(tmp_path, architecture):
+    settings = {**TINY_SYNTHETIC, **TINY_BACKBONE, "architecture": architecture, "cache_dir": tmp_path / "cache"}
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks/decode_speed.py"),
+        "--beams=4,12",
+        "--users=8",
+        "--batch_size=4",
+        *(f"--{key}={value}" for key, value in settings.items()),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["beam"] for row in rows] == [4, 12] and all(row["ours_users_per_s"] > 0 for row in rows)
+    assert all(row["architecture"] == architecture for row in rows)
+    if architecture == "t5":
+        assert all(row["top10_identical"] == 1.0 for row in rows)  # the same search, exactly
+    else:
+        assert all(row["hf_users_per_s"] is None for row in rows)
