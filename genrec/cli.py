@@ -194,7 +194,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     ``--config`` when given); other flags change how it is evaluated or where its data is. The
     evaluation's folder is written first (so an unwritable output fails before the work) and removed
     if the evaluation fails."""
-    from genrec.evaluation import Catalogue, evaluate, evaluation_width
+    from genrec.evaluation import Catalogue, Evaluator
     from genrec.pipeline import load_trained, run_directory
 
     flags, settings = evaluation_settings(argv)
@@ -203,22 +203,14 @@ def cmd_evaluate(argv: list[str]) -> int:
         raise GenrecError("evaluate needs --run=DIR, or --checkpoint=PATH (best.pt or last.pt of a run)")
     with run_directory(config, "evaluate") as directory:
         model, interactions, split = load_trained(config, Path(config.checkpoint))
-        catalogue = Catalogue.of(interactions, config.category_level)
-        autocast = next(model.parameters()).device.type == "cuda"
+        evaluator = Evaluator.from_config(
+            config, Catalogue.of(interactions, config.category_level), next(model.parameters()).device
+        )
         results = {
-            name: evaluate(
-                model,
-                examples,
-                catalogue,
-                config.eval_batch_size,
-                config.test_num_beams,
-                autocast,
-                config.exclude_seen,
-                ks=tuple(config.metric_ks),
-            )
+            name: evaluator.test(model, examples)[0]
             for name, examples in (("valid", split.valid), ("test", split.test))
         }
-        results["num_beams"] = evaluation_width(model, config.test_num_beams, tuple(config.metric_ks))
+        results["num_beams"] = evaluator.widths(model)["num_beams"]
         atomic_write_text(directory / "results.json", json.dumps(results, indent=2))
     print(results_table(results))
     print(f"results and resolved config: {directory}")

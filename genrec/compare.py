@@ -161,7 +161,7 @@ def finetuned_run(directory: Path, config, runs: list[dict]) -> dict:
 def test_ranks(config, directory: Path) -> np.ndarray:
     """Each test user's target rank under the run's best checkpoint: saved by training, or (for
     runs trained before it was saved, or a damaged file) recomputed from ``best.pt`` and saved."""
-    from genrec.evaluation import Catalogue, evaluate_with_ranks
+    from genrec.evaluation import Catalogue, Evaluator
     from genrec.pipeline import load_trained
     from genrec.trainer import TEST_RANKS, save_ranks
 
@@ -176,10 +176,7 @@ def test_ranks(config, directory: Path) -> np.ndarray:
         log.warning("%s is unreadable; computing it again from best.pt", path)
     model, interactions, split = load_trained(config.model_copy(update={"checkpoint": None}), directory / "best.pt")
     catalogue = Catalogue.of(interactions, config.category_level)
-    autocast = next(model.parameters()).device.type == "cuda"
-    _, ranks = evaluate_with_ranks(
-        model, split.test, catalogue, config.eval_batch_size, config.test_num_beams, autocast, config.exclude_seen
-    )
+    _, ranks = Evaluator.from_config(config, catalogue, next(model.parameters()).device).test(model, split.test)
     save_ranks(path, ranks)
     return ranks
 

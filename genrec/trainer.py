@@ -32,7 +32,7 @@ from genrec.config import dump_config
 from genrec.data import Examples, Split, Windows, training_windows
 from genrec.distributed import ProcessGroup, data_parallel
 from genrec.errors import GenrecError
-from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks, evaluation_width
+from genrec.evaluation import Catalogue, Evaluator
 from genrec.provenance import source_commit
 from genrec.runtime import deterministic, progress, training_dtype
 from genrec.tracking import epoch_values, open_tracker
@@ -164,19 +164,13 @@ class Trainer:
         identity: dict,
         group: ProcessGroup | None = None,
     ):
-        self.config, self.split, self.catalogue, self.directory, self.device = (
-            config,
-            split,
-            catalogue,
-            directory,
-            device,
-        )
+        self.config, self.split, self.directory, self.device = config, split, directory, device
         self.identity = identity  # stored in every checkpoint (genrec.checkpoint)
         self.group = group or ProcessGroup()  # data-parallel processes (genrec.distributed); rank 0 writes
+        self.evaluator = Evaluator.from_config(config, catalogue, device, self.group)
         self.model = model.to(device)
         self.parallel = data_parallel(self.model, self.group, device) if self.group.active else None
         self.dtype = training_dtype(config.precision, device)  # training autocast; None: fp32
-        self.autocast = device.type == "cuda" and config.precision != "fp32"  # evaluation: bf16 on CUDA
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         sizes = [(p.numel(), p.requires_grad) for p in model.parameters()]
@@ -381,17 +375,7 @@ class Trainer:
                 self.epoch += 1
                 record = {"epoch": self.epoch, "loss": round(loss, 5), "lr": self.scheduler.get_last_lr()[0]}
                 if self.epoch % config.eval_interval == 0 or self.epoch == config.epochs:
-                    metrics = evaluate(
-                        self.model,
-                        self.valid,
-                        self.catalogue,
-                        config.eval_batch_size,
-                        config.num_beams,
-                        self.autocast,
-                        config.exclude_seen,
-                        self.group,
-                        tuple(config.metric_ks),
-                    )
+                    metrics = self.evaluator.validate(self.model, self.valid)
                     record["valid"] = {k: round(v, 5) for k, v in metrics.items()}
                     if metrics[config.select_metric] > self.best + config.min_delta:
                         self.best, self.best_epoch, self.bad_evals = metrics[config.select_metric], self.epoch, 0
@@ -437,32 +421,11 @@ class Trainer:
         )
         restore_weights(self.model, best, path)
         with deterministic(config.deterministic):
-            valid = evaluate(
-                self.model,
-                self.split.valid,
-                self.catalogue,
-                config.eval_batch_size,
-                config.test_num_beams,
-                self.autocast,
-                config.exclude_seen,
-                self.group,
-                tuple(config.metric_ks),
-            )
-            test, ranks = evaluate_with_ranks(
-                self.model,
-                self.split.test,
-                self.catalogue,
-                config.eval_batch_size,
-                config.test_num_beams,
-                self.autocast,
-                config.exclude_seen,
-                self.group,
-                tuple(config.metric_ks),
-            )
+            valid, _ = self.evaluator.test(self.model, self.split.valid)
+            test, ranks = self.evaluator.test(self.model, self.split.test)
         results = {
             "best_epoch": best["epoch"],
-            "num_beams": evaluation_width(self.model, config.test_num_beams, tuple(config.metric_ks)),
-            "valid_num_beams": evaluation_width(self.model, config.num_beams, tuple(config.metric_ks)),
+            **self.evaluator.widths(self.model),
             "commit": self.commit,
             "valid": {k: round(v, 5) for k, v in valid.items()},
             "test": {k: round(v, 5) for k, v in test.items()},

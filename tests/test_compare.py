@@ -162,7 +162,8 @@ def test_compare_draws_a_sweep_of_one_numeric_setting(tmp_path):
         assert point["ndcg@10"] == data["summary"][point["label"]]["ndcg@10"]
         (pair,) = [d for d in data["paired_ndcg@10"] if {d["a"], d["b"]} == {"PSID", point["label"]}]
         assert pair["a"] == "PSID"  # listed first, so the sweep's point − PSID is the pair negated
-        assert point["minus_reference"]["PSID"] == {"mean": -pair["mean"], "low": -pair["high"], "high": -pair["low"]}
+        flipped = {"mean": -pair["mean"], "low": -pair["high"], "high": -pair["low"], "p": pair["p"]}
+        assert point["minus_reference"]["PSID"] == {**flipped, "p_holm": pair["p_holm"]}
     for suffix in (".png", ".svg"):
         assert (folder / f"sweep-Latte-n_latent_tokens{suffix}").stat().st_size > 1000
 

@@ -220,7 +220,7 @@ def test_an_unwritable_output_folder_fails_before_evaluating(tmp_path, capsys, m
     settings = {**TINY_SYNTHETIC, **TINY_PSID, "cache_dir": tmp_path / "cache", "output_dir": tmp_path / "runs"}
     _, directory = train(load_config([], run_name="r", **settings))
     evaluated = []
-    monkeypatch.setattr("genrec.evaluation.evaluate", lambda *a, **k: evaluated.append(1))
+    monkeypatch.setattr("genrec.evaluation.Evaluator.test", lambda *a, **k: evaluated.append(1))
     failing_writes(monkeypatch, tmp_path / "runs/eval", code)
     assert main(["evaluate", *flags(**settings, run_name="eval", checkpoint=directory / "best.pt")]) == 2
     assert f"cannot write {tmp_path / 'runs/eval/config.yaml'}: {os.strerror(code)}" in one_line(capsys)

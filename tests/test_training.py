@@ -283,18 +283,18 @@ def test_validation_on_a_seeded_sample_of_users(make_config, tmp_path):
 
 
 def test_min_delta_counts_only_real_gains_as_improvement(make_config, tmp_path, monkeypatch):
-    import genrec.trainer as trainer_module
+    from genrec.evaluation import Evaluator
 
     scores = iter(
         [0.10, 0.20, 0.2003, 0.2006, 0.2009, 0.30, 0.31]
     )  # after epoch 2: gains that add up to less than 0.001
-    real = trainer_module.evaluate
+    real = Evaluator.validate
 
-    def scripted(model, examples, *args, **kwargs):
-        metrics = real(model, examples, *args, **kwargs)
+    def scripted(self, model, examples):
+        metrics = real(self, model, examples)
         return {**metrics, "ndcg@10": next(scores)} if len(examples) == 30 else metrics
 
-    monkeypatch.setattr(trainer_module, "evaluate", scripted)
+    monkeypatch.setattr(Evaluator, "validate", scripted)
     config = tiny(make_config, tmp_path, model="PSID", epochs=7, patience=3, min_delta=0.001, valid_users=30)
     results, directory = train(config)
     records = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]

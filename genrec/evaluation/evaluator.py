@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -166,3 +167,64 @@ def short_lists(ranked: np.ndarray, examples: Examples, n_items: int, k: int, ex
     if exclude_seen:
         listable -= np.array([len(np.unique(seen)) for seen in examples.seen], dtype=np.int64)
     return filled < np.minimum(k, listable)
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """How a run is evaluated, read from its settings in one place: the catalogue, the validation and
+    test beams (widened by :func:`evaluation_width`), the cutoffs, the seen-item protocol and the
+    precision. Training, ``genrec evaluate``, ``compare`` and fine-tuning all evaluate through it, so
+    they cannot drift apart (they once did: one left out the cutoffs, so a ``metric_ks`` beyond 10
+    changed the search width of some evaluations and not of others)."""
+
+    catalogue: Catalogue
+    batch_size: int
+    valid_beams: int
+    test_beams: int
+    exclude_seen: bool = False
+    ks: tuple[int, ...] = KS
+    autocast: bool = False
+    group: ProcessGroup | None = None
+
+    @classmethod
+    def from_config(
+        cls, config, catalogue: Catalogue, device: torch.device | str | None = None, group: ProcessGroup | None = None
+    ) -> Evaluator:
+        """The evaluation of a run with settings ``config`` on ``device`` (bf16 autocast on CUDA
+        unless ``precision`` is fp32), sharded over ``group``'s processes when given."""
+        cuda = device is not None and torch.device(device).type == "cuda"
+        return cls(
+            catalogue,
+            config.eval_batch_size,
+            config.num_beams,
+            config.test_num_beams,
+            config.exclude_seen,
+            tuple(config.metric_ks),
+            cuda and config.precision != "fp32",
+            group,
+        )
+
+    def validate(self, model, examples: Examples) -> dict[str, float]:
+        """Metrics at the validation beam (what early stopping and checkpoint selection read)."""
+        return self.test(model, examples, self.valid_beams)[0]
+
+    def test(self, model, examples: Examples, num_beams: int | None = None) -> tuple[dict[str, float], np.ndarray]:
+        """Metrics and each example's target rank at the test beam (or ``num_beams``)."""
+        return evaluate_with_ranks(
+            model,
+            examples,
+            self.catalogue,
+            self.batch_size,
+            self.test_beams if num_beams is None else num_beams,
+            self.autocast,
+            self.exclude_seen,
+            self.group,
+            self.ks,
+        )
+
+    def widths(self, model) -> dict[str, int]:
+        """The beams the test and the validation decode at, as ``results.json`` records them."""
+        return {
+            "num_beams": evaluation_width(model, self.test_beams, self.ks),
+            "valid_num_beams": evaluation_width(model, self.valid_beams, self.ks),
+        }

@@ -29,7 +29,7 @@ from genrec.checkpoint import save_checkpoint
 from genrec.config import StrictModel, dump_config
 from genrec.decoding import INVALID, SIDTrie
 from genrec.errors import ConfigError
-from genrec.evaluation import Catalogue, evaluate, evaluate_with_ranks, evaluation_width
+from genrec.evaluation import Catalogue, Evaluator
 from genrec.finetune.rewards import REWARDS, reward
 from genrec.provenance import source_commit
 from genrec.runtime import deterministic
@@ -156,7 +156,9 @@ class GRPOTrainer:
         counts = np.bincount(np.concatenate(run.split.train_sequences), minlength=run.interactions.n_items)
         self.popularity = torch.as_tensor(counts)
         self.codes = torch.as_tensor(self.model.semantic_ids.codes)
-        self.catalogue = Catalogue.of(run.interactions, run.config.category_level)
+        self.evaluator = Evaluator.from_config(
+            run.config, Catalogue.of(run.interactions, run.config.category_level), self.device
+        )
 
     def candidates(
         self, ids: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
@@ -225,16 +227,7 @@ class GRPOTrainer:
         }
 
     def validate(self, examples) -> dict:
-        config = self.run.config
-        return evaluate(
-            self.model,
-            examples,
-            self.catalogue,
-            config.eval_batch_size,
-            config.num_beams,
-            exclude_seen=config.exclude_seen,
-            ks=tuple(config.metric_ks),
-        )
+        return self.evaluator.validate(self.model, examples)
 
     def fit(self) -> dict:
         s, run = self.settings, self.run
@@ -302,32 +295,14 @@ class GRPOTrainer:
         from genrec.checkpoint import read_checkpoint, restore_weights
         from genrec.trainer import TEST_RANKS, save_ranks
 
-        config = self.run.config
         state = read_checkpoint(self.directory / "best.pt", self.device)
         restore_weights(self.model, state, self.directory / "best.pt")
-        valid = evaluate(
-            self.model,
-            self.run.split.valid,
-            self.catalogue,
-            config.eval_batch_size,
-            config.test_num_beams,
-            exclude_seen=config.exclude_seen,
-            ks=tuple(config.metric_ks),
-        )
-        test, ranks = evaluate_with_ranks(
-            self.model,
-            self.run.split.test,
-            self.catalogue,
-            config.eval_batch_size,
-            config.test_num_beams,
-            exclude_seen=config.exclude_seen,
-            ks=tuple(config.metric_ks),
-        )
+        valid, _ = self.evaluator.test(self.model, self.run.split.valid)
+        test, ranks = self.evaluator.test(self.model, self.run.split.test)
         save_ranks(self.directory / TEST_RANKS, ranks)
         results = {
             "best_epoch": best_epoch,
-            "num_beams": evaluation_width(self.model, config.test_num_beams, tuple(config.metric_ks)),
-            "valid_num_beams": evaluation_width(self.model, config.num_beams, tuple(config.metric_ks)),
+            **self.evaluator.widths(self.model),
             "parent": str(self.run.directory),
             "commit": source_commit(),
             "valid": {k: round(v, 5) for k, v in valid.items()},
