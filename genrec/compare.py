@@ -255,6 +255,7 @@ def sweeps(settings: dict[str, dict[str, Any]], summary: dict, differences: list
                 "label": label,
                 "value": settings[label][key],
                 **{metric: summary[label][metric] for metric in ("ndcg@10", "recall@10")},
+                "runs": summary[label]["converged"]["runs"],
                 "minus_reference": {
                     reference: oriented_difference(differences, label, reference) for reference in references
                 },

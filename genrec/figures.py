@@ -10,6 +10,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from genrec.cache import atomic_write  # noqa: E402
 
@@ -23,6 +24,17 @@ def save_figure(figure, stem: Path) -> list[Path]:
         paths.append(path)
     plt.close(figure)
     return paths
+
+
+def whole_epochs(*axes) -> None:
+    """Epoch axes tick at whole epochs (a few epochs otherwise read 0.5, 1.5...)."""
+    for axis in axes:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def spread_title(runs: list[int]) -> str:
+    """What a figure's error bars are: the seeds' sample std, or nothing with one seed."""
+    return "Mean over seeds, error bars: sample std" if max(runs, default=1) > 1 else "One seed (no error bars)"
 
 
 def learning_curves_figure(curves: dict[str, list[list[dict]]], stem: Path) -> list[Path]:
@@ -39,6 +51,7 @@ def learning_curves_figure(curves: dict[str, list[list[dict]]], stem: Path) -> l
             by_epoch.plot(epochs, ndcg, color=colours(index % 10), alpha=0.8, linewidth=1.2, label=label)
             by_time.plot(seconds, ndcg, color=colours(index % 10), alpha=0.8, linewidth=1.2)
     by_epoch.set(xlabel="epoch", ylabel="validation NDCG@10")
+    whole_epochs(by_epoch)
     by_time.set(xlabel="training seconds (validation included)")
     for axes in (by_epoch, by_time):
         axes.grid(alpha=0.3)
@@ -201,9 +214,14 @@ def diversity_tradeoff_figure(rows: list[dict], stem: Path) -> list[Path]:
             }
             for axes, key in ((entropy, spread), (coverage, "coverage@10")):
                 axes.plot([p[key] for p in chosen], [p["ndcg@10"] for p in chosen], alpha=0.85, **style)
-                for p in chosen:
+                for order, p in enumerate(chosen):  # staggered: neighbouring settings' labels do not overprint
                     axes.annotate(
-                        p["setting"], (p[key], p["ndcg@10"]), textcoords="offset points", xytext=(3, 3), fontsize=6
+                        p["setting"],
+                        (p[key], p["ndcg@10"]),
+                        textcoords="offset points",
+                        xytext=(4, 8 * (order % 3) - 8),
+                        fontsize=6,
+                        alpha=0.85,
                     )
     entropy.set(
         xlabel=f"test {spread.replace('@10', '@10 (bits)')}",
@@ -260,6 +278,9 @@ def run_curves_figure(runs: dict[str, list[dict]], stem: Path) -> list[Path]:
     NDCG@10 against training seconds (validation included), and the training loss."""
     figure, (by_epoch, by_time, loss) = plt.subplots(1, 3, figsize=(15, 4.2))
     colours = plt.get_cmap("tab10")
+    # Different models' losses measure different things (SASRec's BCE, a semantic-ID model's token
+    # cross-entropy): then each run's loss is shown relative to its first epoch.
+    relative = len({label.split(" seed ")[0] for label in runs}) > 1
     for index, (label, records) in enumerate(runs.items()):
         colour = colours(index % 10)
         seconds = np.cumsum([record.get("seconds", 0.0) for record in records])
@@ -272,14 +293,20 @@ def run_curves_figure(runs: dict[str, list[dict]], stem: Path) -> list[Path]:
             epochs, [v["recall@10"] for _, _, v in valid], color=colour, linestyle="--", label=f"{label} Recall@10"
         )
         by_time.plot([spent for _, spent, _ in valid], [v["ndcg@10"] for _, _, v in valid], color=colour, label=label)
-        loss.plot(
-            [record["epoch"] for record in records], [record["loss"] for record in records], color=colour, label=label
-        )
+        losses = np.array([record["loss"] for record in records], dtype=float)
+        if relative and len(losses) and losses[0]:
+            losses = losses / losses[0]
+        loss.plot([record["epoch"] for record in records], losses, color=colour, label=label)
     by_epoch.set(xlabel="epoch", ylabel="validation metric", title="Validation against epochs")
     by_time.set(
         xlabel="training seconds (validation included)", ylabel="validation NDCG@10", title="Validation against time"
     )
-    loss.set(xlabel="epoch", ylabel="training loss", title="Training loss")
+    loss.set(
+        xlabel="epoch",
+        ylabel="training loss / its first epoch's" if relative else "training loss",
+        title="Training loss, relative (the models' losses differ in kind)" if relative else "Training loss",
+    )
+    whole_epochs(by_epoch, loss)
     for axes in (by_epoch, by_time, loss):
         axes.grid(alpha=0.3)
     by_epoch.legend(fontsize=7)
@@ -328,7 +355,7 @@ def comparison_figure(
         f"{m.replace(':', chr(10) + '  :')} ({runs_per_model[m]} seed{'s' * (runs_per_model[m] > 1)})" for m in models
     ]
     metrics.set_yticks(rows, labels, fontsize=7)
-    metrics.set(xlabel="test metric", title="Mean over seeds, error bars: sample std")
+    metrics.set(xlabel="test metric", title=spread_title(list(runs_per_model.values())))
     gaps.set(
         xlabel=f"NDCG@10 − {best}",
         title="Paired difference to the best, 95% interval\n(red: below it beyond the users' noise)",
@@ -382,7 +409,7 @@ def sweep_figure(sweep: dict, stem: Path) -> list[Path]:
             xlabel=sweep["key"], ylabel="paired test NDCG@10 difference", title="Difference, 95% bootstrap interval"
         )
         differences.legend(fontsize=7)
-    metrics.set(xlabel=sweep["key"], ylabel="test metric", title="Mean over seeds, error bars: sample std")
+    metrics.set(xlabel=sweep["key"], ylabel="test metric", title=spread_title([p.get("runs", 1) for p in points]))
     positive = all(value > 0 for value in values)
     for axes in dict.fromkeys((metrics, differences)):  # one panel when there is no reference
         if positive and max(values) >= 8 * min(values):

@@ -86,10 +86,11 @@ RUN_FILES = ("config.yaml", "results.json", "best.pt", "last.pt", "metrics.jsonl
 
 
 def claim_automatic_folder(output: Path, config, command: str) -> Path:
-    """``<command>-<dataset>[-<category>]-<timestamp>`` inside ``output``, created here and so owned
-    by this command alone: two commands started in the same second get ``...-2``, ``...-3`` (the
-    folder is claimed by an atomic ``mkdir``, never by a check that another command could race)."""
-    parts = [command, config.dataset, getattr(config, "category", None), time.strftime("%Y%m%d-%H%M%S")]
+    """``<command>-<model>-<dataset>[-<category>]-<timestamp>`` inside ``output`` (no model: ``genrec
+    run`` and ``sids`` without one), created here and so owned by this command alone: two commands
+    started in the same second get ``...-2``, ``...-3`` (the folder is claimed by an atomic ``mkdir``,
+    never by a check that another command could race)."""
+    parts = [command, config.model, config.dataset, getattr(config, "category", None), time.strftime("%Y%m%d-%H%M%S")]
     name = "-".join(str(p) for p in parts if p)
     try:
         output.mkdir(parents=True, exist_ok=True)

@@ -182,7 +182,7 @@ def test_evaluating_a_run_from_its_own_config_never_overwrites_it(make_config, t
     run = [f"--config={directory / 'config.yaml'}", f"--checkpoint={directory / 'best.pt'}"]
     assert main(["evaluate", *run, "--exclude_seen=true"]) == 0
     assert {name: (directory / name).read_bytes() for name in saved} == saved
-    (evaluated,) = (tmp_path / "runs").glob("evaluate-Synthetic-*/results.json")
+    (evaluated,) = (tmp_path / "runs").glob("evaluate-PSID-Synthetic-*/results.json")
     assert "target_seen" in json.loads(evaluated.read_text())["test"]
     assert main(["evaluate", *run, f"--run_name={directory.name}"]) == 2  # an explicit clash is refused
     assert "holds a run already" in capsys.readouterr().err
