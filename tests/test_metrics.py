@@ -54,6 +54,22 @@ def test_top_k_equals_a_full_stable_sort_with_many_ties():
         assert torch.equal(top_k(scores, k), expected)
 
 
+def test_top_k_equals_a_full_stable_sort_where_only_some_rows_tie_at_the_cut():
+    """The fast path (``topk``'s set) serves rows without a tie across the k-th slot; rows with one,
+    planted here at the boundary, above it, and among -inf (excluded items), are chosen by index."""
+    generator = torch.Generator().manual_seed(3)
+    scores = torch.randn(40, 2000, generator=generator)
+    for row in range(0, 40, 4):  # the 10th best score copied onto later and earlier items
+        tenth = scores[row].sort(descending=True).values[9]
+        scores[row, torch.randint(0, 2000, (5,), generator=generator)] = tenth
+    scores[1, :] = float("-inf")
+    scores[1, 7] = 2.0
+    scores[2, :6] = 9.0  # a tie wholly inside the top 10
+    for k in (1, 10, 11, 2000):
+        expected = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+        assert torch.equal(top_k(scores, k), expected)
+
+
 def test_diversity_by_hand():
     ranked = np.array([[0, 1, -1, 3], [0, 2, -2, 3]])  # the 4th column is beyond k=3
     metrics = diversity_metrics(ranked, Catalogue(4, np.array([0, 0, 1, -1])), k=3)
