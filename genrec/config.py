@@ -83,8 +83,9 @@ class GlobalSettings(StrictModel):
         description="the run's folder inside output_dir; null: <command>-<dataset>-<timestamp>"
     )
     device: Literal["auto", "cpu", "cuda"] = Field(description="auto: cuda when available, else cpu")
-    logger: Literal["none", "tensorboard", "wandb"] = Field(
-        description="also log loss, learning rate and validation metrics to TensorBoard (the run's tensorboard/) or W&B"
+    logger: Literal["none", "tensorboard", "wandb", "mlflow"] = Field(
+        description="also log loss, learning rate and validation metrics, then the settings and test metrics, to "
+        "TensorBoard (the run's tensorboard/), W&B or MLflow"
     )
     # sequences
     duplicates: Literal["drop", "refuse", "keep"] = Field(

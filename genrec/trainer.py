@@ -410,7 +410,10 @@ class Trainer:
                     tracker.log(self.epoch, epoch_values(record))
                 self.save("last.pt", self.state())
         self.group.barrier()  # best.pt is written before any process reads it
-        return self.test()
+        results = self.test()
+        if tracker is not None:
+            tracker.final(results)
+        return results
 
     def test(self) -> dict:
         config = self.config

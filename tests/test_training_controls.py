@@ -141,6 +141,38 @@ def test_tensorboard_mirrors_the_metrics_log(make_config, tmp_path):
         logged = events.Scalars(name)
         assert [point.step for point in logged] == [1, 2]
         assert [point.value for point in logged] == pytest.approx([key(r) for r in records], rel=1e-5)
+    results = json.loads((directory / "results.json").read_text())  # then the settings with the test metrics
+    assert events.Scalars("test/ndcg@10")[0].value == pytest.approx(results["test"]["ndcg@10"], rel=1e-5)
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
     from genrec.checkpoint import LOCATION_KEYS
 
     assert "logger" in LOCATION_KEYS  # tracking never changes a run's identity
+
+
+def test_mlflow_gets_settings_epochs_and_test_metrics(make_config, monkeypatch, tmp_path):
+    """Through a stand-in ``mlflow`` module (the package is optional and not installed for tests)."""
+    import json
+    import sys
+    import types
+
+    calls: list[tuple] = []
+    fake = types.ModuleType("mlflow")
+    for name in ("set_tracking_uri", "set_experiment", "start_run", "log_params", "log_metrics", "end_run"):
+        setattr(fake, name, lambda *args, name=name, **kwargs: calls.append((name, args, kwargs)))
+    monkeypatch.setitem(sys.modules, "mlflow", fake)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from genrec.pipeline import train
+
+    config = make_config(
+        **{**TINY_SYNTHETIC, **SASREC, "model": "SASRec", "epochs": 2, "batch_size": 64, "logger": "mlflow"}
+    )
+    _, directory = train(config)
+    names = [name for name, _, _ in calls]
+    assert names[:4] == ["set_tracking_uri", "set_experiment", "start_run", "log_params"] and names[-1] == "end_run"
+    assert calls[0][1][0] == (directory / "mlruns").resolve().as_uri()
+    assert calls[3][1][0]["model"] == "SASRec" and calls[3][1][0]["metric_ks"] == "[1, 5, 10]"
+    epochs = [kwargs["step"] for name, _, kwargs in calls if name == "log_metrics" and "step" in kwargs]
+    assert epochs == [1, 2]
+    (final,) = [args[0] for name, args, kwargs in calls if name == "log_metrics" and "step" not in kwargs]
+    results = json.loads((directory / "results.json").read_text())
+    assert final["test/ndcg_at_10"] == pytest.approx(results["test"]["ndcg@10"])
