@@ -8,4 +8,4 @@ import sys
 from genrec.cli import cmd_run, run_command
 
 if __name__ == "__main__":
-    sys.exit(run_command(cmd_run, sys.argv[1:]))
+    sys.exit(run_command(("run",), cmd_run, sys.argv[1:]))

@@ -197,8 +197,10 @@ def test_analyze_tree_command_on_finished_runs(finished, tmp_path, capsys):
 
 def test_analyze_tree_refuses_a_folder_that_is_no_run(tmp_path, capsys):
     assert main(["analyze", "tree", str(tmp_path)]) == 2
-    assert "is not a finished run" in capsys.readouterr().err
-    assert main(["analyze", "tree", str(tmp_path), "--users=abc"]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/config.yaml").write_text("dataset: Synthetic\n")  # a run folder, so the flags are read
+    assert main(["analyze", "tree", str(tmp_path / "run"), "--users=abc"]) == 2
     assert "--users must be an integer" in capsys.readouterr().err
 
 

@@ -170,7 +170,12 @@ def test_compare_draws_a_sweep_of_one_numeric_setting(tmp_path):
 
 def test_sweeps_need_three_variants_apart_in_one_numeric_setting():
     summary = {
-        label: {"ndcg@10": {"mean": 0.1, "std": 0.0}, "recall@10": {"mean": 0.2, "std": 0.0}} for label in "abcd"
+        label: {
+            "ndcg@10": {"mean": 0.1, "std": 0.0},
+            "recall@10": {"mean": 0.2, "std": 0.0},
+            "converged": {"runs": 1, "converged": 1},
+        }
+        for label in "abcd"
     }
     base = {"model": "Latte", "n_latent_tokens": 1, "agg": "agg_sum", "lr": 0.001}
     two = {"a": base, "b": {**base, "n_latent_tokens": 2}, "c": {**base, "model": "PSID"}}
@@ -183,6 +188,7 @@ def test_sweeps_need_three_variants_apart_in_one_numeric_setting():
     differences = [{"a": "a", "b": "c", "mean": 0.01, "low": -0.01, "high": 0.03}]
     (sweep,) = compare_module.sweeps(three, summary, differences)
     assert [point["value"] for point in sweep["points"]] == [1, 2, 4]
+    assert [point["runs"] for point in sweep["points"]] == [1, 1, 1]  # one seed: no error bars to name
     assert sweep["points"][0]["minus_reference"] == {"c": {"mean": 0.01, "low": -0.01, "high": 0.03}}
     assert sweep["points"][1]["minus_reference"] == {"c": None}  # a pair not compared (other users)
 
