@@ -248,7 +248,28 @@ def train(config) -> tuple[dict, Path]:
                 f", resumed from {config.checkpoint}" if config.checkpoint else "",
                 f", {group.world} data-parallel processes" if group.active else "",
             )
-            return trainer.fit(), directory
+            log.info(
+                "%s: %d users, %d items, %d interactions; %d training examples, %d validation and %d test users",
+                interactions.name,
+                interactions.n_users,
+                interactions.n_items,
+                interactions.n_interactions,
+                len(split.train),
+                len(split.valid),
+                len(split.test),
+            )
+            results = trainer.fit()
+            log.info(
+                "best epoch %d (beam %d): %s",
+                results["best_epoch"],
+                results["num_beams"],
+                "; ".join(
+                    f"{part} "
+                    + ", ".join(f"{name} {value:.4f}" for name, value in results[part].items() if "@" in name)
+                    for part in ("valid", "test")
+                ),
+            )
+            return results, directory
 
     if config.checkpoint:
         return fit(Path(config.checkpoint).parent)

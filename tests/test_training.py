@@ -62,6 +62,8 @@ def test_models_train_and_beat_chance(make_config, tmp_path, model, backbone):
     log = (directory / "run.log").read_text()  # the run's own log, beside metrics.jsonl
     assert f"epoch {epochs}" in log and f"from epoch 0 (cap {epochs})" in log
     assert f"at this pace the cap of {epochs} epochs is" in log and "(cap in at most " in log  # the estimate
+    assert "Synthetic: " in log and " training examples, " in log  # the data it trained on
+    assert f"test recall@1 {results['test']['recall@1']:.4f}" in log.splitlines()[-1]  # and what it scored
 
 
 def test_time_estimates_read_as_a_person_plans():
