@@ -369,17 +369,19 @@ def cmd_recommend(argv: list[str]) -> int:
 
 def cmd_serve(argv: list[str]) -> int:
     """``genrec serve --run=DIR [--host=127.0.0.1] [--port=8000] [--max_batch=64] [--max_wait_ms=5]
-    [--api_key_file=PATH] [--auth=changes|all] [--max_body_mb=16]``; other flags go to
+    [--api_key_file=PATH] [--auth=changes|all] [--max_body_mb=16] [--journal=PATH]``; other flags go to
     :func:`genrec.load_run`. The API key comes from ``GENREC_API_KEY`` or the file's first line,
     never from the command line (where every user of the machine can read it in the process list).
-    Beyond a loopback address without a key, catalogue changes are refused, with a warning."""
+    Beyond a loopback address without a key, catalogue changes are refused, with a warning. Catalogue
+    changes are recorded in ``--journal`` (default ``DIR/catalogue_changes.jsonl``) and replayed at
+    the next start (:mod:`genrec.journal`)."""
     import uvicorn
 
     from genrec.config import parse_flags
     from genrec.run import load_run
     from genrec.serve import create_app
 
-    _, flags = parse_flags(argv)
+    _, flags = parse_flags(argv, text=frozenset({"run", "host", "journal", "api_key_file"}))
     if "run" not in flags:
         raise GenrecError("serve needs --run=DIR (a finished run's folder)")
     if "api_key" in flags:
@@ -388,6 +390,7 @@ def cmd_serve(argv: list[str]) -> int:
             "set GENREC_API_KEY or pass --api_key_file=PATH"
         )
     run_dir, host = Path(str(flags.pop("run"))), str(flags.pop("host", "127.0.0.1"))
+    journal = Path(str(flags.pop("journal", run_dir / "catalogue_changes.jsonl")))
     port, max_batch = count_flag(flags, "port", 8000, 0), count_flag(flags, "max_batch", 64, 1)
     if port > 65535:
         raise GenrecError(f"--port must be a TCP port, 0 (any free one) to 65535, got {port}")
@@ -412,6 +415,7 @@ def cmd_serve(argv: list[str]) -> int:
         auth=auth,
         open_changes=loopback,
         max_body_bytes=int(max_body * 2**20),
+        journal=journal,
     )
     uvicorn.run(app, host=host, port=port, log_level="info")
     return 0

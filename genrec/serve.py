@@ -29,6 +29,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException
@@ -38,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genrec.decoding.diversity import Diversity
 from genrec.errors import GenrecError
+from genrec.journal import Journal
 from genrec.run import Run
 
 log = logging.getLogger(__name__)
@@ -90,8 +92,9 @@ class MicroBatcher:
     (up to ``max_batch`` histories, waiting at most ``max_wait_ms`` for company) and applies
     catalogue changes between passes, so no request sees a half-applied change."""
 
-    def __init__(self, run: Run, max_batch: int = 64, max_wait_ms: float = 5.0):
+    def __init__(self, run: Run, max_batch: int = 64, max_wait_ms: float = 5.0, journal: Journal | None = None):
         self.run, self.max_batch, self.max_wait = run, max_batch, max_wait_ms / 1000
+        self.journal = journal  # where applied catalogue changes are recorded, to outlive a restart
         self.requests: queue.Queue = queue.Queue()
         self.batches = 0  # decoding passes so far (how much batching happened)
         self.worker = threading.Thread(target=self.serve_forever, name="genrec-batcher", daemon=True)
@@ -139,7 +142,10 @@ class MicroBatcher:
         for kind, payload, done in pending:
             if kind != "recommend":
                 try:
-                    done.set_result(getattr(self.run, kind)(payload))
+                    result = getattr(self.run, kind)(payload)
+                    if self.journal is not None:
+                        self.journal.record(kind, payload)
+                    done.set_result(result)
                 except Exception as exc:  # noqa: BLE001 - handed to the request that asked, never lost in the thread
                     done.set_exception(exc)
 
@@ -243,17 +249,25 @@ def create_app(
     auth: Literal["changes", "all"] = "changes",
     open_changes: bool = True,
     max_body_bytes: int = MAX_BODY_BYTES,
+    journal: Path | None = None,
 ) -> FastAPI:
     """The HTTP app over ``run``; its :class:`MicroBatcher` is ``app.state.batcher``. ``api_key``
     guards the catalogue changes (``auth="all"``: every route but ``/health``); without one, changes
-    are refused unless ``open_changes``. Bodies are limited to ``max_body_bytes``."""
+    are refused unless ``open_changes``. Bodies are limited to ``max_body_bytes``. With a ``journal``
+    (:class:`genrec.journal.Journal`), the changes it recorded are applied first and every new one
+    is recorded, so the catalogue survives a restart."""
     if auth not in ("changes", "all"):
         raise GenrecError(f"auth must be 'changes' or 'all', got {auth!r}")
     if auth == "all" and not api_key:
         raise GenrecError("auth='all' needs an api_key (the key that every request must carry)")
     app = FastAPI(title="genrec", summary=f"{run.label} trained on {run.interactions.name}")
     app.add_middleware(BodyLimit, limit=max_body_bytes)
-    batcher = MicroBatcher(run, max_batch, max_wait_ms)
+    recorded = None if journal is None else Journal(journal)
+    if recorded is not None:
+        replayed = recorded.replay(run)
+        if replayed:
+            log.info("%s: %d catalogue change(s) replayed", journal, replayed)
+    batcher = MicroBatcher(run, max_batch, max_wait_ms, recorded)
     app.state.batcher = batcher
     app.router.add_event_handler("shutdown", batcher.close)
 

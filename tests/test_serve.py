@@ -1,6 +1,7 @@
 """``genrec serve`` through a real HTTP client against a running server on 127.0.0.1 (a free port):
 the same lists as the Python API under concurrent load, batched; removal; 4xx for bad requests."""
 
+import json
 import socket
 import threading
 import time
@@ -234,3 +235,28 @@ def test_an_api_key_guards_catalogue_changes_and_without_one_beyond_loopback_the
         assert reply.status_code == 403 and "without an API key" in reply.json()["detail"]
     with pytest.raises(GenrecError, match="needs an api_key"):
         create_app(run, auth="all")
+
+
+def test_catalogue_changes_outlive_a_restart_through_the_journal(served, tmp_path):
+    """What one server added and removed, a restarted one serves (the same semantic IDs); a change the
+    run refused is not recorded, and a journal that does not fit the run is an error naming its line."""
+    from fastapi.testclient import TestClient
+
+    _, reference, _ = served
+    cache, journal = reference.config.cache_dir, tmp_path / "changes.jsonl"
+    text, removed = dict(reference.interactions.item_text[11]), reference.interactions.item_ids[3]
+    with TestClient(create_app(genrec.load_run(reference.directory, cache_dir=cache), journal=journal)) as client:
+        (added,) = client.post("/items", json={"items": [{"id": "kept-1", **text}]}).json()["added"]
+        assert client.delete(f"/items/{removed}").status_code == 200
+        assert client.post("/items", json={"items": [{"id": "blank", "title": " "}]}).status_code == 400
+    assert [json.loads(line)["action"] for line in journal.read_text().splitlines()] == ["add_items", "remove"]
+    restarted = genrec.load_run(reference.directory, cache_dir=cache)
+    with TestClient(create_app(restarted, journal=journal)) as client:
+        assert client.get("/health").json()["removed"] == 1
+        body = {"histories": histories(reference, [2]), "k": 1, "allow": ["kept-1"]}
+        assert client.post("/recommend", json=body).json()["recommendations"][0]["items"] == ["kept-1"]
+        assert client.post("/recommend", json={**body, "allow": [removed]}).status_code == 400  # still removed
+    assert restarted.semantic_ids.codes[restarted.item_index["kept-1"]].tolist() == added["semantic_id"]
+    journal.write_text('{"action": "remove", "items": ["no-such-item"]}\n')
+    with pytest.raises(GenrecError, match=r"changes.jsonl:1: cannot replay"):
+        create_app(genrec.load_run(reference.directory, cache_dir=cache), journal=journal)
