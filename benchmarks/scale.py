@@ -325,13 +325,16 @@ def main(argv: list[str]) -> None:
     for size in sizes:
         listed = {k: ",".join(v) if isinstance(v, list) else v for k, v in options.items()}
         command = [sys.executable, __file__, f"--one_size={size}", *(f"--{k}={v}" for k, v in listed.items())]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        for line in result.stdout.splitlines():
-            print(line, flush=True)
-            rows.append(json.loads(line))
-        if result.returncode:
-            failed.append(size)
-            print(json.dumps({"items": size, "error": result.stderr.strip().splitlines()[-1:]}), flush=True)
+        # Each stage's line is passed on as the stage ends: a long size shows (and keeps) its progress.
+        with tempfile.TemporaryFile(mode="w+") as errors:
+            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
+            for line in child.stdout:
+                print(line, end="", flush=True)
+                rows.append(json.loads(line))
+            if child.wait():
+                failed.append(size)
+                errors.seek(0)
+                print(json.dumps({"items": size, "error": errors.read().strip().splitlines()[-1:]}), flush=True)
     for line in growth(rows):
         print(json.dumps(line), flush=True)
     if figure_path:
