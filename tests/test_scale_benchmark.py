@@ -40,3 +40,25 @@ def test_every_stage_reports_time_and_memory_at_two_sizes(tmp_path):
     assert stats["interactions"] <= 1200 * 6 and stats["peak_rss_mb"] >= stats["rss_before_mb"] > 0
     assert {r["stage"] for r in rows if "growth_exponent" in r} == set(stages.split(","))
     assert (tmp_path / "figure.png").exists() and (tmp_path / "figure.svg").exists()
+
+
+def test_the_svd_study_compares_arpack_with_randomized_iterations(tmp_path):
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks/cf_svd.py"),
+        "--items=2000",
+        "--dim=8",
+        "--iterations=2,6",
+        f"--folder={tmp_path / 'scale'}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    arpack, *randomized = [json.loads(line) for line in result.stdout.splitlines()]
+    assert arpack["solver"] == "arpack" and list(arpack["singular_values"]) == ["1", "4", "7", "8"]
+    assert [row["solver"] for row in randomized] == ["randomized, 2 iterations", "randomized, 6 iterations"]
+    for row in randomized:
+        assert 0 <= row["subspace_cosine_min"] <= row["subspace_cosine_mean"] <= 1 + 1e-6
+    assert (
+        randomized[1]["max_relative_singular_value_difference"]
+        <= randomized[0]["max_relative_singular_value_difference"]
+    )
