@@ -187,7 +187,7 @@ def one_size(n_items: int, options: dict) -> None:
     del quantization
     with stage("trie"):
         trie = SIDTrie(codes, [codebook] * 3)
-    rows[-1]["table_mb"] = round(sum(t.numel() * t.element_size() for t in trie.tables) / 2**20, 1)
+    rows[-1]["table_mb"] = round(trie.nbytes / 2**20, 1)
     emit()
     del trie
     small = dict(d_model=64, d_ff=256, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=16)

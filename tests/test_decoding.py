@@ -58,14 +58,50 @@ def catalogue(seed, n_items=30, level_sizes=(3, 4, 5)):
 def test_trie_tables():
     codes = np.array([[0, 1], [0, 2], [1, 0]])
     trie = SIDTrie(codes, [2, 3])
-    assert trie.tables[0].tolist() == [[0, 1]]
-    assert trie.tables[1].tolist() == [[-1, 0, 1], [2, -1, -1]]
+    assert trie.children(0, torch.tensor([0])).tolist() == [[0, 1]]
+    assert trie.children(1, torch.tensor([[0, 1], [1, 1]])).tolist() == [
+        [[-1, 0, 1], [2, -1, -1]],
+        [[2, -1, -1], [2, -1, -1]],
+    ]
     with pytest.raises(ValueError, match="unique"):
         SIDTrie(np.array([[0, 1], [0, 1]]), [2, 3])
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_wide_beam_equals_exhaustive_ranking(seed):
+def sparse_everywhere(monkeypatch):
+    from genrec.decoding import trie
+
+    monkeypatch.setattr(trie, "SPARSE_ABOVE_BYTES", 0)
+    monkeypatch.setattr(trie, "SPARSE_FILL", 1.0)
+
+
+@pytest.mark.parametrize("latent", [0, 3])
+def test_sparse_levels_give_the_dense_tables_rows(monkeypatch, latent):
+    codes, sizes = catalogue(7, n_items=40, level_sizes=(3, 4, 5))
+    dense = SIDTrie(codes, sizes, free_prefix_size=latent)
+    sparse_everywhere(monkeypatch)
+    sparse = SIDTrie(codes, sizes, free_prefix_size=latent)
+    for level in range(dense.depth):
+        nodes = torch.arange(int(dense.reached[level - 1].max()) + 1 if level else 1)
+        shuffled = nodes[torch.randperm(len(nodes), generator=torch.Generator().manual_seed(level))]
+        both = torch.stack([shuffled, shuffled.flip(0)])  # any shape, repeated nodes
+        assert torch.equal(sparse.children(level, both), dense.children(level, both))
+
+
+def test_a_million_four_level_ids_fit_in_sparse_rows():
+    """The dense last level alone would be about a million rows of 256 (1 GB); sparse, the trie is
+    80 MB (the third level's 64 MB table stays dense)."""
+    rng = np.random.default_rng(0)
+    codes = np.unique(rng.integers(0, 256, size=(1_050_000, 4)), axis=0)[:1_000_000]
+    trie = SIDTrie(codes, [256] * 4)
+    assert trie.nbytes < 100 * 2**20
+    nodes = torch.as_tensor(trie.reached[2][:5])
+    assert (trie.children(3, nodes).max(-1).values >= 0).all()
+
+
+@pytest.mark.parametrize("seed, sparse", [(0, False), (1, False), (2, False), (0, True)])
+def test_wide_beam_equals_exhaustive_ranking(seed, sparse, monkeypatch):
+    if sparse:
+        sparse_everywhere(monkeypatch)
     codes, sizes = catalogue(seed)
     model = ToyModel(sizes, batch_size=3, seed=seed)
     items, scores, tokens = beam_search(model.step, SIDTrie(codes, sizes), batch_size=3, num_beams=1000)
