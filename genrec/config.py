@@ -16,54 +16,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from genrec.errors import ConfigError
+from genrec.schema import TEXT_FIELDS, StrictModel, comma_separated, seconds_of
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_FILE = PACKAGE_DIR / "default.yaml"
-
-
-class StrictModel(BaseModel):
-    """Base of every settings schema: unknown keys are errors, ``nan`` and infinities are refused
-    (``--lr=.inf`` would only fail deep in training), and a resolved config is read-only."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-def comma_separated(value: Any) -> Any:
-    """Accept ``title,brand`` on the command line for list settings, as well as YAML ``[title, brand]``."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-TEXT_FIELDS = ("title", "brand", "categories", "description", "features")
-
-
-def seconds_of(value: Any) -> float:
-    """A moment as Unix seconds: a number, a numeric string, an ISO 8601 date or date-time string,
-    or the date / date-time YAML makes of an unquoted ``2024-05-01``. No zone means UTC, so a split
-    never depends on the machine's time zone."""
-    from datetime import UTC, date, datetime
-
-    if isinstance(value, bool):
-        raise ValueError("expected a time, got a boolean")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            try:
-                value = datetime.fromisoformat(value.strip())
-            except ValueError:
-                raise ValueError("expected Unix seconds or an ISO 8601 date-time such as 2024-05-01T00:00:00") from None
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
-    raise ValueError(f"expected a time, got {type(value).__name__}")
 
 
 class GlobalSettings(StrictModel):

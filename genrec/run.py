@@ -17,11 +17,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from genrec.config import TEXT_FIELDS, load_config
+from genrec.config import load_config
 from genrec.data import Interactions, Split
 from genrec.decoding.diversity import Diversity, rerank
 from genrec.errors import ConfigError, GenrecError
 from genrec.ranking import search_width
+from genrec.schema import TEXT_FIELDS
 from genrec.semantic_ids import SemanticIDs
 from genrec.semantic_ids.frozen import FrozenQuantizer
 

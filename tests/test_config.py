@@ -6,8 +6,9 @@ import pytest
 import yaml
 
 from genrec import models
-from genrec.config import StrictModel, dump_config, load_config, parse_flags
+from genrec.config import dump_config, load_config, parse_flags
 from genrec.errors import ConfigError
+from genrec.schema import StrictModel
 
 
 def test_defaults_then_dataset_layer():

@@ -7,11 +7,11 @@ import pytest
 from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 
 from genrec.cli import main
-from genrec.config import seconds_of
 from genrec.data import temporal_split
 from genrec.datasets.tables import write_table
 from genrec.errors import ConfigError
 from genrec.pipeline import load_interactions, load_split
+from genrec.schema import seconds_of
 
 
 def test_split_by_its_definition():

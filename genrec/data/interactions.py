@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from genrec.config import TEXT_FIELDS
+from genrec.schema import TEXT_FIELDS
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from genrec.config import seconds_of
 from genrec.datasets.io import open_text, read_jsonl, read_lines
 from genrec.errors import DataError
+from genrec.schema import seconds_of
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "atomic")
 SUFFIXES = {

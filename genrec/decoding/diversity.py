@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from genrec.config import StrictModel
 from genrec.ranking import keep_slots
+from genrec.schema import StrictModel
 
 
 class Diversity(StrictModel):

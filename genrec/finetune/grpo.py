@@ -26,13 +26,14 @@ from pydantic import Field, field_validator
 
 from genrec.cache import atomic_write_text
 from genrec.checkpoint import save_checkpoint
-from genrec.config import StrictModel, dump_config
+from genrec.config import dump_config
 from genrec.decoding import INVALID, SIDTrie
 from genrec.errors import ConfigError
 from genrec.evaluation import Catalogue, Evaluator
 from genrec.finetune.rewards import REWARDS, reward
 from genrec.provenance import source_commit
 from genrec.runtime import deterministic
+from genrec.schema import StrictModel
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from genrec.config import StrictModel
 from genrec.models.batches import BatchTrained
 from genrec.models.sampled_softmax import SampledSoftmax, SampledSoftmaxSettings
 from genrec.ranking import EMPTY, exclusion_mask, top_k
+from genrec.schema import StrictModel
 
 PAD = 0
 

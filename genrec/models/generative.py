@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from genrec.config import StrictModel
 from genrec.decoding import aggregate_beams
 from genrec.errors import GenrecError
 from genrec.models.batches import BatchTrained
@@ -29,6 +28,7 @@ from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
 from genrec.ranking import drop_excluded, exclusion_mask, list_length, pad_ranked, search_width
 from genrec.runtime import available_memory
+from genrec.schema import StrictModel
 from genrec.semantic_ids import SemanticIDs, with_new_items
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from genrec.config import StrictModel
+from genrec.schema import StrictModel
 
 
 class SampledSoftmaxSettings(StrictModel):

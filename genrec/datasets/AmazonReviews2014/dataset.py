@@ -11,10 +11,10 @@ import logging
 
 from pydantic import Field
 
-from genrec.config import StrictModel
 from genrec.data import Interactions, build_interactions, without_duplicates
 from genrec.datasets.io import data_root, find_file, read_lines, require_file
 from genrec.errors import DataError
+from genrec.schema import StrictModel
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from genrec.config import StrictModel
 from genrec.data import Interactions, build_interactions, without_duplicates
 from genrec.datasets.download import download
 from genrec.datasets.io import data_root, find_file, finite_number, read_jsonl, read_lines
 from genrec.errors import ConfigError, DataError
+from genrec.schema import StrictModel
 
 log = logging.getLogger(__name__)
 

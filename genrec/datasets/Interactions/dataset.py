@@ -20,13 +20,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from genrec.config import TEXT_FIELDS, StrictModel, comma_separated
 from genrec.data import Interactions, build_interactions
 from genrec.data.interactions import MIN_SEQUENCE_LENGTH, kept_positions
 from genrec.data.kcore import k_core
 from genrec.datasets.io import require_file
 from genrec.datasets.tables import Table, file_format, identifier, number, read_table, text, timestamp, write_table
 from genrec.errors import DataError
+from genrec.schema import TEXT_FIELDS, StrictModel, comma_separated
 
 log = logging.getLogger(__name__)
 

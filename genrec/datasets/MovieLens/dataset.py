@@ -13,11 +13,11 @@ from collections import defaultdict
 
 from pydantic import Field
 
-from genrec.config import StrictModel
 from genrec.data import Interactions, build_interactions, without_duplicates
 from genrec.datasets.io import data_root, find_file, finite_number, require_file
 from genrec.datasets.tables import read_atomic
 from genrec.errors import DataError
+from genrec.schema import StrictModel
 
 log = logging.getLogger(__name__)
 

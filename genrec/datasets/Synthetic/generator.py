@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
-from genrec.config import StrictModel
 from genrec.data import Interactions, build_interactions, without_duplicates
 from genrec.errors import ConfigError
+from genrec.schema import StrictModel
 
 
 class Settings(StrictModel):
