@@ -5,7 +5,7 @@ Same flags and meaning as ``genrec run``.
 
 import sys
 
-from genrec.cli import cmd_run, run_command
+from genrec.cli import run_command
 
 if __name__ == "__main__":
-    sys.exit(run_command(("run",), cmd_run, sys.argv[1:]))
+    sys.exit(run_command(("run",), sys.argv[1:]))

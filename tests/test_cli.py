@@ -10,7 +10,7 @@ import yaml
 from conftest import REPO, TINY_SYNTHETIC
 
 from genrec import datasets, models
-from genrec.cli import cmd_run, main, run_command
+from genrec.cli import main, run_command
 from genrec.config import GlobalSettings, load_config
 
 
@@ -20,7 +20,7 @@ def flags(tmp_path, **extra):
 
 
 def test_run_writes_summary_and_resolved_config(tmp_path, capsys):
-    assert run_command(("run",), cmd_run, flags(tmp_path, run_name="quick")) == 0
+    assert run_command(("run",), flags(tmp_path, run_name="quick")) == 0
     out = capsys.readouterr().out
     assert "Synthetic" in out and "unique: 100.00%" in out and "train_examples" in out
     run = tmp_path / "runs" / "quick"
@@ -88,6 +88,18 @@ def test_help_of_a_command_that_reads_a_run_lists_its_own_options(capsys, words,
     assert "--vq_codebook_size" not in out and "settings, at the values" not in out
 
 
+def test_every_command_is_listed_loads_from_its_module_and_has_its_help():
+    """cli.py only dispatches: each command lives in genrec.commands.<module> and says what it does."""
+    from genrec.cli import COMMANDS, USAGE
+
+    listed = USAGE.split("commands:")[1].split("examples:")[0]
+    for words, command in COMMANDS.items():
+        function = command.load()
+        assert function.__module__ == f"genrec.commands.{command.module}"
+        assert (function.__doc__ or "").strip().startswith(f"``genrec {' '.join(words)}"), words
+        assert f"\n  {' '.join(words)} " in listed, words
+
+
 def test_every_key_of_every_dataset_and_model_is_described():
     schemas = [
         GlobalSettings,
@@ -139,7 +151,7 @@ def test_serve_flags_are_checked_before_the_run_loads(capsys):
 
 
 def test_serving_beyond_this_machine_without_a_key_warns_and_short_keys_are_refused(tmp_path, capsys, monkeypatch):
-    from genrec.cli import api_key_of, is_loopback
+    from genrec.commands.serve import api_key_of, is_loopback
 
     monkeypatch.delenv("GENREC_API_KEY", raising=False)
     assert main(["serve", "--run=nowhere", "--host=0.0.0.0"]) == 2

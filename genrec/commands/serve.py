@@ -1,0 +1,93 @@
+"""``genrec serve``: a trained run as an HTTP JSON service, and who may change its catalogue."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from genrec.commands.flags import count_flag, number_flag
+from genrec.errors import GenrecError
+
+
+def cmd_serve(argv: list[str]) -> int:
+    """``genrec serve --run=DIR [--host=127.0.0.1] [--port=8000] [--max_batch=64] [--max_wait_ms=5]
+    [--api_key_file=PATH] [--auth=changes|all] [--max_body_mb=16] [--journal=PATH]``; other flags go to
+    :func:`genrec.load_run`. The API key comes from ``GENREC_API_KEY`` or the file's first line,
+    never from the command line (where every user of the machine can read it in the process list).
+    Beyond a loopback address without a key, catalogue changes are refused, with a warning. Catalogue
+    changes are recorded in ``--journal`` (default ``DIR/catalogue_changes.jsonl``) and replayed at
+    the next start (:mod:`genrec.journal`)."""
+    import uvicorn
+
+    from genrec.config import parse_flags
+    from genrec.run import load_run
+    from genrec.serve import create_app
+
+    _, flags = parse_flags(argv, text=frozenset({"run", "host", "journal", "api_key_file"}))
+    if "run" not in flags:
+        raise GenrecError("serve needs --run=DIR (a finished run's folder)")
+    if "api_key" in flags:
+        raise GenrecError(
+            "--api_key would show the key to every user of this machine (process list, shell history): "
+            "set GENREC_API_KEY or pass --api_key_file=PATH"
+        )
+    run_dir, host = Path(str(flags.pop("run"))), str(flags.pop("host", "127.0.0.1"))
+    journal = Path(str(flags.pop("journal", run_dir / "catalogue_changes.jsonl")))
+    port, max_batch = count_flag(flags, "port", 8000, 0), count_flag(flags, "max_batch", 64, 1)
+    if port > 65535:
+        raise GenrecError(f"--port must be a TCP port, 0 (any free one) to 65535, got {port}")
+    max_wait_ms = number_flag(flags, "max_wait_ms", 5.0, 0.0)
+    max_body = number_flag(flags, "max_body_mb", 16.0, 0.001)
+    auth = str(flags.pop("auth", "changes"))
+    api_key = api_key_of(flags.pop("api_key_file", None))
+    loopback = is_loopback(host)
+    if not loopback and not api_key:
+        print(
+            f"genrec: warning: serving on {host} beyond this machine without an API key: anyone who reaches "
+            f"port {port} can ask for recommendations, and catalogue changes are refused (set GENREC_API_KEY "
+            "or --api_key_file)",
+            file=sys.stderr,
+        )
+    run = load_run(run_dir, **flags)
+    app = create_app(
+        run,
+        max_batch,
+        max_wait_ms,
+        api_key=api_key,
+        auth=auth,
+        open_changes=loopback,
+        max_body_bytes=int(max_body * 2**20),
+        journal=journal,
+    )
+    uvicorn.run(app, host=host, port=port, log_level="info")
+    return 0
+
+
+def api_key_of(path: object) -> str | None:
+    """The server's key: the first line of ``path``, else ``GENREC_API_KEY``, else none."""
+    if path is None:
+        return os.environ.get("GENREC_API_KEY") or None
+    try:
+        key = (
+            Path(str(path)).read_text(encoding="utf-8").splitlines()[0].strip()
+            if Path(str(path)).stat().st_size
+            else ""
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GenrecError(f"--api_key_file: cannot read {path} ({exc})") from None
+    if len(key) < 16:
+        raise GenrecError(f"--api_key_file: the key in {path} must be at least 16 characters (its first line)")
+    return key
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
