@@ -181,7 +181,7 @@ def build_model(config, interactions: Interactions, split: Split):
 
 def identity(config, interactions: Interactions, model) -> dict:
     """The identity its checkpoints carry (:mod:`genrec.checkpoint`): settings, data, semantic IDs."""
-    sids = getattr(model, "semantic_ids", None)
+    sids = model.semantic_ids
     return run_identity(config, interactions.fingerprint, sids.fingerprint if sids is not None else None)
 
 

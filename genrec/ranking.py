@@ -28,7 +28,7 @@ def search_width(model, num_beams: int, k: int) -> int:
     narrower one can return lists shorter than ``k``: Latte with 4 latent tokens holds about 6 items in
     a beam of 20, and Recall@10 / NDCG@10 on such lists handicap it against models whose beams are
     all distinct items, in early stopping and checkpoint selection as much as in the test."""
-    if not getattr(model, "returns_beams", False):
+    if not model.returns_beams:
         return num_beams
     return min(max(num_beams, model.beams_per_item * k), model.max_beams)
 

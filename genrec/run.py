@@ -52,7 +52,7 @@ class Run:
         """The model's own; for an item-ID model, those its configuration would build (cached)."""
         from genrec.semantic_ids import semantic_ids
 
-        return getattr(self.model, "semantic_ids", None) or semantic_ids(self.config, self.interactions, self.split)
+        return self.model.semantic_ids or semantic_ids(self.config, self.interactions, self.split)
 
     @cached_property
     def item_index(self) -> dict[str, int]:
@@ -143,7 +143,7 @@ class Run:
         from genrec.embeddings.text import item_sentences
         from genrec.semantic_ids.frozen import new_ids
 
-        if not hasattr(self.model, "add_items"):
+        if not self.model.adds_items:
             raise ConfigError(
                 f"{self.config.model} cannot recommend items it was not trained on: adding items works "
                 "for the models whose items are their semantic IDs (TIGER, PSID, Latte, SimGR, ParallelSID)"
@@ -227,7 +227,7 @@ class Run:
         """:meth:`recommend` on item indices: ``([n, k] items, [n, k] scores)``, ``EMPTY`` (``-inf``)
         in unfilled slots; ``exclude[b]`` are never listed for history ``b``; ``allowed`` (``[n_items]``
         booleans) restricts every list."""
-        beams = getattr(self.model, "returns_beams", False)
+        beams = self.model.returns_beams
         diversity = diversity or Diversity()
         if diversity.groups > 1 and not beams:
             raise ConfigError(

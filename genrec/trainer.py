@@ -95,7 +95,7 @@ def validation_sample(valid: Examples, users: int, seed: int) -> Examples:
 def training_data(model, split: Split, max_item_seq_len: int) -> Examples | Windows:
     """What an epoch trains on: every training prefix, or for a model that learns all next items of
     a sequence in one pass (``model.learns_windows``) the same targets as windows."""
-    if getattr(model, "learns_windows", False):
+    if model.learns_windows:
         return training_windows(split.train_sequences, max_item_seq_len)
     return split.train
 

@@ -28,7 +28,7 @@ def test_search_width_by_its_definition():
     assert search_width(latte, 50, 10) == 50  # already wide enough: kept
     assert search_width(SimpleNamespace(returns_beams=True, beams_per_item=4, max_beams=30), 20, 10) == 30
     assert search_width(SimpleNamespace(returns_beams=True, beams_per_item=1, max_beams=1000), 5, 10) == 10
-    assert search_width(SimpleNamespace(), 5, 10) == 5  # a full-ranking model has no beam to widen
+    assert search_width(SimpleNamespace(returns_beams=False), 5, 10) == 5  # a full-ranking model has no beam to widen
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def beam_sweep(run, beams: list[int], aggregation: str | None = None) -> list[di
     """One row per width (ascending) for a finished beam run (:class:`genrec.run.Run`);
     ``aggregation`` rescores a latent-token run's beams (the checkpoint was selected under its own)."""
     model, config, test = run.model, run.config, run.split.test
-    if not getattr(model, "returns_beams", False):
+    if not model.returns_beams:
         raise ConfigError(f"{run.directory} is a {config.model} run: it ranks every item and has no beam")
     if aggregation:
         model.aggregation = aggregation
@@ -53,7 +53,7 @@ def beam_sweep(run, beams: list[int], aggregation: str | None = None) -> list[di
                 "model": config.model,
                 "seed": config.seed,
                 "latent_tokens": getattr(config, "n_latent_tokens", None),
-                "aggregation": getattr(model, "aggregation", None) if model.vocab.n_latent else None,
+                "aggregation": model.aggregation if model.latent_tokens else None,
                 "beam": width,
                 "users": len(test),
                 "threads": torch.get_num_threads(),

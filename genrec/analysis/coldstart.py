@@ -107,7 +107,7 @@ def cold_start_evaluation(run, candidates: int | None = None) -> list[dict]:
         )
     cold_test = held.cold_test(config.max_item_seq_len)
     n_warm = run.interactions.n_items
-    added = hasattr(run.model, "add_items")
+    added = run.model.adds_items
     if added:
         run.add_items([{"id": item, **text} for item, text in zip(held.cold_ids, held.cold_text)])
     else:  # an item-ID model: the content vectors still cover the held-out items, for the hybrid

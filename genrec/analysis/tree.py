@@ -97,7 +97,7 @@ def item_log_probs(model, histories: list[np.ndarray], batch_size: int) -> tuple
     """``([U, n_items], [U, paths, n_items] or None)``: each user's log-probability of every item,
     and for a latent-token model (Latte) the same per latent token before aggregation."""
     model.eval()
-    if not getattr(model, "returns_beams", False):
+    if not model.returns_beams:
         scores = [
             torch.log_softmax(model.scores(histories[s : s + batch_size]).float(), dim=-1).cpu()
             for s in range(0, len(histories), batch_size)

@@ -76,7 +76,7 @@ def cmd_analyze_beams(argv: list[str]) -> int:
     rows = []
     for directory in directories:
         run = load_run(directory, **flags)
-        latent = getattr(getattr(run.model, "vocab", None), "n_latent", 0)
+        latent = run.model.latent_tokens
         for aggregation in aggregations if latent and aggregations else [None]:
             rows += beam_sweep(run, beams, aggregation)
     write_analysis(
@@ -117,7 +117,7 @@ def cmd_analyze_diversity(argv: list[str]) -> int:
     rows = []
     for directory in directories:
         run = load_run(directory, **flags)
-        beams = getattr(run.model, "returns_beams", False)
+        beams = run.model.returns_beams
         if not beams:  # a full ranking has no beam: diverse search and plain lists at other widths do not apply
             settings_here = [(d, b) for d, b in settings if d.groups == 1 and (d.reranks or b is None)]
         rows += diversity_sweep(run, settings if beams else settings_here, users, seed)

@@ -100,7 +100,7 @@ def evaluate_with_ranks(
     comparisons between models follow. ``group``: users are sharded over data-parallel processes
     and the lists gathered, so every process computes the exact metrics. ``ks``: the cutoffs of
     Recall@K / NDCG@K (:func:`genrec.evaluation.metric_names`)."""
-    beams = getattr(model, "returns_beams", False)
+    beams = model.returns_beams
     shortest = list_length(ks)
     num_beams = evaluation_width(model, num_beams, ks)
     start = time.perf_counter()

@@ -147,7 +147,7 @@ class GRPOTrainer:
     def __init__(self, run, settings: GRPOSettings, directory: Path):
         self.run, self.settings, self.directory = run, settings, directory
         self.model = run.model
-        if not hasattr(self.model, "vocab"):
+        if not self.model.returns_beams:
             raise ConfigError(
                 f"GRPO fine-tunes the generative models (TIGER, PSID, Latte); {run.config.model} generates no IDs"
             )

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from genrec.models.batches import BatchTrained
+from genrec.models.base import Recommender
 from genrec.models.sampled_softmax import SampledSoftmax, SampledSoftmaxSettings
 from genrec.ranking import EMPTY, exclusion_mask, top_k
 from genrec.schema import StrictModel
@@ -93,7 +93,7 @@ def right_aligned(sequences: list[np.ndarray], max_length: int) -> torch.Tensor:
     return torch.from_numpy(tokens)
 
 
-class FullRankingRecommender(BatchTrained):
+class FullRankingRecommender(Recommender):
     """Scores the whole catalogue for each user in one pass: full-catalogue cross-entropy for
     training (or, after :meth:`use_sampled_softmax`, a sampled softmax over some candidates), the
     top ``k`` scores to recommend. A model turns histories into CPU tensors (:meth:`history_batch`)
@@ -142,12 +142,6 @@ class FullRankingRecommender(BatchTrained):
         *inputs, targets, negatives = batch
         scores = self.candidate_scores(*inputs, items=self.sampled.candidates(targets, negatives))
         return self.sampled.loss(scores, targets, negatives)
-
-    def recommend(
-        self, histories: list[np.ndarray], k: int, num_beams: int, exclude: list[np.ndarray] | None = None
-    ) -> torch.Tensor:
-        """``[B, k]`` item indices of :meth:`recommend_scored`."""
-        return self.recommend_scored(histories, k, num_beams, exclude)[0]
 
     @torch.no_grad()
     def recommend_scored(

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from genrec.decoding import aggregate_beams
 from genrec.errors import GenrecError
-from genrec.models.batches import BatchTrained
+from genrec.models.base import Recommender
 from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
 from genrec.ranking import drop_excluded, exclusion_mask, list_length, pad_ranked, search_width
@@ -53,8 +53,9 @@ class BackboneSettings(StrictModel):
     )
 
 
-class GenerativeRecommender(BatchTrained):
+class GenerativeRecommender(Recommender):
     returns_beams = True  # recommend(k=num_beams) returns the whole final beam (see evaluate)
+    adds_items = True
 
     def __init__(
         self,
@@ -66,6 +67,7 @@ class GenerativeRecommender(BatchTrained):
     ):
         super().__init__()
         self.vocab = SIDVocabulary(tuple(sids.level_sizes), n_latent, permutations)
+        self.latent_tokens = n_latent
         self.learns_windows = config.architecture == "decoder"  # the trainer feeds it genrec.data.Windows
         if self.learns_windows:
             self.model = SIDDecoder(
@@ -184,12 +186,6 @@ class GenerativeRecommender(BatchTrained):
 
     def batch_loss(self, *batch: torch.Tensor) -> torch.Tensor:
         return self.model.window_loss(*batch) if self.learns_windows else self.model.loss(*batch)
-
-    def recommend(
-        self, histories: list[np.ndarray], k: int, num_beams: int, exclude: list[np.ndarray] | None = None
-    ) -> torch.Tensor:
-        """``[B, k]`` item indices of :meth:`recommend_scored`."""
-        return self.recommend_scored(histories, k, num_beams, exclude)[0]
 
     @torch.no_grad()
     def recommend_scored(

@@ -22,6 +22,8 @@ Settings = TransformerSettings
 
 
 class ParallelSID(FullRankingRecommender):
+    adds_items = True
+
     def __init__(self, sids: SemanticIDs, max_len: int, settings: Settings):
         super().__init__()
         d = settings.hidden_size

@@ -113,7 +113,7 @@ def with_lora(model: nn.Module, rank: int, alpha: float, sid_rows: range) -> nn.
 @dataclass
 class HistoryTokens:
     """Histories as the backbone reads them, built on the CPU (training batches are prepared apart
-    from the weights: :mod:`genrec.models.batches`): ``[B, T]`` right-aligned token ids (instruction,
+    from the weights: :mod:`genrec.models.base`): ``[B, T]`` right-aligned token ids (instruction,
     then each item's SID tokens, the latest ``max_len`` items) and the mask of real positions."""
 
     item_token_ids: torch.Tensor  # [n_items, levels]
@@ -138,6 +138,8 @@ class HistoryTokens:
 
 
 class SimGR(FullRankingRecommender):
+    adds_items = True
+
     def __init__(self, sids: SemanticIDs, max_len: int, settings: Settings):
         super().__init__()
         self.n_items, self.max_len, self.temperature = len(sids.codes), max_len, settings.temperature
