@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -300,6 +301,18 @@ def figure(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def failure(size: int, code: int, stderr: str) -> dict:
+    """The line that reports a size's failed process: its exit code, the signal that killed it (a
+    child killed for memory dies by SIGKILL and writes no traceback, which says as much) and the
+    last lines of what it wrote to stderr (a traceback's tail, past progress lines)."""
+    line: dict = {"items": size, "error": stderr.strip().splitlines()[-12:], "exit_code": code}
+    if code < 0:
+        line["signal"] = signal.Signals(-code).name
+        if -code == signal.SIGKILL:
+            line["hint"] = "killed by SIGKILL, most likely for memory (out-of-memory killer)"
+    return line
+
+
 def main(argv: list[str]) -> None:
     from genrec.config import parse_flags
 
@@ -339,16 +352,19 @@ def main(argv: list[str]) -> None:
             for line in child.stdout:
                 print(line, end="", flush=True)
                 rows.append(json.loads(line))
-            if child.wait():
+            code = child.wait()
+            if code:
                 failed.append(size)
                 errors.seek(0)
-                print(json.dumps({"items": size, "error": errors.read().strip().splitlines()[-1:]}), flush=True)
+                print(json.dumps(failure(size, code, errors.read())), flush=True)
     for line in growth(rows):
         print(json.dumps(line), flush=True)
     if figure_path:
         figure(rows, Path(str(figure_path)))
     if failed:
-        raise SystemExit(f"scale.py: the run at {', '.join(map(str, failed))} items failed (its error is above)")
+        raise SystemExit(
+            f"scale.py: the run at {', '.join(map(str, failed))} items failed (its exit code and error are above)"
+        )
 
 
 if __name__ == "__main__":

@@ -2,16 +2,17 @@
 
 import numpy as np
 import pytest
+import torch
 from conftest import TINY_SYNTHETIC
 
 from genrec.errors import ConfigError
 from genrec.pipeline import load_split
-from genrec.semantic_ids import methods, semantic_ids
+from genrec.semantic_ids import methods, rqvae, semantic_ids
 from genrec.semantic_ids.opq import opq
 from genrec.semantic_ids.per_modality import per_modality
 from genrec.semantic_ids.quantization import squared_distances
 from genrec.semantic_ids.rqkmeans import rq_kmeans
-from genrec.semantic_ids.rqvae import rq_vae
+from genrec.semantic_ids.rqvae import RQVAE, assign, reset_dead_codes, rq_vae
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +91,52 @@ def test_rqvae_trains_and_residual_error_falls(vectors):
     assert q.info["decoder_relative_error"] < 0.5  # the auto-encoder learned something
     assert len(np.unique(q.codes[:, 0])) >= 8  # dead-code reset keeps the first level in use
     assert np.array_equal(q.codes, rq_vae(vectors, **kwargs).codes)
+
+
+def small_rqvae(vectors) -> tuple[RQVAE, torch.Tensor]:
+    torch.manual_seed(0)
+    model = RQVAE(vectors.shape[1], [32], 8, 3, 16)
+    with torch.no_grad():
+        model.codebooks.normal_()
+    return model, torch.as_tensor(vectors)
+
+
+def test_rqvae_assigns_in_chunks_as_in_one_pass(vectors, monkeypatch):
+    model, data = small_rqvae(vectors)
+    codes, distances, errors, reconstruction = assign(model, data)
+    with torch.no_grad():  # the definitions, on the whole catalogue at once
+        z = model.encoder(data)
+        residual, quantized = z, torch.zeros_like(z)
+        expected_errors = []
+        for codebook in model.codebooks:
+            chosen = codebook[torch.cdist(residual, codebook).argmin(1)]
+            quantized, residual = quantized + chosen, residual - chosen
+            expected_errors.append(float(residual.pow(2).sum() / z.pow(2).sum()))
+        expected_reconstruction = float((model.decoder(quantized) - data).pow(2).sum() / data.pow(2).sum())
+    monkeypatch.setattr(rqvae, "CHUNK", 7)  # 600 items: 85 full chunks and a last one of 5
+    chunked = assign(model, data)
+    assert np.array_equal(codes, chunked[0]) and np.array_equal(codes, distances.argmin(-1))
+    np.testing.assert_allclose(distances, chunked[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(errors, expected_errors, rtol=1e-4)
+    np.testing.assert_allclose(chunked[2], expected_errors, rtol=1e-4)
+    assert reconstruction == pytest.approx(expected_reconstruction, rel=1e-4)
+    assert chunked[3] == pytest.approx(expected_reconstruction, rel=1e-4)
+
+
+def test_rqvae_reset_moves_only_dead_codes_onto_items_residuals(vectors):
+    model, data = small_rqvae(vectors)
+    with torch.no_grad():
+        _, _, _, residuals = model.quantize(model.encoder(data))
+    used = torch.ones(3, 16, dtype=torch.bool)
+    used[0, [1, 5]] = used[2, [0, 3, 15]] = False  # level 1 has no dead code
+    before = model.codebooks.detach().clone()
+    reset_dead_codes(model, data, used, torch.Generator().manual_seed(0))
+    after = model.codebooks.detach()
+    assert torch.equal(after[used], before[used])
+    for level, code in (~used).nonzero().tolist():
+        # each reset code is the residual entering its level of some item, under the old codebooks
+        gap = (residuals[level] - after[level, code]).abs().max(1).values.min()
+        assert gap < 1e-5 and not torch.equal(after[level, code], before[level, code])
 
 
 def test_squared_distances():

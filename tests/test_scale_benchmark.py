@@ -1,5 +1,6 @@
 """benchmarks/scale.py runs end to end at a tiny size: every stage reports seconds and memory."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -65,3 +66,17 @@ def test_the_svd_study_compares_arpack_with_randomized_iterations(tmp_path):
         randomized[1]["max_relative_singular_value_difference"]
         <= randomized[0]["max_relative_singular_value_difference"]
     )
+
+
+def test_a_failed_size_reports_its_exit_code_signal_and_traceback_tail():
+    spec = importlib.util.spec_from_file_location("scale_benchmark", REPO / "benchmarks/scale.py")
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    killed = scale.failure(1_000_000, -9, "RQ-VAE: 3%|\n")
+    assert killed["exit_code"] == -9 and killed["signal"] == "SIGKILL" and "memory" in killed["hint"]
+    traceback = "\n".join(
+        ["progress"] * 20 + ["Traceback (most recent call last):", '  File "x.py"', "ValueError: bad"]
+    )
+    raised = scale.failure(10_000, 1, traceback)
+    assert raised["error"][-3:] == ["Traceback (most recent call last):", '  File "x.py"', "ValueError: bad"]
+    assert len(raised["error"]) == 12 and "signal" not in raised
