@@ -9,6 +9,7 @@ file name, so a stale entry is never reused.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import hashlib
 import json
@@ -16,7 +17,7 @@ import logging
 import os
 import secrets
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,28 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(Path(path), lambda tmp: tmp.write_text(text))
 
 
+# The entries loaded or saved inside an `entries_used()` block (None outside one).
+_USED: contextvars.ContextVar[list[Path] | None] = contextvars.ContextVar("genrec_cache_entries_used", default=None)
+
+
+@contextlib.contextmanager
+def entries_used() -> Iterator[list[Path]]:
+    """Collect the path of every cache entry loaded or saved inside the block, in order: what a
+    piece of work read from (or added to) the caches, so that an export can carry exactly those."""
+    used: list[Path] = []
+    token = _USED.set(used)
+    try:
+        yield used
+    finally:
+        _USED.reset(token)
+
+
+def _note_used(path: Path) -> None:
+    used = _USED.get()
+    if used is not None and path not in used:
+        used.append(path)
+
+
 class ArrayCache:
     """A folder of ``.npz`` entries addressed by (kind, key)."""
 
@@ -123,6 +146,7 @@ class ArrayCache:
         if problem:
             log.warning("cache entry %s is invalid (%s); rebuilding it", path, problem)
             return None
+        _note_used(path)
         return arrays
 
     def save(self, kind: str, key: dict[str, Any], arrays: dict[str, np.ndarray], info: dict | None = None) -> Path:
@@ -136,4 +160,5 @@ class ArrayCache:
             path.with_suffix(".json"), json.dumps({"key": key, "info": info or {}}, indent=2, default=str)
         )
         atomic_write(path, write)
+        _note_used(path)
         return path

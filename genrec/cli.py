@@ -52,6 +52,9 @@ commands:
                   a LIGER-style hybrid and content alone on users whose target was held out; JSON lines + figure
   finetune        --run=DIR --method=grpo [--reward=relevance:1,validity:0.5 ...]: reward fine-tuning of a
                   TIGER / PSID / Latte run into a new run folder
+  export          --run=DIR --to=DIR: the run as a self-contained folder (weights as safetensors, item
+                  table, semantic IDs, quantizer, config, model card) that load_run, recommend and serve
+                  load with no dataset files and no cache
   plot            RUN_DIR...: learning curves (validation NDCG@10 / Recall@10 against epochs and seconds, loss)
   config          print the fully resolved configuration
 
@@ -104,6 +107,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
     ("analyze", "coldstart"): Command("analyze", "cmd_analyze_coldstart", reads_a_run=True),
     ("plot",): Command("plot", "cmd_plot", reads_a_run=True),
     ("finetune",): Command("finetune", "cmd_finetune", reads_a_run=True),
+    ("export",): Command("export", "cmd_export", reads_a_run=True),
     ("config",): Command("config", "cmd_config"),
 }
 

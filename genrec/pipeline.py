@@ -47,8 +47,13 @@ def load_interactions(config) -> Interactions:
 def load_split(config) -> tuple[Interactions, Split]:
     """The configured dataset and its ``split`` (leave-one-out, or temporal at the configured times)."""
     interactions = load_interactions(config)
+    return interactions, split_of(config, interactions)
+
+
+def split_of(config, interactions: Interactions) -> Split:
+    """``interactions`` split as ``config`` says: leave-one-out, or temporal at the configured times."""
     if config.split == "leave_one_out":
-        return interactions, leave_one_out(interactions.sequences, config.max_item_seq_len)
+        return leave_one_out(interactions.sequences, config.max_item_seq_len)
     if interactions.times is None:
         raise ConfigError(
             f"split=temporal cuts on interaction times, and {interactions.name} has none "
@@ -79,7 +84,7 @@ def load_split(config) -> tuple[Interactions, Split]:
                 f"({span['first_time']} .. {span['last_time']}): "
                 "move --split_valid_time / --split_test_time"
             )
-    return interactions, split
+    return split
 
 
 RUN_FILES = ("config.yaml", "results.json", "best.pt", "last.pt", "metrics.jsonl")

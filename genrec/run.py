@@ -326,15 +326,18 @@ class Run:
 
 
 def load_run(directory: str | Path, **overrides: Any) -> Run:
-    """Load a finished run folder (one ``genrec train`` or ``genrec compare`` wrote). ``overrides``
+    """Load a finished run folder (one ``genrec train`` or ``genrec compare`` wrote), or its
+    self-contained export (``genrec export``: no dataset files or cache needed). ``overrides``
     may change where data and caches are (``data_dir``, ``cache_dir``), the ``device``, and how it is
     evaluated (``test_num_beams``, ``eval_batch_size``, Latte's ``aggregation_method``), never what
     it learned."""
+    from genrec.export import finished_run, is_export, load_export
     from genrec.pipeline import load_trained
 
     directory = Path(directory)
-    if not (directory / "config.yaml").is_file() or not (directory / "best.pt").is_file():
-        raise ConfigError(f"{directory} is not a finished run (it needs config.yaml and best.pt)")
+    if is_export(directory):
+        return Run(directory, *load_export(directory, overrides))
+    finished_run(directory)
     config = load_config([f"--config={directory / 'config.yaml'}"], **overrides)
     model, interactions, split = load_trained(config, directory / "best.pt")
     return Run(directory, config, model, interactions, split)

@@ -1,5 +1,6 @@
 """Semantic-ID and embedding caches: reused only when nothing that affects them changed."""
 
+import numpy as np
 import pytest
 from conftest import TINY_SYNTHETIC
 
@@ -156,3 +157,18 @@ def test_non_finite_cached_vectors_are_rebuilt(make_config, tmp_path, caplog, ki
     assert f"cache entry {entry} is invalid (non-finite values)" in caplog.text
     with np.load(entry) as data:
         assert np.isfinite(data["vectors"]).all()
+
+
+def test_entries_used_records_what_a_block_loaded_or_saved(tmp_path):
+    from genrec.cache import entries_used
+
+    cache = ArrayCache(tmp_path)
+    cache.save("a", {"k": 1}, {"x": np.zeros(2)})
+    with entries_used() as used:
+        assert cache.load("a", {"k": 1}) is not None
+        assert cache.load("a", {"k": 2}) is None  # a miss is not a use
+        saved = cache.save("b", {"k": 1}, {"x": np.ones(2)})
+        cache.load("b", {"k": 1})
+    assert used == [cache.path("a", {"k": 1}), saved]
+    cache.load("a", {"k": 1})  # outside the block: not recorded
+    assert len(used) == 2
