@@ -12,6 +12,8 @@ import csv
 import io
 from typing import Any
 
+from genrec.evaluation.metrics import shown
+
 ACCURACY = ("recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10")
 # Reported when every run of a model has them (older runs, or models without beams, may not).
 DIVERSITY = ("coverage@10", "entropy@10", "category_entropy@10", "pruned", "beam_items", "invalid@10")
@@ -136,7 +138,7 @@ def markdown_groups(rows: list[dict]) -> str:
         "| model | " + " | ".join(f"{g} ({users[g]} users)" for g in groups) + " |",
         "|---|" + "---|" * len(groups),
     ]
-    cells = {(row["model"], row["group"]): f"{row['ndcg@10']:.4f} / {row['recall@10']:.4f}" for row in rows}
+    cells = {(row["model"], row["group"]): f"{shown(row['ndcg@10'])} / {shown(row['recall@10'])}" for row in rows}
     for model in dict.fromkeys(row["model"] for row in rows):
         lines.append(f"| {model} | " + " | ".join(cells[model, g] for g in groups) + " |")
     return "\n".join(lines)

@@ -408,9 +408,9 @@ def load_config(argv: list[str] | None = None, ignore: set[str] = frozenset(), *
         raise ConfigError(_choice_message("model", model, models.names()))
     other_models = keys_of_other_models(model, models.names())
     user_file = {k: v for k, v in user_file.items() if k not in other_models}
-    layers.append((f"genrec/datasets/{dataset}/config.yaml", read_yaml(datasets.config_file(dataset))))
+    layers.append((layer_name(datasets.config_file(dataset)), read_yaml(datasets.config_file(dataset))))
     if model is not None:
-        layers.append((f"genrec/models/{model}/config.yaml", read_yaml(models.config_file(model))))
+        layers.append((layer_name(models.config_file(model)), read_yaml(models.config_file(model))))
     if config_file:
         layers.append((f"--config {config_file}", user_file))
     layers.append(("the command line", flags))
@@ -436,6 +436,13 @@ def load_config(argv: list[str] | None = None, ignore: set[str] = frozenset(), *
         key = ".".join(str(part) for part in error["loc"])
         where = source.get(str(error["loc"][0]), "no layer: add it to genrec/default.yaml")
         raise ConfigError(f"config key '{key}' (set in {where}): {error['msg']} (got {error.get('input')!r})") from None
+
+
+def layer_name(path: Path) -> str:
+    """A dataset's or model's ``config.yaml`` as messages name it: ``genrec/models/PSID/config.yaml``
+    for genrec's own, the full path for a plug-in's."""
+    package = Path(__file__).resolve().parent
+    return str(Path("genrec") / path.resolve().relative_to(package)) if package in path.resolve().parents else str(path)
 
 
 def _choice_message(key: str, value: Any, names: list[str]) -> str:

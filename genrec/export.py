@@ -40,6 +40,7 @@ from genrec.checkpoint import EVALUATION_KEYS, check_identity, read_checkpoint, 
 from genrec.config import dump_config, load_config
 from genrec.data import Interactions, Split
 from genrec.errors import ConfigError, GenrecError
+from genrec.evaluation.metrics import shown
 from genrec.pipeline import build_model, identity, load_trained, split_of
 
 FORMAT = 1  # bump when the layout of an export changes
@@ -214,7 +215,7 @@ def read_interactions(path: Path) -> Interactions:
 def model_card(config, interactions: Interactions, split: Split, model, results: dict | None, run: Path) -> str:
     """A README for the export: what it is, what it was trained on, how it scored, how to use it."""
     test = (results or {}).get("test", {})
-    metrics = "\n".join(f"| {name} | {value:.4f} |" for name, value in test.items() if "@" in name)
+    metrics = "\n".join(f"| {name} | {shown(value)} |" for name, value in test.items() if "@" in name)
     sids = model.semantic_ids
     lines = [
         f"# {config.model} on {interactions.name}",

@@ -17,6 +17,7 @@ from genrec.data import Interactions, Split, leave_one_out, temporal_split
 from genrec.data.cold import hold_out_items
 from genrec.data.interactions import iso_time
 from genrec.errors import ConfigError, GenrecError
+from genrec.evaluation.metrics import shown
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ def train(config) -> tuple[dict, Path]:
                 results["num_beams"],
                 "; ".join(
                     f"{part} "
-                    + ", ".join(f"{name} {value:.4f}" for name, value in results[part].items() if "@" in name)
+                    + ", ".join(f"{name} {shown(value)}" for name, value in results[part].items() if "@" in name)
                     for part in ("valid", "test")
                 ),
             )

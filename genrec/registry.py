@@ -1,25 +1,82 @@
 """Plug-in discovery: every sub-package of ``genrec.datasets`` / ``genrec.models`` that has a
-``config.yaml`` is a dataset / model, named after its folder. Adding one needs no edit elsewhere."""
+``config.yaml`` is a dataset / model, named after its folder. Adding one needs no edit elsewhere.
+
+Packages outside genrec add theirs through entry points, so a user's model, dataset or quantizer
+lives in the user's own package and is found once that package is installed::
+
+    [project.entry-points."genrec.models"]
+    MyModel = "my_package.my_model"          # a package with config.yaml, Settings and build()
+    [project.entry-points."genrec.datasets"]
+    MyData = "my_package.my_data"            # a package with config.yaml, Settings and load()
+    [project.entry-points."genrec.quantizers"]
+    my_vq = "my_package.quantizer:QUANTIZER" # a genrec.semantic_ids.methods.Quantizer named my_vq
+
+A plug-in may not take a name genrec has: the error names both.
+"""
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import ModuleType
 
+from genrec.errors import GenrecError
+
+
+def plugins(group: str) -> dict[str, EntryPoint]:
+    """The installed entry points of ``group`` (e.g. ``genrec.models``), by name."""
+    return {entry.name: entry for entry in entry_points(group=group)}
+
+
+def origin(entry: EntryPoint) -> str:
+    """Where a plug-in comes from, for messages: its target and its distribution."""
+    where = f" (distribution {entry.dist.name})" if entry.dist is not None else ""
+    return f"{entry.value}{where}"
+
 
 class Registry:
-    def __init__(self, package: str, directory: str):
+    """The packages under ``directory`` that have a ``config.yaml``, and those the entry points of
+    ``group`` name."""
+
+    def __init__(self, package: str, directory: str, group: str):
         self.package = package
         self.directory = Path(directory)
+        self.group = group
 
-    def names(self) -> list[str]:
+    def builtin(self) -> list[str]:
         return sorted(p.parent.name for p in self.directory.glob("*/config.yaml"))
 
+    def plugins(self) -> dict[str, EntryPoint]:
+        found = plugins(self.group)
+        clashes = sorted(set(found) & set(self.builtin()))
+        if clashes:
+            raise GenrecError(
+                f"the {self.group} plug-in {clashes[0]!r} from {origin(found[clashes[0]])} takes the name of "
+                f"genrec's own {self.package}.{clashes[0]}: rename its entry point"
+            )
+        return found
+
+    def names(self) -> list[str]:
+        return sorted([*self.builtin(), *self.plugins()])
+
     def get(self, name: str) -> ModuleType:
-        if name not in self.names():
+        if name in self.builtin():
+            return importlib.import_module(f"{self.package}.{name}")
+        entry = self.plugins().get(name)
+        if entry is None:
             raise KeyError(name)
-        return importlib.import_module(f"{self.package}.{name}")
+        try:
+            return importlib.import_module(entry.value)
+        except ImportError as exc:
+            raise GenrecError(
+                f"the {self.group} plug-in {name!r} ({origin(entry)}) cannot be imported: {exc}"
+            ) from None
 
     def config_file(self, name: str) -> Path:
-        return self.directory / name / "config.yaml"
+        if name in self.builtin():
+            return self.directory / name / "config.yaml"
+        path = Path(self.get(name).__file__).parent / "config.yaml"
+        if not path.is_file():
+            raise GenrecError(f"the {self.group} plug-in {name!r} has no config.yaml beside {path.parent}/__init__.py")
+        return path

@@ -33,6 +33,7 @@ from genrec.data import Examples, Split, Windows, training_windows
 from genrec.distributed import ProcessGroup, data_parallel
 from genrec.errors import GenrecError
 from genrec.evaluation import Catalogue, Evaluator
+from genrec.evaluation.metrics import recorded, shown
 from genrec.provenance import source_commit
 from genrec.runtime import deterministic, progress, training_dtype
 from genrec.tracking import epoch_values, open_tracker
@@ -251,11 +252,11 @@ class Trainer:
                     self.directory / "config.yaml",
                 )
         log.info(
-            "resumed from %s at epoch %d (best %s %.4f at epoch %d)",
+            "resumed from %s at epoch %d (best %s %s at epoch %d)",
             path,
             self.epoch,
             self.config.select_metric,
-            self.best,
+            shown(self.best),
             self.best_epoch,
         )
 
@@ -376,20 +377,20 @@ class Trainer:
                 record = {"epoch": self.epoch, "loss": round(loss, 5), "lr": self.scheduler.get_last_lr()[0]}
                 if self.epoch % config.eval_interval == 0 or self.epoch == config.epochs:
                     metrics = self.evaluator.validate(self.model, self.valid)
-                    record["valid"] = {k: round(v, 5) for k, v in metrics.items()}
+                    record["valid"] = {k: recorded(v) for k, v in metrics.items()}
                     if metrics[config.select_metric] > self.best + config.min_delta:
                         self.best, self.best_epoch, self.bad_evals = metrics[config.select_metric], self.epoch, 0
                         self.save("best.pt", {"model": self.model.state_dict(), "epoch": self.epoch})
                     else:
                         self.bad_evals += 1
                     log.info(
-                        "epoch %d  loss %.4f  valid recall@10 %.4f  ndcg@10 %.4f  (best %s %.4f @%d)  %.1fs%s",
+                        "epoch %d  loss %.4f  valid recall@10 %s  ndcg@10 %s  (best %s %s @%d)  %.1fs%s",
                         self.epoch,
                         loss,
-                        metrics["recall@10"],
-                        metrics["ndcg@10"],
+                        shown(metrics["recall@10"]),
+                        shown(metrics["ndcg@10"]),
                         config.select_metric,
-                        self.best,
+                        shown(self.best),
                         self.best_epoch,
                         time.perf_counter() - start,
                         time_left(spent + [time.perf_counter() - start], config.epochs - self.epoch),
@@ -430,8 +431,8 @@ class Trainer:
             "best_epoch": best["epoch"],
             **self.evaluator.widths(self.model),
             "commit": self.commit,
-            "valid": {k: round(v, 5) for k, v in valid.items()},
-            "test": {k: round(v, 5) for k, v in test.items()},
+            "valid": {k: recorded(v) for k, v in valid.items()},
+            "test": {k: recorded(v) for k, v in test.items()},
         }
         if self.group.main:
             save_ranks(self.directory / TEST_RANKS, ranks)

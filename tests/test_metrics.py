@@ -156,3 +156,11 @@ def test_ndcg_per_example_by_hand():
     assert ndcg_per_example(np.array([0, 1, 9, 10, -1]), 10).tolist() == pytest.approx(
         [1.0, 1 / np.log2(3), 1 / np.log2(11), 0.0, 0.0]
     )
+
+
+def test_one_rounding_rule_for_logs_tables_and_files():
+    from genrec.evaluation.metrics import recorded, shown
+
+    raw = 0.025050634136244056  # rounded once to four decimals: 0.0251; its recorded value 0.02505: 0.0250
+    assert recorded(raw) == 0.02505
+    assert shown(raw) == shown(recorded(raw)) == "0.0250"  # the log (raw) and a table (from JSON) agree

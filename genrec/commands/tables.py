@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from genrec.evaluation.metrics import shown
+
 
 def format_table(rows: list[dict], columns: list[str]) -> str:
     cells = [[str(row.get(c, "")) for c in columns] for row in rows]
@@ -14,7 +16,7 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
 def results_table(results: dict) -> str:
     columns = ["split", *results["valid"]]  # every metric the evaluator reported, users_per_s last
     rows = [
-        {"split": split, **{k: f"{v:.4f}" if k != "users_per_s" else f"{v:.0f}" for k, v in results[split].items()}}
+        {"split": split, **{k: shown(v) if k != "users_per_s" else f"{v:.0f}" for k, v in results[split].items()}}
         for split in ("valid", "test")
     ]
     return format_table(rows, columns)

@@ -15,6 +15,19 @@ import numpy as np
 from genrec.decoding import INVALID
 
 KS = (1, 5, 10)  # the default cutoffs (config: metric_ks)
+DIGITS = 5  # decimals a metric keeps in results.json and metrics.jsonl
+
+
+def recorded(value: float) -> float:
+    """A metric as the run's files keep it (``DIGITS`` decimals)."""
+    return round(float(value), DIGITS)
+
+
+def shown(value: float) -> str:
+    """A metric as logs and tables print it: four decimals of the *recorded* value. Formatting the
+    raw value instead would round twice differently (0.025051 logs as 0.0251 while the table built
+    from its recorded 0.02505 shows 0.0250): one rule makes a log line and a table agree."""
+    return f"{recorded(value):.4f}"
 
 
 def metric_names(ks: tuple[int, ...] = KS) -> tuple[str, ...]:

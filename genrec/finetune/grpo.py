@@ -30,6 +30,7 @@ from genrec.config import dump_config
 from genrec.decoding import INVALID, SIDTrie
 from genrec.errors import ConfigError
 from genrec.evaluation import Catalogue, Evaluator
+from genrec.evaluation.metrics import recorded, shown
 from genrec.finetune.rewards import REWARDS, reward
 from genrec.provenance import source_commit
 from genrec.runtime import deterministic
@@ -238,7 +239,7 @@ class GRPOTrainer:
         torch.manual_seed(s.seed)
         select = run.config.select_metric  # the parent's: before and after are chosen alike
         best = self.validate(run.split.valid)[select]
-        log.info("GRPO: starting validation %s %.4f", select, best)
+        log.info("GRPO: starting validation %s %s", select, shown(best))
         self.save(0)
         bad, best_epoch = 0, 0
         with deterministic(run.config.deterministic):
@@ -256,17 +257,17 @@ class GRPOTrainer:
                 record = {
                     "epoch": epoch,
                     **{k: round(float(np.mean([x[k] for x in steps])), 5) for k in steps[0]},
-                    "valid": {k: round(v, 5) for k, v in valid.items()},
+                    "valid": {k: recorded(v) for k, v in valid.items()},
                     "seconds": round(time.perf_counter() - start, 2),
                 }
                 self.append_metrics(record)
                 log.info(
-                    "GRPO epoch %d  reward %.4f  valid %s %.4f (best %.4f @%d)",
+                    "GRPO epoch %d  reward %.4f  valid %s %s (best %s @%d)",
                     epoch,
                     record["reward"],
                     select,
-                    valid[select],
-                    max(best, valid[select]),
+                    shown(valid[select]),
+                    shown(max(best, valid[select])),
                     best_epoch if valid[select] <= best else epoch,
                 )
                 if valid[select] > best:
@@ -306,8 +307,8 @@ class GRPOTrainer:
             **self.evaluator.widths(self.model),
             "parent": str(self.run.directory),
             "commit": source_commit(),
-            "valid": {k: round(v, 5) for k, v in valid.items()},
-            "test": {k: round(v, 5) for k, v in test.items()},
+            "valid": {k: recorded(v) for k, v in valid.items()},
+            "test": {k: recorded(v) for k, v in test.items()},
         }
         atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))
         return results

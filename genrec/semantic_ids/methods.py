@@ -3,8 +3,9 @@
 A quantizer says three things: how it turns item vectors into codes (``quantize``), which settings
 beyond the shared ones change its codes (``settings``: they join the semantic-ID cache key), and
 what of its training to keep so that new items get codes by the same rule (``keep``: a
-:class:`~genrec.semantic_ids.frozen.FrozenQuantizer`). Adding one is a :func:`register` call here;
-the configuration accepts every registered name.
+:class:`~genrec.semantic_ids.frozen.FrozenQuantizer`). Adding one is a :func:`register` call here,
+or an entry point in another package (``genrec.quantizers``, :mod:`genrec.registry`); the
+configuration accepts every registered name.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from genrec.embeddings import ItemVectors
+from genrec.errors import GenrecError
+from genrec.registry import origin, plugins
 from genrec.runtime import resolve_device
 from genrec.semantic_ids.frozen import FrozenQuantizer
 from genrec.semantic_ids.opq import opq
@@ -33,6 +36,7 @@ class Quantizer:
 
 
 QUANTIZERS: dict[str, Quantizer] = {}
+GROUP = "genrec.quantizers"  # entry points of quantizers in other packages (genrec.registry)
 
 
 def register(quantizer: Quantizer) -> Quantizer:
@@ -40,12 +44,36 @@ def register(quantizer: Quantizer) -> Quantizer:
     return quantizer
 
 
+def installed() -> dict[str, Quantizer]:
+    """The registered quantizers and those installed packages declare under ``genrec.quantizers``
+    (each entry point a :class:`Quantizer` of the entry's name), loaded when first asked for."""
+    found = dict(QUANTIZERS)
+    for name, entry in plugins(GROUP).items():
+        if name in BUILTIN:
+            raise GenrecError(
+                f"the {GROUP} plug-in {name!r} from {origin(entry)} takes the name of genrec's own quantizer: "
+                "rename its entry point"
+            )
+        if name not in found:
+            try:
+                quantizer = entry.load()
+            except (ImportError, AttributeError) as exc:
+                raise GenrecError(f"the {GROUP} plug-in {name!r} ({origin(entry)}) cannot be loaded: {exc}") from None
+            if not isinstance(quantizer, Quantizer) or quantizer.name != name:
+                raise GenrecError(
+                    f"the {GROUP} plug-in {name!r} ({origin(entry)}) must be a "
+                    f"genrec.semantic_ids.methods.Quantizer named {name!r}"
+                )
+            found[name] = quantizer
+    return found
+
+
 def names() -> list[str]:
-    return sorted(QUANTIZERS)
+    return sorted(installed())
 
 
 def get(name: str) -> Quantizer:
-    return QUANTIZERS[name]
+    return installed()[name]
 
 
 def levels(config) -> dict:
@@ -116,3 +144,4 @@ register(
         lambda config: {"rqvae": {name: getattr(config, name) for name in RQVAE_KEYS}},
     )
 )
+BUILTIN = frozenset(QUANTIZERS)  # genrec's own: a plug-in may not take their names
