@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.genrec-installed
 
-.PHONY: venv quickstart test test-min lint format clean
+.PHONY: venv quickstart test test-min lint format docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,10 @@ PYTEST_ARGS ?= -q -n 2 --dist loadscope
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# The API reference from the docstrings (pdoc): docs/api/index.html.
+docs: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) docs/api.py docs/api
 
 # Lint and formatting (ruff, settings in pyproject.toml): `make format` rewrites, `make lint` only checks.
 lint: $(STAMP)
@@ -48,4 +52,4 @@ test-min: $(MIN_STAMP)
 	HF_HUB_OFFLINE=1 $(MIN_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(MIN_VENV) cache runs
+	rm -rf $(VENV) $(MIN_VENV) cache runs docs/api

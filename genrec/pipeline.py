@@ -18,11 +18,13 @@ from genrec.data.cold import hold_out_items
 from genrec.data.interactions import iso_time
 from genrec.errors import ConfigError, GenrecError
 from genrec.evaluation.metrics import shown
+from genrec.models.base import Recommender
+from genrec.schema import StrictModel
 
 log = logging.getLogger(__name__)
 
 
-def load_interactions(config) -> Interactions:
+def load_interactions(config: StrictModel) -> Interactions:
     """The configured dataset; with ``cold_items`` > 0 its warm part (:mod:`genrec.data.cold`)."""
     interactions = datasets.get(config.dataset).load(config)
     if config.cold_items:
@@ -45,13 +47,13 @@ def load_interactions(config) -> Interactions:
     return interactions
 
 
-def load_split(config) -> tuple[Interactions, Split]:
+def load_split(config: StrictModel) -> tuple[Interactions, Split]:
     """The configured dataset and its ``split`` (leave-one-out, or temporal at the configured times)."""
     interactions = load_interactions(config)
     return interactions, split_of(config, interactions)
 
 
-def split_of(config, interactions: Interactions) -> Split:
+def split_of(config: StrictModel, interactions: Interactions) -> Split:
     """``interactions`` split as ``config`` says: leave-one-out, or temporal at the configured times."""
     if config.split == "leave_one_out":
         return leave_one_out(interactions.sequences, config.max_item_seq_len)
@@ -178,7 +180,7 @@ def run_log(directory: Path) -> Iterator[None]:
         handler.close()
 
 
-def build_model(config, interactions: Interactions, split: Split):
+def build_model(config: StrictModel, interactions: Interactions, split: Split) -> Recommender:
     """The configured model; semantic-ID models build (or load from cache) their IDs here."""
     from genrec import models
 
@@ -191,7 +193,7 @@ def identity(config, interactions: Interactions, model) -> dict:
     return run_identity(config, interactions.fingerprint, sids.fingerprint if sids is not None else None)
 
 
-def load_trained(config, checkpoint: Path):
+def load_trained(config: StrictModel, checkpoint: Path) -> tuple[Recommender, Interactions, Split]:
     """``(model, interactions, split)``: the configured model with a checkpoint's weights, after
     checking that the checkpoint was trained with these settings, data and semantic IDs (only
     :data:`genrec.checkpoint.EVALUATION_KEYS` may differ). The model is on ``config.device``."""
@@ -212,7 +214,7 @@ def load_trained(config, checkpoint: Path):
     return model.to(device), interactions, split
 
 
-def train(config) -> tuple[dict, Path]:
+def train(config: StrictModel) -> tuple[dict, Path]:
     """Train (or resume with ``checkpoint``), select on validation, test the best checkpoint. Under
     ``torchrun`` every process runs this; rank 0 builds the caches first, creates the run folder
     and writes (:mod:`genrec.distributed`)."""

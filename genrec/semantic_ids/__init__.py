@@ -17,6 +17,7 @@ from genrec.cache import ArrayCache
 from genrec.data import Interactions, Split
 from genrec.embeddings import ItemVectors, dataset_cache_dir, item_embeddings
 from genrec.errors import DataError, GenrecError
+from genrec.schema import StrictModel
 from genrec.semantic_ids import methods
 from genrec.semantic_ids.collisions import resolve_conflict_free, resolve_tiger
 from genrec.semantic_ids.frozen import FrozenQuantizer
@@ -150,7 +151,11 @@ def check_cached(arrays: dict[str, np.ndarray], config, n_items: int) -> str | N
     return None
 
 
-def semantic_ids(config, interactions: Interactions, split: Split) -> SemanticIDs:
+def semantic_ids(config: StrictModel, interactions: Interactions, split: Split) -> SemanticIDs:
+    """The catalogue's unique semantic IDs as ``config`` builds them (``item_emb`` vectors quantized
+    by ``vq_method``, collisions resolved by ``vq_collision``), from the cache when an entry with the
+    same key (every setting and input that affects them) is there, else built and cached with the
+    quantizer that made them."""
     vectors = item_embeddings(config, interactions, split)
     cache = ArrayCache(dataset_cache_dir(config, interactions))
     key = sid_key(config, vectors)

@@ -40,6 +40,7 @@ GROUP = "genrec.quantizers"  # entry points of quantizers in other packages (gen
 
 
 def register(quantizer: Quantizer) -> Quantizer:
+    """Make ``quantizer`` a ``vq_method`` under its name (genrec's own call this at import)."""
     QUANTIZERS[quantizer.name] = quantizer
     return quantizer
 
