@@ -13,9 +13,9 @@ from test_decoding import ToyModel, catalogue
 import genrec
 from genrec.config import load_config
 from genrec.decoding import INVALID, SIDTrie
-from genrec.finetune import GRPOSettings, group_advantages, grpo_loss, kl_estimate, sample_ids
+from genrec.finetune import GRPOSettings, group_advantages, grpo_loss, kl_estimate, rewards, sample_ids
 from genrec.finetune.grpo import GRPOTrainer
-from genrec.finetune.rewards import diversity, novelty, relevance, unseen, validity
+from genrec.finetune.rewards import Candidates, diversity, novelty, register_reward, relevance, reward, unseen, validity
 from genrec.pipeline import train
 
 
@@ -36,19 +36,49 @@ def test_advantages_objective_and_kl_by_hand():
 
 
 def test_rewards_by_hand():
-    items = torch.tensor([[3, 5, INVALID, 7]])
-    codes = torch.tensor([[[1, 2, 0], [1, 3, 3], [1, 2, 9], [0, 2, 0]]])
-    target_codes = torch.tensor([[1, 2, 0]])
-    assert relevance(items, codes, torch.tensor([3]), target_codes, partial=0.6)[0].tolist() == pytest.approx(
-        [1, 0.2, 0.4, 0]
-    )
-    assert validity(items).tolist() == [[1, 1, 0, 1]]
-    assert unseen(items, [np.array([5, 8])]).tolist() == [[1, 0, 0, 1]]
-    log_probs = torch.tensor([[-1.0, -2.0, -3.0, -0.5]])  # candidate 3 is best; 0, 1, 2 share first token 1
-    assert diversity(codes, log_probs)[0].tolist() == pytest.approx([0, -1 / 3, -2 / 3, 0])
     popularity = torch.tensor([0, 0, 0, 3, 0, 1, 0, 0])
+    c = Candidates(
+        items=torch.tensor([[3, 5, INVALID, 7]]),
+        codes=torch.tensor([[[1, 2, 0], [1, 3, 3], [1, 2, 9], [0, 2, 0]]]),
+        log_probs=torch.tensor([[-1.0, -2.0, -3.0, -0.5]]),  # candidate 3 is best; 0, 1, 2 share first token 1
+        targets=torch.tensor([3]),
+        target_codes=torch.tensor([[1, 2, 0]]),
+        seen=[np.array([5, 8])],
+        popularity=popularity,
+        partial=0.6,
+    )
+    assert relevance(c)[0].tolist() == pytest.approx([1, 0.2, 0.4, 0])
+    assert validity(c).tolist() == [[1, 1, 0, 1]]
+    assert unseen(c).tolist() == [[1, 0, 0, 1]]
+    assert diversity(c)[0].tolist() == pytest.approx([0, -1 / 3, -2 / 3, 0])
     expected = [1 - math.log(4) / math.log(4), 1 - math.log(2) / math.log(4), 0.0, 1.0]
-    assert novelty(items, popularity).tolist()[0] == pytest.approx(expected)
+    assert novelty(c).tolist()[0] == pytest.approx(expected)
+    assert reward({"validity": 0.5, "novelty": 2.0}, c)[0].tolist() == pytest.approx(
+        [0.5 * v + 2 * n for v, n in zip([1, 1, 0, 1], expected)]
+    )
+
+
+def test_a_reward_is_one_decorated_function():
+    def cheap(c: Candidates) -> torch.Tensor:
+        return (c.items % 2 == 0).float()
+
+    with pytest.raises(ValueError, match="unknown reward"):
+        GRPOSettings(reward="cheap:1")
+    register_reward(cheap)
+    try:
+        assert GRPOSettings(reward="cheap:1,relevance:1").reward == {"cheap": 1.0, "relevance": 1.0}
+        c = Candidates(
+            torch.tensor([[2, 3]]),
+            torch.zeros(1, 2, 3),
+            torch.zeros(1, 2),
+            torch.tensor([2]),
+            torch.zeros(1, 3),
+            [np.array([1])],
+            torch.ones(5),
+        )
+        assert reward({"cheap": 2.0}, c).tolist() == [[2.0, 0.0]]
+    finally:
+        del rewards.REWARDS["cheap"]
 
 
 def test_sampling_follows_the_trie_renormalised_distribution():

@@ -31,7 +31,7 @@ from genrec.decoding import INVALID, SIDTrie
 from genrec.errors import ConfigError
 from genrec.evaluation import Catalogue, Evaluator
 from genrec.evaluation.metrics import recorded, shown
-from genrec.finetune.rewards import REWARDS, reward
+from genrec.finetune.rewards import REWARDS, Candidates, reward
 from genrec.provenance import source_commit
 from genrec.runtime import deterministic
 from genrec.schema import StrictModel
@@ -205,14 +205,16 @@ class GRPOTrainer:
             targets_t = torch.as_tensor(targets)
             rewards = reward(
                 s.reward,
-                items.cpu(),
-                self.generated_codes(tokens).cpu(),
-                old.sum(1).view(items.shape).cpu(),
-                targets_t,
-                self.codes[targets_t],
-                seen,
-                self.popularity,
-                s.partial_credit,
+                Candidates(
+                    items.cpu(),
+                    self.generated_codes(tokens).cpu(),
+                    old.sum(1).view(items.shape).cpu(),
+                    targets_t,
+                    self.codes[targets_t],
+                    seen,
+                    self.popularity,
+                    s.partial_credit,
+                ),
             )
             advantages = group_advantages(rewards).to(self.device).view(-1)
         for _ in range(s.updates):  # dropout stays off, so the first update's ratio is exactly 1

@@ -1,5 +1,7 @@
 """Rewards for a group of generated candidates (``[B, G]`` items, ``INVALID`` where a generated ID is
-no item), each a plain function returning ``[B, G]`` floats, combined with weights by :func:`reward`.
+no item): each a function of the :class:`Candidates` returning ``[B, G]`` floats, registered under
+its name by :func:`register_reward` (so ``--reward=name:weight`` accepts it), combined with weights
+by :func:`reward`. A new reward is one decorated function here.
 
 - ``relevance``: 1 for the held-out next item; otherwise partial credit ``partial * shared / levels``
   for the length of the ID prefix shared with it. The prefix, not content-vector similarity, because
@@ -16,67 +18,79 @@ no item), each a plain function returning ``[B, G]`` floats, combined with weigh
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-REWARDS = ("relevance", "validity", "unseen", "diversity", "novelty")
+
+@dataclass(frozen=True)
+class Candidates:
+    """What a reward may look at, for ``B`` users with ``G`` generated candidates each."""
+
+    items: torch.Tensor  # [B, G] item indices, INVALID where the generated ID is no item
+    codes: torch.Tensor  # [B, G, L] the generated IDs
+    log_probs: torch.Tensor  # [B, G] the model's sequence log-probability of each candidate
+    targets: torch.Tensor  # [B] the held-out next items
+    target_codes: torch.Tensor  # [B, L] their IDs
+    seen: list[np.ndarray]  # each user's history (item indices)
+    popularity: torch.Tensor  # [n_items] training interactions per item
+    partial: float = 0.5  # relevance's credit for a whole shared prefix short of the item
 
 
-def relevance(
-    items: torch.Tensor, codes: torch.Tensor, targets: torch.Tensor, target_codes: torch.Tensor, partial: float = 0.5
-) -> torch.Tensor:
-    """``codes`` ``[B, G, L]`` the candidates' generated IDs, ``target_codes`` ``[B, L]``."""
-    agree = (codes == target_codes.unsqueeze(1)).long().cumprod(dim=2).sum(dim=2)  # shared prefix length
-    credit = partial * agree.float() / codes.shape[2]
-    return torch.where(items == targets.unsqueeze(1), torch.ones_like(credit), credit)
+REWARDS: dict[str, Callable[[Candidates], torch.Tensor]] = {}
 
 
-def validity(items: torch.Tensor) -> torch.Tensor:
-    return (items >= 0).float()
+def register_reward(function: Callable[[Candidates], torch.Tensor]) -> Callable[[Candidates], torch.Tensor]:
+    """Make ``function`` a reward named after it (``--reward=<name>:<weight>``)."""
+    REWARDS[function.__name__] = function
+    return function
 
 
-def unseen(items: torch.Tensor, seen: list[np.ndarray]) -> torch.Tensor:
+@register_reward
+def relevance(c: Candidates) -> torch.Tensor:
+    """1 for the target; else ``partial`` times the share of its ID prefix a candidate shares."""
+    agree = (c.codes == c.target_codes.unsqueeze(1)).long().cumprod(dim=2).sum(dim=2)  # shared prefix length
+    credit = c.partial * agree.float() / c.codes.shape[2]
+    return torch.where(c.items == c.targets.unsqueeze(1), torch.ones_like(credit), credit)
+
+
+@register_reward
+def validity(c: Candidates) -> torch.Tensor:
+    """1 for a real item."""
+    return (c.items >= 0).float()
+
+
+@register_reward
+def unseen(c: Candidates) -> torch.Tensor:
+    """1 for a real item not in the user's history."""
     known = torch.stack(
-        [torch.isin(row, torch.as_tensor(history, dtype=torch.long)) for row, history in zip(items, seen)]
+        [torch.isin(row, torch.as_tensor(history, dtype=torch.long)) for row, history in zip(c.items, c.seen)]
     )
-    return ((items >= 0) & ~known).float()
+    return ((c.items >= 0) & ~known).float()
 
 
-def diversity(codes: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
-    """``log_probs`` ``[B, G]``: the model's sequence log-probability of each candidate."""
-    group = codes.shape[1]
-    same_branch = codes[:, :, None, 0] == codes[:, None, :, 0]  # [B, G, G]
-    better = log_probs[:, None, :] > log_probs[:, :, None]  # [b, g, h]: h better than g
+@register_reward
+def diversity(c: Candidates) -> torch.Tensor:
+    """Minus the share of the group's better candidates on the same first ID token."""
+    group = c.codes.shape[1]
+    same_branch = c.codes[:, :, None, 0] == c.codes[:, None, :, 0]  # [B, G, G]
+    better = c.log_probs[:, None, :] > c.log_probs[:, :, None]  # [b, g, h]: h better than g
     return -(same_branch & better).sum(dim=2).float() / max(1, group - 1)
 
 
-def novelty(items: torch.Tensor, popularity: torch.Tensor) -> torch.Tensor:
-    """``popularity`` ``[n_items]``: training interactions per item."""
-    scale = torch.log1p(popularity.max().float()).clamp_min(1e-12)
-    value = 1 - torch.log1p(popularity[items.clamp_min(0)].float()) / scale
-    return torch.where(items >= 0, value, torch.zeros_like(value))
+@register_reward
+def novelty(c: Candidates) -> torch.Tensor:
+    """Rarer items earn more: ``1 - log(1 + popularity) / log(1 + max popularity)``."""
+    scale = torch.log1p(c.popularity.max().float()).clamp_min(1e-12)
+    value = 1 - torch.log1p(c.popularity[c.items.clamp_min(0)].float()) / scale
+    return torch.where(c.items >= 0, value, torch.zeros_like(value))
 
 
-def reward(
-    weights: dict[str, float],
-    items: torch.Tensor,
-    codes: torch.Tensor,
-    log_probs: torch.Tensor,
-    targets: torch.Tensor,
-    target_codes: torch.Tensor,
-    seen: list[np.ndarray],
-    popularity: torch.Tensor,
-    partial: float = 0.5,
-) -> torch.Tensor:
+def reward(weights: dict[str, float], candidates: Candidates) -> torch.Tensor:
     """``sum(weight * reward)`` over the named rewards (:data:`REWARDS`)."""
-    parts = {
-        "relevance": lambda: relevance(items, codes, targets, target_codes, partial),
-        "validity": lambda: validity(items),
-        "unseen": lambda: unseen(items, seen),
-        "diversity": lambda: diversity(codes, log_probs),
-        "novelty": lambda: novelty(items, popularity),
-    }
-    total = torch.zeros(items.shape, dtype=torch.float32)
+    total = torch.zeros(candidates.items.shape, dtype=torch.float32)
     for name, weight in weights.items():
-        total = total + weight * parts[name]()
+        total = total + weight * REWARDS[name](candidates)
     return total
