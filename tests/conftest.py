@@ -24,6 +24,8 @@ TINY_SYNTHETIC = dict(
 
 # The smallest semantic-ID backbone (T5 or decoder) that still learns the tiny catalogue.
 TINY_BACKBONE = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8)
+# The smallest transformer of the item-level models (SASRec, BERT4Rec, SimGR, ParallelSID).
+TINY_FULL_RANKING = dict(hidden_size=16, num_layers=1, num_heads=2)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_BACKBONE, TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_FULL_RANKING, TINY_SYNTHETIC
 from scipy.stats import kendalltau, pearsonr
 
 from genrec.analysis import (
@@ -28,10 +28,7 @@ from genrec.pipeline import build_model, load_split, train
 from genrec.run import load_run
 
 TINY_RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3)
-TINY = {
-    "T5": dict(**TINY_BACKBONE, dropout_rate=0.0),
-    "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2, dropout_rate=0.0),
-}
+TINY = {"T5": dict(**TINY_BACKBONE, dropout_rate=0.0), "SASRec": dict(**TINY_FULL_RANKING, dropout_rate=0.0)}
 
 
 def settings_of(model: str, **extra) -> dict:

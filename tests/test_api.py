@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_BACKBONE, TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_FULL_RANKING, TINY_SYNTHETIC
 
 import genrec
 from genrec.config import load_config
@@ -15,7 +15,7 @@ from genrec.pipeline import train
 from genrec.ranking import search_width
 
 TINY_RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
-TINY = {"PSID": TINY_BACKBONE, "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2)}
+TINY = {"PSID": TINY_BACKBONE, "SASRec": TINY_FULL_RANKING}
 
 
 @pytest.fixture(scope="module")

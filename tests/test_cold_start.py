@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_BACKBONE, TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_FULL_RANKING, TINY_SYNTHETIC
 
 import genrec
 from genrec.config import load_config
@@ -18,7 +18,7 @@ from genrec.semantic_ids import frozen_quantizer, quantize, semantic_ids
 
 RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
 TINY = dict(**TINY_BACKBONE, **RUN)
-FULL_RANKING = dict(hidden_size=16, num_layers=1, num_heads=2)
+FULL_RANKING = TINY_FULL_RANKING
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_BACKBONE, TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_FULL_RANKING, TINY_SYNTHETIC
 
 import genrec
 from genrec import datasets
@@ -77,11 +77,7 @@ RUN = dict(
     cold_items=0.1,
     cold_items_seed=1,
 )
-SIZES = {
-    "PSID": TINY_BACKBONE,
-    "SimGR": dict(hidden_size=16, num_layers=1, num_heads=2),
-    "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2),
-}
+SIZES = {"PSID": TINY_BACKBONE, "SimGR": TINY_FULL_RANKING, "SASRec": TINY_FULL_RANKING}
 
 
 def test_cold_start_evaluation_end_to_end(tmp_path):

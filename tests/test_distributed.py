@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import TINY_BACKBONE, TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_FULL_RANKING, TINY_SYNTHETIC
 
 from genrec import models
 from genrec.config import load_config
@@ -19,10 +19,7 @@ from genrec.pipeline import train
 RUN = dict(
     batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, lr_schedule="constant"
 )
-SIZES = {
-    "SASRec": dict(hidden_size=16, num_layers=1, num_heads=2, dropout_rate=0.0),
-    "PSID": dict(**TINY_BACKBONE, dropout_rate=0.0),
-}
+SIZES = {"SASRec": dict(**TINY_FULL_RANKING, dropout_rate=0.0), "PSID": dict(**TINY_BACKBONE, dropout_rate=0.0)}
 
 
 class Killed(Exception):
@@ -138,7 +135,7 @@ def test_a_killed_two_process_run_resumes_to_the_same_result_under_two_or_one(tm
 
 def test_every_model_trains_under_two_processes(tmp_path):
     tiny_t5 = SIZES["PSID"]
-    tiny_items = dict(hidden_size=16, num_layers=1, num_heads=2)
+    tiny_items = TINY_FULL_RANKING
     jobs = [
         {
             **job(tmp_path, "PSID", f"{model}-{backbone}", epochs=1),

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import TINY_BACKBONE, TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_FULL_RANKING, TINY_SYNTHETIC
 
 import genrec
 from genrec.cli import main
@@ -30,7 +30,7 @@ def exported(tmp_path_factory):
     own = export(load_interactions(load_config([], cache_dir=str(root / "cache"), **TINY_SYNTHETIC)), root / "own")
     data = dict(dataset="Interactions", interactions=str(own[0]), items=str(own[1]), time_column=None)
     codes = {k: v for k, v in TINY_SYNTHETIC.items() if k.startswith("vq_")}
-    settings = {"PSID": {**TINY_BACKBONE, **RUN}, "SASRec": {**RUN, "hidden_size": 16, "num_layers": 1, "num_heads": 2}}
+    settings = {"PSID": {**TINY_BACKBONE, **RUN}, "SASRec": {**RUN, **TINY_FULL_RANKING}}
     expected, folders = {}, {}
     for model, extra in settings.items():
         config = load_config(

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_FULL_RANKING
 
 from genrec.data import build_interactions, leave_one_out
 from genrec.errors import ConfigError
@@ -15,7 +16,7 @@ from genrec.semantic_ids import SemanticIDs
 
 N_ITEMS = 12
 SIDS = SemanticIDs(np.array([[i // 4, i % 4, i % 2] for i in range(N_ITEMS)]), [3, 4, 2], report={})
-TRANSFORMER = dict(hidden_size=16, num_layers=1, num_heads=2, dropout_rate=0.0)
+TRANSFORMER = dict(**TINY_FULL_RANKING, dropout_rate=0.0)
 
 
 def simgr(**settings) -> SimGR:

@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_BACKBONE, TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_FULL_RANKING, TINY_SYNTHETIC
 
 from genrec import models
 from genrec.models.base import Recommender
@@ -17,7 +17,7 @@ from genrec.ranking import EMPTY
 from genrec.semantic_ids import SemanticIDs
 from genrec.trainer import training_data
 
-TINY_ITEMS = dict(hidden_size=16, num_layers=1, num_heads=2)
+TINY_ITEMS = TINY_FULL_RANKING
 VARIANTS = [
     (name, architecture)
     for name in models.names()

@@ -7,7 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import TINY_SYNTHETIC
+from conftest import TINY_FULL_RANKING, TINY_SYNTHETIC
 
 from genrec import datasets, models
 from genrec.errors import GenrecError
@@ -73,9 +73,8 @@ def test_an_installed_packages_model_dataset_and_quantizer_are_found_and_train(p
         vq_method="toy_rq",
         run_name="toy",
         epochs=1,
-        hidden_size=16,
-        num_layers=1,
         batch_size=64,
+        **TINY_FULL_RANKING,
         **TINY_SYNTHETIC,
     )
     results, directory = train(config)
