@@ -36,6 +36,7 @@ from genrec.errors import ConfigError, GenrecError
 from genrec.figures import comparison_figure, learning_curves_figure, sweep_figure
 from genrec.provenance import source_commit
 from genrec.ranking import list_length
+from genrec.run_folder import BEST, CONFIG, FINETUNE, LAST, RESULTS, TEST_RANKS, read_epochs, read_results
 
 log = logging.getLogger(__name__)
 
@@ -112,18 +113,18 @@ def run_one(config) -> tuple[dict, Path]:
 
     directory = Path(config.output_dir) / config.run_name
     with run_lock(directory):
-        if (directory / "results.json").is_file():
+        if (directory / RESULTS).is_file():
             log.info("reusing %s", directory)
-            results = read_results(directory / "results.json")
+            results = read_results(directory)
             warn_if_short_validation(config, results, directory)
         else:
-            if (directory / "last.pt").is_file():
-                config = config.model_copy(update={"checkpoint": directory / "last.pt"})
+            if (directory / LAST).is_file():
+                config = config.model_copy(update={"checkpoint": directory / LAST})
             elif directory.is_dir():
                 log.info("restarting %s (stopped before its first checkpoint)", directory)
                 shutil.rmtree(directory)
             results, directory = train(config)
-    epochs = read_epochs(directory / "metrics.jsonl")
+    epochs = read_epochs(directory)
     results["train_seconds"] = sum(record.get("seconds", 0.0) for record in epochs)
     results["curve"] = learning_curve(epochs)
     results["converged"] = converged(config, epochs, results["best_epoch"])
@@ -134,8 +135,8 @@ def finetuned_run(directory: Path, config, runs: list[dict]) -> dict:
     """A ``genrec finetune`` run listed next to the comparison's (``--finetuned=DIR,...``): labelled
     by its parent's label (when the parent is in the comparison, else its folder) and its rewards."""
     try:
-        recipe = json.loads((directory / "finetune.json").read_text())
-        tuned = yaml.safe_load((directory / "config.yaml").read_text())
+        recipe = json.loads((directory / FINETUNE).read_text())
+        tuned = yaml.safe_load((directory / CONFIG).read_text())
     except (OSError, ValueError) as exc:
         raise GenrecError(f"--finetuned={directory}: not a genrec finetune run ({exc})") from None
     if (tuned.get("dataset"), tuned.get("category")) != (config.dataset, getattr(config, "category", None)):
@@ -145,8 +146,8 @@ def finetuned_run(directory: Path, config, runs: list[dict]) -> dict:
         )
     parents = [run["model"] for run in runs if Path(run["directory"]).resolve() == Path(recipe["parent"]).resolve()]
     rewards = ",".join(f"{name}:{weight:g}" for name, weight in recipe["settings"]["reward"].items())
-    results = read_results(directory / "results.json")
-    epochs = read_epochs(directory / "metrics.jsonl")
+    results = read_results(directory)
+    epochs = read_epochs(directory)
     results["train_seconds"] = sum(record.get("seconds", 0.0) for record in epochs)
     results["curve"] = learning_curve(epochs)
     results["converged"] = len(epochs) < recipe["settings"]["epochs"] or results["best_epoch"] < len(epochs)
@@ -163,7 +164,7 @@ def test_ranks(config, directory: Path) -> np.ndarray:
     runs trained before it was saved, or a damaged file) recomputed from ``best.pt`` and saved."""
     from genrec.evaluation import Catalogue, Evaluator
     from genrec.pipeline import load_trained
-    from genrec.trainer import TEST_RANKS, save_ranks
+    from genrec.trainer import save_ranks
 
     path = directory / TEST_RANKS
     if path.is_file():
@@ -174,7 +175,7 @@ def test_ranks(config, directory: Path) -> np.ndarray:
         except (OSError, ValueError, EOFError):
             pass
         log.warning("%s is unreadable; computing it again from best.pt", path)
-    model, interactions, split = load_trained(config.model_copy(update={"checkpoint": None}), directory / "best.pt")
+    model, interactions, split = load_trained(config.model_copy(update={"checkpoint": None}), directory / BEST)
     catalogue = Catalogue.of(interactions, config.category_level)
     _, ranks = Evaluator.from_config(config, catalogue, next(model.parameters()).device).test(model, split.test)
     save_ranks(path, ranks)
@@ -291,28 +292,6 @@ def warn_if_short_validation(config, results: dict, directory: Path) -> None:
         )
 
 
-def read_results(path: Path) -> dict:
-    """A finished run's ``results.json``; a damaged one is one error line saying how to retrain."""
-    try:
-        results = json.loads(path.read_text())
-        if not isinstance(results, dict) or not all(isinstance(results.get(k), dict) for k in ("valid", "test")):
-            raise ValueError("expected an object with 'valid' and 'test' metrics")
-        return results
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GenrecError(f"{path}: damaged results ({exc}); delete {path.parent} to train that run again") from None
-
-
-def read_epochs(path: Path) -> list[dict]:
-    """The per-epoch records of a run's ``metrics.jsonl`` (the final record left out)."""
-    try:
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except FileNotFoundError:
-        raise GenrecError(f"{path}: missing; delete {path.parent} to train that run again") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GenrecError(f"{path}: damaged log ({exc}); delete {path.parent} to train that run again") from None
-    return [record for record in records if isinstance(record, dict) and "epoch" in record]
-
-
 def learning_curve(epochs: list[dict]) -> list[dict]:
     """Validation NDCG@10 after each validated epoch, with the training seconds spent until then."""
     curve, seconds = [], 0.0
@@ -406,7 +385,7 @@ def compare(argv: list[str]) -> tuple[str, Path]:
     for directory in finetuned:
         run = finetuned_run(directory, config, runs)
         runs.append(run)
-        ranks.append((run["model"], np.load(directory / "test_ranks.npy", allow_pickle=False)))
+        ranks.append((run["model"], np.load(directory / TEST_RANKS, allow_pickle=False)))
     seeds = sorted({run["seed"] for run in runs})
     summary = summarize(runs)
     differences = paired_differences(ranks)

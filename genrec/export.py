@@ -42,6 +42,7 @@ from genrec.data import Interactions, Split
 from genrec.errors import ConfigError, GenrecError
 from genrec.evaluation.metrics import shown
 from genrec.pipeline import build_model, identity, load_trained, split_of
+from genrec.run_folder import BEST, CONFIG, RESULTS, is_finished, read_results
 
 FORMAT = 1  # bump when the layout of an export changes
 MANIFEST = "export.json"
@@ -58,7 +59,7 @@ def is_export(directory: Path) -> bool:
 
 def finished_run(directory: Path) -> None:
     """Refuse a folder that holds no finished run (``config.yaml`` and ``best.pt``)."""
-    if not (directory / "config.yaml").is_file() or not (directory / "best.pt").is_file():
+    if not is_finished(directory):
         raise ConfigError(f"{directory} is not a finished run (it needs config.yaml and best.pt)")
 
 
@@ -76,16 +77,16 @@ def export_run(run: str | Path, to: str | Path, **overrides: Any) -> Path:
     finished_run(run)
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise GenrecError(f"{to} exists and is not an empty folder: export into a new one")
-    config = load_config([f"--config={run / 'config.yaml'}"], **overrides)
+    config = load_config([f"--config={run / CONFIG}"], **overrides)
     with entries_used() as used:
-        model, interactions, split = load_trained(config, run / "best.pt")
+        model, interactions, split = load_trained(config, run / BEST)
         if model.adds_items:
             frozen_quantizer(config, interactions, split)  # what places a new item (written when missing)
-    state = read_checkpoint(run / "best.pt")
+    state = read_checkpoint(run / BEST)
     staging = to.parent / f".{to.name}.{secrets.token_hex(6)}.tmp"
     try:
         staging.mkdir(parents=True)
-        dump_config(config, staging / "config.yaml")
+        dump_config(config, staging / CONFIG)
         weights = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
         save_file(weights, str(staging / WEIGHTS), metadata={"genrec_export_format": str(FORMAT)})
         (staging / IDENTITY).write_text(json.dumps(state["identity"], indent=2, sort_keys=True))
@@ -97,9 +98,9 @@ def export_run(run: str | Path, to: str | Path, **overrides: Any) -> Path:
                     target = staging / CACHE / path.resolve().relative_to(cache_root)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(path, target)
-        results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else None
+        results = read_results(run) if (run / RESULTS).is_file() else None
         if results is not None:
-            shutil.copy2(run / "results.json", staging / "results.json")
+            shutil.copy2(run / RESULTS, staging / RESULTS)
         (staging / "README.md").write_text(model_card(config, interactions, split, model, results, run))
         files = sorted(p for p in staging.rglob("*") if p.is_file())
         manifest = {
@@ -134,7 +135,7 @@ def load_export(directory: Path, overrides: dict[str, Any]) -> tuple[Any, Any, I
     manifest = check_manifest(directory)
     if "cache_dir" in overrides:
         raise ConfigError(f"{directory} is an export: it reads its own cache ({directory / CACHE}), not --cache_dir")
-    config = load_config([f"--config={directory / 'config.yaml'}"], **overrides, cache_dir=str(directory / CACHE))
+    config = load_config([f"--config={directory / CONFIG}"], **overrides, cache_dir=str(directory / CACHE))
     if config.model != manifest["model"]:
         raise GenrecError(f"{directory}: config.yaml names {config.model}, the manifest {manifest['model']}")
     interactions = read_interactions(directory / DATA)

@@ -19,6 +19,7 @@ from genrec.data.interactions import iso_time
 from genrec.errors import ConfigError, GenrecError
 from genrec.evaluation.metrics import shown
 from genrec.models.base import Recommender
+from genrec.run_folder import CONFIG, LAST, LOG, RUN_FILES, is_finished
 from genrec.schema import StrictModel
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,6 @@ def split_of(config: StrictModel, interactions: Interactions) -> Split:
     return split
 
 
-RUN_FILES = ("config.yaml", "results.json", "best.pt", "last.pt", "metrics.jsonl")
-
-
 def claim_automatic_folder(output: Path, config, command: str) -> Path:
     """``<command>-<model>-<dataset>[-<category>]-<timestamp>`` inside ``output`` (no model: ``genrec
     run`` and ``sids`` without one), created here and so owned by this command alone: two commands
@@ -125,7 +123,7 @@ def run_directory(config, command: str) -> Iterator[Path]:
     overwrite that run. If the command fails, the folder is removed unless it holds a resumable
     ``last.pt``, so a failed command never blocks its ``run_name``."""
     output = Path(config.output_dir).expanduser().resolve()
-    if (output / "config.yaml").is_file() and (output / "best.pt").is_file():
+    if is_finished(output):
         raise GenrecError(
             f"output_dir {output} is a finished run's folder, not a folder of runs: a new run would nest inside "
             "it; choose another --output_dir (commands that read a run take --run=DIR)"
@@ -149,11 +147,11 @@ def run_directory(config, command: str) -> Iterator[Path]:
         except OSError as exc:
             raise GenrecError(f"cannot create the run folder {directory}: {exc.strerror}") from None
     try:
-        dump_config(config.model_copy(update={"run_name": None}), directory / "config.yaml")
+        dump_config(config.model_copy(update={"run_name": None}), directory / CONFIG)
         yield directory
     except BaseException:
-        if not (directory / "last.pt").exists():
-            for name in ("config.yaml", "run.log"):
+        if not (directory / LAST).exists():
+            for name in (CONFIG, LOG):
                 (directory / name).unlink(missing_ok=True)
             if created:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -165,7 +163,7 @@ def run_log(directory: Path) -> Iterator[None]:
     """Append genrec's log (INFO and up) to ``directory/run.log`` while training: what happened
     stays beside ``metrics.jsonl`` whether the run was started from the shell or from Python."""
     logger = logging.getLogger("genrec")
-    handler = logging.FileHandler(directory / "run.log", encoding="utf-8")
+    handler = logging.FileHandler(directory / LOG, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
     handler.setLevel(logging.INFO)
     level = logger.level
@@ -208,7 +206,7 @@ def load_trained(config: StrictModel, checkpoint: Path) -> tuple[Recommender, In
         state["identity"],
         identity(config, interactions, model),
         EVALUATION_KEYS,
-        f"Evaluate it with the settings it was trained with: --config={Path(checkpoint).parent / 'config.yaml'}",
+        f"Evaluate it with the settings it was trained with: --config={Path(checkpoint).parent / CONFIG}",
     )
     restore_weights(model, state, checkpoint)
     return model.to(device), interactions, split

@@ -22,6 +22,7 @@ from genrec.data import Interactions, Split
 from genrec.decoding.diversity import Diversity, rerank
 from genrec.errors import ConfigError, GenrecError
 from genrec.ranking import search_width
+from genrec.run_folder import BEST, CONFIG
 from genrec.schema import TEXT_FIELDS
 from genrec.semantic_ids import SemanticIDs
 from genrec.semantic_ids.frozen import FrozenQuantizer
@@ -338,6 +339,6 @@ def load_run(directory: str | Path, **overrides: Any) -> Run:
     if is_export(directory):
         return Run(directory, *load_export(directory, overrides))
     finished_run(directory)
-    config = load_config([f"--config={directory / 'config.yaml'}"], **overrides)
-    model, interactions, split = load_trained(config, directory / "best.pt")
+    config = load_config([f"--config={directory / CONFIG}"], **overrides)
+    model, interactions, split = load_trained(config, directory / BEST)
     return Run(directory, config, model, interactions, split)

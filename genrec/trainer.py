@@ -35,11 +35,11 @@ from genrec.errors import GenrecError
 from genrec.evaluation import Catalogue, Evaluator
 from genrec.evaluation.metrics import recorded, shown
 from genrec.provenance import source_commit
+from genrec.run_folder import BEST, CONFIG, LAST, METRICS, RESULTS, RESUMES, TEST_RANKS
 from genrec.runtime import deterministic, progress, training_dtype
 from genrec.tracking import epoch_values, open_tracker
 
 log = logging.getLogger(__name__)
-TEST_RANKS = "test_ranks.npy"  # each test user's target rank in the best checkpoint's list (-1: not retrieved)
 
 
 def save_ranks(path: Path, ranks: np.ndarray) -> None:
@@ -245,11 +245,10 @@ class Trainer:
                 ", ".join(f"{k} {v['checkpoint']} -> {v['now']}" for k, v in listed.items()),
             )
             if self.group.main:
-                with open(self.directory / "resumes.jsonl", "a") as handle:
+                with open(self.directory / RESUMES, "a") as handle:
                     handle.write(json.dumps({"epoch": self.epoch, "changed": listed, "commit": self.commit}) + "\n")
                 dump_config(
-                    self.config.model_copy(update={"run_name": None, "checkpoint": None}),
-                    self.directory / "config.yaml",
+                    self.config.model_copy(update={"run_name": None, "checkpoint": None}), self.directory / CONFIG
                 )
         log.info(
             "resumed from %s at epoch %d (best %s %s at epoch %d)",
@@ -262,7 +261,7 @@ class Trainer:
 
     def keep_metrics_up_to(self, epoch: int) -> None:
         """Drop log lines a killed run wrote after its checkpoint (they are trained again)."""
-        path = self.directory / "metrics.jsonl"
+        path = self.directory / METRICS
         if path.is_file():
             try:
                 lines = [
@@ -336,7 +335,7 @@ class Trainer:
 
     def diverged(self, what: str) -> None:
         """Stop, keeping the last checkpoint written (the end of the previous epoch), untouched."""
-        last = self.directory / "last.pt"
+        last = self.directory / LAST
         kept = (
             f"the last good checkpoint is {last} (epoch {self.epoch})"
             if last.exists()
@@ -349,7 +348,7 @@ class Trainer:
 
     def log_metrics(self, record: dict) -> None:
         if self.group.main:
-            with open(self.directory / "metrics.jsonl", "a") as handle:
+            with open(self.directory / METRICS, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
 
     def save(self, name: str, state: dict) -> None:
@@ -380,7 +379,7 @@ class Trainer:
                     record["valid"] = {k: recorded(v) for k, v in metrics.items()}
                     if metrics[config.select_metric] > self.best + config.min_delta:
                         self.best, self.best_epoch, self.bad_evals = metrics[config.select_metric], self.epoch, 0
-                        self.save("best.pt", {"model": self.model.state_dict(), "epoch": self.epoch})
+                        self.save(BEST, {"model": self.model.state_dict(), "epoch": self.epoch})
                     else:
                         self.bad_evals += 1
                     log.info(
@@ -409,7 +408,7 @@ class Trainer:
                 self.log_metrics(record)
                 if tracker is not None:
                     tracker.log(self.epoch, epoch_values(record))
-                self.save("last.pt", self.state())
+                self.save(LAST, self.state())
         self.group.barrier()  # best.pt is written before any process reads it
         results = self.test()
         if tracker is not None:
@@ -418,7 +417,7 @@ class Trainer:
 
     def test(self) -> dict:
         config = self.config
-        path = self.directory / "best.pt"
+        path = self.directory / BEST
         best = read_checkpoint(path, self.device)
         check_identity(
             path, best["identity"], self.identity, RESUMABLE_KEYS, "It was replaced after training; train the run again"
@@ -436,6 +435,6 @@ class Trainer:
         }
         if self.group.main:
             save_ranks(self.directory / TEST_RANKS, ranks)
-            atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))
+            atomic_write_text(self.directory / RESULTS, json.dumps(results, indent=2))
         self.log_metrics({"final": results})
         return results

@@ -9,6 +9,7 @@ from genrec.cache import atomic_write_text
 from genrec.commands.tables import results_table
 from genrec.config import load_config
 from genrec.errors import GenrecError
+from genrec.run_folder import BEST, CONFIG, RESULTS, is_finished
 
 
 def cmd_evaluate(argv: list[str]) -> int:
@@ -34,7 +35,7 @@ def cmd_evaluate(argv: list[str]) -> int:
             for name, examples in (("valid", split.valid), ("test", split.test))
         }
         results["num_beams"] = evaluator.widths(model)["num_beams"]
-        atomic_write_text(directory / "results.json", json.dumps(results, indent=2))
+        atomic_write_text(directory / RESULTS, json.dumps(results, indent=2))
     print(results_table(results))
     print(f"results and resolved config: {directory}")
     return 0
@@ -54,9 +55,9 @@ def evaluation_settings(argv: list[str]) -> tuple[list[str], dict]:
             raise GenrecError(
                 "--run=DIR evaluates DIR/best.pt under DIR/config.yaml: leave out --config and --checkpoint"
             )
-        if not (directory / "config.yaml").is_file() or not (directory / "best.pt").is_file():
+        if not is_finished(directory):
             raise GenrecError(f"{directory} is not a finished run (it needs config.yaml and best.pt)")
-        return [f"--config={directory / 'config.yaml'}", f"--checkpoint={directory / 'best.pt'}"], flags
+        return [f"--config={directory / CONFIG}", f"--checkpoint={directory / BEST}"], flags
     if "checkpoint" in flags and "model" not in flags and config_file is None:
         recorded = read_checkpoint(Path(flags["checkpoint"]))["identity"]["settings"]
         return argv, {key: value for key, value in recorded.items() if key not in flags}

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from genrec.errors import GenrecError
+from genrec.run_folder import CONFIG
 
 
 def number_flag(flags: dict, key: str, default: float, least: float) -> float:
@@ -42,7 +43,7 @@ def run_folders(argv: list[str], command: str) -> tuple[list[Path], dict]:
     if not directories:
         raise GenrecError(f"{command} needs the folders of runs, e.g. runs/compare/Synthetic/PSID-seed2024-*")
     for directory in directories:
-        if not (directory / "config.yaml").is_file():
+        if not (directory / CONFIG).is_file():
             raise GenrecError(
                 f"{directory} is not a run folder (it has no config.yaml): {command} reads the folders that "
                 "genrec train, compare and finetune write"
@@ -61,6 +62,6 @@ def dataset_of(directory: Path) -> str:
     """The dataset a run folder was trained on, read from its ``config.yaml`` (no data loaded)."""
     import yaml
 
-    settings = yaml.safe_load((directory / "config.yaml").read_text()) or {}
+    settings = yaml.safe_load((directory / CONFIG).read_text()) or {}
     parts = [settings.get("dataset"), settings.get("category"), settings.get("interactions")]
     return "/".join(str(part) for part in parts if part)

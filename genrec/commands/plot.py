@@ -14,8 +14,8 @@ def cmd_plot(argv: list[str]) -> int:
     ``.svg`` (default: in the first run's folder)."""
     import yaml
 
-    from genrec.compare import read_epochs
     from genrec.figures import run_curves_figure
+    from genrec.run_folder import CONFIG, METRICS, read_epochs
 
     directories, flags = run_folders(argv, "plot")
     output = Path(flags.pop("output", directories[0]))
@@ -26,12 +26,12 @@ def cmd_plot(argv: list[str]) -> int:
     runs: dict[str, list[dict]] = {}
     several = len({dataset_of(directory) for directory in directories}) > 1
     for directory in directories:
-        settings = yaml.safe_load((directory / "config.yaml").read_text()) or {}
+        settings = yaml.safe_load((directory / CONFIG).read_text()) or {}
         label = f"{settings.get('model', directory.name)} seed {settings.get('seed', '?')}"
         label += f" on {dataset_of(directory)}" if several else ""
-        if not (directory / "metrics.jsonl").is_file():
+        if not (directory / METRICS).is_file():
             raise GenrecError(f"{directory} has no metrics.jsonl yet: it has not finished its first epoch")
-        runs[label if label not in runs else directory.name] = read_epochs(directory / "metrics.jsonl")
+        runs[label if label not in runs else directory.name] = read_epochs(directory)
     output.mkdir(parents=True, exist_ok=True)
     run_curves_figure(runs, output / "curves")
     print(f"curves.png / curves.svg: {output}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from genrec.commands.flags import count_flag, number_flag
 from genrec.errors import GenrecError
+from genrec.run_folder import CATALOGUE_CHANGES
 
 
 def cmd_serve(argv: list[str]) -> int:
@@ -33,7 +34,7 @@ def cmd_serve(argv: list[str]) -> int:
             "set GENREC_API_KEY or pass --api_key_file=PATH"
         )
     run_dir, host = Path(str(flags.pop("run"))), str(flags.pop("host", "127.0.0.1"))
-    journal = Path(str(flags.pop("journal", run_dir / "catalogue_changes.jsonl")))
+    journal = Path(str(flags.pop("journal", run_dir / CATALOGUE_CHANGES)))
     port, max_batch = count_flag(flags, "port", 8000, 0), count_flag(flags, "max_batch", 64, 1)
     if port > 65535:
         raise GenrecError(f"--port must be a TCP port, 0 (any free one) to 65535, got {port}")

@@ -33,6 +33,7 @@ from genrec.evaluation import Catalogue, Evaluator
 from genrec.evaluation.metrics import recorded, shown
 from genrec.finetune.rewards import REWARDS, Candidates, reward
 from genrec.provenance import source_commit
+from genrec.run_folder import BEST, CONFIG, FINETUNE, METRICS, RESULTS, TEST_RANKS
 from genrec.runtime import deterministic
 from genrec.schema import StrictModel
 
@@ -286,21 +287,21 @@ class GRPOTrainer:
         from genrec.pipeline import identity
 
         save_checkpoint(
-            self.directory / "best.pt",
+            self.directory / BEST,
             identity(self.run.config, self.run.interactions, self.model),
             {"model": self.model.state_dict(), "epoch": epoch},
         )
 
     def append_metrics(self, record: dict) -> None:
-        with open(self.directory / "metrics.jsonl", "a") as handle:
+        with open(self.directory / METRICS, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def test(self, best_epoch: int) -> dict:
         from genrec.checkpoint import read_checkpoint, restore_weights
-        from genrec.trainer import TEST_RANKS, save_ranks
+        from genrec.trainer import save_ranks
 
-        state = read_checkpoint(self.directory / "best.pt", self.device)
-        restore_weights(self.model, state, self.directory / "best.pt")
+        state = read_checkpoint(self.directory / BEST, self.device)
+        restore_weights(self.model, state, self.directory / BEST)
         valid, _ = self.evaluator.test(self.model, self.run.split.valid)
         test, ranks = self.evaluator.test(self.model, self.run.split.test)
         save_ranks(self.directory / TEST_RANKS, ranks)
@@ -312,7 +313,7 @@ class GRPOTrainer:
             "valid": {k: recorded(v) for k, v in valid.items()},
             "test": {k: recorded(v) for k, v in test.items()},
         }
-        atomic_write_text(self.directory / "results.json", json.dumps(results, indent=2))
+        atomic_write_text(self.directory / RESULTS, json.dumps(results, indent=2))
         return results
 
 
@@ -321,9 +322,9 @@ def finetune(run, settings: GRPOSettings, directory: Path) -> dict:
     parent's, so :func:`genrec.load_run` loads it; ``finetune.json`` records the parent and the
     settings; ``best.pt`` is the starting model until validation improves on it)."""
     directory.mkdir(parents=True, exist_ok=False)
-    dump_config(run.config.model_copy(update={"run_name": None, "checkpoint": None}), directory / "config.yaml")
+    dump_config(run.config.model_copy(update={"run_name": None, "checkpoint": None}), directory / CONFIG)
     atomic_write_text(
-        directory / "finetune.json",
+        directory / FINETUNE,
         json.dumps(
             {"method": "grpo", "parent": str(run.directory), "settings": settings.model_dump(mode="json")}, indent=2
         ),
