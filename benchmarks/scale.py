@@ -3,8 +3,8 @@
     python benchmarks/scale.py [--items=10000,100000,1000000] [--per_item=10] [--history=20]
         [--stages=load,split,embed_cf,embed_text,quantize,collisions,trie,train,decode,rank]
         [--train_targets=20000] [--decode_users=1000] [--beam=50] [--architectures=decoder,t5]
-        [--codebook_size=256] [--negatives=1000] [--vq_methods=rqkmeans,opq,rqvae] [--folder=scale]
-        [--figure=PATH]
+        [--codebook_size=256] [--negatives=1000] [--vq_methods=rqkmeans,opq,rqvae] [--rqvae_epochs=N]
+        [--folder=scale] [--figure=PATH]
 
 For each size a catalogue is generated (``per_item`` interactions per item: users in taste
 families with power-law popularity inside a family, one interaction a few hours after the last,
@@ -17,8 +17,9 @@ it reports is its own; within it each stage is timed and its peak resident memor
 - ``split``: leave-one-out examples at history ``history``;
 - ``embed_cf`` / ``embed_text``: collaborative (PPMI + truncated SVD) and text (the default
   sentence encoder) item vectors;
-- ``quantize``: each of ``vq_methods`` (default RQ-KMeans; OPQ, RQ-VAE at the default settings), 3
-  levels of ``codebook_size`` codes, on the text vectors (the cf ones without ``embed_text``);
+- ``quantize``: each of ``vq_methods`` (default RQ-KMeans; OPQ, RQ-VAE at the default settings or
+  ``rqvae_epochs`` epochs: its time is linear in them, and its line says how many), 3 levels of
+  ``codebook_size`` codes, on the text vectors (the cf ones without ``embed_text``);
   ``collisions``: its conflict-free resolution; ``trie``: the decoding trie of the first method's IDs;
 - ``train``: ``train_targets`` training targets of PSID on each of ``architectures`` (CPU
   quickstart sizes) and of SASRec, with the full softmax over the catalogue and with the sampled
@@ -181,10 +182,13 @@ def one_size(n_items: int, options: dict) -> None:
         raise SystemExit("scale.py: quantizing needs embed_cf or embed_text among --stages")
     codes = None  # the first method's IDs: the trie and the models use them
     for method in options["vq_methods"]:
-        method_config = load_config([], **base, vq_method=method)
+        epochs = {"rqvae_epochs": options["rqvae_epochs"]} if method == "rqvae" and options["rqvae_epochs"] else {}
+        method_config = load_config([], **base, vq_method=method, **epochs)
         with stage("quantize"):
             quantization = quantize(method_config, ItemVectors(vectors, "bench", {}))
         rows[-1].update(model=method, dim=int(vectors.shape[1]))
+        if method == "rqvae":
+            rows[-1]["epochs"] = method_config.rqvae_epochs
         emit()
         with stage("collisions"):
             resolved = resolve(method_config, quantization)
@@ -331,6 +335,7 @@ def main(argv: list[str]) -> None:
         "architectures": str(flags.pop("architectures", "decoder")).split(","),
         "negatives": int(flags.pop("negatives", 1000)),
         "vq_methods": str(flags.pop("vq_methods", "rqkmeans")).split(","),
+        "rqvae_epochs": int(flags.pop("rqvae_epochs", 0)),  # 0: the configured default
     }
     figure_path = flags.pop("figure", None)
     single = flags.pop("one_size", None)

@@ -23,6 +23,7 @@ def test_every_stage_reports_time_and_memory_at_two_sizes(tmp_path):
         "--negatives=50",
         "--architectures=decoder,t5",
         "--vq_methods=rqkmeans,opq,rqvae",
+        "--rqvae_epochs=3",
         f"--folder={tmp_path / 'scale'}",
         f"--figure={tmp_path / 'figure'}",
     ]
@@ -40,6 +41,9 @@ def test_every_stage_reports_time_and_memory_at_two_sizes(tmp_path):
         for stage in stages.split(","):
             for model in expected_models.get(stage, ["SASRec"] if stage == "rank" else [None]):
                 assert (size, stage, model) in measured
+    assert {r["epochs"] for r in rows if r.get("model") == "rqvae" and r["stage"] == "quantize" and "seconds" in r} == {
+        3
+    }
     stats = next(r for r in rows if r["items"] == 1200 and r["stage"] == "load")
     assert stats["interactions"] <= 1200 * 6 and stats["peak_rss_mb"] >= stats["rss_before_mb"] > 0
     assert {r["stage"] for r in rows if "growth_exponent" in r} == set(stages.split(","))
