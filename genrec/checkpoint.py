@@ -3,9 +3,10 @@
 Every ``best.pt`` / ``last.pt`` stores an *identity*: the model name, the resolved settings (less
 where files go), a fingerprint of the dataset's content and one of the semantic IDs the model reads.
 Loading compares it with the run at hand, so a checkpoint of another dataset, seed or ID table is
-refused with the keys that differ instead of being evaluated. Only the settings named here may
-differ: :data:`EVALUATION_KEYS` when a checkpoint is evaluated, :data:`RESUMABLE_KEYS` when a run is
-resumed (the trainer records such changes in the run folder).
+refused with the keys that differ instead of being evaluated. Only the settings whose schema field
+declares the role may differ (:func:`keys_with_role`): ``evaluation`` ones when a checkpoint is
+evaluated, ``resumable`` ones when a run is resumed (the trainer records such changes in the run
+folder).
 
 Checkpoints hold tensors and plain values only and are read with ``weights_only=True``: a crafted
 file cannot run code, and any unreadable file is one error line naming it.
@@ -16,70 +17,56 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic.fields import FieldInfo
 
 from genrec.cache import atomic_write
 from genrec.errors import GenrecError
+from genrec.schema import ROLES, StrictModel
 
 FORMAT = 1  # bump when the layout of a checkpoint changes
-# Where files go and where the work runs (device, batch workers), not what is computed: never part of an identity.
-LOCATION_KEYS = ("run_name", "output_dir", "cache_dir", "data_dir", "checkpoint", "device", "logger", "num_workers")
-# How a checkpoint is evaluated, never its weights: evaluating may change these.
-EVALUATION_KEYS = (
-    "metric_ks",
-    "eval_batch_size",
-    "num_beams",
-    "test_num_beams",
-    "exclude_seen",
-    "category_level",
-    "aggregation_method",
-    "constrained_decoding",
-)
-# What a resumed run may change: when it stops and how its best checkpoint is tested. A longer
-# `epochs` stretches a decaying learning-rate schedule over the new total from the current step on.
-RESUMABLE_KEYS = ("epochs", "patience", "min_delta", "eval_batch_size", "test_num_beams", "category_level", "metric_ks")
-# Settings added after runs (and their checkpoints) existed, with the value that reproduces what ran
-# before them: a run that lacks such a key counts as having that value, so a new option does not
-# orphan finished runs. (`duplicates`: earlier runs kept every interaction; file datasets now default
-# to `drop`, so their earlier compare runs are trained again once, though their data had none.)
-ADDED_KEYS = {
-    "metric_ks": [1, 5, 10],
-    "select_metric": "ndcg@10",
-    "exclude_seen": False,
-    "lora_rank": 0,
-    "lora_alpha": 16.0,
-    "duplicates": "keep",
-    "valid_users": 0,
-    "min_delta": 0.0,
-    "architecture": "t5",
-    "latent_mode": "shared",
-    "vq_level_order": None,
-    "split": "leave_one_out",
-    "sampled_softmax": 0,
-    "negative_sampler": "popularity",
-    "split_valid_time": None,
-    "split_test_time": None,
-    "vq_modalities": ["cf", "category", "text"],
-    "cold_items": 0.0,
-    "cold_items_seed": 0,
-    "max_grad_norm": 0.0,
-    "grad_accumulation": 1,
-    "precision": "auto",
-    "deterministic": True,
-}
+
+
+def keys_with_role(config: StrictModel, role: str) -> tuple[str, ...]:
+    """The settings of ``config``'s schema declared with ``role`` (:func:`genrec.schema.setting`):
+    ``location`` (where files go and where the work runs: never part of an identity), ``evaluation``
+    (evaluating a checkpoint may change them) or ``resumable`` (a resumed run may change them; a
+    longer ``epochs`` stretches a decaying learning-rate schedule over the new total from the
+    current step on)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    return tuple(name for name, field in type(config).model_fields.items() if role in extra_of(field).get("roles", ()))
+
+
+def added_values(config: StrictModel) -> dict[str, Any]:
+    """Settings added after runs (and their checkpoints) existed, with the value that reproduces what
+    ran before them (their ``since``): a run that lacks such a key counts as having that value, so a
+    new option does not orphan finished runs. (``duplicates``: earlier runs kept every interaction;
+    file datasets now default to ``drop``, so their earlier compare runs are trained again once,
+    though their data had none.)"""
+    return {
+        name: extra_of(field)["since"]
+        for name, field in type(config).model_fields.items()
+        if "since" in extra_of(field)
+    }
+
+
+def extra_of(field: FieldInfo) -> dict[str, Any]:
+    extra = field.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
 
 
 class CheckpointError(GenrecError):
     """A checkpoint that cannot be read, or that belongs to another run."""
 
 
-def run_identity(config, data_fingerprint: str, semantic_ids: dict | None) -> dict:
+def run_identity(config: StrictModel, data_fingerprint: str, semantic_ids: dict | None) -> dict:
     """What a checkpoint of this run depends on (plain types only)."""
-    settings = {k: v for k, v in config.model_dump(mode="json").items() if k not in LOCATION_KEYS}
+    location = keys_with_role(config, "location")
+    settings = {k: v for k, v in config.model_dump(mode="json").items() if k not in location}
     return {
         "format": FORMAT,
         "model": config.model,
@@ -150,27 +137,29 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     return state
 
 
-def differences(saved: dict, current: dict) -> dict[str, tuple[Any, Any]]:
-    """``{what: (in the checkpoint, now)}`` for every part of two identities that differs."""
+def differences(saved: dict, current: dict, added: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{what: (in the checkpoint, now)}`` for every part of two identities that differs; a setting
+    absent from one reads as its ``added`` value (:func:`added_values`) where it has one."""
     changed: dict[str, tuple[Any, Any]] = {}
     for part in ("model", "data", "semantic_ids"):
         if saved.get(part) != current.get(part):
             changed[part] = (saved.get(part), current.get(part))
     old, new = saved.get("settings", {}), current["settings"]
     for key in sorted(set(old) | set(new)):
-        absent = ADDED_KEYS.get(key, "(absent)")
+        absent = added.get(key, "(absent)")
         if old.get(key, absent) != new.get(key, absent):
             changed[key] = (old.get(key, "(absent)"), new.get(key, "(absent)"))
     return changed
 
 
 def check_identity(
-    path: Path, saved: dict, current: dict, allowed: Iterable[str], hint: str
+    path: Path, saved: dict, current: dict, config: StrictModel, role: str, hint: str
 ) -> dict[str, tuple[Any, Any]]:
-    """Refuse a checkpoint whose identity differs from ``current`` beyond the ``allowed`` settings;
-    returns the allowed differences (key: (checkpoint, now))."""
-    changed = differences(saved, current)
-    refused = {k: v for k, v in changed.items() if k not in set(allowed)}
+    """Refuse a checkpoint whose identity differs from ``current`` (of ``config``) beyond the settings
+    declared with ``role``; returns the allowed differences (key: (checkpoint, now))."""
+    changed = differences(saved, current, added_values(config))
+    allowed = set(keys_with_role(config, role))
+    refused = {k: v for k, v in changed.items() if k not in allowed}
     if refused:
         listed = "; ".join(describe(key, old, new) for key, (old, new) in refused.items())
         raise CheckpointError(f"{path} does not belong to this run: {listed}. {hint}")

@@ -2,7 +2,7 @@
 
 Each (model, seed) run lives in ``<output_dir>/compare/<dataset>[-<category>]/<model>-seed<seed>-<digest>``,
 where the digest covers the whole resolved configuration except where files go (and settings added
-later, at the value that keeps the earlier behaviour: see ``ADDED_KEYS``). A finished run
+later, at the value that keeps the earlier behaviour: see :func:`genrec.checkpoint.added_values`). A finished run
 (``results.json``) is reused and an interrupted one resumed from its ``last.pt``, so running a
 comparison again only trains what is missing, and changing any setting trains afresh.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from genrec.cache import atomic_write_text, digest
-from genrec.checkpoint import ADDED_KEYS, LOCATION_KEYS
+from genrec.checkpoint import added_values, keys_with_role
 from genrec.compare_report import (
     ACCURACY,
     DIVERSITY,
@@ -84,10 +84,10 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def run_identity(config) -> str:
-    settings = config.model_dump(mode="json")
-    return digest(
-        {k: v for k, v in settings.items() if k not in LOCATION_KEYS and not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
-    )[:10]
+    """The run name's digest of its settings: where files go left out, and so are settings added
+    later at their ``since`` value, so a run named before they existed keeps its name."""
+    settings, location, added = config.model_dump(mode="json"), keys_with_role(config, "location"), added_values(config)
+    return digest({k: v for k, v in settings.items() if k not in location and not (k in added and v == added[k])})[:10]
 
 
 def changed_model_settings(config) -> dict[str, dict[str, Any]]:
@@ -369,7 +369,9 @@ def compare(argv: list[str]) -> tuple[str, Path]:
         base = load_config(file_args, ignore=keys_of_other_models(name, names), **settings)
         changes[label] = changed_model_settings(base)
         resolved[label] = {
-            key: value for key, value in base.model_dump(mode="json").items() if key not in (*LOCATION_KEYS, "seed")
+            key: value
+            for key, value in base.model_dump(mode="json").items()
+            if key not in (*keys_with_role(base, "location"), "seed")
         }
         for seed in parse_seeds(seeds_flag, base.seed):
             config = load_config(file_args, ignore=keys_of_other_models(name, names), **{**settings, "seed": seed})

@@ -19,7 +19,7 @@ import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from genrec.errors import ConfigError
-from genrec.schema import TEXT_FIELDS, StrictModel, comma_separated, seconds_of
+from genrec.schema import TEXT_FIELDS, StrictModel, comma_separated, seconds_of, setting
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_FILE = PACKAGE_DIR / "default.yaml"
@@ -35,37 +35,51 @@ class GlobalSettings(StrictModel):
         description="model name (a folder of genrec/models); null: data, split and semantic IDs only"
     )
     seed: int = Field(description="seeds the split's shuffles, initial weights, batches and every random draw of a run")
-    data_dir: Path | None = Field(description="where dataset files are read; null: $GENREC_DATA_DIR, else ./data")
-    cache_dir: Path = Field(description="embeddings and semantic IDs, keyed by every setting that affects them")
-    output_dir: Path = Field(description="one folder per run, with its resolved config.yaml")
-    run_name: str | None = Field(
-        description="the run's folder inside output_dir; null: <command>-<dataset>-<timestamp>"
+    data_dir: Path | None = setting(
+        roles=("location",), description="where dataset files are read; null: $GENREC_DATA_DIR, else ./data"
     )
-    device: Literal["auto", "cpu", "cuda"] = Field(description="auto: cuda when available, else cpu")
-    logger: Literal["none", "tensorboard", "wandb", "mlflow"] = Field(
+    cache_dir: Path = setting(
+        roles=("location",), description="embeddings and semantic IDs, keyed by every setting that affects them"
+    )
+    output_dir: Path = setting(roles=("location",), description="one folder per run, with its resolved config.yaml")
+    run_name: str | None = setting(
+        roles=("location",), description="the run's folder inside output_dir; null: <command>-<dataset>-<timestamp>"
+    )
+    device: Literal["auto", "cpu", "cuda"] = setting(
+        roles=("location",), description="auto: cuda when available, else cpu"
+    )
+    logger: Literal["none", "tensorboard", "wandb", "mlflow"] = setting(
+        roles=("location",),
         description="also log loss, learning rate and validation metrics, then the settings and test metrics, to "
-        "TensorBoard (the run's tensorboard/), W&B or MLflow"
+        "TensorBoard (the run's tensorboard/), W&B or MLflow",
     )
     # sequences
-    duplicates: Literal["drop", "refuse", "keep"] = Field(
-        description="an item right after itself, or at the same timestamp: drop (count logged), refuse, or keep"
+    duplicates: Literal["drop", "refuse", "keep"] = setting(
+        since="keep",
+        description="an item right after itself, or at the same timestamp: drop (count logged), refuse, or keep",
     )
     max_item_seq_len: int = Field(ge=1, description="histories keep this many most recent items")
-    split: Literal["leave_one_out", "temporal"] = Field(
+    split: Literal["leave_one_out", "temporal"] = setting(
+        since="leave_one_out",
         description="leave_one_out: each user's last item tests, the one before validates; temporal: the times "
-        "split_valid_time and split_test_time cut the whole log (train before, validate between, test after)"
+        "split_valid_time and split_test_time cut the whole log (train before, validate between, test after)",
     )
-    split_valid_time: float | None = Field(
-        description="split=temporal: validation starts here (Unix seconds, or an ISO 8601 date-time; UTC if no zone)"
+    split_valid_time: float | None = setting(
+        since=None,
+        description="split=temporal: validation starts here (Unix seconds, or an ISO 8601 date-time; UTC if no zone)",
     )
-    split_test_time: float | None = Field(
-        description="split=temporal: the test starts here; each user's first interaction after it is the target"
+    split_test_time: float | None = setting(
+        since=None,
+        description="split=temporal: the test starts here; each user's first interaction after it is the target",
     )
-    cold_items: float = Field(
-        ge=0, lt=1, description="> 0: hold this share of the items out of training (genrec analyze coldstart)"
+    cold_items: float = setting(
+        since=0.0,
+        ge=0,
+        lt=1,
+        description="> 0: hold this share of the items out of training (genrec analyze coldstart)",
     )
-    cold_items_seed: int = Field(
-        ge=0, description="which items cold_items holds out (the same across models and seeds)"
+    cold_items_seed: int = setting(
+        since=0, ge=0, description="which items cold_items holds out (the same across models and seeds)"
     )
     # item embeddings
     item_emb: Literal["auto", "text", "cf", "text+cf"] = Field(
@@ -88,8 +102,9 @@ class GlobalSettings(StrictModel):
     vq_method: str = Field(
         description="quantizer of the semantic IDs (per_modality: one level per entry of vq_modalities)"
     )
-    vq_modalities: list[Literal["text", "cf", "category"]] = Field(
-        description="per_modality: each level is the k-means code of this modality's vector"
+    vq_modalities: list[Literal["text", "cf", "category"]] = setting(
+        since=["cf", "category", "text"],
+        description="per_modality: each level is the k-means code of this modality's vector",
     )
     vq_n_codebooks: int = Field(ge=1, le=8, description="levels of a semantic ID (before a collision token)")
     vq_codebook_size: int = Field(ge=2, description="codes per level")
@@ -97,8 +112,9 @@ class GlobalSettings(StrictModel):
         description="items with equal codes: conflict_free (PSID: re-assigned, same length) or tiger (an extra token)"
     )
     vq_kmeans_iters: int = Field(ge=1, description="k-means iterations per codebook")
-    vq_level_order: list[int] | None = Field(
-        description="e.g. [2, 0, 1]: the ID's levels in this order (a fixed-order ablation); null: as quantized"
+    vq_level_order: list[int] | None = setting(
+        since=None,
+        description="e.g. [2, 0, 1]: the ID's levels in this order (a fixed-order ablation); null: as quantized",
     )
     rqvae_hidden_dims: list[int] = Field(description="RQ-VAE encoder widths (the decoder mirrors them)")
     rqvae_latent_dim: int = Field(ge=1, description="RQ-VAE latent size, the vectors its codebooks quantize")
@@ -107,7 +123,7 @@ class GlobalSettings(StrictModel):
     rqvae_lr: float = Field(gt=0, description="RQ-VAE learning rate")
     rqvae_beta: float = Field(ge=0, description="RQ-VAE commitment loss weight")
     # training and evaluation (every model)
-    epochs: int = Field(ge=1, description="epoch cap")
+    epochs: int = setting(roles=("resumable",), ge=1, description="epoch cap")
     batch_size: int = Field(
         ge=1,
         description="training targets per optimizer step (a decoder backbone batches windows holding about as many)",
@@ -116,36 +132,61 @@ class GlobalSettings(StrictModel):
     weight_decay: float = Field(ge=0, description="AdamW weight decay")
     warmup_steps: int = Field(ge=0, description="optimizer steps of linear learning-rate warmup")
     lr_schedule: Literal["cosine", "linear", "constant"] = Field(description="learning-rate decay after warmup")
-    max_grad_norm: float = Field(ge=0, description="> 0: clip the gradients' global norm to this before each step")
-    grad_accumulation: int = Field(
-        ge=1, description="batches per optimizer step (an effective batch of this x batch_size)"
+    max_grad_norm: float = setting(
+        since=0.0, ge=0, description="> 0: clip the gradients' global norm to this before each step"
     )
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        description="training precision: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16 (CUDA, scaled)"
+    grad_accumulation: int = setting(
+        since=1, ge=1, description="batches per optimizer step (an effective batch of this x batch_size)"
     )
-    deterministic: bool = Field(description="deterministic torch kernels while training and evaluating")
-    num_workers: int = Field(
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = setting(
+        since="auto",
+        description="training precision: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16 (CUDA, scaled)",
+    )
+    deterministic: bool = setting(since=True, description="deterministic torch kernels while training and evaluating")
+    num_workers: int = setting(
+        roles=("location",),
         ge=0,
         description="DataLoader processes preparing training batches (0: the training process; pinned memory on CUDA)",
     )
     eval_interval: int = Field(ge=1, description="validate every this many epochs")
-    valid_users: int = Field(
-        ge=0, description="> 0: validate during training on a fixed, seeded sample of this many users (final: all)"
+    valid_users: int = setting(
+        since=0,
+        ge=0,
+        description="> 0: validate during training on a fixed, seeded sample of this many users (final: all)",
     )
-    patience: int = Field(ge=1, description="stop after this many validations without a better NDCG@10")
-    min_delta: float = Field(ge=0, description="a validation is better only when NDCG@10 rises by more than this")
-    eval_batch_size: int = Field(ge=1, description="users per evaluation batch")
-    num_beams: int = Field(ge=1, description="beam width for validation")
-    test_num_beams: int = Field(ge=1, description="beam width for the final validation and test")
-    checkpoint: Path | None = Field(
-        description="a checkpoint to resume training from (last.pt) or to evaluate (best.pt)"
+    patience: int = setting(
+        roles=("resumable",), ge=1, description="stop after this many validations without a better NDCG@10"
     )
-    category_level: int = Field(ge=0, description="category-path level of category_entropy@10 (1: top level; 0: off)")
-    metric_ks: list[int] = Field(
-        description="cutoffs K of Recall@K and NDCG@K (they include 5 and 10, which tables report)"
+    min_delta: float = setting(
+        roles=("resumable",),
+        since=0.0,
+        ge=0,
+        description="a validation is better only when NDCG@10 rises by more than this",
     )
-    select_metric: str = Field(description="the validation metric that picks the best checkpoint and stops early")
-    exclude_seen: bool = Field(description="never recommend an item the user interacted with before")
+    eval_batch_size: int = setting(roles=("evaluation", "resumable"), ge=1, description="users per evaluation batch")
+    num_beams: int = setting(roles=("evaluation",), ge=1, description="beam width for validation")
+    test_num_beams: int = setting(
+        roles=("evaluation", "resumable"), ge=1, description="beam width for the final validation and test"
+    )
+    checkpoint: Path | None = setting(
+        roles=("location",), description="a checkpoint to resume training from (last.pt) or to evaluate (best.pt)"
+    )
+    category_level: int = setting(
+        roles=("evaluation", "resumable"),
+        ge=0,
+        description="category-path level of category_entropy@10 (1: top level; 0: off)",
+    )
+    metric_ks: list[int] = setting(
+        roles=("evaluation", "resumable"),
+        since=[1, 5, 10],
+        description="cutoffs K of Recall@K and NDCG@K (they include 5 and 10, which tables report)",
+    )
+    select_metric: str = setting(
+        since="ndcg@10", description="the validation metric that picks the best checkpoint and stops early"
+    )
+    exclude_seen: bool = setting(
+        roles=("evaluation",), since=False, description="never recommend an item the user interacted with before"
+    )
 
     @field_validator("split_valid_time", "split_test_time", mode="before")
     @classmethod

@@ -36,7 +36,7 @@ import numpy as np
 
 from genrec import __version__
 from genrec.cache import atomic_write_text, entries_used
-from genrec.checkpoint import EVALUATION_KEYS, check_identity, read_checkpoint, restore_weights
+from genrec.checkpoint import check_identity, read_checkpoint, restore_weights
 from genrec.config import dump_config, load_config
 from genrec.data import Interactions, Split
 from genrec.errors import ConfigError, GenrecError
@@ -142,7 +142,7 @@ def load_export(directory: Path, overrides: dict[str, Any]) -> tuple[Any, Any, I
     split = split_of(config, interactions)
     model = build_model(config, interactions, split)
     saved = json.loads((directory / IDENTITY).read_text())
-    check_identity(directory / WEIGHTS, saved, identity(config, interactions, model), EVALUATION_KEYS, "")
+    check_identity(directory / WEIGHTS, saved, identity(config, interactions, model), config, "evaluation", "")
     try:
         weights = load_file(str(directory / WEIGHTS))
     except (SafetensorError, OSError) as exc:

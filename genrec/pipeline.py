@@ -11,7 +11,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from genrec import datasets
-from genrec.checkpoint import EVALUATION_KEYS, check_identity, read_checkpoint, restore_weights, run_identity
+from genrec.checkpoint import check_identity, read_checkpoint, restore_weights, run_identity
 from genrec.config import dump_config
 from genrec.data import Interactions, Split, leave_one_out, temporal_split
 from genrec.data.cold import hold_out_items
@@ -193,8 +193,9 @@ def identity(config, interactions: Interactions, model) -> dict:
 
 def load_trained(config: StrictModel, checkpoint: Path) -> tuple[Recommender, Interactions, Split]:
     """``(model, interactions, split)``: the configured model with a checkpoint's weights, after
-    checking that the checkpoint was trained with these settings, data and semantic IDs (only
-    :data:`genrec.checkpoint.EVALUATION_KEYS` may differ). The model is on ``config.device``."""
+    checking that the checkpoint was trained with these settings, data and semantic IDs (only the
+    ``evaluation`` settings may differ: :func:`genrec.checkpoint.keys_with_role`). The model is on
+    ``config.device``."""
     from genrec.runtime import resolve_device
 
     device = resolve_device(config.device)
@@ -205,7 +206,8 @@ def load_trained(config: StrictModel, checkpoint: Path) -> tuple[Recommender, In
         checkpoint,
         state["identity"],
         identity(config, interactions, model),
-        EVALUATION_KEYS,
+        config,
+        "evaluation",
         f"Evaluate it with the settings it was trained with: --config={Path(checkpoint).parent / CONFIG}",
     )
     restore_weights(model, state, checkpoint)

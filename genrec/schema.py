@@ -1,14 +1,14 @@
-"""What every layer's settings share: the strict schema base, list and time field types, and the
-item text fields. A leaf: it imports nothing of genrec, so datasets, models and the data layer can
-declare their settings without depending on the loader in :mod:`genrec.config` (which imports
-them to find their schemas).
+"""What every layer's settings share: the strict schema base, fields with their roles in checkpoints
+(:func:`setting`), list and time field types, and the item text fields. A leaf: it imports nothing
+of genrec, so datasets, models and the data layer can declare their settings without depending on
+the loader in :mod:`genrec.config` (which imports them to find their schemas).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class StrictModel(BaseModel):
@@ -16,6 +16,28 @@ class StrictModel(BaseModel):
     (``--lr=.inf`` would only fail deep in training), and a resolved config is read-only."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# What a setting is to a checkpoint's identity (genrec.checkpoint): where files go or where the work
+# runs, never part of an identity; what evaluating a checkpoint may change; what resuming a run may change.
+ROLES = ("location", "evaluation", "resumable")
+NOT_ADDED = object()  # `since` of a setting that runs have always had
+
+
+def setting(*args: Any, roles: tuple[str, ...] = (), since: Any = NOT_ADDED, **kwargs: Any) -> Any:
+    """pydantic's ``Field``, declaring what checkpoints must know of the key where it is declared
+    (so a new setting cannot be forgotten in a list elsewhere): its ``roles`` (of :data:`ROLES`),
+    and ``since``, for a setting added after runs existed, the value that reproduces what those runs
+    did (a checkpoint without the key reads as having it)."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown setting role(s) {sorted(unknown)}; roles: {', '.join(ROLES)}")
+    extra: dict[str, Any] = {}
+    if roles:
+        extra["roles"] = list(roles)
+    if since is not NOT_ADDED:
+        extra["since"] = since
+    return Field(*args, json_schema_extra=extra or None, **kwargs)
 
 
 def comma_separated(value: Any) -> Any:

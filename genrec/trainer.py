@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from genrec.cache import atomic_write, atomic_write_text
 from genrec.checkpoint import (
-    RESUMABLE_KEYS,
     CheckpointError,
     check_identity,
+    keys_with_role,
     read_checkpoint,
     restore_weights,
     save_checkpoint,
@@ -207,7 +207,7 @@ class Trainer:
         }
 
     def resume(self, path: Path) -> None:
-        """Continue from a ``last.pt`` of the same run; only :data:`RESUMABLE_KEYS` may have changed,
+        """Continue from a ``last.pt`` of the same run; only the ``resumable`` settings may have changed,
         and a change is logged, appended to ``resumes.jsonl`` and written into ``config.yaml``."""
         state = read_checkpoint(path, self.device)
         if "optimizer" not in state:
@@ -218,8 +218,10 @@ class Trainer:
             path,
             state["identity"],
             self.identity,
-            RESUMABLE_KEYS,
-            f"A resume may change only {', '.join(RESUMABLE_KEYS)}; for other settings start a new run",
+            self.config,
+            "resumable",
+            f"A resume may change only {', '.join(keys_with_role(self.config, 'resumable'))}; for other settings "
+            "start a new run",
         )
         restore_weights(self.model, state, path)
         try:
@@ -420,7 +422,12 @@ class Trainer:
         path = self.directory / BEST
         best = read_checkpoint(path, self.device)
         check_identity(
-            path, best["identity"], self.identity, RESUMABLE_KEYS, "It was replaced after training; train the run again"
+            path,
+            best["identity"],
+            self.identity,
+            self.config,
+            "resumable",
+            "It was replaced after training; train the run again",
         )
         restore_weights(self.model, best, path)
         with deterministic(config.deterministic):

@@ -288,12 +288,13 @@ def test_a_damaged_file_in_a_compare_folder_is_one_line(tmp_path, capsys, part):
 
 
 def test_a_setting_added_later_reads_as_its_neutral_value(trained, tmp_path, capsys):
-    from genrec.checkpoint import ADDED_KEYS
+    from genrec.checkpoint import added_values
+    from genrec.config import load_config
 
     settings, directory, _ = trained
     run = copy_run(directory, tmp_path)
     state = torch.load(run / "best.pt", weights_only=True)
-    for key in ADDED_KEYS:  # as written before these settings existed
+    for key in added_values(load_config([], **settings)):  # as written before these settings existed
         state["identity"]["settings"].pop(key, None)
     torch.save(state, run / "best.pt")
     assert (

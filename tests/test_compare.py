@@ -215,7 +215,9 @@ def test_compare_flags_are_checked(tmp_path):
 
 @pytest.mark.parametrize("model", ["SASRec", "SimGR", "Latte"])
 def test_settings_added_later_keep_earlier_runs_identity_at_their_neutral_value(model):
+    from genrec import models
     from genrec.cache import digest
+    from genrec.checkpoint import added_values, keys_with_role
     from genrec.config import load_config
 
     config = load_config([], model=model)
@@ -223,7 +225,7 @@ def test_settings_added_later_keep_earlier_runs_identity_at_their_neutral_value(
     before_the_keys = {
         k: v
         for k, v in settings.items()
-        if k not in compare_module.LOCATION_KEYS and k not in compare_module.ADDED_KEYS
+        if k not in keys_with_role(config, "location") and k not in added_values(config)
     }
     assert compare_module.run_identity(config) == digest(before_the_keys)[:10]
     changed = {
@@ -251,7 +253,8 @@ def test_settings_added_later_keep_earlier_runs_identity_at_their_neutral_value(
         "split_valid_time": 1.0,
         "split_test_time": 2.0,
     }
-    assert set(changed) == set(compare_module.ADDED_KEYS)
+    every_model = [added_values(load_config([], model=name)) for name in models.names()]
+    assert set(changed) == set().union(*every_model)  # the settings declared with a `since`
     for key in set(changed) & set(settings):
         assert compare_module.run_identity(
             config.model_copy(update={key: changed[key]})

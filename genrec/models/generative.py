@@ -28,7 +28,7 @@ from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
 from genrec.ranking import drop_excluded, exclusion_mask, list_length, pad_ranked, search_width
 from genrec.runtime import available_memory
-from genrec.schema import StrictModel
+from genrec.schema import StrictModel, setting
 from genrec.semantic_ids import SemanticIDs, with_new_items
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,9 @@ class BackboneSettings(StrictModel):
     """Backbone and size (paper: a T5 of 4 + 4 blocks, d_model 128, d_ff 1024, 6 heads, d_kv 64).
     The decoder backbone has ``num_layers + num_decoder_layers`` blocks of the same width."""
 
-    architecture: Literal["t5", "decoder"] = Field(
-        description="t5: the papers' encoder-decoder on history prefixes; decoder: a causal decoder on whole windows"
+    architecture: Literal["t5", "decoder"] = setting(
+        since="t5",
+        description="t5: the papers' encoder-decoder on history prefixes; decoder: a causal decoder on whole windows",
     )
     d_model: int = Field(ge=1, description="hidden size")
     d_ff: int = Field(ge=1, description="feed-forward size")
@@ -48,8 +49,9 @@ class BackboneSettings(StrictModel):
     num_heads: int = Field(ge=1, description="attention heads per block")
     d_kv: int = Field(ge=1, description="size of one head's keys and values")
     dropout_rate: float = Field(ge=0, lt=1, description="dropout probability")
-    constrained_decoding: bool = Field(
-        description="beam search within the trie of real items; false: an ablation counting invented IDs (invalid@10)"
+    constrained_decoding: bool = setting(
+        roles=("evaluation",),
+        description="beam search within the trie of real items; false: an ablation counting invented IDs (invalid@10)",
     )
 
 

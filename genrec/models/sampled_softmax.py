@@ -17,21 +17,22 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from genrec.schema import StrictModel
+from genrec.schema import StrictModel, setting
 
 
 class SampledSoftmaxSettings(StrictModel):
     """The loss keys of the full-ranking models that score items by a user-item product."""
 
-    sampled_softmax: int = Field(
+    sampled_softmax: int = setting(
+        since=0,
         ge=0,
         description="0: cross-entropy over the whole catalogue; > 0: each target against the batch's other "
         "targets and this many sampled items, logQ-corrected (for catalogues of 100k items and more)",
     )
-    negative_sampler: Literal["uniform", "popularity"] = Field(
-        description="sampled_softmax: draw the extra negatives uniformly or by how often items are training targets"
+    negative_sampler: Literal["uniform", "popularity"] = setting(
+        since="popularity",
+        description="sampled_softmax: draw the extra negatives uniformly or by how often items are training targets",
     )
 
 

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 
 from genrec.errors import ConfigError
 from genrec.models.generative import BackboneSettings, GenerativeRecommender
+from genrec.schema import setting
 from genrec.semantic_ids import semantic_ids
 
 
@@ -20,12 +21,14 @@ class Settings(BackboneSettings):
     n_latent_tokens: int = Field(
         ge=0, description="latent tokens; one is drawn per training target and prepended to its ID"
     )
-    aggregation_method: Literal["agg_sum", "agg_max"] = Field(
-        description="an item's score from its beams over latent tokens: log-sum-exp (agg_sum) or the best (agg_max)"
+    aggregation_method: Literal["agg_sum", "agg_max"] = setting(
+        roles=("evaluation",),
+        description="an item's score from its beams over latent tokens: log-sum-exp (agg_sum) or the best (agg_max)",
     )
-    latent_mode: Literal["shared", "permutation"] = Field(
+    latent_mode: Literal["shared", "permutation"] = setting(
+        since="shared",
         description="shared: every latent token leads to the same ID tree; permutation: token k orders the ID's levels "
-        "by the k-th permutation"
+        "by the k-th permutation",
     )
 
     @field_validator("n_latent_tokens")

@@ -24,6 +24,7 @@ from genrec.models.full_ranking import FullRankingRecommender, PositionalEncoder
 from genrec.models.sampled_softmax import SampledSoftmaxSettings
 from genrec.models.sid_tokens import SIDTokenTable
 from genrec.models.SimGR.aggregators import AGGREGATORS, ItemAggregator
+from genrec.schema import setting
 from genrec.semantic_ids import SemanticIDs, semantic_ids, with_new_items
 
 
@@ -34,10 +35,10 @@ class Settings(TransformerSettings, SampledSoftmaxSettings):
     )
     temperature: float = Field(gt=0, description="softmax temperature of the user-item scores")
     instruction: str = Field(description="text before the history (pretrained backbones only)")
-    lora_rank: int = Field(
-        ge=0, description="pretrained backbones: 0 fine-tunes all, r > 0 trains rank-r LoRA adapters"
+    lora_rank: int = setting(
+        since=0, ge=0, description="pretrained backbones: 0 fine-tunes all, r > 0 trains rank-r LoRA adapters"
     )
-    lora_alpha: float = Field(gt=0, description="LoRA scaling (alpha / rank)")
+    lora_alpha: float = setting(since=16.0, gt=0, description="LoRA scaling (alpha / rank)")
 
 
 class ScratchBackbone(nn.Module):
