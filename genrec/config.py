@@ -116,12 +116,6 @@ class GlobalSettings(StrictModel):
         since=None,
         description="e.g. [2, 0, 1]: the ID's levels in this order (a fixed-order ablation); null: as quantized",
     )
-    rqvae_hidden_dims: list[int] = Field(description="RQ-VAE encoder widths (the decoder mirrors them)")
-    rqvae_latent_dim: int = Field(ge=1, description="RQ-VAE latent size, the vectors its codebooks quantize")
-    rqvae_epochs: int = Field(ge=1, description="RQ-VAE training epochs")
-    rqvae_batch_size: int = Field(ge=1, description="RQ-VAE training batch")
-    rqvae_lr: float = Field(gt=0, description="RQ-VAE learning rate")
-    rqvae_beta: float = Field(ge=0, description="RQ-VAE commitment loss weight")
     # training and evaluation (every model)
     epochs: int = setting(roles=("resumable",), ge=1, description="epoch cap")
     batch_size: int = Field(
@@ -212,7 +206,7 @@ class GlobalSettings(StrictModel):
         return self
 
     split_comma_lists = field_validator(
-        "sent_emb_fields", "rqvae_hidden_dims", "vq_level_order", "vq_modalities", "metric_ks", mode="before"
+        "sent_emb_fields", "vq_level_order", "vq_modalities", "metric_ks", mode="before"
     )(comma_separated)
 
     @model_validator(mode="after")
@@ -351,8 +345,9 @@ def parse_flags(argv: list[str], text: frozenset[str] = frozenset()) -> tuple[Pa
 def settings_schema(dataset: str, model: str | None) -> type[StrictModel]:
     """The combined schema for one dataset/model pair."""
     from genrec import datasets, models
+    from genrec.semantic_ids import methods
 
-    bases: list[type[StrictModel]] = [GlobalSettings, datasets.get(dataset).Settings]
+    bases: list[type[StrictModel]] = [GlobalSettings, *methods.settings_schemas(), datasets.get(dataset).Settings]
     if model is not None:
         bases.append(models.get(model).Settings)
     return create_model("Config", __base__=tuple(bases))
@@ -362,8 +357,12 @@ def describe(config: StrictModel) -> str:
     """Every key of a resolved config with its value and description, grouped by the layer that
     declares it (every run, the dataset, the model) and named by that layer's defaults file."""
     from genrec import datasets, models
+    from genrec.semantic_ids import methods
 
     layers = [("every run", "genrec/default.yaml", GlobalSettings)]
+    layers += [
+        (f"quantizer {schema.__module__}", "genrec/default.yaml", schema) for schema in methods.settings_schemas()
+    ]
     layers.append(
         (
             f"dataset {config.dataset}",

@@ -48,7 +48,8 @@ def plugin(tmp_path, monkeypatch):
     (package / "quantizer.py").write_text(
         textwrap.dedent(
             """\
-            from genrec.semantic_ids.methods import Quantizer, levels, residual_codebooks
+            from genrec.semantic_ids.frozen import residual_codebooks
+            from genrec.semantic_ids.methods import Quantizer, levels
             from genrec.semantic_ids.rqkmeans import rq_kmeans
 
             QUANTIZER = Quantizer(

@@ -8,6 +8,7 @@ from conftest import TINY_SYNTHETIC
 from genrec.errors import ConfigError
 from genrec.pipeline import load_split
 from genrec.semantic_ids import methods, rqvae, semantic_ids
+from genrec.semantic_ids.frozen import residual_codebooks
 from genrec.semantic_ids.opq import opq
 from genrec.semantic_ids.per_modality import per_modality
 from genrec.semantic_ids.quantization import squared_distances
@@ -205,7 +206,7 @@ def test_a_registered_quantizer_is_a_vq_method(make_config, monkeypatch):
         calls.append(config.vq_method)
         return methods.get("rqkmeans").quantize(config, vectors)
 
-    mine = methods.Quantizer("my_rq", quantize, methods.residual_codebooks, lambda config: {"flavour": 1})
+    mine = methods.Quantizer("my_rq", quantize, residual_codebooks, lambda config: {"flavour": 1})
     monkeypatch.setitem(methods.QUANTIZERS, "my_rq", mine)
     config = make_config(**TINY_SYNTHETIC, vq_method="my_rq")
     data, split = load_split(config)

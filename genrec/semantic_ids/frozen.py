@@ -15,8 +15,7 @@ import torch
 
 from genrec.errors import ConfigError
 from genrec.semantic_ids.collisions import FreeIDs
-from genrec.semantic_ids.quantization import squared_distances
-from genrec.semantic_ids.rqvae import encode
+from genrec.semantic_ids.quantization import Quantization, squared_distances
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,10 @@ class FrozenQuantizer:
     def distances(self, x: np.ndarray, codebook: np.ndarray) -> np.ndarray:
         """Squared distances as the quantizer computed them in training (RQ-VAE: torch's ``cdist``)."""
         if self.method == "rqvae":
-            return torch.cdist(torch.as_tensor(x), torch.as_tensor(codebook)).pow(2).numpy()
+            # through the matrix product, as training computed them (torch computes 25 rows or fewer
+            # directly otherwise: an item added alone could get another code than in a batch)
+            cdist = torch.cdist(torch.as_tensor(x), torch.as_tensor(codebook), compute_mode="use_mm_for_euclid_dist")
+            return cdist.pow(2).numpy()
         return squared_distances(x, codebook)
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -76,6 +78,30 @@ class FrozenQuantizer:
             tuple(int(d) for d in arrays["part_dims"]),
             transform,
         )
+
+
+def encode(encoder: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The latents of a trained RQ-VAE encoder (its ``state_dict`` as arrays, keys ``encoder_<i>_weight``
+    / ``encoder_<i>_bias``): the same linear layers and ReLUs, through torch as in training."""
+    layers = sorted({int(name.split("_")[1]) for name in encoder})
+    h = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+    with torch.no_grad():
+        for position, layer in enumerate(layers):
+            h = torch.nn.functional.linear(
+                h,
+                torch.as_tensor(encoder[f"encoder_{layer}_weight"]),
+                torch.as_tensor(encoder[f"encoder_{layer}_bias"]),
+            )
+            if position < len(layers) - 1:
+                h = torch.relu(h)
+    return h.numpy()
+
+
+def residual_codebooks(config, vectors, quantization: Quantization) -> FrozenQuantizer:
+    """Codebooks applied to the vectors as they are (residually, or one block per level)."""
+    return FrozenQuantizer(
+        config.vq_method, list(quantization.info["codebooks"]), config.vq_codebook_size, vectors.part_dims
+    )
 
 
 def new_ids(

@@ -3,36 +3,33 @@
 A quantizer says three things: how it turns item vectors into codes (``quantize``), which settings
 beyond the shared ones change its codes (``settings``: they join the semantic-ID cache key), and
 what of its training to keep so that new items get codes by the same rule (``keep``: a
-:class:`~genrec.semantic_ids.frozen.FrozenQuantizer`). Adding one is a :func:`register` call here,
-or an entry point in another package (``genrec.quantizers``, :mod:`genrec.registry`); the
-configuration accepts every registered name.
+:class:`~genrec.semantic_ids.frozen.FrozenQuantizer`). Each of genrec's registers itself at the
+end of its own module (imported by :mod:`genrec.semantic_ids`), with its own settings schema if it
+has keys of its own; another package's is an entry point (``genrec.quantizers``,
+:mod:`genrec.registry`). The configuration accepts every registered name and its settings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-
-from genrec.embeddings import ItemVectors
 from genrec.errors import GenrecError
 from genrec.registry import origin, plugins
-from genrec.runtime import resolve_device
-from genrec.semantic_ids.frozen import FrozenQuantizer
-from genrec.semantic_ids.opq import opq
-from genrec.semantic_ids.per_modality import per_modality
+from genrec.schema import StrictModel
 from genrec.semantic_ids.quantization import Quantization
-from genrec.semantic_ids.rqkmeans import rq_kmeans
-from genrec.semantic_ids.rqvae import rq_vae
 
 
 @dataclass(frozen=True)
 class Quantizer:
+    """A ``vq_method``: registered by its own module (``register(Quantizer(...))`` at its end)."""
+
     name: str
     quantize: Callable[..., Quantization]  # (config, ItemVectors) -> Quantization
-    keep: Callable[..., FrozenQuantizer]  # (config, ItemVectors, Quantization) -> FrozenQuantizer
+    keep: Callable[..., Any]  # (config, ItemVectors, Quantization) -> FrozenQuantizer
     settings: Callable[..., dict] = lambda config: {}  # (config) -> what else of the config changes its codes
+    settings_schema: type[StrictModel] | None = None  # its own keys, which the configuration then accepts
 
 
 QUANTIZERS: dict[str, Quantizer] = {}
@@ -50,7 +47,7 @@ def installed() -> dict[str, Quantizer]:
     (each entry point a :class:`Quantizer` of the entry's name), loaded when first asked for."""
     found = dict(QUANTIZERS)
     for name, entry in plugins(GROUP).items():
-        if name in BUILTIN:
+        if name in builtin():
             raise GenrecError(
                 f"the {GROUP} plug-in {name!r} from {origin(entry)} takes the name of genrec's own quantizer: "
                 "rename its entry point"
@@ -69,6 +66,11 @@ def installed() -> dict[str, Quantizer]:
     return found
 
 
+def builtin() -> set[str]:
+    """genrec's own quantizers (a plug-in may not take their names)."""
+    return {name for name, q in QUANTIZERS.items() if q.quantize.__module__.startswith("genrec.semantic_ids.")}
+
+
 def names() -> list[str]:
     return sorted(installed())
 
@@ -78,71 +80,10 @@ def get(name: str) -> Quantizer:
 
 
 def levels(config) -> dict:
+    """The shared settings every quantizer takes: ``n_levels`` and ``codebook_size``."""
     return dict(n_levels=config.vq_n_codebooks, codebook_size=config.vq_codebook_size)
 
 
-def residual_codebooks(config, vectors: ItemVectors, quantization: Quantization) -> FrozenQuantizer:
-    """Codebooks applied to the vectors as they are (residually, or one block per level)."""
-    return FrozenQuantizer(
-        config.vq_method, list(quantization.info["codebooks"]), config.vq_codebook_size, vectors.part_dims
-    )
-
-
-register(
-    Quantizer(
-        "rqkmeans",
-        lambda config, v: rq_kmeans(v.vectors, iters=config.vq_kmeans_iters, seed=config.seed, **levels(config)),
-        residual_codebooks,
-    )
-)
-register(
-    Quantizer(
-        "per_modality",
-        lambda config, v: per_modality(
-            np.split(v.vectors, np.cumsum(v.part_dims)[:-1], axis=1),
-            config.vq_codebook_size,
-            config.vq_kmeans_iters,
-            config.seed,
-        ),
-        residual_codebooks,
-        lambda config: {"modalities": list(config.vq_modalities)},
-    )
-)
-register(
-    Quantizer(
-        "opq",
-        lambda config, v: opq(v.vectors, iters=config.vq_kmeans_iters, seed=config.seed, **levels(config)),
-        # product quantization of the rotated vectors: one block per level
-        lambda config, v, q: FrozenQuantizer(
-            "opq",
-            list(q.info["codebooks"]),
-            config.vq_codebook_size,
-            tuple(c.shape[1] for c in q.info["codebooks"]),
-            {"rotation": q.info["rotation"]},
-        ),
-    )
-)
-RQVAE_KEYS = ("rqvae_hidden_dims", "rqvae_latent_dim", "rqvae_epochs", "rqvae_batch_size", "rqvae_lr", "rqvae_beta")
-register(
-    Quantizer(
-        "rqvae",
-        lambda config, v: rq_vae(
-            v.vectors,
-            hidden=list(config.rqvae_hidden_dims),
-            latent_dim=config.rqvae_latent_dim,
-            epochs=config.rqvae_epochs,
-            batch_size=config.rqvae_batch_size,
-            lr=config.rqvae_lr,
-            beta=config.rqvae_beta,
-            kmeans_iters=config.vq_kmeans_iters,
-            seed=config.seed,
-            device=str(resolve_device(config.device)),
-            **levels(config),
-        ),
-        lambda config, v, q: FrozenQuantizer(
-            "rqvae", list(q.info["codebooks"]), config.vq_codebook_size, (), dict(q.info["encoder"])
-        ),
-        lambda config: {"rqvae": {name: getattr(config, name) for name in RQVAE_KEYS}},
-    )
-)
-BUILTIN = frozenset(QUANTIZERS)  # genrec's own: a plug-in may not take their names
+def settings_schemas() -> list[type[StrictModel]]:
+    """The settings schemas of the installed quantizers (their own keys, e.g. RQ-VAE's ``rqvae_*``)."""
+    return [q.settings_schema for q in installed().values() if q.settings_schema is not None]

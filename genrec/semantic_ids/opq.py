@@ -10,6 +10,8 @@ import faiss
 import numpy as np
 
 from genrec.errors import ConfigError
+from genrec.semantic_ids.frozen import FrozenQuantizer
+from genrec.semantic_ids.methods import Quantizer, levels, register
 from genrec.semantic_ids.quantization import Quantization, check_size, squared_distances
 
 
@@ -57,3 +59,19 @@ def opq(x: np.ndarray, n_levels: int, codebook_size: int, iters: int, seed: int)
         errors,
         {"codebooks": centroids, "rotation": matrix},
     )
+
+
+register(
+    Quantizer(
+        "opq",
+        lambda config, v: opq(v.vectors, iters=config.vq_kmeans_iters, seed=config.seed, **levels(config)),
+        # product quantization of the rotated vectors: one block per level
+        lambda config, v, q: FrozenQuantizer(
+            "opq",
+            list(q.info["codebooks"]),
+            config.vq_codebook_size,
+            tuple(c.shape[1] for c in q.info["codebooks"]),
+            {"rotation": q.info["rotation"]},
+        ),
+    )
+)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from genrec.semantic_ids.frozen import residual_codebooks
+from genrec.semantic_ids.methods import Quantizer, register
 from genrec.semantic_ids.quantization import Quantization, check_size, squared_distances
 from genrec.semantic_ids.rqkmeans import kmeans
 
@@ -32,3 +34,18 @@ def per_modality(parts: list[np.ndarray], codebook_size: int, iters: int, seed: 
         codebooks.append(centroids)
         errors.append(left / spread if spread > 0 else 0.0)
     return Quantization(np.stack(codes, 1).astype(np.int64), np.stack(distances, 1), errors, {"codebooks": codebooks})
+
+
+register(
+    Quantizer(
+        "per_modality",
+        lambda config, v: per_modality(
+            np.split(v.vectors, np.cumsum(v.part_dims)[:-1], axis=1),
+            config.vq_codebook_size,
+            config.vq_kmeans_iters,
+            config.seed,
+        ),
+        residual_codebooks,
+        lambda config: {"modalities": list(config.vq_modalities)},
+    )
+)

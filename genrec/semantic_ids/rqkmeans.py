@@ -9,6 +9,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from genrec.semantic_ids.frozen import residual_codebooks
+from genrec.semantic_ids.methods import Quantizer, levels, register
 from genrec.semantic_ids.quantization import Quantization, check_size, squared_distances
 
 
@@ -44,3 +46,12 @@ def rq_kmeans(x: np.ndarray, n_levels: int, codebook_size: int, iters: int, seed
     return Quantization(
         np.stack(codes, 1).astype(np.int64), np.stack(distances, 1), errors, {"codebooks": np.stack(codebooks)}
     )
+
+
+register(
+    Quantizer(
+        "rqkmeans",
+        lambda config, v: rq_kmeans(v.vectors, iters=config.vq_kmeans_iters, seed=config.seed, **levels(config)),
+        residual_codebooks,
+    )
+)

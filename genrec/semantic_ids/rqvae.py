@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from pydantic import Field, field_validator
 from torch import nn
 
-from genrec.runtime import deterministic, progress
+from genrec.runtime import deterministic, progress, resolve_device
+from genrec.schema import StrictModel, comma_separated
+from genrec.semantic_ids.frozen import FrozenQuantizer
+from genrec.semantic_ids.methods import Quantizer, levels, register
 from genrec.semantic_ids.quantization import Quantization, check_size
 from genrec.semantic_ids.rqkmeans import rq_kmeans
 
@@ -201,3 +205,42 @@ def reset_dead_codes(model: RQVAE, data: torch.Tensor, used: torch.Tensor, gener
         if pick is not None:
             model.codebooks[level, dead[level]] = residuals[level][position[offset : offset + len(pick)]]
             offset += len(pick)
+
+
+class Settings(StrictModel):
+    """RQ-VAE's own keys (defaults in ``genrec/default.yaml``); all of them change its codes, so all
+    join the semantic-ID cache key."""
+
+    rqvae_hidden_dims: list[int] = Field(description="RQ-VAE encoder widths (the decoder mirrors them)")
+    rqvae_latent_dim: int = Field(ge=1, description="RQ-VAE latent size, the vectors its codebooks quantize")
+    rqvae_epochs: int = Field(ge=1, description="RQ-VAE training epochs")
+    rqvae_batch_size: int = Field(ge=1, description="RQ-VAE training batch")
+    rqvae_lr: float = Field(gt=0, description="RQ-VAE learning rate")
+    rqvae_beta: float = Field(ge=0, description="RQ-VAE commitment loss weight")
+
+    split_hidden_dims = field_validator("rqvae_hidden_dims", mode="before")(comma_separated)
+
+
+register(
+    Quantizer(
+        "rqvae",
+        lambda config, v: rq_vae(
+            v.vectors,
+            hidden=list(config.rqvae_hidden_dims),
+            latent_dim=config.rqvae_latent_dim,
+            epochs=config.rqvae_epochs,
+            batch_size=config.rqvae_batch_size,
+            lr=config.rqvae_lr,
+            beta=config.rqvae_beta,
+            kmeans_iters=config.vq_kmeans_iters,
+            seed=config.seed,
+            device=str(resolve_device(config.device)),
+            **levels(config),
+        ),
+        lambda config, v, q: FrozenQuantizer(
+            "rqvae", list(q.info["codebooks"]), config.vq_codebook_size, (), dict(q.info["encoder"])
+        ),
+        lambda config: {"rqvae": {name: getattr(config, name) for name in Settings.model_fields}},
+        Settings,
+    )
+)
