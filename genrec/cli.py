@@ -14,11 +14,13 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint
 
 from genrec import __version__
 from genrec.config import describe, load_config
 from genrec.errors import GenrecError
 from genrec.provenance import source_commit
+from genrec.registry import origin, plugins
 
 USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]  (genrec <command> --help: its options)
 
@@ -71,10 +73,16 @@ examples:
 
 
 def usage() -> str:
-    """The command list, with the models the registry finds."""
+    """The command list, with the models the registry finds and the commands of installed packages."""
     from genrec import models
 
-    return USAGE.format(models=", ".join(models.names()))
+    text = USAGE.format(models=", ".join(models.names()))
+    installed = plugins("genrec.commands")
+    if installed:
+        text += "\ncommands of installed packages:\n" + "".join(
+            f"  {name:<15} {origin(entry)}\n" for name, entry in sorted(installed.items())
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,16 @@ class Command:
     module: str
     function: str
     reads_a_run: bool = False
+    entry: EntryPoint | None = None  # a command of another package (entry point group genrec.commands)
 
     def load(self) -> Callable[[list[str]], int]:
+        if self.entry is not None:
+            try:
+                return self.entry.load()
+            except (ImportError, AttributeError) as exc:
+                raise GenrecError(
+                    f"the command {self.entry.name!r} ({origin(self.entry)}) cannot be loaded: {exc}"
+                ) from None
         return getattr(importlib.import_module(f"genrec.commands.{self.module}"), self.function)
 
 
@@ -112,10 +128,24 @@ COMMANDS: dict[tuple[str, ...], Command] = {
 }
 
 
+def all_commands() -> dict[tuple[str, ...], Command]:
+    """genrec's commands and those installed packages declare as entry points (``genrec.commands``:
+    ``name = "my_package.module:function"``, a function ``(argv) -> exit code`` whose docstring is its
+    ``--help``); a package may not take a command genrec has."""
+    found = dict(COMMANDS)
+    for name, entry in plugins("genrec.commands").items():
+        if any(words[0] == name for words in COMMANDS):
+            raise GenrecError(
+                f"the command plug-in {name!r} from {origin(entry)} takes the name of genrec's own command"
+            )
+        found[(name,)] = Command(entry.value, "", reads_a_run=True, entry=entry)
+    return found
+
+
 def print_help(words: tuple[str, ...], argv: list[str]) -> int:
     """``genrec <command> --help``: the command's own options (its docstring); for the commands that
     train or read data, then every key the command line's dataset and model have, described, by layer."""
-    command = COMMANDS[words]
+    command = all_commands()[words]
     own = inspect.getdoc(command.load()) or ""
     if command.reads_a_run:
         print(own)
@@ -144,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "--version":
         print(__version__)
         return 0
-    for words in COMMANDS:
+    try:
+        commands = all_commands()
+    except GenrecError as exc:
+        print(f"genrec: error: {exc}", file=sys.stderr)
+        return 2
+    for words in commands:
         if tuple(argv[: len(words)]) == words:
             return run_command(words, argv[len(words) :])
     print(f"genrec: unknown command {' '.join(argv[:2])!r}\n\n{usage()}", file=sys.stderr)
@@ -159,11 +194,10 @@ def run_command(words: tuple[str, ...], argv: list[str]) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs every CPU-feature probe
-    if "-h" in argv or "--help" in argv:
-        rest = [a for a in argv if a not in ("-h", "--help")]
-        return print_help(words, rest)
     try:
-        return COMMANDS[words].load()(argv)
+        if "-h" in argv or "--help" in argv:
+            return print_help(words, [a for a in argv if a not in ("-h", "--help")])
+        return all_commands()[words].load()(argv)
     except GenrecError as exc:
         print(f"genrec: error: {exc}", file=sys.stderr)
         return 2

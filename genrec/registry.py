@@ -1,7 +1,7 @@
 """Plug-in discovery: every sub-package of ``genrec.datasets`` / ``genrec.models`` that has a
 ``config.yaml`` is a dataset / model, named after its folder. Adding one needs no edit elsewhere.
 
-Packages outside genrec add theirs through entry points, so a user's model, dataset or quantizer
+Packages outside genrec add theirs through entry points, so a user's model, dataset, quantizer or command
 lives in the user's own package and is found once that package is installed::
 
     [project.entry-points."genrec.models"]
@@ -10,6 +10,8 @@ lives in the user's own package and is found once that package is installed::
     MyData = "my_package.my_data"            # a package with config.yaml, Settings and load()
     [project.entry-points."genrec.quantizers"]
     my_vq = "my_package.quantizer:QUANTIZER" # a genrec.semantic_ids.methods.Quantizer named my_vq
+    [project.entry-points."genrec.commands"]
+    my-report = "my_package.cli:cmd_report"  # genrec my-report: (argv) -> exit code, docstring = --help
 
 A plug-in may not take a name genrec has: the error names both.
 """

@@ -1,5 +1,5 @@
-"""Plug-ins from outside genrec: a model, a dataset and a quantizer declared as entry points by an
-installed package (a distribution written into a temporary site folder) are found by name, train,
+"""Plug-ins from outside genrec: a model, a dataset, a quantizer and a command declared as entry
+points by an installed package (a distribution written into a temporary site folder) are found by name, train,
 and may not take a name genrec has."""
 
 import shutil
@@ -10,6 +10,7 @@ import pytest
 from conftest import TINY_FULL_RANKING, TINY_SYNTHETIC
 
 from genrec import datasets, models
+from genrec.cli import main
 from genrec.errors import GenrecError
 from genrec.pipeline import load_split, train
 from genrec.semantic_ids import methods, semantic_ids
@@ -21,7 +22,23 @@ ToySASRec = genrec_toy_plugin.model
 ToyData = genrec_toy_plugin.data
 [genrec.quantizers]
 toy_rq = genrec_toy_plugin.quantizer:QUANTIZER
+[genrec.commands]
+toy = genrec_toy_plugin.command:cmd_toy
 """
+
+# a command: a function (argv) -> exit code whose docstring is its --help
+TOY_COMMAND = '''
+def cmd_toy(argv):
+    """genrec toy [--times=N]: prints the catalogue's size N times."""
+    from genrec.config import load_config, parse_flags
+    from genrec.pipeline import load_interactions
+
+    _, flags = parse_flags(argv)
+    times = int(flags.pop("times", 1))
+    for _ in range(times):
+        print(load_interactions(load_config([], **flags)).n_items)
+    return 0
+'''
 
 
 def install(site, name: str, entry_points: str) -> None:
@@ -60,6 +77,7 @@ def plugin(tmp_path, monkeypatch):
             """
         )
     )
+    (package / "command.py").write_text(TOY_COMMAND)
     install(site, "genrec-toy-plugin", ENTRY_POINTS)
     monkeypatch.syspath_prepend(str(site))
     return site
@@ -103,3 +121,22 @@ def test_a_plugin_that_cannot_be_imported_is_one_line_naming_it(tmp_path, monkey
         datasets.get("Broken")
     with pytest.raises(GenrecError, match="plug-in 'bad' .* cannot be loaded"):
         methods.names()
+
+
+def test_an_installed_packages_command_runs_and_is_listed(plugin, capsys, tmp_path):
+    synthetic = [f"--{key}={value}" for key, value in TINY_SYNTHETIC.items()]
+    assert main(["toy", "--times=2", f"--cache_dir={tmp_path}", *synthetic]) == 0
+    out = capsys.readouterr().out.split()
+    assert len(out) == 2 and out[0] == out[1] and int(out[0]) > 90
+    assert main(["--help"]) == 0
+    listed = "toy             genrec_toy_plugin.command:cmd_toy (distribution genrec-toy-plugin)"
+    assert listed in capsys.readouterr().out
+    assert main(["toy", "--help"]) == 0 and "prints the catalogue's size" in capsys.readouterr().out
+
+
+def test_a_command_may_not_take_a_name_genrec_has(tmp_path, monkeypatch, capsys):
+    site = tmp_path / "site"
+    install(site, "shadowing", "[genrec.commands]\ntrain = shadowing:cmd\n")
+    monkeypatch.syspath_prepend(str(site))
+    assert main(["train"]) == 2
+    assert "the command plug-in 'train' from shadowing:cmd (distribution shadowing)" in capsys.readouterr().err
