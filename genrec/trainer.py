@@ -4,6 +4,10 @@ Every epoch's shuffling, latent-token draws and dropout are seeded from ``(seed,
 full state (model, optimizer, schedule, early-stopping counters) is checkpointed atomically after
 each epoch to ``last.pt``; a killed run resumed from it therefore reaches the same result. The best
 model on validation ``select_metric`` (NDCG@10 unless set) is kept in ``best.pt`` and is the one tested.
+
+Longer than most modules (about 450 lines) because it is one loop and its state: batching,
+accumulation and clipping, precision, resume, logging and the final test share the trainer's fields,
+and splitting them would pass that state around instead.
 """
 
 from __future__ import annotations

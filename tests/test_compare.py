@@ -8,6 +8,7 @@ from conftest import TINY_SYNTHETIC
 from test_training import TINY_MODEL
 
 from genrec import compare as compare_module
+from genrec import compare_summary
 from genrec.cli import main
 from genrec.compare import parse_seeds, parse_variant, split_models
 from genrec.errors import ConfigError
@@ -179,14 +180,14 @@ def test_sweeps_need_three_variants_apart_in_one_numeric_setting():
     }
     base = {"model": "Latte", "n_latent_tokens": 1, "agg": "agg_sum", "lr": 0.001}
     two = {"a": base, "b": {**base, "n_latent_tokens": 2}, "c": {**base, "model": "PSID"}}
-    assert compare_module.sweeps(two, summary, []) == []  # two values are no sweep
+    assert compare_summary.sweeps(two, summary, []) == []  # two values are no sweep
     both = {**two, "d": {**base, "n_latent_tokens": 4, "lr": 0.01}}
-    assert compare_module.sweeps(both, summary, []) == []  # d changes two settings
+    assert compare_summary.sweeps(both, summary, []) == []  # d changes two settings
     words = {"a": base, "b": {**base, "agg": "agg_max"}, "d": {**base, "agg": "agg_min"}}
-    assert compare_module.sweeps(words, summary, []) == []  # not numeric
+    assert compare_summary.sweeps(words, summary, []) == []  # not numeric
     three = {**two, "d": {**base, "n_latent_tokens": 4}}
     differences = [{"a": "a", "b": "c", "mean": 0.01, "low": -0.01, "high": 0.03}]
-    (sweep,) = compare_module.sweeps(three, summary, differences)
+    (sweep,) = compare_summary.sweeps(three, summary, differences)
     assert [point["value"] for point in sweep["points"]] == [1, 2, 4]
     assert [point["runs"] for point in sweep["points"]] == [1, 1, 1]  # one seed: no error bars to name
     assert sweep["points"][0]["minus_reference"] == {"c": {"mean": 0.01, "low": -0.01, "high": 0.03}}
@@ -274,4 +275,4 @@ def test_converged_means_validation_stopped_improving(last, best, epochs, patien
     from types import SimpleNamespace
 
     config = SimpleNamespace(epochs=epochs, patience=patience, eval_interval=interval)
-    assert compare_module.converged(config, [{"epoch": e} for e in range(1, last + 1)], best) is expected
+    assert compare_summary.converged(config, [{"epoch": e} for e in range(1, last + 1)], best) is expected
