@@ -117,10 +117,6 @@ COMMANDS: dict[tuple[str, ...], Command] = {
     ("sids",): Command("sids", "cmd_sids"),
     ("recommend",): Command("recommend", "cmd_recommend", reads_a_run=True),
     ("serve",): Command("serve", "cmd_serve", reads_a_run=True),
-    ("analyze", "tree"): Command("analyze", "cmd_analyze_tree", reads_a_run=True),
-    ("analyze", "beams"): Command("analyze", "cmd_analyze_beams", reads_a_run=True),
-    ("analyze", "diversity"): Command("analyze", "cmd_analyze_diversity", reads_a_run=True),
-    ("analyze", "coldstart"): Command("analyze", "cmd_analyze_coldstart", reads_a_run=True),
     ("plot",): Command("plot", "cmd_plot", reads_a_run=True),
     ("finetune",): Command("finetune", "cmd_finetune", reads_a_run=True),
     ("export",): Command("export", "cmd_export", reads_a_run=True),
@@ -128,11 +124,21 @@ COMMANDS: dict[tuple[str, ...], Command] = {
 }
 
 
+def analyses() -> dict[tuple[str, ...], Command]:
+    """``genrec analyze <name>`` for every analysis of the registry in :mod:`genrec.commands.analyze`."""
+    from genrec.commands import analyze
+
+    return {
+        ("analyze", name): Command("analyze", function.__name__, reads_a_run=True)
+        for name, function in analyze.ANALYSES.items()
+    }
+
+
 def all_commands() -> dict[tuple[str, ...], Command]:
     """genrec's commands and those installed packages declare as entry points (``genrec.commands``:
     ``name = "my_package.module:function"``, a function ``(argv) -> exit code`` whose docstring is its
     ``--help``); a package may not take a command genrec has."""
-    found = dict(COMMANDS)
+    found = {**COMMANDS, **analyses()}
     for name, entry in plugins("genrec.commands").items():
         if any(words[0] == name for words in COMMANDS):
             raise GenrecError(

@@ -1,5 +1,9 @@
 """``genrec analyze tree | beams | diversity | coldstart``: the analyses of finished runs, each
-written as JSON lines and a figure."""
+written as JSON lines and a figure.
+
+The analyses are a registry: each is a function decorated with ``@analysis("<name>")``, which makes
+it ``genrec analyze <name>`` (its docstring is its ``--help``); a new one is one decorated function
+here (over its module of :mod:`genrec.analysis`) and its line in the command list."""
 
 from __future__ import annotations
 
@@ -11,7 +15,20 @@ from genrec.cache import atomic_write_text
 from genrec.commands.flags import count_flag, list_flag, run_folders
 from genrec.commands.tables import format_table
 
+ANALYSES: dict[str, Callable[[list[str]], int]] = {}
 
+
+def analysis(name: str) -> Callable[[Callable[[list[str]], int]], Callable[[list[str]], int]]:
+    """Register the decorated function as ``genrec analyze <name>``."""
+
+    def register(function: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+        ANALYSES[name] = function
+        return function
+
+    return register
+
+
+@analysis("tree")
 def cmd_analyze_tree(argv: list[str]) -> int:
     """``genrec analyze tree RUN_DIR ... [--users=512] [--pairs=1024] [--seed=0] [--output=DIR]``; other
     flags change where a run's data and caches are (e.g. ``--data_dir``). Writes ``tree.jsonl`` (per run
@@ -60,6 +77,7 @@ def cmd_analyze_tree(argv: list[str]) -> int:
     return 0
 
 
+@analysis("beams")
 def cmd_analyze_beams(argv: list[str]) -> int:
     """``genrec analyze beams RUN_DIR ... [--beams=10,20,50,100,200,500] [--aggregations=agg_sum,agg_max]
     [--threads=N] [--output=DIR]``; ``--aggregations`` rescores each latent-token run (Latte) under every
@@ -100,6 +118,7 @@ def cmd_analyze_beams(argv: list[str]) -> int:
     return 0
 
 
+@analysis("diversity")
 def cmd_analyze_diversity(argv: list[str]) -> int:
     """``genrec analyze diversity RUN_DIR ... [--settings="num_beams=10; groups=5,num_beams=10; prefix_cap=1;
     mmr=0.7"] [--users=N] [--seed=0] [--threads=N] [--output=DIR]``: each run's test lists under each
@@ -141,6 +160,7 @@ def cmd_analyze_diversity(argv: list[str]) -> int:
     return 0
 
 
+@analysis("coldstart")
 def cmd_analyze_coldstart(argv: list[str]) -> int:
     """``genrec analyze coldstart RUN_DIR ... [--candidates=N] [--threads=N] [--output=DIR]`` for runs
     trained with ``--cold_items``: adds the held-out items to each run and scores the run, the
