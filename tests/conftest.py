@@ -46,3 +46,14 @@ def make_config(tmp_path):
         return load_config(argv or [], **overrides)
 
     return make
+
+
+def train_run(root: Path, model: str, **settings) -> Path:
+    """Train ``model`` into ``root/runs/<model>`` with its caches in ``root/cache``; its folder."""
+    from genrec.config import load_config
+    from genrec.pipeline import train
+
+    config = load_config(
+        [], model=model, run_name=model, cache_dir=str(root / "cache"), output_dir=str(root / "runs"), **settings
+    )
+    return train(config)[1]

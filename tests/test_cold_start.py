@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_BACKBONE, TINY_FULL_RANKING, TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_FULL_RANKING, TINY_SYNTHETIC, train_run
 
 import genrec
-from genrec.config import load_config
 from genrec.embeddings import item_embeddings, new_item_encoder
 from genrec.errors import ConfigError, GenrecError
-from genrec.pipeline import load_split, train
+from genrec.pipeline import load_split
 from genrec.semantic_ids import frozen_quantizer, quantize, semantic_ids
 
 RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
@@ -61,16 +60,7 @@ def runs(tmp_path_factory):
         ("ParallelSID", FULL_RANKING),
     ):
         settings = {**TINY, **extra} if extra is not FULL_RANKING else {**RUN, **FULL_RANKING}
-        config = load_config(
-            [],
-            model=model,
-            run_name=model,
-            cache_dir=str(root / "cache"),
-            output_dir=str(root / "runs"),
-            **TINY_SYNTHETIC,
-            **settings,
-        )
-        folders[model] = train(config)[1]
+        folders[model] = train_run(root, model, **TINY_SYNTHETIC, **settings)
     return folders, root / "cache"
 
 

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import TINY_BACKBONE, TINY_FULL_RANKING, TINY_SYNTHETIC
+from conftest import TINY_BACKBONE, TINY_FULL_RANKING, TINY_SYNTHETIC, train_run
 
 import genrec
 from genrec.cli import main
@@ -16,7 +16,7 @@ from genrec.data.interactions import build_interactions
 from genrec.datasets.Interactions import export
 from genrec.errors import ConfigError, GenrecError
 from genrec.export import export_run, read_interactions, write_interactions
-from genrec.pipeline import load_interactions, train
+from genrec.pipeline import load_interactions
 
 RUN = dict(batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2)
 
@@ -33,17 +33,7 @@ def exported(tmp_path_factory):
     settings = {"PSID": {**TINY_BACKBONE, **RUN}, "SASRec": {**RUN, **TINY_FULL_RANKING}}
     expected, folders = {}, {}
     for model, extra in settings.items():
-        config = load_config(
-            [],
-            model=model,
-            run_name=model,
-            cache_dir=str(root / "cache"),
-            output_dir=str(root / "runs"),
-            **data,
-            **codes,
-            **extra,
-        )
-        folders[model] = train(config)[1]
+        folders[model] = train_run(root, model, **data, **codes, **extra)
         run = genrec.load_run(folders[model], cache_dir=str(root / "cache"))
         histories = [[run.interactions.item_ids[i] for i in h] for h in run.split.test.histories[:20]]
         expected[model] = (histories, run.recommend(histories, k=10))

@@ -137,23 +137,6 @@ def train_rq_vae(
     )  # what a new item's ID needs (cold start)
 
 
-def encode(encoder: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """The latents of a trained RQ-VAE encoder (its ``state_dict`` as arrays, keys ``encoder_<i>_weight``
-    / ``encoder_<i>_bias``): the same linear layers and ReLUs, through torch as in training."""
-    layers = sorted({int(name.split("_")[1]) for name in encoder})
-    h = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
-    with torch.no_grad():
-        for position, layer in enumerate(layers):
-            h = torch.nn.functional.linear(
-                h,
-                torch.as_tensor(encoder[f"encoder_{layer}_weight"]),
-                torch.as_tensor(encoder[f"encoder_{layer}_bias"]),
-            )
-            if position < len(layers) - 1:
-                h = torch.relu(h)
-    return h.numpy()
-
-
 @torch.no_grad()
 def assign(model: RQVAE, data: torch.Tensor) -> tuple[np.ndarray, np.ndarray, list[float], float]:
     """Every item's codes and distances, the relative error left after each level and the decoder's
