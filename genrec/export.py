@@ -69,7 +69,7 @@ def export_run(run: str | Path, to: str | Path, **overrides: Any) -> Path:
     (``data_dir``, ``cache_dir``), as for :func:`genrec.load_run`. The folder appears whole or not
     at all: it is written beside ``to`` and renamed into place."""
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from genrec.semantic_ids import frozen_quantizer
 
@@ -88,7 +88,8 @@ def export_run(run: str | Path, to: str | Path, **overrides: Any) -> Path:
         staging.mkdir(parents=True)
         dump_config(config, staging / CONFIG)
         weights = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
-        save_file(weights, str(staging / WEIGHTS), metadata={"genrec_export_format": str(FORMAT)})
+        # as bytes, then written as any file (save_file would leave it readable by its owner only)
+        (staging / WEIGHTS).write_bytes(save(weights, metadata={"genrec_export_format": str(FORMAT)}))
         (staging / IDENTITY).write_text(json.dumps(state["identity"], indent=2, sort_keys=True))
         write_interactions(interactions, staging / DATA)
         cache_root = Path(config.cache_dir).resolve()

@@ -57,6 +57,8 @@ def test_an_export_recommends_what_its_run_recommends_with_no_data_or_cache(expo
     assert run.recommend(histories, k=10) == lists
     files = {path.name for path in (exports / model).iterdir()}
     assert {"export.json", "config.yaml", "model.safetensors", "identity.json", "data.npz", "README.md"} <= files
+    mode = (exports / model / "config.yaml").stat().st_mode
+    assert (exports / model / "model.safetensors").stat().st_mode == mode  # readable as any file the user writes
     card = (exports / model / "README.md").read_text()
     assert f"# {model} on Interactions/events" in card and "genrec.load_run" in card and "ndcg@10" in card
     if model == "PSID":
