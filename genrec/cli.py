@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -173,7 +174,16 @@ def print_help(words: tuple[str, ...], argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """``genrec`` on ``argv`` (default: the process's arguments); returns the exit code. Output piped
+    into a reader that stops early (``genrec --help | head``) ends quietly, as other tools do."""
+    try:
+        return dispatch(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
+
+
+def dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0
@@ -207,6 +217,8 @@ def run_command(words: tuple[str, ...], argv: list[str]) -> int:
     except GenrecError as exc:
         print(f"genrec: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of our output went away: not an error of the command (see main)
+        raise
     except OSError as exc:  # the machine's (a folder that vanished, a device error): one line with the path
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"genrec: error: {where}{exc.strerror or exc}", file=sys.stderr)

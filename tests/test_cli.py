@@ -218,3 +218,14 @@ def test_plot_and_analyses_name_folders_that_are_no_runs_and_refuse_runs_of_seve
     )
     assert main(["plot", str(tmp_path / "a")]) == 2
     assert "has no metrics.jsonl yet" in capsys.readouterr().err
+
+
+def test_help_piped_into_a_reader_that_stops_early_ends_quietly():
+    import subprocess
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "genrec", "train", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
+    )
+    child.stdout.close()  # the reader is gone before genrec writes (it takes a second to start)
+    errors = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 141 and "Traceback" not in errors, errors
