@@ -104,12 +104,13 @@ def parse_flags(argv: list[str], text: frozenset[str] = frozenset()) -> tuple[Pa
     return config_file, overrides
 
 
-def settings_schema(dataset: str, model: str | None) -> type[StrictModel]:
-    """The combined schema for one dataset/model pair."""
+def settings_schema(dataset: str, model: str | None, quantizer: str | None = None) -> type[StrictModel]:
+    """The combined schema for one dataset/model pair (and the chosen quantizer, if a plug-in's with keys)."""
     from genrec import datasets, models
     from genrec.semantic_ids import methods
 
-    bases: list[type[StrictModel]] = [GlobalSettings, *methods.settings_schemas(), datasets.get(dataset).Settings]
+    quantizers = methods.settings_schemas(quantizer)
+    bases: list[type[StrictModel]] = [GlobalSettings, *quantizers, datasets.get(dataset).Settings]
     if model is not None:
         bases.append(models.get(model).Settings)
     return create_model("Config", __base__=tuple(bases))
@@ -123,7 +124,8 @@ def describe(config: StrictModel) -> str:
 
     layers = [("every run", "genrec/default.yaml", GlobalSettings)]
     layers += [
-        (f"quantizer {schema.__module__}", "genrec/default.yaml", schema) for schema in methods.settings_schemas()
+        (f"quantizer {schema.__module__}", "genrec/default.yaml", schema)
+        for schema in methods.settings_schemas(config.vq_method)
     ]
     layers.append(
         (
@@ -224,7 +226,8 @@ def load_config(argv: list[str] | None = None, ignore: set[str] = frozenset(), *
             merged[key] = value
             source[key] = name
 
-    schema = settings_schema(dataset, model)
+    quantizer = chosen("vq_method")
+    schema = settings_schema(dataset, model, quantizer if isinstance(quantizer, str) else None)
     valid = sorted(schema.model_fields)
     for key in merged:
         if key not in schema.model_fields:

@@ -11,7 +11,7 @@ from conftest import TINY_FULL_RANKING, TINY_SYNTHETIC
 
 from genrec import datasets, models
 from genrec.cli import main
-from genrec.errors import GenrecError
+from genrec.errors import ConfigError, GenrecError
 from genrec.pipeline import load_split, train
 from genrec.semantic_ids import methods, semantic_ids
 
@@ -65,14 +65,24 @@ def plugin(tmp_path, monkeypatch):
     (package / "quantizer.py").write_text(
         textwrap.dedent(
             """\
+            from pydantic import Field
+
+            from genrec.schema import StrictModel
             from genrec.semantic_ids.frozen import residual_codebooks
             from genrec.semantic_ids.methods import Quantizer, levels
             from genrec.semantic_ids.rqkmeans import rq_kmeans
 
+
+            class Settings(StrictModel):
+                toy_iters: int = Field(3, ge=1, description="k-means iterations of the toy quantizer")
+
+
             QUANTIZER = Quantizer(
                 "toy_rq",
-                lambda config, v: rq_kmeans(v.vectors, iters=3, seed=config.seed, **levels(config)),
+                lambda config, v: rq_kmeans(v.vectors, iters=config.toy_iters, seed=config.seed, **levels(config)),
                 residual_codebooks,
+                lambda config: {"toy_iters": config.toy_iters},
+                Settings,
             )
             """
         )
@@ -100,6 +110,10 @@ def test_an_installed_packages_model_dataset_and_quantizer_are_found_and_train(p
     assert (directory / "best.pt").is_file() and "ndcg@10" in results["test"]
     interactions, split = load_split(config)
     sids = semantic_ids(config, interactions, split)  # quantized by the plug-in
+    assert config.toy_iters == 3  # its own setting, at its schema's default
+    assert "toy_iters" not in make_config(model="ToySASRec", vq_method="rqkmeans").model_fields  # not in others'
+    with pytest.raises(ConfigError, match="toy_iters"):
+        make_config(vq_method="toy_rq", toy_iters=0)
     assert sids.codes.shape == (interactions.n_items, 3) and len(np.unique(sids.codes, axis=0)) == interactions.n_items
 
 

@@ -29,7 +29,9 @@ class Quantizer:
     quantize: Callable[..., Quantization]  # (config, ItemVectors) -> Quantization
     keep: Callable[..., Any]  # (config, ItemVectors, Quantization) -> FrozenQuantizer
     settings: Callable[..., dict] = lambda config: {}  # (config) -> what else of the config changes its codes
-    settings_schema: type[StrictModel] | None = None  # its own keys, which the configuration then accepts
+    # its own keys, which the configuration then accepts (genrec's take their defaults from default.yaml;
+    # a plug-in's schema gives its own defaults)
+    settings_schema: type[StrictModel] | None = None
 
 
 QUANTIZERS: dict[str, Quantizer] = {}
@@ -84,6 +86,12 @@ def levels(config) -> dict:
     return dict(n_levels=config.vq_n_codebooks, codebook_size=config.vq_codebook_size)
 
 
-def settings_schemas() -> list[type[StrictModel]]:
-    """The settings schemas of the installed quantizers (their own keys, e.g. RQ-VAE's ``rqvae_*``)."""
-    return [q.settings_schema for q in installed().values() if q.settings_schema is not None]
+def settings_schemas(chosen: str | None = None) -> list[type[StrictModel]]:
+    """The settings schemas (their own keys, e.g. RQ-VAE's ``rqvae_*``) of genrec's quantizers, which
+    every configuration has, and of the ``chosen`` one if a plug-in's: installing a plug-in must not
+    add keys to the identity of every run (their checkpoints would no longer match)."""
+    quantizers = installed()
+    own = [name for name in sorted(builtin()) if quantizers[name].settings_schema is not None]
+    if chosen in quantizers and chosen not in own and quantizers[chosen].settings_schema is not None:
+        own.append(chosen)
+    return [quantizers[name].settings_schema for name in own]
