@@ -84,3 +84,22 @@ def test_a_failed_size_reports_its_exit_code_signal_and_traceback_tail():
     raised = scale.failure(10_000, 1, traceback)
     assert raised["error"][-3:] == ["Traceback (most recent call last):", '  File "x.py"', "ValueError: bad"]
     assert len(raised["error"]) == 12 and "signal" not in raised
+
+
+def test_the_rqvae_cost_study_separates_fixed_and_per_epoch_seconds():
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks/rqvae_cost.py"),
+        "--items=1500",
+        "--dim=16",
+        "--epochs=1,3",
+        "--codebook_size=16",
+        "--hidden=32",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    one, three, summary = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (one["epochs"], three["epochs"]) == (1, 3) and one["peak_rss_mb"] > 0
+    per_epoch = (three["seconds"] - one["seconds"]) / 2
+    assert summary["seconds_per_epoch"] == round(per_epoch, 2)
+    assert summary["default_200_epochs_seconds"] == round(one["seconds"] - per_epoch + 200 * per_epoch)
