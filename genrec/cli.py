@@ -21,7 +21,7 @@ from genrec import __version__
 from genrec.config import describe, load_config
 from genrec.errors import GenrecError
 from genrec.provenance import source_commit
-from genrec.registry import origin, plugins
+from genrec.registry import load_plugin, origin, plugins
 
 USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]  (genrec <command> --help: its options)
 
@@ -78,7 +78,7 @@ def usage() -> str:
     from genrec import models
 
     text = USAGE.format(models=", ".join(models.names()))
-    installed = plugins("genrec.commands")
+    installed = plugins("command")
     if installed:
         text += "\ncommands of installed packages:\n" + "".join(
             f"  {name:<15} {origin(entry)}\n" for name, entry in sorted(installed.items())
@@ -98,12 +98,7 @@ class Command:
 
     def load(self) -> Callable[[list[str]], int]:
         if self.entry is not None:
-            try:
-                return self.entry.load()
-            except (ImportError, AttributeError) as exc:
-                raise GenrecError(
-                    f"the command {self.entry.name!r} ({origin(self.entry)}) cannot be loaded: {exc}"
-                ) from None
+            return load_plugin(self.entry, "command")
         return getattr(importlib.import_module(f"genrec.commands.{self.module}"), self.function)
 
 
@@ -140,19 +135,14 @@ def all_commands() -> dict[tuple[str, ...], Command]:
     ``name = "my_package.module:function"``, a function ``(argv) -> exit code`` whose docstring is its
     ``--help``); a package may not take a command genrec has."""
     found = {**COMMANDS, **analyses()}
-    for name, entry in plugins("genrec.commands").items():
-        if any(words[0] == name for words in COMMANDS):
-            raise GenrecError(
-                f"the command plug-in {name!r} from {origin(entry)} takes the name of genrec's own command"
-            )
+    for name, entry in plugins("command", {words[0] for words in COMMANDS}).items():
         found[(name,)] = Command(entry.value, "", reads_a_run=True, entry=entry)
     return found
 
 
-def print_help(words: tuple[str, ...], argv: list[str]) -> int:
+def print_help(words: tuple[str, ...], command: Command, argv: list[str]) -> int:
     """``genrec <command> --help``: the command's own options (its docstring); for the commands that
     train or read data, then every key the command line's dataset and model have, described, by layer."""
-    command = all_commands()[words]
     own = inspect.getdoc(command.load()) or ""
     if command.reads_a_run:
         print(own)
@@ -211,9 +201,10 @@ def run_command(words: tuple[str, ...], argv: list[str]) -> int:
     )
     logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs every CPU-feature probe
     try:
+        command = all_commands()[words]
         if "-h" in argv or "--help" in argv:
-            return print_help(words, [a for a in argv if a not in ("-h", "--help")])
-        return all_commands()[words].load()(argv)
+            return print_help(words, command, [a for a in argv if a not in ("-h", "--help")])
+        return command.load()(argv)
     except GenrecError as exc:
         print(f"genrec: error: {exc}", file=sys.stderr)
         return 2

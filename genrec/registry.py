@@ -19,16 +19,41 @@ A plug-in may not take a name genrec has: the error names both.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from genrec.errors import GenrecError
 
+GROUPS = {
+    "model": "genrec.models",
+    "dataset": "genrec.datasets",
+    "quantizer": "genrec.quantizers",
+    "command": "genrec.commands",
+}
 
-def plugins(group: str) -> dict[str, EntryPoint]:
-    """The installed entry points of ``group`` (e.g. ``genrec.models``), by name."""
-    return {entry.name: entry for entry in entry_points(group=group)}
+
+def plugins(kind: str, taken: Iterable[str] = ()) -> dict[str, EntryPoint]:
+    """The installed packages' entry points for ``kind`` (a key of :data:`GROUPS`), by name; one that
+    takes a name of genrec's own (``taken``) is an error naming its distribution."""
+    found = {entry.name: entry for entry in entry_points(group=GROUPS[kind])}
+    clashes = sorted(set(found) & set(taken))
+    if clashes:
+        raise GenrecError(
+            f"the {kind} plug-in {clashes[0]!r} from {origin(found[clashes[0]])} takes the name of genrec's own "
+            f"{kind}: rename its entry point"
+        )
+    return found
+
+
+def load_plugin(entry: EntryPoint, kind: str) -> Any:
+    """What ``entry`` names (a module, or ``module:attribute``); a failed import is one error line."""
+    try:
+        return entry.load()
+    except (ImportError, AttributeError) as exc:
+        raise GenrecError(f"the {kind} plug-in {entry.name!r} ({origin(entry)}) cannot be loaded: {exc}") from None
 
 
 def origin(entry: EntryPoint) -> str:
@@ -38,26 +63,19 @@ def origin(entry: EntryPoint) -> str:
 
 
 class Registry:
-    """The packages under ``directory`` that have a ``config.yaml``, and those the entry points of
-    ``group`` name."""
+    """The packages under ``directory`` that have a ``config.yaml``, and those installed packages
+    declare as plug-ins of ``kind`` (``model`` or ``dataset``)."""
 
-    def __init__(self, package: str, directory: str, group: str):
+    def __init__(self, package: str, directory: str, kind: str):
         self.package = package
         self.directory = Path(directory)
-        self.group = group
+        self.kind = kind
 
     def builtin(self) -> list[str]:
         return sorted(p.parent.name for p in self.directory.glob("*/config.yaml"))
 
     def plugins(self) -> dict[str, EntryPoint]:
-        found = plugins(self.group)
-        clashes = sorted(set(found) & set(self.builtin()))
-        if clashes:
-            raise GenrecError(
-                f"the {self.group} plug-in {clashes[0]!r} from {origin(found[clashes[0]])} takes the name of "
-                f"genrec's own {self.package}.{clashes[0]}: rename its entry point"
-            )
-        return found
+        return plugins(self.kind, self.builtin())
 
     def names(self) -> list[str]:
         return sorted([*self.builtin(), *self.plugins()])
@@ -68,17 +86,12 @@ class Registry:
         entry = self.plugins().get(name)
         if entry is None:
             raise KeyError(name)
-        try:
-            return importlib.import_module(entry.value)
-        except ImportError as exc:
-            raise GenrecError(
-                f"the {self.group} plug-in {name!r} ({origin(entry)}) cannot be imported: {exc}"
-            ) from None
+        return load_plugin(entry, self.kind)
 
     def config_file(self, name: str) -> Path:
         if name in self.builtin():
             return self.directory / name / "config.yaml"
         path = Path(self.get(name).__file__).parent / "config.yaml"
         if not path.is_file():
-            raise GenrecError(f"the {self.group} plug-in {name!r} has no config.yaml beside {path.parent}/__init__.py")
+            raise GenrecError(f"the {self.kind} plug-in {name!r} has no config.yaml beside {path.parent}/__init__.py")
         return path

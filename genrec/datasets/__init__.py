@@ -3,7 +3,7 @@
 
 from genrec.registry import Registry
 
-_registry = Registry(__name__, __path__[0], "genrec.datasets")
+_registry = Registry(__name__, __path__[0], "dataset")
 names = _registry.names
 get = _registry.get
 config_file = _registry.config_file

@@ -2,7 +2,7 @@
 
 from genrec.registry import Registry
 
-_registry = Registry(__name__, __path__[0], "genrec.models")
+_registry = Registry(__name__, __path__[0], "model")
 names = _registry.names
 get = _registry.get
 config_file = _registry.config_file

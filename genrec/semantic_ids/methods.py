@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from genrec.errors import GenrecError
-from genrec.registry import origin, plugins
+from genrec.registry import load_plugin, origin, plugins
 from genrec.schema import StrictModel
 from genrec.semantic_ids.quantization import Quantization
 
@@ -35,7 +35,6 @@ class Quantizer:
 
 
 QUANTIZERS: dict[str, Quantizer] = {}
-GROUP = "genrec.quantizers"  # entry points of quantizers in other packages (genrec.registry)
 
 
 def register(quantizer: Quantizer) -> Quantizer:
@@ -48,20 +47,12 @@ def installed() -> dict[str, Quantizer]:
     """The registered quantizers and those installed packages declare under ``genrec.quantizers``
     (each entry point a :class:`Quantizer` of the entry's name), loaded when first asked for."""
     found = dict(QUANTIZERS)
-    for name, entry in plugins(GROUP).items():
-        if name in builtin():
-            raise GenrecError(
-                f"the {GROUP} plug-in {name!r} from {origin(entry)} takes the name of genrec's own quantizer: "
-                "rename its entry point"
-            )
+    for name, entry in plugins("quantizer", builtin()).items():
         if name not in found:
-            try:
-                quantizer = entry.load()
-            except (ImportError, AttributeError) as exc:
-                raise GenrecError(f"the {GROUP} plug-in {name!r} ({origin(entry)}) cannot be loaded: {exc}") from None
+            quantizer = load_plugin(entry, "quantizer")
             if not isinstance(quantizer, Quantizer) or quantizer.name != name:
                 raise GenrecError(
-                    f"the {GROUP} plug-in {name!r} ({origin(entry)}) must be a "
+                    f"the quantizer plug-in {name!r} ({origin(entry)}) must be a "
                     f"genrec.semantic_ids.methods.Quantizer named {name!r}"
                 )
             found[name] = quantizer
