@@ -36,13 +36,13 @@ import numpy as np
 
 from genrec import __version__
 from genrec.cache import atomic_write_text, entries_used
-from genrec.checkpoint import check_identity, read_checkpoint, restore_weights
+from genrec.checkpoint import check_identity, restore_weights
 from genrec.config import dump_config, load_config
 from genrec.data import Interactions, Split
 from genrec.errors import ConfigError, GenrecError
 from genrec.evaluation.metrics import shown
 from genrec.pipeline import build_model, identity, load_trained, split_of
-from genrec.run_folder import BEST, CONFIG, RESULTS, is_finished, read_results
+from genrec.run_folder import BEST, CONFIG, RESULTS, finished_run, read_results
 
 FORMAT = 1  # bump when the layout of an export changes
 MANIFEST = "export.json"
@@ -55,12 +55,6 @@ CACHE = "cache"
 def is_export(directory: Path) -> bool:
     """Whether ``directory`` is an export (it has a manifest) rather than a run folder."""
     return (Path(directory) / MANIFEST).is_file()
-
-
-def finished_run(directory: Path) -> None:
-    """Refuse a folder that holds no finished run (``config.yaml`` and ``best.pt``)."""
-    if not is_finished(directory):
-        raise ConfigError(f"{directory} is not a finished run (it needs config.yaml and best.pt)")
 
 
 def export_run(run: str | Path, to: str | Path, **overrides: Any) -> Path:
@@ -82,7 +76,6 @@ def export_run(run: str | Path, to: str | Path, **overrides: Any) -> Path:
         model, interactions, split = load_trained(config, run / BEST)
         if model.adds_items:
             frozen_quantizer(config, interactions, split)  # what places a new item (written when missing)
-    state = read_checkpoint(run / BEST)
     staging = to.parent / f".{to.name}.{secrets.token_hex(6)}.tmp"
     try:
         staging.mkdir(parents=True)
@@ -90,7 +83,10 @@ def export_run(run: str | Path, to: str | Path, **overrides: Any) -> Path:
         weights = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
         # as bytes, then written as any file (save_file would leave it readable by its owner only)
         (staging / WEIGHTS).write_bytes(save(weights, metadata={"genrec_export_format": str(FORMAT)}))
-        (staging / IDENTITY).write_text(json.dumps(state["identity"], indent=2, sort_keys=True))
+        # the loaded run's identity (load_trained checked it against the checkpoint's): that of the
+        # config written beside it
+        current = identity(config, interactions, model)
+        (staging / IDENTITY).write_text(json.dumps(current, indent=2, sort_keys=True))
         write_interactions(interactions, staging / DATA)
         cache_root = Path(config.cache_dir).resolve()
         for entry in used:
@@ -102,7 +98,8 @@ def export_run(run: str | Path, to: str | Path, **overrides: Any) -> Path:
         results = read_results(run) if (run / RESULTS).is_file() else None
         if results is not None:
             shutil.copy2(run / RESULTS, staging / RESULTS)
-        (staging / "README.md").write_text(model_card(config, interactions, split, model, results, run))
+        n_parameters = sum(p.numel() for p in model.parameters())
+        (staging / "README.md").write_text(model_card(config, interactions, split, model, n_parameters, results, run))
         files = sorted(p for p in staging.rglob("*") if p.is_file())
         manifest = {
             "format": FORMAT,
@@ -110,7 +107,7 @@ def export_run(run: str | Path, to: str | Path, **overrides: Any) -> Path:
             "model": config.model,
             "dataset": interactions.name,
             "source": str(run.resolve()),
-            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "parameters": n_parameters,
             "torch": torch.__version__,
             "files": {str(p.relative_to(staging)): {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in files},
         }
@@ -214,7 +211,9 @@ def read_interactions(path: Path) -> Interactions:
         )
 
 
-def model_card(config, interactions: Interactions, split: Split, model, results: dict | None, run: Path) -> str:
+def model_card(
+    config, interactions: Interactions, split: Split, model, n_parameters: int, results: dict | None, run: Path
+) -> str:
     """A README for the export: what it is, what it was trained on, how it scored, how to use it."""
     test = (results or {}).get("test", {})
     metrics = "\n".join(f"| {name} | {shown(value)} |" for name, value in test.items() if "@" in name)
@@ -240,7 +239,7 @@ def model_card(config, interactions: Interactions, split: Split, model, results:
         "",
         "## Model",
         "",
-        f"{config.model}, {sum(p.numel() for p in model.parameters()):,} parameters, seed {config.seed}.",
+        f"{config.model}, {n_parameters:,} parameters, seed {config.seed}.",
     ]
     if sids is not None:
         lines += [

@@ -22,7 +22,7 @@ from genrec.data import Interactions, Split
 from genrec.decoding.diversity import Diversity, rerank
 from genrec.errors import ConfigError, GenrecError
 from genrec.ranking import search_width
-from genrec.run_folder import BEST, CONFIG
+from genrec.run_folder import BEST, CONFIG, finished_run
 from genrec.schema import TEXT_FIELDS
 from genrec.semantic_ids import SemanticIDs
 from genrec.semantic_ids.frozen import FrozenQuantizer
@@ -332,7 +332,7 @@ def load_run(directory: str | Path, **overrides: Any) -> Run:
     may change where data and caches are (``data_dir``, ``cache_dir``), the ``device``, and how it is
     evaluated (``test_num_beams``, ``eval_batch_size``, Latte's ``aggregation_method``), never what
     it learned."""
-    from genrec.export import finished_run, is_export, load_export
+    from genrec.export import is_export, load_export
     from genrec.pipeline import load_trained
 
     directory = Path(directory)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from genrec.errors import GenrecError
+from genrec.errors import ConfigError, GenrecError
 
 CONFIG = "config.yaml"
 BEST = "best.pt"
@@ -39,6 +39,12 @@ RUN_FILES = (CONFIG, RESULTS, BEST, LAST, METRICS)
 def is_finished(directory: Path) -> bool:
     """Whether ``directory`` holds a finished run: its settings and its best checkpoint."""
     return (directory / CONFIG).is_file() and (directory / BEST).is_file()
+
+
+def finished_run(directory: Path) -> None:
+    """Refuse a folder that holds no finished run (``config.yaml`` and ``best.pt``)."""
+    if not is_finished(directory):
+        raise ConfigError(f"{directory} is not a finished run (it needs {CONFIG} and {BEST})")
 
 
 def read_results(directory: Path) -> dict:

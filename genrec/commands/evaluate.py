@@ -9,7 +9,7 @@ from genrec.cache import atomic_write_text
 from genrec.commands.tables import results_table
 from genrec.config import load_config
 from genrec.errors import GenrecError
-from genrec.run_folder import BEST, CONFIG, RESULTS, is_finished
+from genrec.run_folder import BEST, CONFIG, RESULTS, finished_run
 
 
 def cmd_evaluate(argv: list[str]) -> int:
@@ -55,8 +55,7 @@ def evaluation_settings(argv: list[str]) -> tuple[list[str], dict]:
             raise GenrecError(
                 "--run=DIR evaluates DIR/best.pt under DIR/config.yaml: leave out --config and --checkpoint"
             )
-        if not is_finished(directory):
-            raise GenrecError(f"{directory} is not a finished run (it needs config.yaml and best.pt)")
+        finished_run(directory)
         return [f"--config={directory / CONFIG}", f"--checkpoint={directory / BEST}"], flags
     if "checkpoint" in flags and "model" not in flags and config_file is None:
         recorded = read_checkpoint(Path(flags["checkpoint"]))["identity"]["settings"]
