@@ -1,15 +1,19 @@
-"""Decoding speed: genrec's constrained beam search vs Hugging Face ``generate`` with a
-``prefix_allowed_tokens_fn`` trie, on the same model and inputs. One JSON line per beam width.
+"""Decoding speed: genrec's constrained beam search against a reference search on the same model
+and inputs, one JSON line per beam width.
 
     python benchmarks/decode_speed.py [--beams=20,50,100,500] [--users=128] [--batch_size=32]
+        [--reference=auto|hf|fp32|none] [--decode_precision=fp32|bf16]
         [--checkpoint=runs/<run>/best.pt --config=runs/<run>/config.yaml] [--key=value ...]
 
 The model is PSID (paper-size T5 unless flags say otherwise) on the configured dataset's test
 histories, randomly initialised unless ``--checkpoint`` is given (with its run's ``--config``: a
-checkpoint is loaded only into the run it belongs to). ``top10_overlap`` is the mean
-share of each user's top-10 that both searches return; ``top10_identical`` the share of users whose
-top-10 lists are equal in order. With ``--architecture=decoder`` (genrec's own causal decoder, which
-``generate`` cannot run) only genrec's search is timed and the Hugging Face fields are null.
+checkpoint is loaded only into the run it belongs to). One batch is decoded first, untimed (the
+allocator's and the kernels' warm-up). The reference: ``hf``, Hugging Face ``generate`` with a
+``prefix_allowed_tokens_fn`` trie (the T5 only: it cannot run genrec's decoder); ``fp32``, genrec's
+own search in fp32 (what ``--decode_precision=bf16`` costs in accuracy); ``auto``: ``fp32`` when
+decoding in bf16, else ``hf`` on the T5 and none on the decoder. ``top10_overlap`` is the mean share
+of each user's top-10 that both searches return; ``top10_identical`` the share of users whose top-10
+lists are equal in order.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch
 from genrec.config import load_config, parse_flags
 from genrec.models.sid_seq2seq import EOS
 from genrec.pipeline import build_model, load_split, load_trained
-from genrec.runtime import resolve_device, seed_everything
+from genrec.runtime import decode_autocast, resolve_device, seed_everything
 
 
 def hf_trie(item_tokens: torch.Tensor) -> dict[tuple[int, ...], list[int]]:
@@ -37,11 +41,12 @@ def hf_trie(item_tokens: torch.Tensor) -> dict[tuple[int, ...], list[int]]:
     return {prefix: sorted(tokens) for prefix, tokens in allowed.items()}
 
 
-def ours(model, histories, batch_size, beams):
+def ours(model, histories, batch_size, beams, autocast):
     ranked = []
     for start in range(0, len(histories), batch_size):
         ids, mask = model.inputs(histories[start : start + batch_size])
-        items = model.model.generate(ids, mask, model.trie, beams)[0][:, :10].cpu().numpy()
+        with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
+            items = model.model.generate(ids, mask, model.trie, beams)[0][:, :10].cpu().numpy()
         ranked.append(np.pad(items, ((0, 0), (0, 10 - items.shape[1])), constant_values=-1))  # beams < 10
     return np.concatenate(ranked)
 
@@ -79,6 +84,14 @@ def timed(fn, *args):
     return result, time.perf_counter() - start
 
 
+def agreement(mine: np.ndarray, theirs: np.ndarray, beam: int) -> dict[str, float]:
+    overlap = [len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, min(10, beam)) for a, b in zip(mine, theirs)]
+    return {
+        "top10_overlap": round(float(np.mean(overlap)), 4),
+        "top10_identical": round(float(np.mean([(a == b).all() for a, b in zip(mine, theirs)])), 4),
+    }
+
+
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
     if "--help" in argv or "-h" in argv:
@@ -89,6 +102,7 @@ def main(argv: list[str]) -> None:
     users = int(flags.pop("users", 128))
     batch_size = int(flags.pop("batch_size", 32))
     checkpoint = flags.pop("checkpoint", None)
+    reference = str(flags.pop("reference", "auto"))
     config = load_config([f"--config={config_file}"] if config_file else [], **{"model": "PSID", **flags})
     seed_everything(config.seed)
     device = resolve_device(config.device)
@@ -99,36 +113,44 @@ def main(argv: list[str]) -> None:
         model = build_model(config, data, split)
     model.to(device).eval()
     histories = split.test.histories[:users]
-    with_hf = config.architecture == "t5"
-    if with_hf:
+    autocast = decode_autocast(config, device)
+    if reference == "auto":
+        reference = "fp32" if autocast else "hf" if config.architecture == "t5" else "none"
+    if reference not in ("hf", "fp32", "none") or (reference == "hf" and config.architecture != "t5"):
+        raise SystemExit(f"--reference={reference}: one of auto, hf (the T5 only), fp32, none")
+    if reference == "hf":
         allowed = hf_trie(model.item_tokens.cpu())
         token_to_item = {tuple(row): i for i, row in enumerate(model.item_tokens.cpu().tolist())}
     torch.set_grad_enabled(False)
+    ours(model, histories[:batch_size], batch_size, beams[0], autocast)  # warm-up
     for beam in beams:
-        mine, mine_s = timed(ours, model, histories, batch_size, beam)
+        mine, mine_s = timed(ours, model, histories, batch_size, beam, autocast)
         row = {
             "dataset": data.name,
             "items": data.n_items,
             "architecture": config.architecture,
             "device": str(device),
             "threads": torch.get_num_threads(),
+            "decode_precision": "bf16" if autocast else "fp32",
             "beam": beam,
             "users": len(histories),
             "batch_size": batch_size,
             "ours_users_per_s": round(len(histories) / mine_s, 2),
-            "hf_users_per_s": None,
+            "reference": None if reference == "none" else reference,
+            "reference_users_per_s": None,
             "speedup": None,
             "top10_overlap": None,
             "top10_identical": None,
         }
-        if with_hf:
-            theirs, theirs_s = timed(hugging_face, model, histories, batch_size, beam, allowed, token_to_item)
-            overlap = [len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, min(10, beam)) for a, b in zip(mine, theirs)]
+        if reference != "none":
+            if reference == "hf":
+                theirs, theirs_s = timed(hugging_face, model, histories, batch_size, beam, allowed, token_to_item)
+            else:
+                theirs, theirs_s = timed(ours, model, histories, batch_size, beam, False)
             row.update(
-                hf_users_per_s=round(len(histories) / theirs_s, 2),
+                reference_users_per_s=round(len(histories) / theirs_s, 2),
                 speedup=round(theirs_s / mine_s, 2),
-                top10_overlap=round(float(np.mean(overlap)), 4),
-                top10_identical=round(float(np.mean([(a == b).all() for a, b in zip(mine, theirs)])), 4),
+                **agreement(mine, theirs, beam),
             )
         print(json.dumps(row), flush=True)
 

@@ -1,42 +1,50 @@
 """Load on ``genrec serve``: requests per second and p50 / p99 latency at several numbers of
-concurrent clients, each sending one test user's history per request, against a server started in
-this process on 127.0.0.1 (a free port). One JSON line per concurrency level.
+concurrent clients, each sending one test user's history per request, against ``genrec serve``
+started as its own process on 127.0.0.1 (a free port), as a user would run it, so that the clients
+share no interpreter with it. One JSON line per concurrency level.
 
     python benchmarks/serve_load.py RUN_DIR [--clients=1,8,64] [--requests=256] [--k=10]
-        [--max_batch=64] [--max_wait_ms=5] [--threads=N] [--key=value ...]
+        [--max_batch=64] [--max_wait_ms=0] [--threads=N] [--figure=STEM] [--key=value ...]
     python benchmarks/serve_load.py RUN_DIR --soak_s=600 [--clients=8] [--sample_s=10] [--seed=0]
+
+``--figure=STEM`` draws latency and throughput against the clients (``STEM.png``, ``STEM.svg``), with
+``--decode_users_per_s`` (``benchmarks/decode_speed.py``'s figure for the same run and beam) as the
+line that serving with no overhead beyond decoding would reach.
 
 ``--soak_s``: a long session instead: ``clients`` threads send a varied mix for that many seconds
 (1 to ``max_batch`` histories a request, k of 1 to 50, three beam widths, seen items excluded or not,
 allow / deny lists, categories, diversity, a few unknown ids that are 400s; and 2% new items, 2%
 items removed and restored), and every
-``sample_s`` a line gives the process's resident memory (RSS) and the requests so far; a last line
+``sample_s`` a line gives the server's resident memory (RSS) and the requests so far; a last line
 sums up the growth (MB per 1,000 requests: the least-squares slope over the second half, when a
-cache or an allocator would have settled). Flags other than these go to ``genrec.load_run`` (e.g. ``--data_dir``,
-``--test_num_beams``).
+cache or an allocator would have settled). Flags other than these go to ``genrec serve`` (e.g.
+``--threads``, ``--max_wait_ms``) and so to ``genrec.load_run``
+(e.g. ``--data_dir``, ``--test_num_beams``, ``--decode_precision``). The catalogue changes of a soak
+are journaled to a temporary file, never to the run's folder.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import random
 import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import torch
-import uvicorn
 
 from genrec import load_run
 from genrec.config import parse_flags
-from genrec.serve import create_app
+
+SERVER_FLAGS = ("max_batch", "max_wait_ms", "threads", "host", "api_key_file", "auth", "max_body_mb")  # genrec serve's
 
 
 def free_port() -> int:
@@ -45,17 +53,53 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def load(client: httpx.Client, bodies: list[dict], clients: int) -> dict:
-    def one(body: dict) -> float:
-        start = time.perf_counter()
-        reply = client.post("/recommend", json=body)
-        reply.raise_for_status()
-        return time.perf_counter() - start
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> None:
+    """One keep-alive HTTP/1.1 request and its whole answer; anything but a 200 is an error."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1]
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    body = await reader.readexactly(length)
+    if status != b"200":
+        raise RuntimeError(f"HTTP {status.decode()}: {body[:300]!r}")
+
+
+def load(port: int, bodies: list[dict], clients: int) -> dict:
+    """``clients`` connections send ``bodies`` as fast as answers come back. The client is raw asyncio
+    over keep-alive connections with the requests encoded beforehand: it costs the shared CPU tens of
+    microseconds a request, so the figures are the server's (a thread per client with an HTTP library
+    took more CPU than the server's own parsing)."""
+    requests = [
+        (
+            f"POST /recommend HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(payload)}\r\n\r\n"
+        ).encode()
+        + payload
+        for payload in (json.dumps(body).encode() for body in bodies)
+    ]
+    latencies: list[float] = []
+
+    async def client(queue: list[bytes]) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while queue:
+                request = queue.pop()
+                start = time.perf_counter()
+                await exchange(reader, writer, request)
+                latencies.append(time.perf_counter() - start)
+        finally:
+            writer.close()
+
+    async def everyone() -> None:
+        queue = requests[::-1]
+        await asyncio.gather(*(client(queue) for _ in range(min(clients, len(requests)))))
 
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        latencies = sorted(pool.map(one, bodies))
+    asyncio.run(everyone())
     seconds = time.perf_counter() - start
+    latencies.sort()
     return {
         "clients": clients,
         "requests": len(bodies),
@@ -65,8 +109,8 @@ def load(client: httpx.Client, bodies: list[dict], clients: int) -> dict:
     }
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
@@ -94,7 +138,9 @@ def mixed_body(run, rng: random.Random, max_batch: int) -> dict:
     return body
 
 
-def soak(client: httpx.Client, run, seconds: float, clients: int, sample_s: float, max_batch: int, seed: int) -> None:
+def soak(
+    client: httpx.Client, run, server: int, seconds: float, clients: int, sample_s: float, max_batch: int, seed: int
+) -> None:
     """``clients`` threads send the mix for ``seconds``; a JSON line of RSS every ``sample_s``."""
     counts = {"requests": 0, "errors": 0, "4xx": 0}
     lock, stop = threading.Lock(), threading.Event()
@@ -118,7 +164,7 @@ def soak(client: httpx.Client, run, seconds: float, clients: int, sample_s: floa
                 counts["errors"] += reply.status_code >= 500
 
     start = time.perf_counter()
-    samples = [(0.0, 0, rss_mb())]
+    samples = [(0.0, 0, rss_mb(server))]
     threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(clients)]
     for thread in threads:
         thread.start()
@@ -126,7 +172,7 @@ def soak(client: httpx.Client, run, seconds: float, clients: int, sample_s: floa
         time.sleep(min(sample_s, max(0.0, seconds - (time.perf_counter() - start))))
         with lock:
             done = dict(counts)
-        samples.append((time.perf_counter() - start, done["requests"], rss_mb()))
+        samples.append((time.perf_counter() - start, done["requests"], rss_mb(server)))
         print(json.dumps({"t_s": round(samples[-1][0], 1), **done, "rss_mb": round(samples[-1][2], 1)}), flush=True)
     stop.set()
     for thread in threads:
@@ -156,6 +202,59 @@ def soak(client: httpx.Client, run, seconds: float, clients: int, sample_s: floa
     )
 
 
+def figure(rows: list[dict], stem: Path, decode_users_per_s: float | None) -> None:
+    """Latency (p50, p99) and throughput against concurrent clients, PNG + SVG; the decode benchmark's
+    users/s, when given, as the line serving would reach with no overhead beyond decoding."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genrec.figures import save_figure
+
+    rows = sorted(rows, key=lambda row: row["clients"])
+    clients = [row["clients"] for row in rows]
+    fig, (latency, throughput) = plt.subplots(1, 2, figsize=(10, 4))
+    latency.plot(clients, [row["p50_ms"] for row in rows], marker="o", label="p50")
+    latency.plot(clients, [row["p99_ms"] for row in rows], marker="s", label="p99")
+    latency.axhline(50, color="grey", linestyle=":", label="50 ms")
+    latency.set_yscale("log")
+    latency.set_ylabel("latency (ms)")
+    throughput.plot(clients, [row["requests_per_s"] for row in rows], marker="o", label="served")
+    if decode_users_per_s:
+        throughput.axhline(decode_users_per_s, color="grey", linestyle="--", label="decoding alone")
+    throughput.set_ylabel("requests (users) per second")
+    first = rows[0]
+    for axis in (latency, throughput):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("concurrent clients")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.suptitle(
+        f"genrec serve: {first['model']} ({first['run']}), beam {first['beam']}, {first['decode_precision']}, "
+        f"{first['torch_threads']} torch threads",
+        fontsize=9,
+    )
+    save_figure(fig, stem)
+
+
+def start_server(directory: Path, port: int, flags: dict, journal: Path) -> subprocess.Popen:
+    """``genrec serve`` on ``port``, once ``/health`` answers."""
+    command = [sys.executable, "-m", "genrec", "serve", f"--run={directory}", f"--port={port}", f"--journal={journal}"]
+    server = subprocess.Popen(command + [f"--{key}={value}" for key, value in flags.items()])
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"genrec serve exited with {server.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("genrec serve did not answer within 600 s")
+
+
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
     (directory,) = [Path(arg) for arg in argv if not arg.startswith("--")]
@@ -163,50 +262,55 @@ def main(argv: list[str]) -> None:
     chosen = flags.pop("clients", None)
     levels = [int(c) for c in str(chosen or "1,8,64").split(",")]
     n_requests, k = int(flags.pop("requests", 256)), int(flags.pop("k", 10))
-    max_batch, max_wait_ms = int(flags.pop("max_batch", 64)), float(flags.pop("max_wait_ms", 5))
     soak_s, sample_s = float(flags.pop("soak_s", 0)), float(flags.pop("sample_s", 10))
     seed = int(flags.pop("seed", 0))
-    if "threads" in flags:
-        torch.set_num_threads(int(flags.pop("threads")))
-    run = load_run(directory, **flags)
+    figure_stem = flags.pop("figure", None)
+    decode_users_per_s = float(flags.pop("decode_users_per_s", 0)) or None
+    serve_flags = {"max_batch": 64, "max_wait_ms": 0, **flags}
+    run = load_run(directory, **{key: value for key, value in flags.items() if key not in SERVER_FLAGS})
     test = run.split.test
     bodies = [
         {"histories": [[run.interactions.item_ids[i] for i in test.histories[u % len(test)]]], "k": k}
         for u in range(n_requests)
     ]
-    app = create_app(run, max_batch, max_wait_ms)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    with httpx.Client(
-        base_url=f"http://127.0.0.1:{port}", timeout=600, limits=httpx.Limits(max_connections=max(levels))
-    ) as client:
-        load(client, bodies[: min(16, len(bodies))], 4)  # warm-up
-        if soak_s:
-            soak(client, run, soak_s, max(levels) if chosen else 8, sample_s, max_batch, seed)
-            levels = []
-        for clients in levels:
-            passes = app.state.batcher.batches
-            row = load(client, bodies, clients)
-            row.update(
-                {
-                    "run": directory.name,
-                    "model": run.label,
-                    "k": k,
-                    "beam": max(k, run.config.test_num_beams),
-                    "max_batch": max_batch,
-                    "max_wait_ms": max_wait_ms,
-                    "threads": torch.get_num_threads(),
-                    "device": str(next(run.model.parameters()).device),
-                    "decoding_passes": app.state.batcher.batches - passes,
-                }
-            )
-            print(json.dumps(row), flush=True)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with tempfile.TemporaryDirectory() as scratch:
+        server = start_server(directory, port, serve_flags, Path(scratch) / "journal.jsonl")
+        try:
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", timeout=600, limits=httpx.Limits(max_connections=max(levels))
+            ) as client:
+                load(port, bodies[: min(16, len(bodies))], 4)  # warm-up
+                if soak_s:
+                    max_batch = int(serve_flags["max_batch"])
+                    soak(client, run, server.pid, soak_s, max(levels) if chosen else 8, sample_s, max_batch, seed)
+                    levels = []
+                rows = []
+                health = client.get("/health").json()
+                for clients in levels:
+                    passes = client.get("/health").json()["decoding_passes"]
+                    row = load(port, bodies, clients)
+                    row.update(
+                        {
+                            "run": directory.name,
+                            "model": run.label,
+                            "k": k,
+                            "beam": max(k, run.config.test_num_beams),
+                            "max_batch": int(serve_flags["max_batch"]),
+                            "max_wait_ms": float(serve_flags["max_wait_ms"]),
+                            "torch_threads": health["torch_threads"],
+                            "decode_precision": run.config.decode_precision,
+                            "device": str(run.model.device),
+                            "decoding_passes": client.get("/health").json()["decoding_passes"] - passes,
+                        }
+                    )
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    if figure_stem and levels:
+        figure(rows, Path(str(figure_stem)), decode_users_per_s)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from genrec.decoding.diversity import Diversity, rerank
 from genrec.errors import ConfigError, GenrecError
 from genrec.ranking import search_width
 from genrec.run_folder import BEST, CONFIG, finished_run
+from genrec.runtime import decode_autocast
 from genrec.schema import TEXT_FIELDS
 from genrec.semantic_ids import SemanticIDs
 from genrec.semantic_ids.frozen import FrozenQuantizer
@@ -244,12 +245,13 @@ class Run:
         codes = torch.as_tensor(self.semantic_ids.codes) if diversity.prefix_cap is not None else None
         vectors = self.content_vectors if diversity.mmr is not None else None
         step = batch_size or self.config.eval_batch_size
-        autocast = next(self.model.parameters()).device.type == "cuda"
+        device = self.model.device
+        autocast = decode_autocast(self.config, device)
         items, scores = [], []
         for start in range(0, len(histories), step):
             batch = list(histories[start : start + step])
             inputs = [history[-self.config.max_item_seq_len :] for history in batch]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 ranked, ranked_scores = self.model.recommend_scored(
                     inputs,
                     candidates,

@@ -54,6 +54,16 @@ def training_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def decode_autocast(config: Any, device: torch.device) -> bool:
+    """Whether evaluation, ``recommend`` and ``serve`` decode and rank under bf16 autocast
+    (``decode_precision``): ``bf16`` on any device (on a CPU with AMX or AVX512-BF16 the matrix
+    products run several times faster; the accuracy it costs is measured in docs/results.md),
+    ``fp32`` never, ``auto`` on CUDA unless the run trained in fp32."""
+    if config.decode_precision == "auto":
+        return device.type == "cuda" and config.precision != "fp32"
+    return config.decode_precision == "bf16"
+
+
 @contextmanager
 def deterministic(enabled: bool = True) -> Iterator[None]:
     """Deterministic torch kernels inside the block (some CPU backward passes, e.g. index

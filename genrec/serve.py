@@ -3,9 +3,9 @@
 Why FastAPI + uvicorn: request bodies are validated by pydantic models (the library genrec's
 configuration already uses), so a malformed request is a 422 naming the field rather than a crash,
 and both projects are widely used and maintained. Decoding is not async: handlers run in uvicorn's
-thread pool and hand their histories to one :class:`MicroBatcher` thread, which waits a few
-milliseconds for concurrent requests with the same options and decodes them in one pass (a beam
-search of 64 users costs far less than 64 searches of one).
+thread pool and hand their histories to one :class:`MicroBatcher` thread, which decodes the requests
+queued with the same options in one pass (a beam search of 64 users costs far less than 64 searches
+of one).
 
 Endpoints: ``POST /recommend``, ``POST /items`` (add items without retraining: TIGER / PSID / Latte),
 ``DELETE /items/{item_id}`` (out of stock: never recommended again), ``POST /items/{item_id}/restore``,
@@ -23,7 +23,9 @@ only on a loopback address).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
 import queue
 import threading
@@ -32,9 +34,10 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Literal
 
+import torch
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from genrec.decoding.diversity import Diversity
@@ -88,11 +91,18 @@ class NewItems(BaseModel):
 
 
 class MicroBatcher:
-    """One worker thread that owns the run: it decodes queued requests with equal options together
-    (up to ``max_batch`` histories, waiting at most ``max_wait_ms`` for company) and applies
-    catalogue changes between passes, so no request sees a half-applied change."""
+    """One worker thread that owns the run: whenever it is free, it takes every queued request with
+    equal options (up to ``max_batch`` histories, waiting at most ``max_wait_ms`` for company) and
+    decodes them in one pass, and it applies catalogue changes between passes, so no request sees a
+    half-applied change. Under load, requests gather while a pass runs, so batches grow with the
+    load without a timer delaying any request when the worker is idle (``max_wait_ms`` 0).
 
-    def __init__(self, run: Run, max_batch: int = 64, max_wait_ms: float = 5.0, journal: Journal | None = None):
+    Why one worker with the process's torch threads rather than several: passes of a few users are
+    many small operators, and two decoding threads slowed each other 3.5-fold through the
+    interpreter lock (docs/results.md, "Serving"); one thread with intra-op threads keeps the cores
+    for the large operators."""
+
+    def __init__(self, run: Run, max_batch: int = 64, max_wait_ms: float = 0.0, journal: Journal | None = None):
         self.run, self.max_batch, self.max_wait = run, max_batch, max_wait_ms / 1000
         self.journal = journal  # where applied catalogue changes are recorded, to outlive a restart
         self.requests: queue.Queue = queue.Queue()
@@ -243,7 +253,7 @@ def field_errors(exc: RequestValidationError) -> list[dict]:
 def create_app(
     run: Run,
     max_batch: int = 64,
-    max_wait_ms: float = 5.0,
+    max_wait_ms: float = 0.0,
     timeout_s: float = 120.0,
     api_key: str | None = None,
     auth: Literal["changes", "all"] = "changes",
@@ -286,7 +296,7 @@ def create_app(
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
-    def may_change(authorization: str | None = Header(None), x_api_key: str | None = Header(None)) -> None:
+    async def may_change(authorization: str | None = Header(None), x_api_key: str | None = Header(None)) -> None:
         if api_key:
             key_checked(authorization, x_api_key)
         elif not open_changes:
@@ -296,13 +306,15 @@ def create_app(
                 "(start it with GENREC_API_KEY or --api_key_file)",
             )
 
-    def may_read(authorization: str | None = Header(None), x_api_key: str | None = Header(None)) -> None:
+    async def may_read(authorization: str | None = Header(None), x_api_key: str | None = Header(None)) -> None:
         if auth == "all":
             key_checked(authorization, x_api_key)
 
-    def wait(done: Future):
+    async def wait(done: Future):
+        """The batcher's answer, awaited on the event loop (no thread of uvicorn's pool is held per
+        request: a pool hop per request cost more CPU than parsing it)."""
         try:
-            return done.result(timeout=timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(done), timeout_s)
         except GenrecError as exc:  # unknown ids, a model that cannot add items, ...
             raise HTTPException(status_code=400, detail=cut(str(exc))) from None
 
@@ -314,16 +326,19 @@ def create_app(
             "dataset": run.interactions.name,
             "items": int(run.available.sum()),
             "removed": int((~run.available).sum()),
+            "decoding_passes": batcher.batches,
+            "torch_threads": torch.get_num_threads(),
         }
 
     @app.post("/recommend", dependencies=[Depends(may_read)])
-    def recommend(request: RecommendRequest) -> dict:
-        lists = wait(batcher.submit(request))
-        return {
+    async def recommend(request: RecommendRequest) -> Response:
+        lists = await wait(batcher.submit(request))
+        answer = {
             "recommendations": [
                 {"items": [item for item, _ in ranked], "scores": [score for _, score in ranked]} for ranked in lists
             ]
-        }
+        }  # plain strings and floats: written directly, not walked by FastAPI's encoder
+        return Response(json.dumps(answer, separators=(",", ":")), media_type="application/json")
 
     def known(item_id: str) -> str:
         if item_id not in run.item_index:
@@ -333,18 +348,18 @@ def create_app(
         return item_id
 
     @app.post("/items", dependencies=[Depends(may_change)])
-    def add(request: NewItems) -> dict:
-        added = wait(batcher.change("add_items", request.items))
+    async def add(request: NewItems) -> dict:
+        added = await wait(batcher.change("add_items", request.items))
         return {"added": [{"id": item, "semantic_id": list(code)} for item, code in added]}
 
     @app.post("/items/{item_id:path}/restore", dependencies=[Depends(may_change)])
-    def restore(item_id: str) -> dict:
-        wait(batcher.change("restore", [known(item_id)]))
+    async def restore(item_id: str) -> dict:
+        await wait(batcher.change("restore", [known(item_id)]))
         return {"restored": item_id}
 
     @app.delete("/items/{item_id:path}", dependencies=[Depends(may_change)])
-    def remove(item_id: str) -> dict:
-        wait(batcher.change("remove", [known(item_id)]))
+    async def remove(item_id: str) -> dict:
+        await wait(batcher.change("remove", [known(item_id)]))
         return {"removed": item_id}
 
     return app

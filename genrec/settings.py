@@ -169,6 +169,12 @@ class GlobalSettings(StrictModel):
     exclude_seen: bool = setting(
         roles=("evaluation",), since=False, description="never recommend an item the user interacted with before"
     )
+    decode_precision: Literal["auto", "fp32", "bf16"] = setting(
+        roles=("evaluation",),
+        since="auto",
+        description="decoding and ranking in evaluation, recommend and serve: auto (bf16 autocast on CUDA unless "
+        "precision is fp32, fp32 on CPU), fp32, bf16 (autocast on any device: faster on CPUs with AMX)",
+    )
 
     @field_validator("split_valid_time", "split_test_time", mode="before")
     @classmethod

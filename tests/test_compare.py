@@ -231,6 +231,7 @@ def test_settings_added_later_keep_earlier_runs_identity_at_their_neutral_value(
     assert compare_module.run_identity(config) == digest(before_the_keys)[:10]
     changed = {
         "exclude_seen": True,
+        "decode_precision": "bf16",
         "lora_rank": 4,
         "lora_alpha": 32.0,
         "duplicates": "drop",

@@ -16,7 +16,7 @@ import genrec
 from genrec.config import load_config
 from genrec.errors import GenrecError
 from genrec.pipeline import train
-from genrec.serve import create_app
+from genrec.serve import MicroBatcher, RecommendRequest, create_app
 
 TINY = dict(
     **TINY_BACKBONE, batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2
@@ -78,6 +78,37 @@ def test_concurrent_requests_get_the_python_api_lists_and_share_passes(served):
         assert [row["items"] for row in got] == [[item for item, _ in ranked] for ranked in lists]
         assert all(abs(a - b) < 1e-4 for row, ranked in zip(got, lists) for a, (_, b) in zip(row["scores"], ranked))
     assert app.state.batcher.batches - before < len(requests)  # concurrent requests shared decoding passes
+    health = client.get("/health").json()
+    assert health["decoding_passes"] == app.state.batcher.batches and health["torch_threads"] >= 1
+
+
+def test_requests_queued_during_a_pass_share_the_next_one():
+    """``max_wait_ms=0`` (the default): a lone request is decoded at once, and the requests that
+    arrive while a pass runs go together into the next pass."""
+
+    class SlowRun:  # records each pass's histories; the first pass waits until released
+        def __init__(self):
+            self.passes, self.entered, self.release = [], threading.Event(), threading.Event()
+
+        def recommend(self, histories, **options):
+            self.entered.set()
+            if not self.passes:
+                self.release.wait(timeout=30)
+            self.passes.append(len(histories))
+            return [[(history[0], 0.0)] for history in histories]
+
+    run = SlowRun()
+    batcher = MicroBatcher(run)
+    try:
+        first = batcher.submit(RecommendRequest(histories=[["a"]]))
+        assert run.entered.wait(timeout=30)  # the lone request is being decoded, with no company
+        queued = [batcher.submit(RecommendRequest(histories=[[name]])) for name in "bcd"]
+        run.release.set()
+        assert first.result(timeout=30) == [[("a", 0.0)]]
+        assert [done.result(timeout=30) for done in queued] == [[[(name, 0.0)]] for name in "bcd"]
+        assert run.passes == [1, 3]
+    finally:
+        batcher.close()
 
 
 def test_removed_items_are_never_served_until_restored(served):

@@ -12,13 +12,18 @@ from genrec.run_folder import CATALOGUE_CHANGES
 
 
 def cmd_serve(argv: list[str]) -> int:
-    """``genrec serve --run=DIR [--host=127.0.0.1] [--port=8000] [--max_batch=64] [--max_wait_ms=5]
-    [--api_key_file=PATH] [--auth=changes|all] [--max_body_mb=16] [--journal=PATH]``; other flags go to
-    :func:`genrec.load_run`. The API key comes from ``GENREC_API_KEY`` or the file's first line,
-    never from the command line (where every user of the machine can read it in the process list).
+    """``genrec serve --run=DIR [--host=127.0.0.1] [--port=8000] [--max_batch=64] [--max_wait_ms=0]
+    [--threads=N] [--api_key_file=PATH] [--auth=changes|all] [--max_body_mb=16] [--journal=PATH]``;
+    other flags go to :func:`genrec.load_run`. The run is loaded on one torch thread and the batching
+    thread decodes on ``--threads`` (default: every core): torch's thread pool then belongs to that
+    thread alone, since a second pool (the loading thread's) made each of its wake-ups a sleep and a
+    pass of one user three times slower (docs/results.md, "Serving"). The API key comes from
+    ``GENREC_API_KEY`` or the file's first line, never from the command line (where every user of the
+    machine can read it in the process list).
     Beyond a loopback address without a key, catalogue changes are refused, with a warning. Catalogue
     changes are recorded in ``--journal`` (default ``DIR/catalogue_changes.jsonl``) and replayed at
     the next start (:mod:`genrec.journal`)."""
+    import torch
     import uvicorn
 
     from genrec.config import parse_flags
@@ -38,7 +43,8 @@ def cmd_serve(argv: list[str]) -> int:
     port, max_batch = count_flag(flags, "port", 8000, 0), count_flag(flags, "max_batch", 64, 1)
     if port > 65535:
         raise GenrecError(f"--port must be a TCP port, 0 (any free one) to 65535, got {port}")
-    max_wait_ms = number_flag(flags, "max_wait_ms", 5.0, 0.0)
+    max_wait_ms = number_flag(flags, "max_wait_ms", 0.0, 0.0)
+    threads = count_flag(flags, "threads", cores(), 1)
     max_body = number_flag(flags, "max_body_mb", 16.0, 0.001)
     auth = str(flags.pop("auth", "changes"))
     api_key = api_key_of(flags.pop("api_key_file", None))
@@ -50,6 +56,7 @@ def cmd_serve(argv: list[str]) -> int:
             "or --api_key_file)",
             file=sys.stderr,
         )
+    torch.set_num_threads(1)  # loading and the journal's replay, in this thread
     run = load_run(run_dir, **flags)
     app = create_app(
         run,
@@ -61,8 +68,14 @@ def cmd_serve(argv: list[str]) -> int:
         max_body_bytes=int(max_body * 2**20),
         journal=journal,
     )
+    torch.set_num_threads(threads)  # the batching thread's, from its first pass on
     uvicorn.run(app, host=host, port=port, log_level="info")
     return 0
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def api_key_of(path: object) -> str | None:

@@ -14,7 +14,7 @@ from genrec.distributed import ProcessGroup
 from genrec.evaluation.diversity import Catalogue, diversity_metrics
 from genrec.evaluation.metrics import KS, ranking_metrics, target_ranks
 from genrec.ranking import EMPTY, list_length, search_width
-from genrec.runtime import progress
+from genrec.runtime import decode_autocast, progress
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def recommend_all(
             ranked[other_rows] = other_part
         return ranked
     model.eval()
-    device_type = "cuda" if autocast else "cpu"
+    device_type = model.device.type if autocast else "cpu"  # autocast's device (the context is off otherwise)
     ranked = []
     for start in progress(range(0, len(examples), batch_size), desc="evaluate", leave=False):
         batch = slice(start, start + batch_size)
@@ -190,9 +190,8 @@ class Evaluator:
     def from_config(
         cls, config, catalogue: Catalogue, device: torch.device | str | None = None, group: ProcessGroup | None = None
     ) -> Evaluator:
-        """The evaluation of a run with settings ``config`` on ``device`` (bf16 autocast on CUDA
-        unless ``precision`` is fp32), sharded over ``group``'s processes when given."""
-        cuda = device is not None and torch.device(device).type == "cuda"
+        """The evaluation of a run with settings ``config`` on ``device`` (under bf16 autocast as
+        :func:`genrec.runtime.decode_autocast` says), sharded over ``group``'s processes when given."""
         return cls(
             catalogue,
             config.eval_batch_size,
@@ -200,7 +199,7 @@ class Evaluator:
             config.test_num_beams,
             config.exclude_seen,
             tuple(config.metric_ks),
-            cuda and config.precision != "fp32",
+            decode_autocast(config, torch.device(device or "cpu")),
             group,
         )
 

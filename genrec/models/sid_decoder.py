@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.models.t5.modeling_t5 import T5Attention
 
+from genrec.models.beam_cache import GeneratedKeys, length_groups
 from genrec.models.sid_seq2seq import EOS, PAD, SIDBackbone, SIDVocabulary
 
 START = EOS  # the token that opens every sequence (no end token is needed: IDs have a fixed length)
@@ -210,29 +211,51 @@ class SIDDecoder(SIDBackbone):
         """Mean next-token cross-entropy over the trained tokens of a :meth:`window_batch`."""
         return -self.window_log_probs(ids, trained)[trained].mean()
 
+    def prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list, torch.Tensor]:
+        """:meth:`hidden_states` of left-padded prompts, run in groups of similar length
+        (:func:`genrec.models.beam_cache.length_groups`) so that little of the work is padding: the
+        last hidden state ``[B, d]``, each block's history keys ``[B, H, d_kv, T]`` (transposed for
+        the beams' queries) and values ``[B, H, T, d_kv]``, and the tokens' positions ``[B, T]``.
+        What lies left of a row's own tokens is masked wherever it is read."""
+        batch, length = ids.shape
+        block = self.blocks[0]
+        lengths = mask.sum(1)
+        last, keys, values = None, [], []
+        for rows in length_groups(lengths.cpu().numpy()):
+            index = torch.as_tensor(rows, device=ids.device)
+            size = int(lengths[index].max())
+            hidden, cache, _ = self.hidden_states(ids[index, length - size :], mask[index, length - size :])
+            if last is None:  # the states' own dtype (autocast may change it)
+                last = hidden.new_empty(batch, hidden.shape[-1])
+                keys = [cache[0][0].new_zeros(batch, block.heads, block.d_kv, length) for _ in self.blocks]
+                values = [cache[0][1].new_zeros(batch, block.heads, length, block.d_kv) for _ in self.blocks]
+            last[index] = hidden[:, -1]
+            for i, (k, v) in enumerate(cache):
+                keys[i][index, :, :, length - size :] = k.transpose(-1, -2)
+                values[i][index, :, length - size :] = v
+        positions = (mask.long().cumsum(1) - 1).clamp_min(0)
+        return last, list(zip(keys, values)), positions
+
     def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        """A ``step`` for :func:`genrec.decoding.beam_search`: prefills the history once, then feeds one token
-        per beam."""
-        hidden, cache, history_positions = self.hidden_states(input_ids, attention_mask)
-        first_logits = self.head(hidden[:, -1])  # [B, vocab]: the next item's first token
-        padding = torch.zeros(attention_mask.shape, device=input_ids.device).masked_fill(
-            attention_mask == 0, float("-inf")
-        )
+        """A ``step`` for :func:`genrec.decoding.beam_search`: prefills the history once, then feeds one
+        token per beam. The generated tokens' keys stay where their step wrote them
+        (:class:`genrec.models.beam_cache.GeneratedKeys`); the history's are read per user."""
+        last_hidden, history, history_positions = self.prefill(input_ids, attention_mask)
+        first_logits = self.head(last_hidden)  # [B, vocab]: the next item's first token
+        padding = last_hidden.new_zeros(attention_mask.shape).masked_fill(attention_mask == 0, float("-inf"))
         next_position = attention_mask.sum(1)  # [B]
         ranges = self.vocab.decode_ranges
-        generated: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block: [B, W, H, t, d_kv]
-        scale = self.blocks[0].d_kv ** -0.5
+        generated = GeneratedKeys(len(self.blocks))
+        heads, d_kv = self.blocks[0].heads, self.blocks[0].d_kv
+        scale = d_kv**-0.5
 
         def step(level: int, tokens: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
+            batch, width = parents.shape
             if level == 0:
-                logits = first_logits.unsqueeze(1).expand(-1, parents.shape[1], -1)
+                logits = first_logits.unsqueeze(1).expand(-1, width, -1)
             else:
-                index = parents[:, :, None, None, None]
-                for i, (k, v) in enumerate(generated):
-                    generated[i] = (
-                        k.gather(1, index.expand(-1, -1, *k.shape[2:])),
-                        v.gather(1, index.expand(-1, -1, *v.shape[2:])),
-                    )
+                if len(generated):
+                    generated.reorder(parents)
                 last = tokens[:, :, -1] + ranges[level - 1][0]  # [B, W]
                 position = next_position + level - 1  # [B]: of the token fed now
                 history_bias = (
@@ -240,26 +263,22 @@ class SIDDecoder(SIDBackbone):
                     + padding[:, None, None, :]
                 )  # [B, H, 1, T]
                 steps_back = torch.arange(1 - level, 1, device=input_ids.device)  # the generated tokens' distances
-                generated_bias = self.position_bias(torch.zeros_like(steps_back), steps_back).T[
-                    None, :, None, :
-                ]  # [1, H, 1, t]
+                generated_bias = self.position_bias(torch.zeros_like(steps_back), steps_back)  # [t, H]
+                generated.start(batch, width)
                 state = self.embed(last)  # [B, W, d]
                 for i, block in enumerate(self.blocks):
-                    q, k, v = block.project(state.unsqueeze(-2))  # [B, W, H, 1, d_kv]
-                    if level > 1:
-                        k, v = torch.cat([generated[i][0], k], dim=3), torch.cat([generated[i][1], v], dim=3)
-                    if len(generated) <= i:
-                        generated.append((k, v))
-                    else:
-                        generated[i] = (k, v)
-                    history_k, history_v = cache[i]  # [B, H, T, d_kv], shared by the user's beams
-                    q = q.squeeze(3)  # [B, W, H, d_kv]
-                    to_history = torch.einsum("bwhd,bhtd->bhwt", q, history_k) * scale + history_bias  # [B, H, W, T]
-                    to_generated = torch.einsum("bwhd,bwhtd->bhwt", q, k) * scale + generated_bias  # [B, H, W, t]
-                    weights = torch.cat([to_history, to_generated], dim=-1).softmax(-1)
-                    attended = torch.einsum(
-                        "bhwt,bhtd->bwhd", weights[..., : history_k.shape[2]], history_v
-                    ) + torch.einsum("bhwt,bwhtd->bwhd", weights[..., history_k.shape[2] :], v)
+                    q, k, v = block.qkv(block.attention_norm(state)).view(batch, width, 3, heads, d_kv).unbind(2)
+                    generated.add(i, k.reshape(batch * width, heads, d_kv), v.reshape(batch * width, heads, d_kv))
+                    history_keys, history_values = history[i]
+                    to_history = torch.matmul(q.transpose(1, 2), history_keys).mul_(scale).add_(history_bias)
+                    to_generated = (generated.scores(i, q) * scale + generated_bias[:, None, None, :]).permute(
+                        1, 3, 2, 0
+                    )
+                    weights = torch.cat([to_history, to_generated], dim=-1).softmax(-1)  # [B, H, W, T + t]
+                    attended = torch.matmul(weights[..., : history_keys.shape[-1]], history_values).transpose(1, 2)
+                    attended = attended + generated.attend(
+                        i, weights[..., history_keys.shape[-1] :].permute(3, 0, 2, 1)
+                    )
                     state = block.finish(state, attended.flatten(2))
                 logits = self.head(self.norm(state))
             first, size = ranges[level]

@@ -17,6 +17,7 @@ from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
 
 from genrec.decoding import SIDTrie, beam_search
+from genrec.models.beam_cache import length_groups
 from genrec.models.t5_decoding import GroupedT5Decoder
 
 PAD, EOS = 0, 1
@@ -160,11 +161,26 @@ class SIDSeq2Seq(SIDBackbone):
         with_end = torch.cat([targets, torch.full_like(targets[:, :1], EOS)], dim=1)
         return -self.token_log_probs(input_ids, attention_mask, with_end).mean()
 
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``[B, T, d]`` encoder states of right-padded histories, encoded in groups of similar length
+        (:func:`genrec.models.beam_cache.length_groups`) so that little of the work is padding; what
+        lies past a row's length is masked by ``attention_mask`` wherever it is read."""
+        encoder = self.t5.get_encoder()
+        lengths = attention_mask.sum(1)
+        encoded = None
+        for rows in length_groups(lengths.cpu().numpy()):
+            index = torch.as_tensor(rows, device=input_ids.device)
+            length = int(lengths[index].max())
+            states = encoder(input_ids=input_ids[index, :length], attention_mask=attention_mask[index, :length])
+            if encoded is None:  # the states' own dtype (autocast may change it)
+                encoded = states.last_hidden_state.new_zeros(*input_ids.shape, states.last_hidden_state.shape[-1])
+            encoded[index, :length] = states.last_hidden_state
+        return encoded
+
     def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """A ``step`` for :func:`beam_search`: encodes once, then feeds one token per beam and level
         through :class:`GroupedT5Decoder`, whose cache follows the beams' parents."""
-        encoded = self.t5.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        decoder = GroupedT5Decoder(self.t5, encoded, attention_mask)
+        decoder = GroupedT5Decoder(self.t5, self.encode(input_ids, attention_mask), attention_mask)
         ranges = self.vocab.decode_ranges
 
         def step(level: int, tokens: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
