@@ -22,16 +22,14 @@ import logging
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import torch
+from decode_speed import decoding_setup, setting_fields  # this folder's: the model and the line's fields
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
 from genrec.config import load_config, parse_flags
 from genrec.decoding import beam_search
-from genrec.pipeline import build_model, load_split, load_trained
-from genrec.runtime import decode_autocast, resolve_device, seed_everything
 
 KINDS = {
     "linear": ("aten::addmm", "aten::mm", "aten::linear"),
@@ -110,17 +108,7 @@ def main(argv: list[str]) -> None:
             [f"--config={config_file}"] if config_file else [],
             **{"model": "PSID", **flags, "architecture": architecture},
         )
-        seed_everything(config.seed)
-        device = resolve_device(config.device)
-        if checkpoint:
-            model, data, _ = load_trained(config, Path(checkpoint))
-            split = load_split(config)[1]
-        else:
-            data, split = load_split(config)
-            model = build_model(config, data, split)
-        model.to(device).eval()
-        histories = split.test.histories[:users]
-        autocast = decode_autocast(config, device)
+        model, data, histories, autocast = decoding_setup(config, checkpoint, users)
         search(model, histories[:batch_size], batch_size, beam, labelled, autocast)  # warm-up
         with FlopCounterMode(display=False) as counter:
             search(model, histories[:batch_size], batch_size, beam, labelled, autocast)
@@ -133,16 +121,8 @@ def main(argv: list[str]) -> None:
             search(model, histories, batch_size, beam, labelled, autocast)
             profiled = time.perf_counter() - start
         row = {
-            "dataset": data.name,
-            "items": data.n_items,
-            "architecture": architecture,
+            **setting_fields(config, model, data, autocast, beam, len(histories), batch_size),
             "parameters": sum(p.numel() for p in model.parameters()),
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-            "decode_precision": "bf16" if autocast else "fp32",
-            "beam": beam,
-            "users": len(histories),
-            "batch_size": batch_size,
             "users_per_s": round(len(histories) / plain, 2),
             "gflop_per_user": round(flop_per_user / 1e9, 4),
             "gflop_per_s": round(flop_per_user * len(histories) / plain / 1e9, 1),

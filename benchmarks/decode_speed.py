@@ -84,6 +84,36 @@ def timed(fn, *args):
     return result, time.perf_counter() - start
 
 
+def decoding_setup(config, checkpoint: str | None, users: int) -> tuple:
+    """``(model, data, histories, autocast)``: the configured model in eval mode on its device, with
+    a checkpoint's weights or randomly initialised, its data, the first ``users`` test histories, and
+    whether it decodes under bf16 autocast (``decode_precision``)."""
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    if checkpoint:
+        model, data, split = load_trained(config, Path(checkpoint))
+    else:
+        data, split = load_split(config)
+        model = build_model(config, data, split)
+    model.to(device).eval()
+    return model, data, split.test.histories[:users], decode_autocast(config, device)
+
+
+def setting_fields(config, model, data, autocast: bool, beam: int, users: int, batch_size: int) -> dict:
+    """The fields that say what a line measured."""
+    return {
+        "dataset": data.name,
+        "items": data.n_items,
+        "architecture": config.architecture,
+        "device": str(model.device),
+        "threads": torch.get_num_threads(),
+        "decode_precision": "bf16" if autocast else "fp32",
+        "beam": beam,
+        "users": users,
+        "batch_size": batch_size,
+    }
+
+
 def agreement(mine: np.ndarray, theirs: np.ndarray, beam: int) -> dict[str, float]:
     overlap = [len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, min(10, beam)) for a, b in zip(mine, theirs)]
     return {
@@ -104,16 +134,7 @@ def main(argv: list[str]) -> None:
     checkpoint = flags.pop("checkpoint", None)
     reference = str(flags.pop("reference", "auto"))
     config = load_config([f"--config={config_file}"] if config_file else [], **{"model": "PSID", **flags})
-    seed_everything(config.seed)
-    device = resolve_device(config.device)
-    if checkpoint:
-        model, data, split = load_trained(config, Path(checkpoint))
-    else:
-        data, split = load_split(config)
-        model = build_model(config, data, split)
-    model.to(device).eval()
-    histories = split.test.histories[:users]
-    autocast = decode_autocast(config, device)
+    model, data, histories, autocast = decoding_setup(config, checkpoint, users)
     if reference == "auto":
         reference = "fp32" if autocast else "hf" if config.architecture == "t5" else "none"
     if reference not in ("hf", "fp32", "none") or (reference == "hf" and config.architecture != "t5"):
@@ -126,15 +147,7 @@ def main(argv: list[str]) -> None:
     for beam in beams:
         mine, mine_s = timed(ours, model, histories, batch_size, beam, autocast)
         row = {
-            "dataset": data.name,
-            "items": data.n_items,
-            "architecture": config.architecture,
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-            "decode_precision": "bf16" if autocast else "fp32",
-            "beam": beam,
-            "users": len(histories),
-            "batch_size": batch_size,
+            **setting_fields(config, model, data, autocast, beam, len(histories), batch_size),
             "ours_users_per_s": round(len(histories) / mine_s, 2),
             "reference": None if reference == "none" else reference,
             "reference_users_per_s": None,

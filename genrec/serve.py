@@ -2,10 +2,10 @@
 
 Why FastAPI + uvicorn: request bodies are validated by pydantic models (the library genrec's
 configuration already uses), so a malformed request is a 422 naming the field rather than a crash,
-and both projects are widely used and maintained. Decoding is not async: handlers run in uvicorn's
-thread pool and hand their histories to one :class:`MicroBatcher` thread, which decodes the requests
-queued with the same options in one pass (a beam search of 64 users costs far less than 64 searches
-of one).
+and both projects are widely used and maintained. Decoding is not async: handlers hand their
+histories to one :class:`MicroBatcher` thread and await its answer on the event loop; the thread
+decodes the requests queued with the same options in one pass (a beam search of 64 users costs far
+less than 64 searches of one).
 
 Endpoints: ``POST /recommend``, ``POST /items`` (add items without retraining: TIGER / PSID / Latte),
 ``DELETE /items/{item_id}`` (out of stock: never recommended again), ``POST /items/{item_id}/restore``,
