@@ -7,6 +7,9 @@ share no interpreter with it. One JSON line per concurrency level.
         [--max_batch=64] [--max_wait_ms=0] [--threads=N] [--figure=STEM] [--key=value ...]
     python benchmarks/serve_load.py RUN_DIR --soak_s=600 [--clients=8] [--sample_s=10] [--seed=0]
 
+``--http_only=true`` serves the same requests from the same app over a stand-in run that answers at once
+(no decoding): what serving costs besides decoding, on the same cores.
+
 ``--figure=STEM`` draws latency and throughput against the clients (``STEM.png``, ``STEM.svg``), with
 ``--decode_users_per_s`` (``benchmarks/decode_speed.py``'s figure for the same run and beam) as the
 line that serving with no overhead beyond decoding would reach.
@@ -40,6 +43,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 from genrec import load_run
 from genrec.config import parse_flags
@@ -238,10 +242,41 @@ def figure(rows: list[dict], stem: Path, decode_users_per_s: float | None) -> No
     save_figure(fig, stem)
 
 
-def start_server(directory: Path, port: int, flags: dict, journal: Path) -> subprocess.Popen:
-    """``genrec serve`` on ``port``, once ``/health`` answers."""
-    command = [sys.executable, "-m", "genrec", "serve", f"--run={directory}", f"--port={port}", f"--journal={journal}"]
-    server = subprocess.Popen(command + [f"--{key}={value}" for key, value in flags.items()])
+class StandIn:
+    """A run that answers every request at once with made-up items (``--http_only``): the server
+    around it is ``genrec serve``'s, so its throughput is what serving costs besides decoding."""
+
+    label = "stand-in (no decoding)"
+    available = np.ones(1, dtype=bool)
+    item_index: dict = {}
+
+    class interactions:  # noqa: N801 - stands in for Run.interactions
+        name = "none"
+
+    def recommend(self, histories: list, k: int = 10, **options) -> list:
+        return [[(f"item-{rank}", -float(rank)) for rank in range(k)] for _ in histories]
+
+
+def stand_in_server(port: int, max_batch: int, max_wait_ms: float) -> None:
+    """``genrec serve``'s app over :class:`StandIn`, access log on as ``genrec serve`` has it."""
+    import uvicorn
+
+    from genrec.serve import create_app
+
+    uvicorn.run(create_app(StandIn(), max_batch, max_wait_ms), host="127.0.0.1", port=port, log_level="info")
+
+
+def start_server(directory: Path, port: int, flags: dict, journal: Path, http_only: bool) -> subprocess.Popen:
+    """``genrec serve`` (or, ``http_only``, the same app over :class:`StandIn`) on ``port``, once
+    ``/health`` answers."""
+    if http_only:
+        own = {key: flags[key] for key in ("max_batch", "max_wait_ms")}
+        command = [sys.executable, __file__, "--stand_in_server", f"--port={port}"]
+        server = subprocess.Popen(command + [f"--{key}={value}" for key, value in own.items()])
+    else:
+        command = [sys.executable, "-m", "genrec", "serve", f"--run={directory}", f"--port={port}"]
+        command += [f"--journal={journal}"] + [f"--{key}={value}" for key, value in flags.items()]
+        server = subprocess.Popen(command)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -257,8 +292,13 @@ def start_server(directory: Path, port: int, flags: dict, journal: Path) -> subp
 
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
+    if "--stand_in_server" in argv:
+        _, own = parse_flags([arg for arg in argv if arg != "--stand_in_server"])
+        stand_in_server(int(own["port"]), int(own["max_batch"]), float(own["max_wait_ms"]))
+        return
     (directory,) = [Path(arg) for arg in argv if not arg.startswith("--")]
     _, flags = parse_flags([arg for arg in argv if arg.startswith("--")])
+    http_only = flags.pop("http_only", False) is True
     chosen = flags.pop("clients", None)
     levels = [int(c) for c in str(chosen or "1,8,64").split(",")]
     n_requests, k = int(flags.pop("requests", 256)), int(flags.pop("k", 10))
@@ -275,7 +315,7 @@ def main(argv: list[str]) -> None:
     ]
     port = free_port()
     with tempfile.TemporaryDirectory() as scratch:
-        server = start_server(directory, port, serve_flags, Path(scratch) / "journal.jsonl")
+        server = start_server(directory, port, serve_flags, Path(scratch) / "journal.jsonl", http_only)
         try:
             with httpx.Client(
                 base_url=f"http://127.0.0.1:{port}", timeout=600, limits=httpx.Limits(max_connections=max(levels))
@@ -293,9 +333,10 @@ def main(argv: list[str]) -> None:
                     row.update(
                         {
                             "run": directory.name,
-                            "model": run.label,
+                            "model": StandIn.label if http_only else run.label,
                             "k": k,
-                            "beam": max(k, run.config.test_num_beams),
+                            "beam": None if http_only else max(k, run.config.test_num_beams),
+                            "http_only": http_only,
                             "max_batch": int(serve_flags["max_batch"]),
                             "max_wait_ms": float(serve_flags["max_wait_ms"]),
                             "torch_threads": health["torch_threads"],

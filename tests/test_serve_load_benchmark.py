@@ -29,3 +29,14 @@ def test_serve_load_measures_a_served_run_and_draws_the_curve(tmp_path):
     assert rows[0]["decoding_passes"] == 12  # one client: one request per pass
     assert (tmp_path / "curve.png").stat().st_size > 0 and (tmp_path / "curve.svg").stat().st_size > 0
     assert not (run / "catalogue_changes.jsonl").exists()  # the server's journal went to a temporary file
+
+    http_only = subprocess.run(
+        command[:3] + ["--clients=2", "--requests=8", "--http_only=true", f"--cache_dir={tmp_path / 'cache'}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert http_only.returncode == 0, http_only.stdout + http_only.stderr
+    (row,) = [json.loads(line) for line in http_only.stdout.splitlines() if line.startswith("{")]
+    assert row["http_only"] and row["beam"] is None and row["requests"] == 8 and row["requests_per_s"] > 0
