@@ -6,7 +6,7 @@ projected once per user (``[B, heads, T, d_kv]``) and the ``W`` beam queries of 
 against them, so cross-attention costs no more with 500 beams than with one. The generated tokens'
 keys stay where their step wrote them (:class:`genrec.models.beam_cache.GeneratedKeys`: a reorder
 moves indices, not keys), the query, key and value projections are one matrix product, and the
-norms are torch's fused RMS norm: the few large matrix products are what remains of a step. The
+norms are torch's ``F.rms_norm``: the few large matrix products are most of what remains of a step. The
 tests check the result against the library's teacher-forced forward (exhaustive scoring).
 """
 
@@ -43,7 +43,7 @@ class GroupedT5Decoder:
         self.generated.reorder(parents)
 
     def norm(self, hidden: torch.Tensor, layer_norm: torch.nn.Module) -> torch.Tensor:
-        """T5's RMS norm (no mean, no bias), fused."""
+        """T5's RMS norm (no mean, no bias), as torch's ``F.rms_norm``."""
         return F.rms_norm(hidden, hidden.shape[-1:], layer_norm.weight, self.eps)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
