@@ -2,7 +2,8 @@
 test histories, one JSON line per architecture with the share of wall time in each part.
 
     python benchmarks/decode_profile.py [--architectures=t5,decoder] [--beam=50] [--users=256]
-        [--batch_size=32] [--decode_precision=fp32|bf16] [--checkpoint=... --config=...] [--key=value ...]
+        [--batch_size=32] [--decode_precision=fp32|bf16] [--figure=STEM] [--checkpoint=... --config=...]
+        [--key=value ...]
 
 Parts: ``history`` (the encoder, or the decoder's prefill of the history, with the cross-attention
 keys/values), ``steps`` (the model's per-level work, split by operator kind: ``linear`` layers,
@@ -22,6 +23,7 @@ import logging
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 from decode_speed import decoding_setup, setting_fields  # this folder's: the model and the line's fields
@@ -90,6 +92,34 @@ def breakdown(prof, wall: float) -> dict[str, float]:
     return shares
 
 
+def figure(rows: list[dict], stem: Path) -> None:
+    """One stacked bar per measured line: the share of the time in each part (PNG + SVG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genrec.figures import save_figure
+
+    parts = sorted({part for row in rows for part in row["shares"]}, key=lambda part: (part == "python", part))
+    labels = [
+        f"{r['architecture']}, {r['threads']} thr., {r['decode_precision']}: {r['users_per_s']:.0f} users/s"
+        for r in rows
+    ]
+    fig, axis = plt.subplots(figsize=(10, 0.6 * len(rows) + 1.8))
+    left = [0.0] * len(rows)
+    colours = plt.get_cmap("tab10").colors
+    for index, part in enumerate(parts):
+        widths = [100 * row["shares"].get(part, 0.0) for row in rows]
+        axis.barh(labels, widths, left=left, label=part, color=colours[index % 10])
+        left = [a + b for a, b in zip(left, widths)]
+    axis.invert_yaxis()
+    axis.set_xlabel("share of the search's time (%)")
+    axis.set_title(f"beam {rows[0]['beam']}, {rows[0]['dataset']}, batches of {rows[0]['batch_size']}", fontsize=9)
+    axis.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    save_figure(fig, stem)
+
+
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
     if "--help" in argv or "-h" in argv:
@@ -101,7 +131,9 @@ def main(argv: list[str]) -> None:
     users = int(flags.pop("users", 256))
     batch_size = int(flags.pop("batch_size", 32))
     checkpoint = flags.pop("checkpoint", None)
+    figure_stem = flags.pop("figure", None)
     torch.set_grad_enabled(False)
+    rows = []
     peak = peak_gflop_per_s()
     for architecture in architectures:
         config = load_config(
@@ -132,6 +164,9 @@ def main(argv: list[str]) -> None:
             "shares": breakdown(prof, profiled),
         }
         print(json.dumps(row), flush=True)
+        rows.append(row)
+    if figure_stem:
+        figure(rows, Path(str(figure_stem)))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ def test_decode_profile_splits_the_time_of_each_architecture(tmp_path):
         sys.executable,
         str(REPO / "benchmarks/decode_profile.py"),
         "--architectures=t5,decoder",
+        f"--figure={tmp_path / 'profile'}",
         "--beam=6",
         "--users=8",
         "--batch_size=4",
@@ -69,3 +70,4 @@ def test_decode_profile_splits_the_time_of_each_architecture(tmp_path):
         shares = row["shares"]
         assert {"history", "search", "python"} <= set(shares) and any(key.startswith("steps:") for key in shares)
         assert all(share >= 0 for share in shares.values()) and sum(shares.values()) >= 0.99
+    assert (tmp_path / "profile.png").stat().st_size > 0 and (tmp_path / "profile.svg").stat().st_size > 0
