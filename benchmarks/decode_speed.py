@@ -2,7 +2,7 @@
 and inputs, one JSON line per beam width.
 
     python benchmarks/decode_speed.py [--beams=20,50,100,500] [--users=128] [--batch_size=32]
-        [--reference=auto|hf|fp32|none] [--decode_precision=fp32|bf16]
+        [--reference=auto|hf|fp32|none] [--decode_precision=fp32|bf16] [--decode_workers=N]
         [--checkpoint=runs/<run>/best.pt --config=runs/<run>/config.yaml] [--key=value ...]
 
 The model is PSID (paper-size T5 unless flags say otherwise) on the configured dataset's test
@@ -13,7 +13,8 @@ allocator's and the kernels' warm-up). The reference: ``hf``, Hugging Face ``gen
 own search in fp32 (what ``--decode_precision=bf16`` costs in accuracy); ``auto``: ``fp32`` when
 decoding in bf16, else ``hf`` on the T5 and none on the decoder. ``top10_overlap`` is the mean share
 of each user's top-10 that both searches return; ``top10_identical`` the share of users whose top-10
-lists are equal in order.
+lists are equal in order. ``--decode_workers=N`` decodes N batches side by side on one torch thread
+each (the ``decode_workers`` setting).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 from genrec.config import load_config, parse_flags
 from genrec.models.sid_seq2seq import EOS
 from genrec.pipeline import build_model, load_split, load_trained
-from genrec.runtime import decode_autocast, resolve_device, seed_everything
+from genrec.runtime import decode_autocast, in_parallel, resolve_device, seed_everything
 
 
 def hf_trie(item_tokens: torch.Tensor) -> dict[tuple[int, ...], list[int]]:
@@ -41,14 +42,17 @@ def hf_trie(item_tokens: torch.Tensor) -> dict[tuple[int, ...], list[int]]:
     return {prefix: sorted(tokens) for prefix, tokens in allowed.items()}
 
 
-def ours(model, histories, batch_size, beams, autocast):
-    ranked = []
-    for start in range(0, len(histories), batch_size):
+def ours(model, histories, batch_size, beams, autocast, workers):
+    """Top-10 lists of genrec's search, batches decoded by ``workers`` threads side by side
+    (``decode_workers``, :func:`genrec.runtime.in_parallel`)."""
+
+    def decode(start: int) -> np.ndarray:
         ids, mask = model.inputs(histories[start : start + batch_size])
-        with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
+        with torch.no_grad(), torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
             items = model.model.generate(ids, mask, model.trie, beams)[0][:, :10].cpu().numpy()
-        ranked.append(np.pad(items, ((0, 0), (0, 10 - items.shape[1])), constant_values=-1))  # beams < 10
-    return np.concatenate(ranked)
+        return np.pad(items, ((0, 0), (0, 10 - items.shape[1])), constant_values=-1)  # beams < 10
+
+    return np.concatenate(in_parallel(decode, range(0, len(histories), batch_size), workers))
 
 
 def hugging_face(model, histories, batch_size, beams, allowed, token_to_item):
@@ -108,6 +112,7 @@ def setting_fields(config, model, data, autocast: bool, beam: int, users: int, b
         "device": str(model.device),
         "threads": torch.get_num_threads(),
         "decode_precision": "bf16" if autocast else "fp32",
+        "decode_workers": config.decode_workers,
         "beam": beam,
         "users": users,
         "batch_size": batch_size,
@@ -143,9 +148,10 @@ def main(argv: list[str]) -> None:
         allowed = hf_trie(model.item_tokens.cpu())
         token_to_item = {tuple(row): i for i, row in enumerate(model.item_tokens.cpu().tolist())}
     torch.set_grad_enabled(False)
-    ours(model, histories[:batch_size], batch_size, beams[0], autocast)  # warm-up
+    workers = config.decode_workers
+    ours(model, histories[: batch_size * workers], batch_size, beams[0], autocast, workers)  # warm-up
     for beam in beams:
-        mine, mine_s = timed(ours, model, histories, batch_size, beam, autocast)
+        mine, mine_s = timed(ours, model, histories, batch_size, beam, autocast, workers)
         row = {
             **setting_fields(config, model, data, autocast, beam, len(histories), batch_size),
             "ours_users_per_s": round(len(histories) / mine_s, 2),
@@ -159,7 +165,7 @@ def main(argv: list[str]) -> None:
             if reference == "hf":
                 theirs, theirs_s = timed(hugging_face, model, histories, batch_size, beam, allowed, token_to_item)
             else:
-                theirs, theirs_s = timed(ours, model, histories, batch_size, beam, False)
+                theirs, theirs_s = timed(ours, model, histories, batch_size, beam, False, workers)
             row.update(
                 reference_users_per_s=round(len(histories) / theirs_s, 2),
                 speedup=round(theirs_s / mine_s, 2),

@@ -23,7 +23,7 @@ from genrec.decoding.diversity import Diversity, rerank
 from genrec.errors import ConfigError, GenrecError
 from genrec.ranking import search_width
 from genrec.run_folder import BEST, CONFIG, finished_run
-from genrec.runtime import decode_autocast
+from genrec.runtime import decode_autocast, in_parallel
 from genrec.schema import TEXT_FIELDS
 from genrec.semantic_ids import SemanticIDs
 from genrec.semantic_ids.frozen import FrozenQuantizer
@@ -247,11 +247,11 @@ class Run:
         step = batch_size or self.config.eval_batch_size
         device = self.model.device
         autocast = decode_autocast(self.config, device)
-        items, scores = [], []
-        for start in range(0, len(histories), step):
+
+        def rank_batch(start: int) -> tuple[np.ndarray, np.ndarray]:
             batch = list(histories[start : start + step])
             inputs = [history[-self.config.max_item_seq_len :] for history in batch]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 ranked, ranked_scores = self.model.recommend_scored(
                     inputs,
                     candidates,
@@ -263,8 +263,10 @@ class Run:
             ranked, ranked_scores = ranked.cpu(), ranked_scores.float().cpu()
             if diversity.reranks:
                 ranked, ranked_scores = rerank(ranked, ranked_scores, diversity, k, codes, vectors)
-            items.append(ranked.numpy()), scores.append(ranked_scores.numpy())
-        return np.concatenate(items), np.concatenate(scores)
+            return ranked.numpy(), ranked_scores.numpy()
+
+        parts = in_parallel(rank_batch, range(0, len(histories), step), self.config.decode_workers)
+        return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
 
     def recommend(
         self,

@@ -175,6 +175,13 @@ class GlobalSettings(StrictModel):
         description="decoding and ranking in evaluation, recommend and serve: auto (bf16 autocast on CUDA unless "
         "precision is fp32, fp32 on CPU), fp32, bf16 (autocast on any device: faster on CPUs with AMX)",
     )
+    decode_workers: int = setting(
+        roles=("evaluation",),
+        since=1,
+        ge=1,
+        description="threads that decode batches side by side in evaluation and recommend, one torch thread "
+        "each (on a CPU, cores: faster than one batch on every core; 1: one batch at a time on torch's threads)",
+    )
 
     @field_validator("split_valid_time", "split_test_time", mode="before")
     @classmethod

@@ -232,6 +232,7 @@ def test_settings_added_later_keep_earlier_runs_identity_at_their_neutral_value(
     changed = {
         "exclude_seen": True,
         "decode_precision": "bf16",
+        "decode_workers": 2,
         "lora_rank": 4,
         "lora_alpha": 32.0,
         "duplicates": "drop",

@@ -33,7 +33,13 @@ def test_decode_speed_on_each_architecture(tmp_path, architecture):
 
 
 def test_decode_speed_in_bf16_against_fp32(tmp_path):
-    settings = {**TINY_SYNTHETIC, **TINY_BACKBONE, "cache_dir": tmp_path / "cache", "decode_precision": "bf16"}
+    settings = {
+        **TINY_SYNTHETIC,
+        **TINY_BACKBONE,
+        "cache_dir": tmp_path / "cache",
+        "decode_precision": "bf16",
+        "decode_workers": 2,
+    }
     command = [
         sys.executable,
         str(REPO / "benchmarks/decode_speed.py"),
@@ -45,7 +51,7 @@ def test_decode_speed_in_bf16_against_fp32(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     (row,) = [json.loads(line) for line in result.stdout.splitlines()]
-    assert row["decode_precision"] == "bf16" and row["reference"] == "fp32"
+    assert row["decode_precision"] == "bf16" and row["reference"] == "fp32" and row["decode_workers"] == 2
     assert 0 < row["top10_overlap"] <= 1 and row["reference_users_per_s"] > 0
 
 

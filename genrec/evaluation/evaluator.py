@@ -14,7 +14,7 @@ from genrec.distributed import ProcessGroup
 from genrec.evaluation.diversity import Catalogue, diversity_metrics
 from genrec.evaluation.metrics import KS, ranking_metrics, target_ranks
 from genrec.ranking import EMPTY, list_length, search_width
-from genrec.runtime import decode_autocast, progress
+from genrec.runtime import decode_autocast, in_parallel
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +35,18 @@ def recommend_all(
     autocast: bool = False,
     exclude_seen: bool = False,
     group: ProcessGroup | None = None,
+    workers: int = 1,
 ) -> np.ndarray:
     """``[n, k]`` ranked items per example; with ``exclude_seen`` never one of the user's earlier items.
     Under data parallelism (``group``) each process ranks every ``world``-th example and all get the
-    whole, gathered in order."""
+    whole, gathered in order. ``workers`` threads rank batches side by side
+    (:func:`genrec.runtime.in_parallel`)."""
     if group is not None and group.active:
         rows = np.arange(group.rank, len(examples), group.world)
         part = (
-            recommend_all(model, examples.subset(rows), batch_size, k, num_beams, autocast, exclude_seen)
+            recommend_all(
+                model, examples.subset(rows), batch_size, k, num_beams, autocast, exclude_seen, workers=workers
+            )
             if len(rows)
             else np.zeros((0, k), dtype=np.int64)
         )
@@ -52,13 +56,14 @@ def recommend_all(
         return ranked
     model.eval()
     device_type = model.device.type if autocast else "cpu"  # autocast's device (the context is off otherwise)
-    ranked = []
-    for start in progress(range(0, len(examples), batch_size), desc="evaluate", leave=False):
+
+    def rank(start: int) -> np.ndarray:
         batch = slice(start, start + batch_size)
         exclude = examples.seen[batch] if exclude_seen else None
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
-            ranked.append(model.recommend(examples.histories[batch], k, num_beams, exclude).cpu().numpy())
-    return np.concatenate(ranked)
+        with torch.no_grad(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+            return model.recommend(examples.histories[batch], k, num_beams, exclude).cpu().numpy()
+
+    return np.concatenate(in_parallel(rank, range(0, len(examples), batch_size), workers, desc="evaluate"))
 
 
 def evaluate(
@@ -71,9 +76,12 @@ def evaluate(
     exclude_seen: bool = False,
     group: ProcessGroup | None = None,
     ks: tuple[int, ...] = KS,
+    workers: int = 1,
 ) -> dict[str, float]:
     """The metrics of :func:`evaluate_with_ranks`."""
-    return evaluate_with_ranks(model, examples, catalogue, batch_size, num_beams, autocast, exclude_seen, group, ks)[0]
+    return evaluate_with_ranks(
+        model, examples, catalogue, batch_size, num_beams, autocast, exclude_seen, group, ks, workers
+    )[0]
 
 
 def evaluate_with_ranks(
@@ -86,6 +94,7 @@ def evaluate_with_ranks(
     exclude_seen: bool = False,
     group: ProcessGroup | None = None,
     ks: tuple[int, ...] = KS,
+    workers: int = 1,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Full-ranking metrics (:func:`ranking_metrics`), diversity (:func:`diversity_metrics`) and
     users per second. For a beam-search model (``model.returns_beams``) the whole final beam is kept,
@@ -99,7 +108,8 @@ def evaluate_with_ranks(
     target rank in its list (``-1``: not retrieved), from which per-user metrics and paired
     comparisons between models follow. ``group``: users are sharded over data-parallel processes
     and the lists gathered, so every process computes the exact metrics. ``ks``: the cutoffs of
-    Recall@K / NDCG@K (:func:`genrec.evaluation.metric_names`)."""
+    Recall@K / NDCG@K (:func:`genrec.evaluation.metric_names`). ``workers``: threads ranking batches
+    side by side (:func:`genrec.runtime.in_parallel`)."""
     beams = model.returns_beams
     shortest = list_length(ks)
     num_beams = evaluation_width(model, num_beams, ks)
@@ -113,6 +123,7 @@ def evaluate_with_ranks(
         autocast,
         exclude_seen,
         group,
+        workers,
     )
     seconds = time.perf_counter() - start
     metrics, ranks = list_metrics(ranked, examples, catalogue, beams, exclude_seen, ks)
@@ -185,13 +196,15 @@ class Evaluator:
     ks: tuple[int, ...] = KS
     autocast: bool = False
     group: ProcessGroup | None = None
+    workers: int = 1
 
     @classmethod
     def from_config(
         cls, config, catalogue: Catalogue, device: torch.device | str | None = None, group: ProcessGroup | None = None
     ) -> Evaluator:
         """The evaluation of a run with settings ``config`` on ``device`` (under bf16 autocast as
-        :func:`genrec.runtime.decode_autocast` says), sharded over ``group``'s processes when given."""
+        :func:`genrec.runtime.decode_autocast` says, on ``decode_workers`` threads), sharded over
+        ``group``'s processes when given."""
         return cls(
             catalogue,
             config.eval_batch_size,
@@ -201,6 +214,7 @@ class Evaluator:
             tuple(config.metric_ks),
             decode_autocast(config, torch.device(device or "cpu")),
             group,
+            config.decode_workers,
         )
 
     def validate(self, model, examples: Examples) -> dict[str, float]:
@@ -219,6 +233,7 @@ class Evaluator:
             self.exclude_seen,
             self.group,
             self.ks,
+            self.workers,
         )
 
     def widths(self, model) -> dict[str, int]:
