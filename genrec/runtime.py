@@ -69,8 +69,8 @@ def in_parallel(function: Callable[[Any], Any], items: Sequence[Any], workers: i
     """``[function(item) for item in items]``, in order, on ``workers`` threads that run torch on one
     thread each (torch's thread count is restored after). Why: on the CPU, a beam search's operators
     are small, and independent batches on separate threads use the cores better than one batch split
-    over them (a paper-size T5 at beam 50: 284 against 253 users/s on 2 cores in fp32, 485 against
-    365 in bf16; docs/results.md). The function must set its own grad and autocast modes: they are
+    over them (a paper-size T5 at beam 50 on 2 cores: 245 against 234 users/s in fp32, 402 against 359
+    in bf16; docs/results.md). The function must set its own grad and autocast modes: they are
     per thread. ``desc``: a progress bar of that name (on a terminal)."""
     shown = (lambda results: progress(results, total=len(items), desc=desc, leave=False)) if desc else iter
     if workers <= 1 or len(items) <= 1:
