@@ -42,7 +42,8 @@ class GeneratedKeys:
         self.keys[block].append((keys, values))
 
     def reorder(self, parents: torch.Tensor) -> None:
-        """Beam ``(b, w)`` now extends beam ``(b, parents[b, w])`` of the previous step."""
+        """Beam ``(b, w)`` now extends beam ``(b, parents[b, w])`` of the previous step (nothing to move
+        before the first position)."""
         users, width = parents.shape
         flat = (parents + torch.arange(users, device=parents.device)[:, None] * self.width).view(-1)
         self.rows = [
@@ -52,11 +53,11 @@ class GeneratedKeys:
         self.width = width
 
     def gathered(self, block: int, position: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The keys and values of ``position`` as the current beams read them: ``[B, heads, d_kv]``
-        for a per-user position (shared by the user's beams), else ``[B, W, heads, d_kv]``."""
+        """The keys and values of ``position`` as the current beams read them: ``[B, W, heads, d_kv]``,
+        or ``[B, 1, heads, d_kv]`` for a per-user position (broadcast over the user's beams)."""
         keys, values = self.keys[block][position]
         if self.per_user[position]:
-            return keys, values
+            return keys.unsqueeze(1), values.unsqueeze(1)
         rows = self.rows[position]
         if rows is not None:
             keys, values = keys.index_select(0, rows), values.index_select(0, rows)
@@ -66,19 +67,13 @@ class GeneratedKeys:
         """``[positions, B, W, heads]``: each query ``[B, W, heads, d_kv]`` against its own beam's
         generated keys (unscaled dot products). Positions come first: a softmax over a short last
         dimension is many times slower than over the first."""
-        terms = []
-        for position in range(len(self)):
-            keys = self.gathered(block, position)[0]
-            terms.append((queries * (keys.unsqueeze(1) if self.per_user[position] else keys)).sum(-1))
-        return torch.stack(terms)
+        return torch.stack([(queries * self.gathered(block, p)[0]).sum(-1) for p in range(len(self))])
 
     def attend(self, block: int, weights: torch.Tensor) -> torch.Tensor:
         """``[B, W, heads, d_kv]``: the values weighted by ``weights`` ``[positions, B, W, heads]``."""
         out = None
         for position in range(len(self)):
             values = self.gathered(block, position)[1]
-            if self.per_user[position]:
-                values = values.unsqueeze(1)
             weight = weights[position, ..., None]
             out = values * weight if out is None else out.addcmul_(values, weight)
         return out

@@ -254,8 +254,7 @@ class SIDDecoder(SIDBackbone):
             if level == 0:
                 logits = first_logits.unsqueeze(1).expand(-1, width, -1)
             else:
-                if len(generated):
-                    generated.reorder(parents)
+                generated.reorder(parents)
                 last = tokens[:, :, -1] + ranges[level - 1][0]  # [B, W]
                 position = next_position + level - 1  # [B]: of the token fed now
                 history_bias = (
