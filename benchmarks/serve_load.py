@@ -17,13 +17,13 @@ line that serving with no overhead beyond decoding would reach.
 ``--soak_s``: a long session instead: ``clients`` threads send a varied mix for that many seconds
 (1 to ``max_batch`` histories a request, k of 1 to 50, three beam widths, seen items excluded or not,
 allow / deny lists, categories, diversity, a few unknown ids that are 400s; and 2% new items, 2%
-items removed and restored), and every
-``sample_s`` a line gives the server's resident memory (RSS) and the requests so far; a last line
-sums up the growth (MB per 1,000 requests: the least-squares slope over the second half, when a
-cache or an allocator would have settled). Flags other than these go to ``genrec serve`` (e.g.
-``--threads``, ``--max_wait_ms``) and so to ``genrec.load_run``
-(e.g. ``--data_dir``, ``--test_num_beams``, ``--decode_precision``). The catalogue changes of a soak
-are journaled to a temporary file, never to the run's folder.
+items removed and restored), and every ``sample_s`` a line gives the server's resident memory (RSS,
+its decoding process included) and the requests so far; a last line sums up the growth (MB per
+1,000 requests: the least-squares slope over the second half, when a cache or an allocator would
+have settled). Flags other than these go to ``genrec serve`` (e.g. ``--threads``,
+``--max_wait_ms``) and so to ``genrec.load_run`` (e.g. ``--data_dir``, ``--test_num_beams``,
+``--decode_precision``). The catalogue changes of a soak are journaled to a temporary file, never
+to the run's folder.
 """
 
 from __future__ import annotations
@@ -114,8 +114,14 @@ def load(port: int, bodies: list[dict], clients: int) -> dict:
 
 
 def rss_mb(pid: int) -> float:
+    """The resident memory of ``pid`` and of every process under it (``genrec serve`` decodes in a
+    child process)."""
     with open(f"/proc/{pid}/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        own = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += (task / "children").read_text().split()
+    return own + sum(rss_mb(int(child)) for child in children)
 
 
 def mixed_body(run, rng: random.Random, max_batch: int) -> dict:
@@ -261,9 +267,11 @@ def stand_in_server(port: int, max_batch: int, max_wait_ms: float) -> None:
     """``genrec serve``'s app over :class:`StandIn`, access log on as ``genrec serve`` has it."""
     import uvicorn
 
+    from genrec.batcher import MicroBatcher
     from genrec.serve import create_app
 
-    uvicorn.run(create_app(StandIn(), max_batch, max_wait_ms), host="127.0.0.1", port=port, log_level="info")
+    app = create_app(MicroBatcher(StandIn(), max_batch, max_wait_ms))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="info")
 
 
 def start_server(directory: Path, port: int, flags: dict, journal: Path, http_only: bool) -> subprocess.Popen:

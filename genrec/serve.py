@@ -3,9 +3,11 @@
 Why FastAPI + uvicorn: request bodies are validated by pydantic models (the library genrec's
 configuration already uses), so a malformed request is a 422 naming the field rather than a crash,
 and both projects are widely used and maintained. Decoding is not async: handlers hand their
-histories to one :class:`MicroBatcher` thread and await its answer on the event loop; the thread
+histories to a batcher (:mod:`genrec.batcher`) and await its answer on the event loop; the batcher
 decodes the requests queued with the same options in one pass (a beam search of 64 users costs far
-less than 64 searches of one).
+less than 64 searches of one). ``genrec serve`` runs the batcher in a process of its own
+(:class:`genrec.batcher_process.BatcherProcess`); an app built in Python around a loaded run may
+run it as a thread (:class:`genrec.batcher.MicroBatcher`).
 
 Endpoints: ``POST /recommend``, ``POST /items`` (add items without retraining: TIGER / PSID / Latte),
 ``DELETE /items/{item_id}`` (out of stock: never recommended again), ``POST /items/{item_id}/restore``,
@@ -26,26 +28,18 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import logging
-import queue
-import threading
-import time
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Literal
 
-import torch
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from genrec.batcher import Batcher, NotInCatalogue
+from genrec.batcher_process import DecoderEnded
 from genrec.decoding.diversity import Diversity
 from genrec.errors import GenrecError
-from genrec.journal import Journal
-from genrec.run import Run
-
-log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 2**20  # 10,000 histories of 50 ids of 30 characters fit
 MAX_DETAIL_CHARS = 500  # an error message echoes ids and names: cut, so a huge request is not mirrored back
@@ -88,112 +82,6 @@ class NewItems(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     items: list[dict[str, str]] = Field(min_length=1, max_length=10_000)
-
-
-class MicroBatcher:
-    """One worker thread that owns the run: whenever it is free, it takes every queued request with
-    equal options (up to ``max_batch`` histories, waiting at most ``max_wait_ms`` for company) and
-    decodes them in one pass, and it applies catalogue changes between passes, so no request sees a
-    half-applied change. Under load, requests gather while a pass runs, so batches grow with the
-    load without a timer delaying any request when the worker is idle (``max_wait_ms`` 0).
-
-    Why one worker with the process's torch threads rather than several: passes of a few users are
-    many small operators, and two decoding threads slowed each other 3.5-fold through the
-    interpreter lock (docs/results.md, "Serving"); one thread with intra-op threads keeps the cores
-    for the large operators."""
-
-    def __init__(self, run: Run, max_batch: int = 64, max_wait_ms: float = 0.0, journal: Journal | None = None):
-        self.run, self.max_batch, self.max_wait = run, max_batch, max_wait_ms / 1000
-        self.journal = journal  # where applied catalogue changes are recorded, to outlive a restart
-        self.requests: queue.Queue = queue.Queue()
-        self.batches = 0  # decoding passes so far (how much batching happened)
-        self.worker = threading.Thread(target=self.serve_forever, name="genrec-batcher", daemon=True)
-        self.worker.start()
-
-    def submit(self, request: RecommendRequest) -> Future:
-        done: Future = Future()
-        self.requests.put(("recommend", request, done))
-        return done
-
-    def change(self, action: Literal["remove", "restore", "add_items"], items: list) -> Future:
-        done: Future = Future()
-        self.requests.put((action, items, done))
-        return done
-
-    def serve_forever(self) -> None:
-        while True:
-            first = self.requests.get()
-            if first is None:
-                return
-            pending = [first]
-            deadline = time.monotonic() + self.max_wait
-            size = len(first[1].histories) if first[0] == "recommend" else 0
-            while first[0] == "recommend" and size < self.max_batch:
-                try:
-                    entry = self.requests.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if entry is None:
-                    self.requests.put(None)
-                    break
-                pending.append(entry)
-                if entry[0] != "recommend":
-                    break  # a catalogue change: decode what came before it first
-                size += len(entry[1].histories)
-            self.process(pending)
-
-    def process(self, pending: list) -> None:
-        groups: dict[tuple, list] = {}
-        for kind, payload, done in pending:
-            if kind == "recommend":
-                groups.setdefault(payload.options(), []).append((payload, done))
-        for entries in groups.values():
-            self.decode(entries)
-        for kind, payload, done in pending:
-            if kind != "recommend":
-                try:
-                    result = getattr(self.run, kind)(payload)
-                    if self.journal is not None:
-                        self.journal.record(kind, payload)
-                    done.set_result(result)
-                except Exception as exc:  # noqa: BLE001 - handed to the request that asked, never lost in the thread
-                    done.set_exception(exc)
-
-    def decode(self, entries: list) -> None:
-        first = entries[0][0]
-        histories = [history for request, _ in entries for history in request.histories]
-        try:
-            lists = self.run.recommend(
-                histories,
-                k=first.k,
-                exclude_seen=first.exclude_seen,
-                num_beams=first.num_beams,
-                on_unknown=first.on_unknown,
-                allow=first.allow,
-                deny=first.deny,
-                category=first.category,
-                diversity=first.diversity,
-            )
-        except GenrecError as exc:
-            if len(entries) > 1:  # one request's unknown id must not fail its neighbours: decode them apart
-                for entry in entries:
-                    self.decode([entry])
-            else:
-                entries[0][1].set_exception(exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - handed to the waiting requests, never lost in the worker thread
-            for _, done in entries:
-                done.set_exception(exc)
-            return
-        self.batches += 1
-        start = 0
-        for request, done in entries:
-            done.set_result(lists[start : start + len(request.histories)])
-            start += len(request.histories)
-
-    def close(self) -> None:
-        self.requests.put(None)
-        self.worker.join(timeout=10)
 
 
 class BodyLimit:
@@ -250,34 +138,31 @@ def field_errors(exc: RequestValidationError) -> list[dict]:
     ]
 
 
+def checked_auth(auth: str, api_key: str | None) -> None:
+    """Refuse an ``auth`` that is not a mode, or ``"all"`` without a key to check."""
+    if auth not in ("changes", "all"):
+        raise GenrecError(f"auth must be 'changes' or 'all', got {auth!r}")
+    if auth == "all" and not api_key:
+        raise GenrecError("auth='all' needs an api_key (the key that every request must carry)")
+
+
 def create_app(
-    run: Run,
-    max_batch: int = 64,
-    max_wait_ms: float = 0.0,
+    batcher: Batcher,
     timeout_s: float = 120.0,
     api_key: str | None = None,
     auth: Literal["changes", "all"] = "changes",
     open_changes: bool = True,
     max_body_bytes: int = MAX_BODY_BYTES,
-    journal: Path | None = None,
 ) -> FastAPI:
-    """The HTTP app over ``run``; its :class:`MicroBatcher` is ``app.state.batcher``. ``api_key``
-    guards the catalogue changes (``auth="all"``: every route but ``/health``); without one, changes
-    are refused unless ``open_changes``. Bodies are limited to ``max_body_bytes``. With a ``journal``
-    (:class:`genrec.journal.Journal`), the changes it recorded are applied first and every new one
-    is recorded, so the catalogue survives a restart."""
-    if auth not in ("changes", "all"):
-        raise GenrecError(f"auth must be 'changes' or 'all', got {auth!r}")
-    if auth == "all" and not api_key:
-        raise GenrecError("auth='all' needs an api_key (the key that every request must carry)")
-    app = FastAPI(title="genrec", summary=f"{run.label} trained on {run.interactions.name}")
+    """The HTTP app over ``batcher`` (``app.state.batcher``, closed when the app shuts down): a
+    :class:`genrec.batcher.MicroBatcher` over a loaded run, or the process ``genrec serve`` starts
+    (:class:`genrec.batcher_process.BatcherProcess`). ``api_key`` guards the catalogue changes
+    (``auth="all"``: every route but ``/health``); without one, changes are refused unless
+    ``open_changes``. Bodies are limited to ``max_body_bytes``; an answer not ready within
+    ``timeout_s`` is an error."""
+    checked_auth(auth, api_key)
+    app = FastAPI(title="genrec", summary=f"{batcher.label} trained on {batcher.dataset}")
     app.add_middleware(BodyLimit, limit=max_body_bytes)
-    recorded = None if journal is None else Journal(journal)
-    if recorded is not None:
-        replayed = recorded.replay(run)
-        if replayed:
-            log.info("%s: %d catalogue change(s) replayed", journal, replayed)
-    batcher = MicroBatcher(run, max_batch, max_wait_ms, recorded)
     app.state.batcher = batcher
     app.router.add_event_handler("shutdown", batcher.close)
 
@@ -315,20 +200,16 @@ def create_app(
         request: a pool hop per request cost more CPU than parsing it)."""
         try:
             return await asyncio.wait_for(asyncio.wrap_future(done), timeout_s)
+        except NotInCatalogue as exc:
+            raise HTTPException(status_code=404, detail=cut(str(exc))) from None
         except GenrecError as exc:  # unknown ids, a model that cannot add items, ...
             raise HTTPException(status_code=400, detail=cut(str(exc))) from None
+        except DecoderEnded as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from None
 
     @app.get("/health")
-    def health() -> dict:
-        return {
-            "status": "ok",
-            "model": run.label,
-            "dataset": run.interactions.name,
-            "items": int(run.available.sum()),
-            "removed": int((~run.available).sum()),
-            "decoding_passes": batcher.batches,
-            "torch_threads": torch.get_num_threads(),
-        }
+    async def health() -> dict:
+        return {"status": "ok", **await wait(batcher.health())}
 
     @app.post("/recommend", dependencies=[Depends(may_read)])
     async def recommend(request: RecommendRequest) -> Response:
@@ -340,13 +221,6 @@ def create_app(
         }  # plain strings and floats: written directly, not walked by FastAPI's encoder
         return Response(json.dumps(answer, separators=(",", ":")), media_type="application/json")
 
-    def known(item_id: str) -> str:
-        if item_id not in run.item_index:
-            raise HTTPException(
-                status_code=404, detail=cut(f"item {item_id!r} is not in the catalogue of {run.interactions.name}")
-            )
-        return item_id
-
     @app.post("/items", dependencies=[Depends(may_change)])
     async def add(request: NewItems) -> dict:
         added = await wait(batcher.change("add_items", request.items))
@@ -354,12 +228,12 @@ def create_app(
 
     @app.post("/items/{item_id:path}/restore", dependencies=[Depends(may_change)])
     async def restore(item_id: str) -> dict:
-        await wait(batcher.change("restore", [known(item_id)]))
+        await wait(batcher.change("restore", [item_id]))
         return {"restored": item_id}
 
     @app.delete("/items/{item_id:path}", dependencies=[Depends(may_change)])
     async def remove(item_id: str) -> dict:
-        await wait(batcher.change("remove", [known(item_id)]))
+        await wait(batcher.change("remove", [item_id]))
         return {"removed": item_id}
 
     return app

@@ -1,5 +1,7 @@
 """``genrec serve`` through a real HTTP client against a running server on 127.0.0.1 (a free port):
-the same lists as the Python API under concurrent load, batched; removal; 4xx for bad requests."""
+the same lists as the Python API under concurrent load, batched; removal; 4xx for bad requests. The
+server's tests run twice: decoding in a thread of the server (:class:`MicroBatcher`) and in a
+process of its own (:class:`BatcherProcess`, what ``genrec serve`` starts)."""
 
 import json
 import socket
@@ -13,10 +15,12 @@ import uvicorn
 from conftest import TINY_BACKBONE, TINY_SYNTHETIC
 
 import genrec
+from genrec.batcher import MicroBatcher
+from genrec.batcher_process import BatcherProcess
 from genrec.config import load_config
 from genrec.errors import GenrecError
 from genrec.pipeline import train
-from genrec.serve import MicroBatcher, RecommendRequest, create_app
+from genrec.serve import RecommendRequest, create_app
 
 TINY = dict(
     **TINY_BACKBONE, batch_size=64, warmup_steps=5, eval_batch_size=64, num_beams=8, test_num_beams=16, seed=3, epochs=2
@@ -30,7 +34,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     config = load_config(
         [],
@@ -41,9 +45,26 @@ def served(tmp_path_factory):
         **TINY_SYNTHETIC,
         **TINY,
     )
-    directory = train(config)[1]
-    run = genrec.load_run(directory, cache_dir=str(root / "cache"))
-    app = create_app(run, max_batch=64, max_wait_ms=20)
+    return train(config)[1], str(root / "cache")
+
+
+@pytest.fixture(scope="module")
+def reference(trained):
+    directory, cache = trained
+    return genrec.load_run(directory, cache_dir=cache)
+
+
+@pytest.fixture(scope="module", params=["thread", "process"])
+def served(request, trained, tmp_path_factory):
+    directory, cache = trained
+    journal = tmp_path_factory.mktemp("journal") / "changes.jsonl"
+    if request.param == "thread":
+        batcher = MicroBatcher(
+            genrec.load_run(directory, cache_dir=cache), max_batch=64, max_wait_ms=20, journal=journal
+        )
+    else:
+        batcher = BatcherProcess(directory, {"cache_dir": cache}, max_batch=64, max_wait_ms=20, journal=journal)
+    app = create_app(batcher)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -53,7 +74,7 @@ def served(tmp_path_factory):
             break
         time.sleep(0.05)
     assert server.started
-    reference = genrec.load_run(directory, cache_dir=str(root / "cache"))
+    reference = genrec.load_run(directory, cache_dir=cache)
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
         yield client, reference, app
     server.should_exit = True
@@ -69,7 +90,7 @@ def test_concurrent_requests_get_the_python_api_lists_and_share_passes(served):
     assert client.get("/health").json()["status"] == "ok"
     requests = [histories(run, [u, u + 1]) for u in range(0, 64, 2)]
     expected = [run.recommend(h, k=5) for h in requests]
-    before = app.state.batcher.batches
+    before = client.get("/health").json()["decoding_passes"]
     with ThreadPoolExecutor(max_workers=16) as pool:
         replies = list(pool.map(lambda h: client.post("/recommend", json={"histories": h, "k": 5}), requests))
     assert all(reply.status_code == 200 for reply in replies)
@@ -77,9 +98,9 @@ def test_concurrent_requests_get_the_python_api_lists_and_share_passes(served):
         got = reply.json()["recommendations"]
         assert [row["items"] for row in got] == [[item for item, _ in ranked] for ranked in lists]
         assert all(abs(a - b) < 1e-4 for row, ranked in zip(got, lists) for a, (_, b) in zip(row["scores"], ranked))
-    assert app.state.batcher.batches - before < len(requests)  # concurrent requests shared decoding passes
     health = client.get("/health").json()
-    assert health["decoding_passes"] == app.state.batcher.batches and health["torch_threads"] >= 1
+    assert health["decoding_passes"] - before < len(requests)  # concurrent requests shared decoding passes
+    assert health["torch_threads"] >= 1 and health["model"] == "PSID" and health["dataset"] == "Synthetic"
 
 
 def test_requests_queued_during_a_pass_share_the_next_one():
@@ -87,6 +108,11 @@ def test_requests_queued_during_a_pass_share_the_next_one():
     arrive while a pass runs go together into the next pass."""
 
     class SlowRun:  # records each pass's histories; the first pass waits until released
+        label = "slow"
+
+        class interactions:  # noqa: N801 - stands in for Run.interactions
+            name = "none"
+
         def __init__(self):
             self.passes, self.entered, self.release = [], threading.Event(), threading.Event()
 
@@ -242,47 +268,48 @@ def test_added_items_need_text_and_ids_that_round_trip_and_any_id_is_addressable
     assert client.post(f"{quoted}/restore").json() == {"restored": odd}
 
 
-def test_an_api_key_guards_catalogue_changes_and_without_one_beyond_loopback_they_are_off(served):
+def test_an_api_key_guards_catalogue_changes_and_without_one_beyond_loopback_they_are_off(reference):
     from fastapi.testclient import TestClient
 
-    _, run, _ = served
+    run = reference
     item = run.interactions.item_ids[3]
     body = {"histories": histories(run, [1]), "k": 2}
     key = "s3cret-key-of-twenty-chars"
-    with TestClient(create_app(run, api_key=key)) as guarded:
+    with TestClient(create_app(MicroBatcher(run), api_key=key)) as guarded:
         assert guarded.post("/recommend", json=body).status_code == 200  # reading stays open
         reply = guarded.delete(f"/items/{item}")
         assert reply.status_code == 401 and reply.headers["www-authenticate"] == "Bearer"
         assert guarded.delete(f"/items/{item}", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert guarded.delete(f"/items/{item}", headers={"Authorization": f"Bearer {key}"}).status_code == 200
         assert guarded.post(f"/items/{item}/restore", headers={"X-API-Key": key}).status_code == 200
-    with TestClient(create_app(run, api_key=key, auth="all")) as closed:
+    with TestClient(create_app(MicroBatcher(run), api_key=key, auth="all")) as closed:
         assert closed.post("/recommend", json=body).status_code == 401
         assert closed.post("/recommend", json=body, headers={"X-API-Key": key}).status_code == 200
         assert closed.get("/health").status_code == 200
-    with TestClient(create_app(run, open_changes=False)) as exposed:
+    with TestClient(create_app(MicroBatcher(run), open_changes=False)) as exposed:
         assert exposed.post("/recommend", json=body).status_code == 200
         reply = exposed.delete(f"/items/{item}")
         assert reply.status_code == 403 and "without an API key" in reply.json()["detail"]
     with pytest.raises(GenrecError, match="needs an api_key"):
-        create_app(run, auth="all")
+        create_app(MicroBatcher(run), auth="all")
 
 
-def test_catalogue_changes_outlive_a_restart_through_the_journal(served, tmp_path):
+def test_catalogue_changes_outlive_a_restart_through_the_journal(reference, tmp_path):
     """What one server added and removed, a restarted one serves (the same semantic IDs); a change the
     run refused is not recorded, and a journal that does not fit the run is an error naming its line."""
     from fastapi.testclient import TestClient
 
-    _, reference, _ = served
     cache, journal = reference.config.cache_dir, tmp_path / "changes.jsonl"
     text, removed = dict(reference.interactions.item_text[11]), reference.interactions.item_ids[3]
-    with TestClient(create_app(genrec.load_run(reference.directory, cache_dir=cache), journal=journal)) as client:
+    with TestClient(
+        create_app(MicroBatcher(genrec.load_run(reference.directory, cache_dir=cache), journal=journal))
+    ) as client:
         (added,) = client.post("/items", json={"items": [{"id": "kept-1", **text}]}).json()["added"]
         assert client.delete(f"/items/{removed}").status_code == 200
         assert client.post("/items", json={"items": [{"id": "blank", "title": " "}]}).status_code == 400
     assert [json.loads(line)["action"] for line in journal.read_text().splitlines()] == ["add_items", "remove"]
     restarted = genrec.load_run(reference.directory, cache_dir=cache)
-    with TestClient(create_app(restarted, journal=journal)) as client:
+    with TestClient(create_app(MicroBatcher(restarted, journal=journal))) as client:
         assert client.get("/health").json()["removed"] == 1
         body = {"histories": histories(reference, [2]), "k": 1, "allow": ["kept-1"]}
         assert client.post("/recommend", json=body).json()["recommendations"][0]["items"] == ["kept-1"]
@@ -290,4 +317,22 @@ def test_catalogue_changes_outlive_a_restart_through_the_journal(served, tmp_pat
     assert restarted.semantic_ids.codes[restarted.item_index["kept-1"]].tolist() == added["semantic_id"]
     journal.write_text('{"action": "remove", "items": ["no-such-item"]}\n')
     with pytest.raises(GenrecError, match=r"changes.jsonl:1: cannot replay"):
-        create_app(genrec.load_run(reference.directory, cache_dir=cache), journal=journal)
+        MicroBatcher(genrec.load_run(reference.directory, cache_dir=cache), journal=journal)
+
+
+def test_the_decoding_process_reports_load_errors_and_its_end(trained):
+    """A run the child cannot load is the child's error, raised where the server starts; a child that
+    dies (killed, out of memory) makes waiting and later requests 503s, not hangs."""
+    from fastapi.testclient import TestClient
+
+    directory, cache = trained
+    with pytest.raises(GenrecError, match="no_such_key"):
+        BatcherProcess(directory, {"cache_dir": cache, "no_such_key": 1})
+    batcher = BatcherProcess(directory, {"cache_dir": cache})
+    with TestClient(create_app(batcher)) as client:
+        assert client.get("/health").json()["dataset"] == "Synthetic"
+        batcher.process.kill()
+        batcher.reader.join(timeout=30)
+        reply = client.post("/recommend", json={"histories": [["i00001"]]})
+        assert reply.status_code == 503 and "decoding process has ended" in reply.json()["detail"]
+        assert client.get("/health").status_code == 503

@@ -14,21 +14,24 @@ from genrec.run_folder import CATALOGUE_CHANGES
 def cmd_serve(argv: list[str]) -> int:
     """``genrec serve --run=DIR [--host=127.0.0.1] [--port=8000] [--max_batch=64] [--max_wait_ms=0]
     [--threads=N] [--api_key_file=PATH] [--auth=changes|all] [--max_body_mb=16] [--journal=PATH]``;
-    other flags go to :func:`genrec.load_run`. The run is loaded on one torch thread and the batching
-    thread decodes on ``--threads`` (default: every core): torch's thread pool then belongs to that
-    thread alone, since a second pool (the loading thread's) made each of its wake-ups a sleep and a
-    pass of one user three times slower (docs/results.md, "Serving"). The API key comes from
+    other flags go to :func:`genrec.load_run`. The run lives in a decoding process of its own
+    (:class:`genrec.batcher_process.BatcherProcess`), so HTTP and decoding never wait for one
+    interpreter lock. There it is loaded on one torch thread and the batching thread decodes on
+    ``--threads`` (default: every core): torch's thread pool then belongs to that thread alone, since
+    a second pool (the loading thread's) made each of its wake-ups a sleep and a pass of one user
+    three times slower (docs/results.md, "Serving"). The API key comes from
     ``GENREC_API_KEY`` or the file's first line, never from the command line (where every user of the
     machine can read it in the process list).
     Beyond a loopback address without a key, catalogue changes are refused, with a warning. Catalogue
     changes are recorded in ``--journal`` (default ``DIR/catalogue_changes.jsonl``) and replayed at
     the next start (:mod:`genrec.journal`)."""
-    import torch
     import uvicorn
 
+    from genrec.batcher_process import BatcherProcess
     from genrec.config import parse_flags
-    from genrec.run import load_run
-    from genrec.serve import create_app
+    from genrec.export import is_export
+    from genrec.run_folder import finished_run
+    from genrec.serve import checked_auth, create_app
 
     _, flags = parse_flags(argv, text=frozenset({"run", "host", "journal", "api_key_file"}))
     if "run" not in flags:
@@ -56,19 +59,11 @@ def cmd_serve(argv: list[str]) -> int:
             "or --api_key_file)",
             file=sys.stderr,
         )
-    torch.set_num_threads(1)  # loading and the journal's replay, in this thread
-    run = load_run(run_dir, **flags)
-    app = create_app(
-        run,
-        max_batch,
-        max_wait_ms,
-        api_key=api_key,
-        auth=auth,
-        open_changes=loopback,
-        max_body_bytes=int(max_body * 2**20),
-        journal=journal,
-    )
-    torch.set_num_threads(threads)  # the batching thread's, from its first pass on
+    if not is_export(run_dir):
+        finished_run(run_dir)  # at once, before a process starts to load it
+    checked_auth(auth, api_key)
+    batcher = BatcherProcess(run_dir, flags, max_batch, max_wait_ms, journal, threads)
+    app = create_app(batcher, api_key=api_key, auth=auth, open_changes=loopback, max_body_bytes=int(max_body * 2**20))
     uvicorn.run(app, host=host, port=port, log_level="info")
     return 0
 
