@@ -53,8 +53,8 @@ commands:
                   under diversity settings (diverse beam search, a cap per ID prefix, MMR); JSON lines + figure
   analyze coldstart RUN_DIR...: for runs trained with --cold_items: add the held-out items, score the run,
                   a LIGER-style hybrid and content alone on users whose target was held out; JSON lines + figure
-  finetune        --run=DIR --method=grpo [--reward=relevance:1,validity:0.5 ...]: reward fine-tuning of a
-                  TIGER / PSID / Latte run into a new run folder
+  finetune        --run=DIR --method=grpo|dpo [--reward=relevance:1 ... | --negatives=3 --beta=1 ...]:
+                  GRPO or DPO / S-DPO fine-tuning of a TIGER / PSID / Latte run into a new run folder
   export          --run=DIR --to=DIR: the run as a self-contained folder (weights as safetensors, item
                   table, semantic IDs, quantizer, config, model card) that load_run, recommend and serve
                   load with no dataset files and no cache

@@ -140,7 +140,8 @@ def run_one(config) -> tuple[dict, Path]:
 
 def finetuned_run(directory: Path, config, runs: list[dict]) -> dict:
     """A ``genrec finetune`` run listed next to the comparison's (``--finetuned=DIR,...``): labelled
-    by its parent's label (when the parent is in the comparison, else its folder) and its rewards."""
+    by its parent's label (when the parent is in the comparison, else its folder) and its method
+    (GRPO's rewards, DPO's beta and negatives)."""
     try:
         recipe = json.loads((directory / FINETUNE).read_text())
         tuned = yaml.safe_load((directory / CONFIG).read_text())
@@ -152,14 +153,18 @@ def finetuned_run(directory: Path, config, runs: list[dict]) -> dict:
             f"not on this comparison's {config.dataset}"
         )
     parents = [run["model"] for run in runs if Path(run["directory"]).resolve() == Path(recipe["parent"]).resolve()]
-    rewards = ",".join(f"{name}:{weight:g}" for name, weight in recipe["settings"]["reward"].items())
+    settings = recipe["settings"]
+    if recipe["method"] == "grpo":
+        method = "GRPO(" + ",".join(f"{name}:{weight:g}" for name, weight in settings["reward"].items()) + ")"
+    else:
+        method = f"DPO(beta={settings['beta']:g},{settings['negatives']} {settings['negative_source']} negatives)"
     results = read_results(directory)
     epochs = read_epochs(directory)
     results["train_seconds"] = sum(record.get("seconds", 0.0) for record in epochs)
     results["curve"] = learning_curve(epochs)
     results["converged"] = len(epochs) < recipe["settings"]["epochs"] or results["best_epoch"] < len(epochs)
     return {
-        "model": f"{parents[0] if parents else Path(recipe['parent']).name} + GRPO({rewards})",
+        "model": f"{parents[0] if parents else Path(recipe['parent']).name} + {method}",
         "seed": tuned["seed"],
         "directory": str(directory),
         "results": results,

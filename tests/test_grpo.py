@@ -2,6 +2,7 @@
 hand data, sampling through the trie against its exact distribution, and on tiny trained runs a
 rewarded item gains probability and a validity reward cuts invalid IDs."""
 
+import json
 import math
 
 import numpy as np
@@ -108,10 +109,10 @@ RUN = dict(
 )
 
 
-def tiny_run(tmp_path, **extra):
+def tiny_run(tmp_path, model="PSID", **extra):
     config = load_config(
         [],
-        model="PSID",
+        model=model,
         run_name="parent",
         cache_dir=str(tmp_path / "cache"),
         output_dir=str(tmp_path / "runs"),
@@ -187,13 +188,23 @@ def test_finetune_command_writes_a_loadable_run_that_compare_lists(tmp_path, cap
     }
     tuned = genrec.load_run(out, cache_dir=str(tmp_path / "cache"))  # a run like any other
     assert tuned.recommend([[tuned.interactions.item_ids[i] for i in tuned.split.test.histories[0]]], k=3)
+    dpo = tmp_path / "runs/finetune/parent-dpo"
+    schedule = ["--steps_per_epoch=3", "--batch_size=8", "--epochs=2", f"--cache_dir={tmp_path / 'cache'}"]
+    assert main(["finetune", f"--run={parent}", "--method=dpo", "--negatives=2", *schedule, f"--output={dpo}"]) == 0
+    assert json.loads((dpo / "finetune.json").read_text())["method"] == "dpo"
+    assert len((dpo / "metrics.jsonl").read_text().splitlines()) >= 1
     capsys.readouterr()
-    assert main(["compare", *common, f"--finetuned={out}"]) == 0  # listed next to its parent, paired with it
+    assert main(["compare", *common, f"--finetuned={out},{dpo}"]) == 0  # listed next to their parent, paired with it
     report = capsys.readouterr().out
     assert (
         "| PSID + GRPO(relevance:1,unseen:0.2) |" in report
         and "| PSID − PSID + GRPO(relevance:1,unseen:0.2) |" in report
+        and "| PSID + DPO(beta=1,2 beam negatives) |" in report
     )
     assert (
         main(["finetune", f"--run={parent}", "--reward=clicks:1"]) == 2 and "unknown reward" in capsys.readouterr().err
     )
+    assert main(["finetune", f"--run={parent}", "--method=dpo", "--group=4"]) == 2
+    assert "--group is not a setting of --method=dpo" in capsys.readouterr().err
+    assert main(["finetune", f"--run={parent}", "--method=ppo"]) == 2
+    assert "--method must be one of grpo, dpo" in capsys.readouterr().err

@@ -12,11 +12,6 @@ negative), in small steps that stay close to where training left the model.
 
 from __future__ import annotations
 
-import copy
-import json
-import logging
-import math
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -24,20 +19,9 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from genrec.cache import atomic_write_text
-from genrec.checkpoint import save_checkpoint
-from genrec.config import dump_config
 from genrec.decoding import INVALID, SIDTrie
-from genrec.errors import ConfigError
-from genrec.evaluation import Catalogue, Evaluator
-from genrec.evaluation.metrics import recorded, shown
+from genrec.finetune.loop import Finetuner, FinetuneSettings
 from genrec.finetune.rewards import REWARDS, Candidates, reward
-from genrec.provenance import source_commit
-from genrec.run_folder import BEST, CONFIG, FINETUNE, METRICS, RESULTS, TEST_RANKS
-from genrec.runtime import deterministic
-from genrec.schema import StrictModel
-
-log = logging.getLogger(__name__)
 
 
 def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
@@ -104,7 +88,7 @@ def sample_ids(
     return torch.where(nodes >= 0, nodes, torch.full_like(nodes, INVALID)), tokens
 
 
-class GRPOSettings(StrictModel):
+class GRPOSettings(FinetuneSettings):
     """``genrec finetune --method=grpo`` settings (see the module docstring)."""
 
     reward: dict[str, float] = Field(default_factory=lambda: {"relevance": 1.0})
@@ -115,13 +99,7 @@ class GRPOSettings(StrictModel):
     constrained: bool = True  # false: candidates may leave the trie (what a validity reward trains against)
     clip: float = Field(0.2, gt=0, lt=1)
     kl: float = Field(0.04, ge=0)
-    lr: float = Field(1e-4, gt=0)
-    batch_size: int = Field(32, ge=1)
-    steps_per_epoch: int = Field(50, ge=1)
     updates: int = Field(1, ge=1)  # optimizer steps per generated group (1: the ratio starts at 1 each step)
-    epochs: int = Field(10, ge=1)
-    patience: int = Field(3, ge=1)
-    seed: int = Field(0, ge=0)
 
     @field_validator("reward", mode="before")
     @classmethod
@@ -143,25 +121,16 @@ class GRPOSettings(StrictModel):
         return value
 
 
-class GRPOTrainer:
-    """Fine-tunes a finished generative run (:class:`genrec.run.Run`) into ``directory``."""
+class GRPOTrainer(Finetuner):
+    """GRPO on a finished generative run (see the module docstring)."""
+
+    name, headline = "GRPO", "reward"
 
     def __init__(self, run, settings: GRPOSettings, directory: Path):
-        self.run, self.settings, self.directory = run, settings, directory
-        self.model = run.model
-        if not self.model.returns_beams:
-            raise ConfigError(
-                f"GRPO fine-tunes the generative models (TIGER, PSID, Latte); {run.config.model} generates no IDs"
-            )
-        self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.lr, weight_decay=0.0)
-        self.device = next(self.model.parameters()).device
+        super().__init__(run, settings, directory)
         counts = np.bincount(np.concatenate(run.split.train_sequences), minlength=run.interactions.n_items)
         self.popularity = torch.as_tensor(counts)
         self.codes = torch.as_tensor(self.model.semantic_ids.codes)
-        self.evaluator = Evaluator.from_config(
-            run.config, Catalogue.of(run.interactions, run.config.category_level), self.device
-        )
 
     def candidates(
         self, ids: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
@@ -174,11 +143,6 @@ class GRPOTrainer:
             return items, tokens
         step = model.model.beam_step(ids, mask)
         return sample_ids(step, model.trie, len(ids), s.group, s.temperature, s.constrained, generator, self.device)
-
-    def sequence_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Each position's local code as a vocabulary token."""
-        starts = torch.tensor([first for first, _ in self.model.vocab.decode_ranges], device=tokens.device)
-        return tokens + starts
 
     def generated_codes(self, tokens: torch.Tensor) -> torch.Tensor:
         """The semantic-ID part of generated tokens, in the IDs' level order (latent token dropped)."""
@@ -230,103 +194,3 @@ class GRPOTrainer:
             "hit": float((items.cpu() == targets_t[:, None]).any(1).float().mean()),
             "valid_share": float((items >= 0).float().mean()),
         }
-
-    def validate(self, examples) -> dict:
-        return self.evaluator.validate(self.model, examples)
-
-    def fit(self) -> dict:
-        s, run = self.settings, self.run
-        train = run.split.train
-        rng = np.random.default_rng(s.seed)
-        generator = torch.Generator().manual_seed(s.seed)
-        torch.manual_seed(s.seed)
-        select = run.config.select_metric  # the parent's: before and after are chosen alike
-        best = self.validate(run.split.valid)[select]
-        log.info("GRPO: starting validation %s %s", select, shown(best))
-        self.save(0)
-        bad, best_epoch = 0, 0
-        with deterministic(run.config.deterministic):
-            for epoch in range(1, s.epochs + 1):
-                start, steps = time.perf_counter(), []
-                for _ in range(s.steps_per_epoch):
-                    rows = rng.choice(len(train), min(s.batch_size, len(train)), replace=False)
-                    histories, targets = train.batch(rows)
-                    steps.append(self.step(histories, targets, [train.seen[r] for r in rows], generator))
-                    if not math.isfinite(steps[-1]["loss"]):
-                        raise ConfigError(
-                            f"GRPO diverged at epoch {epoch} (loss {steps[-1]['loss']}); lower --lr or raise --kl"
-                        )
-                valid = self.validate(run.split.valid)
-                record = {
-                    "epoch": epoch,
-                    **{k: round(float(np.mean([x[k] for x in steps])), 5) for k in steps[0]},
-                    "valid": {k: recorded(v) for k, v in valid.items()},
-                    "seconds": round(time.perf_counter() - start, 2),
-                }
-                self.append_metrics(record)
-                log.info(
-                    "GRPO epoch %d  reward %.4f  valid %s %s (best %s @%d)",
-                    epoch,
-                    record["reward"],
-                    select,
-                    shown(valid[select]),
-                    shown(max(best, valid[select])),
-                    best_epoch if valid[select] <= best else epoch,
-                )
-                if valid[select] > best:
-                    best, best_epoch, bad = valid[select], epoch, 0
-                    self.save(epoch)
-                else:
-                    bad += 1
-                    if bad >= s.patience:
-                        break
-        return self.test(best_epoch)
-
-    def save(self, epoch: int) -> None:
-        """``best.pt``: the weights, with the parent run's identity (same settings, data and IDs)."""
-        from genrec.pipeline import identity
-
-        save_checkpoint(
-            self.directory / BEST,
-            identity(self.run.config, self.run.interactions, self.model),
-            {"model": self.model.state_dict(), "epoch": epoch},
-        )
-
-    def append_metrics(self, record: dict) -> None:
-        with open(self.directory / METRICS, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-
-    def test(self, best_epoch: int) -> dict:
-        from genrec.checkpoint import read_checkpoint, restore_weights
-        from genrec.trainer import save_ranks
-
-        state = read_checkpoint(self.directory / BEST, self.device)
-        restore_weights(self.model, state, self.directory / BEST)
-        valid, _ = self.evaluator.test(self.model, self.run.split.valid)
-        test, ranks = self.evaluator.test(self.model, self.run.split.test)
-        save_ranks(self.directory / TEST_RANKS, ranks)
-        results = {
-            "best_epoch": best_epoch,
-            **self.evaluator.widths(self.model),
-            "parent": str(self.run.directory),
-            "commit": source_commit(),
-            "valid": {k: recorded(v) for k, v in valid.items()},
-            "test": {k: recorded(v) for k, v in test.items()},
-        }
-        atomic_write_text(self.directory / RESULTS, json.dumps(results, indent=2))
-        return results
-
-
-def finetune(run, settings: GRPOSettings, directory: Path) -> dict:
-    """GRPO-fine-tune ``run`` into the new run folder ``directory`` (its ``config.yaml`` is the
-    parent's, so :func:`genrec.load_run` loads it; ``finetune.json`` records the parent and the
-    settings; ``best.pt`` is the starting model until validation improves on it)."""
-    directory.mkdir(parents=True, exist_ok=False)
-    dump_config(run.config.model_copy(update={"run_name": None, "checkpoint": None}), directory / CONFIG)
-    atomic_write_text(
-        directory / FINETUNE,
-        json.dumps(
-            {"method": "grpo", "parent": str(run.directory), "settings": settings.model_dump(mode="json")}, indent=2
-        ),
-    )
-    return GRPOTrainer(run, settings, directory).fit()
