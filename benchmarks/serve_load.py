@@ -8,7 +8,9 @@ share no interpreter with it. One JSON line per concurrency level.
     python benchmarks/serve_load.py RUN_DIR --soak_s=600 [--clients=8] [--sample_s=10] [--seed=0]
 
 ``--http_only=true`` serves the same requests from the same app over a stand-in run that answers at once
-(no decoding): what serving costs besides decoding, on the same cores.
+(no decoding): what serving costs besides decoding, on the same cores. Each line also gives the CPU
+milliseconds one request cost (``cpu_ms_per_request``): in ``genrec serve``'s HTTP process, in its
+decoding process and in the load generator (this process), which share the machine's cores.
 
 ``--figure=STEM`` draws latency and throughput against the clients (``STEM.png``, ``STEM.svg``), with
 ``--decode_users_per_s`` (``benchmarks/decode_speed.py``'s figure for the same run and beam) as the
@@ -122,6 +124,19 @@ def rss_mb(pid: int) -> float:
     for task in Path(f"/proc/{pid}/task").iterdir():
         children += (task / "children").read_text().split()
     return own + sum(rss_mb(int(child)) for child in children)
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of ``pid`` itself and of every process under it: ``genrec serve``'s
+    HTTP process and its decoding child."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    below = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            below += sum(cpu_seconds(int(child)))
+    return own, below
 
 
 def mixed_body(run, rng: random.Random, max_batch: int) -> dict:
@@ -280,11 +295,11 @@ def start_server(directory: Path, port: int, flags: dict, journal: Path, http_on
     if http_only:
         own = {key: flags[key] for key in ("max_batch", "max_wait_ms")}
         command = [sys.executable, __file__, "--stand_in_server", f"--port={port}"]
-        server = subprocess.Popen(command + [f"--{key}={value}" for key, value in own.items()])
+        server = subprocess.Popen(command + [f"--{key}={value}" for key, value in own.items()], stdout=sys.stderr)
     else:
         command = [sys.executable, "-m", "genrec", "serve", f"--run={directory}", f"--port={port}"]
         command += [f"--journal={journal}"] + [f"--{key}={value}" for key, value in flags.items()]
-        server = subprocess.Popen(command)
+        server = subprocess.Popen(command, stdout=sys.stderr)  # stdout is the JSON lines
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -337,7 +352,14 @@ def main(argv: list[str]) -> None:
                 health = client.get("/health").json()
                 for clients in levels:
                     passes = client.get("/health").json()["decoding_passes"]
+                    server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
                     row = load(port, bodies, clients)
+                    (http_cpu, decoder_cpu), spent = cpu_seconds(server.pid), time.process_time() - client_cpu
+                    per_request = {
+                        "http": http_cpu - server_cpu[0],
+                        "decoding": decoder_cpu - server_cpu[1],
+                        "client": spent,
+                    }
                     row.update(
                         {
                             "run": directory.name,
@@ -351,6 +373,9 @@ def main(argv: list[str]) -> None:
                             "decode_precision": run.config.decode_precision,
                             "device": str(run.model.device),
                             "decoding_passes": client.get("/health").json()["decoding_passes"] - passes,
+                            "cpu_ms_per_request": {
+                                part: round(1000 * seconds / len(bodies), 3) for part, seconds in per_request.items()
+                            },
                         }
                     )
                     print(json.dumps(row), flush=True)

@@ -8,6 +8,9 @@ Each variant first trains ``--warmup_steps_timed`` optimizer steps untimed, then
     python benchmarks/train_speed.py [--config=configs/quickstart.yaml] [--model=PSID] [--epochs=1]
         [--threads=1] [--variants=hf-t5,t5,decoder] [--processes=1] [--num_workers=0] [--key=value ...]
 
+A variant is an architecture with settings of its own, as ``genrec compare``'s are:
+``--variants=decoder,hf_causal_lm:d_ff=171,hf_causal_lm:backbone=gpt2``.
+
 One JSON line per variant and process count: ``variant``, ``processes``, ``targets_per_s``,
 ``seconds_per_epoch``, ``steps_per_epoch``, ``parameters``, ``threads`` (per process), plus
 ``speedup_vs_hf`` (against the plain loop when it ran). ``--processes=1,2`` also times genrec's
@@ -124,9 +127,7 @@ def measure(variant: str, config, interactions, split, epochs: int, group: Proce
     if variant == "hf-t5":
         run_epoch, parameters, steps = hf_epoch_timer(config, interactions, split)
     else:
-        run_epoch, parameters, steps = genrec_epoch_timer(
-            config.model_copy(update={"architecture": variant}), interactions, split, group
-        )
+        run_epoch, parameters, steps = genrec_epoch_timer(config, interactions, split, group)
     run_epoch()  # untimed: allocator and kernel warm-up
     start = time.perf_counter()
     for _ in range(epochs):
@@ -183,6 +184,14 @@ def measure_data_parallel(variant: str, argv: list[str], world: int, epochs: int
         return json.loads(Path(result).read_text())
 
 
+def variant_settings(variant: str) -> dict[str, str]:
+    """The settings of a variant ``architecture[:key=value...]`` (none for ``hf-t5``)."""
+    if variant == "hf-t5":
+        return {}
+    architecture, *settings = variant.split(":")
+    return {"architecture": architecture, **dict(setting.split("=", 1) for setting in settings)}
+
+
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
     config_file, flags = parse_flags(argv)
@@ -190,19 +199,21 @@ def main(argv: list[str]) -> None:
     processes = [int(n) for n in str(flags.pop("processes", 1)).split(",")]
     epochs = int(flags.pop("epochs", 1))
     torch.set_num_threads(int(flags.pop("threads", 1)))
-    argv = [
-        f"--config={config_file or 'configs/quickstart.yaml'}",
-        *(f"--{k}={v}" for k, v in {"model": "PSID", **flags}.items()),
-    ]
-    config = load_config(argv)
-    interactions, split = load_split(config)
+    flags = {"model": "PSID", **flags}
+
+    def argv_of(variant: str) -> list[str]:
+        settings = {**flags, **variant_settings(variant)}
+        return [f"--config={config_file or 'configs/quickstart.yaml'}", *(f"--{k}={v}" for k, v in settings.items())]
+
+    interactions, split = load_split(load_config(argv_of("hf-t5")))
     baseline = None
     for variant in variants:
+        own = argv_of(variant)
         for world in [1] if variant == "hf-t5" else processes:
             if world == 1:
-                row = measure(variant, config, interactions, split, epochs)
+                row = measure(variant, load_config(own), interactions, split, epochs)
             else:
-                row = measure_data_parallel(variant, argv, world, epochs)
+                row = measure_data_parallel(variant, own, world, epochs)
             if variant == "hf-t5":
                 baseline = row["targets_per_s"]
             if baseline:

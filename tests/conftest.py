@@ -24,6 +24,20 @@ TINY_SYNTHETIC = dict(
 
 # The smallest semantic-ID backbone (T5 or decoder) that still learns the tiny catalogue.
 TINY_BACKBONE = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8)
+
+
+def tiny_causal_lm(backbone: str, vocab, max_items: int = 20):
+    """A Hugging Face causal LM of model type ``backbone`` at the smallest backbone's sizes, random-initialised."""
+    from types import SimpleNamespace
+
+    from genrec.models.sid_causal_lm import build_causal_lm
+
+    settings = SimpleNamespace(
+        backbone=backbone, backbone_path=None, max_item_seq_len=max_items, dropout_rate=0.0, **TINY_BACKBONE
+    )
+    return build_causal_lm(settings, vocab)
+
+
 # The smallest transformer of the item-level models (SASRec, BERT4Rec, SimGR, ParallelSID).
 TINY_FULL_RANKING = dict(hidden_size=16, num_layers=1, num_heads=2)
 

@@ -27,6 +27,13 @@ FULL_RANKING = TINY_FULL_RANKING
         {"vq_method": "per_modality", "vq_modalities": "category,text", "vq_n_codebooks": 2, "vq_codebook_size": 16},
         {"vq_method": "opq", "sent_emb_pca": 24},
         {"vq_method": "rqvae", "rqvae_epochs": 5, "rqvae_hidden_dims": [32], "rqvae_latent_dim": 8},
+        {
+            "vq_method": "letter",
+            "letter_clusters": 4,
+            "rqvae_epochs": 5,
+            "rqvae_hidden_dims": [32],
+            "rqvae_latent_dim": 8,
+        },
     ],
 )
 def test_the_kept_quantizer_gives_the_catalogue_its_training_codes(make_config, tmp_path, method):

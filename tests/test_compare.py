@@ -255,6 +255,12 @@ def test_settings_added_later_keep_earlier_runs_identity_at_their_neutral_value(
         "negative_sampler": "uniform",
         "split_valid_time": 1.0,
         "split_test_time": 2.0,
+        "backbone": "qwen2",
+        "backbone_path": "models/qwen",
+        "letter_cf_weight": 0.5,
+        "letter_diversity_weight": 0.01,
+        "letter_clusters": 4,
+        "letter_temperature": 1.0,
     }
     every_model = [added_values(load_config([], model=name)) for name in models.names()]
     assert set(changed) == set().union(*every_model)  # the settings declared with a `since`

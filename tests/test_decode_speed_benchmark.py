@@ -1,6 +1,6 @@
-"""benchmarks/decode_speed.py runs on both backbones: the T5 against Hugging Face ``generate`` (the
-same top-10 lists), the decoder (which ``generate`` cannot run) on its own, and bf16 decoding against
-genrec's own fp32 search."""
+"""benchmarks/decode_speed.py runs on every backbone: the T5 against Hugging Face ``generate`` (the
+same top-10 lists), the causal ones (which ``generate`` cannot run with genrec's trie) on their own,
+and bf16 decoding against genrec's own fp32 search."""
 
 import json
 import subprocess
@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO, TINY_BACKBONE, TINY_SYNTHETIC
 
 
-@pytest.mark.parametrize("architecture", ["t5", "decoder"])
+@pytest.mark.parametrize("architecture", ["t5", "decoder", "hf_causal_lm"])
 def test_decode_speed_on_each_architecture(tmp_path, architecture):
     settings = {**TINY_SYNTHETIC, **TINY_BACKBONE, "architecture": architecture, "cache_dir": tmp_path / "cache"}
     command = [

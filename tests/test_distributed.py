@@ -2,6 +2,7 @@
 global batch, write once, and a killed two-process run resumes to the same result, under two
 processes or one."""
 
+import itertools
 import json
 import os
 import socket
@@ -145,8 +146,10 @@ def test_every_model_trains_under_two_processes(tmp_path):
             **({"n_latent_tokens": 2} if model == "Latte" else {}),
             **({"vq_collision": "tiger"} if model == "TIGER" else {}),
         }
-        for model in ("TIGER", "PSID", "Latte")
-        for backbone in ("t5", "decoder")
+        for model, backbone in [
+            *itertools.product(("TIGER", "PSID", "Latte"), ("t5", "decoder")),
+            ("PSID", "hf_causal_lm"),
+        ]
     ]
     for model in ("SimGR", "ParallelSID", "SASRec", "GRU4Rec", "BERT4Rec"):
         settings = {k: v for k, v in job(tmp_path, "SASRec", model, epochs=1).items() if k not in SIZES["SASRec"]}

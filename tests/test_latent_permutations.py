@@ -1,12 +1,13 @@
 """Latte's latent tokens bound to orders of the ID levels (``latent_mode: permutation``): every latent
 token decodes real items in its own order, and a wide beam over the permuted tries equals exhaustive
-teacher-forced scoring, on both backbones."""
+teacher-forced scoring, on every backbone."""
 
 import itertools
 
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_causal_lm
 
 from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
@@ -25,10 +26,12 @@ def toy_setup(architecture, seed=0, n_items=20):
         model = SIDSeq2Seq(
             vocab, d_model=16, d_ff=32, num_layers=1, num_decoder_layers=2, num_heads=2, d_kv=8, dropout_rate=0.0
         )
-    else:
+    elif architecture == "decoder":
         model = SIDDecoder(
             vocab, d_model=16, d_ff=32, num_blocks=2, num_heads=2, d_kv=8, dropout_rate=0.0, max_items=20
         )
+    else:
+        model = tiny_causal_lm("llama", vocab)
     for p in model.parameters():  # spread the logits so that ranks are well separated
         p.data.mul_(4.0)
     histories = [rng.integers(0, n_items, size=n) for n in (3, 1, 5)]
@@ -60,7 +63,7 @@ def test_targets_follow_the_order_of_their_latent_token():
     assert vocab.decode_ranges == [(2, 6), (8, 12), (8, 12), (8, 12)]
 
 
-@pytest.mark.parametrize("architecture", ["t5", "decoder"])
+@pytest.mark.parametrize("architecture", ["t5", "decoder", "hf_causal_lm"])
 def test_every_latent_token_decodes_real_items_in_its_order(architecture):
     codes, vocab, model, ids, mask = toy_setup(architecture, seed=1)
     items, scores, tokens = model.generate(ids, mask, vocab.trie(codes), num_beams=12)
@@ -74,7 +77,7 @@ def test_every_latent_token_decodes_real_items_in_its_order(architecture):
         assert (union - offsets[level_of]).tolist() == codes[int(items[user, beam])][list(order)].tolist()
 
 
-@pytest.mark.parametrize("architecture", ["t5", "decoder"])
+@pytest.mark.parametrize("architecture", ["t5", "decoder", "hf_causal_lm"])
 def test_wide_beam_over_permuted_tries_equals_exhaustive(architecture):
     codes, vocab, model, ids, mask = toy_setup(architecture)
     trie = vocab.trie(codes)
@@ -114,7 +117,7 @@ def test_fixed_level_order_permutes_the_ids_and_is_validated(make_config):
         make_config(**TINY_SYNTHETIC, model="TIGER", vq_collision="tiger", vq_level_order=[2, 0, 1])
 
 
-@pytest.mark.parametrize("architecture", ["t5", "decoder"])
+@pytest.mark.parametrize("architecture", ["t5", "decoder", "hf_causal_lm"])
 @pytest.mark.parametrize("orders", [(), ORDERS])
 def test_a_search_restricted_to_allowed_items_ranks_them_as_exhaustive_scoring(architecture, orders):
     """Masking the trie (filters, removed items) keeps the search exact over the allowed items, in

@@ -21,7 +21,9 @@ TINY_ITEMS = TINY_FULL_RANKING
 VARIANTS = [
     (name, architecture)
     for name in models.names()
-    for architecture in (("t5", "decoder") if "architecture" in models.get(name).Settings.model_fields else (None,))
+    for architecture in (
+        ("t5", "decoder", "hf_causal_lm") if "architecture" in models.get(name).Settings.model_fields else (None,)
+    )
 ]
 
 
@@ -47,7 +49,7 @@ def test_capabilities_are_declared_and_true(built):
     config, model, _ = built
     assert isinstance(model, Recommender)
     settings = config.model_dump()
-    assert model.learns_windows == (settings.get("architecture") == "decoder")
+    assert model.learns_windows == (settings.get("architecture") in ("decoder", "hf_causal_lm"))
     assert model.latent_tokens == settings.get("n_latent_tokens", 0)
     if model.semantic_ids is not None:
         assert isinstance(model.semantic_ids, SemanticIDs) and len(model.semantic_ids.codes) == model.n_items

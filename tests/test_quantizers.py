@@ -9,6 +9,7 @@ from genrec.errors import ConfigError
 from genrec.pipeline import load_split
 from genrec.semantic_ids import methods, rqvae, semantic_ids
 from genrec.semantic_ids.frozen import residual_codebooks
+from genrec.semantic_ids.letter import LetterRegularizer
 from genrec.semantic_ids.opq import opq
 from genrec.semantic_ids.per_modality import per_modality
 from genrec.semantic_ids.quantization import squared_distances
@@ -215,5 +216,123 @@ def test_a_registered_quantizer_is_a_vq_method(make_config, monkeypatch):
     plain = semantic_ids(make_config(**TINY_SYNTHETIC, vq_method="rqkmeans"), data, split)
     assert plain.cache_key != sids.cache_key and calls == ["my_rq"]
     np.testing.assert_array_equal(plain.codes, sids.codes)  # the same algorithm underneath
-    with pytest.raises(ConfigError, match="no such quantizer; registered: my_rq, opq, per_modality, rqkmeans, rqvae"):
+    with pytest.raises(
+        ConfigError, match="no such quantizer; registered: letter, my_rq, opq, per_modality, rqkmeans, rqvae"
+    ):
         make_config(vq_method="rq_kmeans")
+
+
+LETTER_RQVAE = dict(
+    n_levels=2,
+    codebook_size=8,
+    hidden=[32],
+    latent_dim=8,
+    epochs=25,
+    batch_size=128,
+    lr=3e-3,
+    beta=0.25,
+    kmeans_iters=10,
+)
+
+
+def letter_term(collaborative, cf_weight, diversity_weight, clusters=3):
+    return lambda latent_dim: LetterRegularizer(
+        collaborative, latent_dim, cf_weight, diversity_weight, clusters, temperature=0.1, kmeans_iters=10, seed=0
+    )
+
+
+def test_letter_without_its_terms_is_rq_vae(vectors):
+    """LETTER is RQ-VAE plus two terms: at weight 0 its codes are RQ-VAE's, bit for bit."""
+    collaborative = np.random.default_rng(1).normal(size=(len(vectors), 10)).astype(np.float32)
+    plain = rq_vae(vectors, seed=0, **LETTER_RQVAE)
+    letter = rq_vae(vectors, seed=0, make_regularizer=letter_term(collaborative, 0.0, 0.0), **LETTER_RQVAE)
+    assert np.array_equal(plain.codes, letter.codes)
+    np.testing.assert_array_equal(plain.info["codebooks"], letter.info["codebooks"])
+
+
+def test_letter_terms_match_their_definitions():
+    """The alignment is in-batch InfoNCE of quantized latents against collaborative vectors (cosines /
+    temperature); the diversity term, per level, a softmax over the codebook's dot products
+    with the assigned code's own entry removed and a sibling of its group as the target."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    collaborative = rng.normal(size=(10, 4)).astype(np.float32)
+    term = letter_term(collaborative, 0.5, 0.25, clusters=2)(4)
+    model = RQVAE(5, [7], 4, 2, 6)
+    with torch.no_grad():
+        model.codebooks.normal_()
+    term.start_epoch(model)
+    rows = torch.tensor([3, 0, 7, 9])
+    quantized = torch.randn(4, 4)
+    codes = torch.tensor([[0, 1], [2, 5], [4, 4], [1, 0]])
+    generator_state = term.generator.get_state()
+    got = term(model, rows, quantized, codes)
+
+    q = torch.nn.functional.normalize(quantized, dim=1)
+    h = torch.nn.functional.normalize(torch.as_tensor(collaborative[rows.numpy()]), dim=1)
+    logits = (q @ h.T / 0.1).double()
+    alignment = -torch.mean(torch.stack([logits[i, i] - torch.logsumexp(logits[i], 0) for i in range(4)]))
+
+    term.generator.set_state(generator_state)  # the same sibling draws, level by level
+    diversity = 0.0
+    for level, codebook in enumerate(model.codebooks):
+        siblings = term.siblings[level]
+        weights = siblings[codes[:, level]].float()
+        alone = weights.sum(1) == 0
+        weights[alone, codes[alone, level]] = 1
+        positives = torch.multinomial(weights, 1, generator=term.generator).squeeze(1)
+        for i in range(4):
+            code, positive = int(codes[i, level]), int(positives[i])
+            assert positive != code or bool(alone[i])
+            assert bool(siblings[code, positive]) or bool(alone[i])  # a code of the same group
+            scores = (codebook[code] @ codebook.T).detach().double()
+            if not alone[i]:
+                scores[code] = float("-inf")
+            diversity += float(torch.logsumexp(scores, 0) - scores[positive]) / 4
+    diversity = float(diversity)
+    expected = 0.5 * float(alignment) + 0.25 * diversity / 2
+    assert float(got.detach()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_letter_codes_carry_the_collaborative_groups():
+    """Twelve text clusters, merged into three collaborative groups the text does not show: LETTER's
+    quantized latents (the sum of each item's code vectors) bring an item nearer its group's items
+    than RQ-VAE's do (mean cosine within groups minus across them), for two seeds."""
+    rng = np.random.default_rng(0)
+    cluster = rng.integers(12, size=600)
+    texts = (rng.normal(size=(12, 24))[cluster] * 3 + rng.normal(size=(600, 24))).astype(np.float32)
+    groups = cluster % 3
+    collaborative = (np.eye(8)[groups] * 3 + rng.normal(size=(600, 8)) * 0.3).astype(np.float32)
+    same = groups[:, None] == groups[None, :]
+
+    def separation(q):
+        latents = sum(codebook[q.codes[:, level]] for level, codebook in enumerate(q.info["codebooks"]))
+        unit = latents / np.linalg.norm(latents, axis=1, keepdims=True)
+        cosines = unit @ unit.T
+        return cosines[same].mean() - cosines[~same].mean()
+
+    settings = {**LETTER_RQVAE, "codebook_size": 4, "epochs": 40}
+    for seed in (0, 1):
+        plain = rq_vae(texts, seed=seed, **settings)
+        letter = rq_vae(texts, seed=seed, make_regularizer=letter_term(collaborative, 10.0, 1e-4), **settings)
+        assert separation(letter) > separation(plain) + 0.1
+
+
+def test_letter_ids_are_built_cached_and_keyed_by_the_collaborative_vectors(make_config):
+    settings = dict(
+        **TINY_SYNTHETIC,
+        vq_method="letter",
+        letter_clusters=4,
+        rqvae_epochs=5,
+        rqvae_hidden_dims=[32],
+        rqvae_latent_dim=8,
+    )
+    config = make_config(**settings)
+    data, split = load_split(config)
+    sids = semantic_ids(config, data, split)
+    assert sids.report["method"] == "letter" and sids.report["unique"] == 1.0
+    heavier = semantic_ids(make_config(**settings, letter_cf_weight=0.5), data, split)
+    other_cf = semantic_ids(make_config(**settings, cf_emb_dim=16), data, split)
+    assert len({sids.cache_key, heavier.cache_key, other_cf.cache_key}) == 3
+    with pytest.raises(ConfigError, match="letter_clusters=9 groups more codes than a level has"):
+        semantic_ids(make_config(**{**settings, "letter_clusters": 9}), data, split)

@@ -38,6 +38,7 @@ def tiny(make_config, tmp_path, **kw):
         ("TIGER", "t5"),
         ("Latte", "decoder"),
         ("PSID", "decoder"),
+        ("PSID", "hf_causal_lm"),
         ("Latte-permutation", "decoder"),
     ],
 )

@@ -17,9 +17,11 @@ def cmd_serve(argv: list[str]) -> int:
     other flags go to :func:`genrec.load_run`. The run lives in a decoding process of its own
     (:class:`genrec.batcher_process.BatcherProcess`), so HTTP and decoding never wait for one
     interpreter lock. There it is loaded on one torch thread and the batching thread decodes on
-    ``--threads`` (default: every core): torch's thread pool then belongs to that thread alone, since
-    a second pool (the loading thread's) made each of its wake-ups a sleep and a pass of one user
-    three times slower (docs/results.md, "Serving"). The API key comes from
+    ``--threads`` (default: every core but one, which the HTTP process keeps; on 2 cores one decoding
+    thread served more requests at every load than two, which competed with HTTP for the cores:
+    docs/results.md, "Serving"): torch's thread pool then belongs to that thread alone, since a
+    second pool (the loading thread's) made each of its wake-ups a sleep and a pass of one user three
+    times slower. The API key comes from
     ``GENREC_API_KEY`` or the file's first line, never from the command line (where every user of the
     machine can read it in the process list).
     Beyond a loopback address without a key, catalogue changes are refused, with a warning. Catalogue
@@ -47,7 +49,7 @@ def cmd_serve(argv: list[str]) -> int:
     if port > 65535:
         raise GenrecError(f"--port must be a TCP port, 0 (any free one) to 65535, got {port}")
     max_wait_ms = number_flag(flags, "max_wait_ms", 0.0, 0.0)
-    threads = count_flag(flags, "threads", cores(), 1)
+    threads = count_flag(flags, "threads", max(1, cores() - 1), 1)
     max_body = number_flag(flags, "max_body_mb", 16.0, 0.001)
     auth = str(flags.pop("auth", "changes"))
     api_key = api_key_of(flags.pop("api_key_file", None))

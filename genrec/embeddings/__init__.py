@@ -30,6 +30,7 @@ class ItemVectors:
     source: str  # text | cf | text+cf, or the per-modality blocks (cf+category+text)
     key: dict  # the cache key: everything the vectors depend on
     part_dims: tuple[int, ...] = ()  # per-modality: the width of each block, in order
+    collaborative: np.ndarray | None = None  # vq_method=letter: each item's collaborative vector, which it aligns to
 
 
 def dataset_cache_dir(config, interactions: Interactions) -> Path:
@@ -156,7 +157,8 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 def item_embeddings(config, interactions: Interactions, split: Split) -> ItemVectors:
     """The vectors semantic IDs quantize: with ``vq_method=per_modality`` one unit-norm block per
-    entry of ``vq_modalities`` (``part_dims`` tells them apart), else the ``item_emb`` source."""
+    entry of ``vq_modalities`` (``part_dims`` tells them apart), else the ``item_emb`` source (with
+    ``vq_method=letter`` also the collaborative vectors its training aligns to)."""
     if config.vq_method == "per_modality":
         parts, keys = zip(*(modality_vectors(config, interactions, split, m) for m in config.vq_modalities))
         source = "+".join(config.vq_modalities)
@@ -170,9 +172,11 @@ def item_embeddings(config, interactions: Interactions, split: Split) -> ItemVec
     parts, keys = zip(*(modality_vectors(config, interactions, split, m) for m in source.split("+")))
     if len(parts) > 1:  # text+cf: each part unit-norm so neither dominates by scale
         parts = [unit_rows(p) for p in parts]
-    return ItemVectors(
-        np.concatenate(parts, axis=1).astype(np.float32), source, {"source": source, "parts": list(keys)}
-    )
+    key = {"source": source, "parts": list(keys)}
+    collaborative = None
+    if config.vq_method == "letter":  # LETTER aligns the codes with the items' collaborative vectors
+        collaborative, key["collaborative"] = cf_vectors(config, interactions, split)
+    return ItemVectors(np.concatenate(parts, axis=1).astype(np.float32), source, key, (), collaborative)
 
 
 def new_item_encoder(config, interactions: Interactions) -> Callable[[list[dict[str, str]]], np.ndarray]:

@@ -6,9 +6,10 @@ and in Latte's latent token: in training one of ``n_latent_tokens`` is drawn uni
 target each time it is drawn and prepended to its ID; at inference one beam search generates
 latent token then ID, and an item's beams are aggregated over latent tokens.
 
-The backbone is the papers' T5 encoder-decoder (``architecture: t5``, trained on every history prefix)
-or a causal decoder (``architecture: decoder``, :mod:`genrec.models.sid_decoder`, trained on windows of
-each sequence in one pass: several times fewer tokens per epoch).
+The backbone is the papers' T5 encoder-decoder (``architecture: t5``, trained on every history prefix),
+a causal decoder (``architecture: decoder``, :mod:`genrec.models.sid_decoder`, trained on windows of
+each sequence in one pass: several times fewer tokens per epoch) or any Hugging Face causal LM on
+the same windows (``architecture: hf_causal_lm``, :mod:`genrec.models.sid_causal_lm`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydantic import Field
 from genrec.decoding import aggregate_beams
 from genrec.errors import GenrecError
 from genrec.models.base import Recommender
+from genrec.models.sid_causal_lm import build_causal_lm
 from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
 from genrec.ranking import drop_excluded, exclusion_mask, list_length, pad_ranked, search_width
@@ -38,9 +40,20 @@ class BackboneSettings(StrictModel):
     """Backbone and size (paper: a T5 of 4 + 4 blocks, d_model 128, d_ff 1024, 6 heads, d_kv 64).
     The decoder backbone has ``num_layers + num_decoder_layers`` blocks of the same width."""
 
-    architecture: Literal["t5", "decoder"] = setting(
+    architecture: Literal["t5", "decoder", "hf_causal_lm"] = setting(
         since="t5",
-        description="t5: the papers' encoder-decoder on history prefixes; decoder: a causal decoder on whole windows",
+        description="t5: the papers' encoder-decoder on history prefixes; decoder: a causal decoder on whole windows; "
+        "hf_causal_lm: a Hugging Face causal LM (backbone, backbone_path) on the same windows",
+    )
+    backbone: str = setting(
+        since="llama",
+        description="hf_causal_lm: the Hugging Face model type (llama, qwen2, mistral, gpt2, ...) of a "
+        "random-initialised backbone sized by d_model, d_ff, num_layers + num_decoder_layers, num_heads and d_kv",
+    )
+    backbone_path: str | None = setting(
+        since=None,
+        description="hf_causal_lm: a local Hugging Face model folder (config.json, and weights to start from them); "
+        "its own sizes replace the size settings; null: the backbone setting",
     )
     d_model: int = Field(ge=1, description="hidden size")
     d_ff: int = Field(ge=1, description="feed-forward size")
@@ -70,8 +83,11 @@ class GenerativeRecommender(Recommender):
         super().__init__()
         self.vocab = SIDVocabulary(tuple(sids.level_sizes), n_latent, permutations)
         self.latent_tokens = n_latent
-        self.learns_windows = config.architecture == "decoder"  # the trainer feeds it genrec.data.Windows
-        if self.learns_windows:
+        self.learns_windows = config.architecture != "t5"  # the trainer feeds it genrec.data.Windows
+        if config.architecture == "hf_causal_lm":
+            self.model = build_causal_lm(config, self.vocab)
+            cache_bytes = self.model.cache_bytes_per_beam()
+        elif config.architecture == "decoder":
             self.model = SIDDecoder(
                 self.vocab,
                 config.d_model,

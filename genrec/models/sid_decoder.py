@@ -5,14 +5,10 @@ Why: the T5 re-encodes a user's whole history for every training prefix, so a tr
 every next item of it in that pass (the decoder-only family of generative recommenders, HSTU /
 OneRec-V2 style): the tokens of item ``j`` are predicted from everything before them.
 
-Token layout (the :class:`SIDVocabulary` of the T5): ``1`` starts a sequence, then each item's
-tokens in order; with Latte's latent tokens every item is ``[latent, code_1, ..., code_D]``. In
-training each item's latent token is drawn uniformly (so as context it carries no information);
-at inference the history's latent tokens follow a fixed cycle (item ``j``: latent ``j mod n``)
-and the target's is generated. Attention carries T5's learned relative position bias (absolute
-position embeddings generalized far worse here: validation NDCG@10 0.52 against 0.69 for the T5 on
-Synthetic, docs/results.md). Histories are left-padded for inference, so the generated tokens of
-every user sit at the same column; positions count from each sequence's own first token.
+The token layout, prompts and training windows are those of every causal backbone
+(:class:`genrec.models.sid_causal.CausalSIDBackbone`). Attention carries T5's learned relative
+position bias (absolute position embeddings generalized far worse here: validation NDCG@10 0.52
+against 0.69 for the T5 on Synthetic, docs/results.md).
 
 Decoding (:meth:`SIDDecoder.beam_step`) prefills the history once per user and keeps its keys and
 values per user, not per beam: the ``W`` beams of a user attend to them as a group plus to their
@@ -22,16 +18,14 @@ encoder states. The tests hold it to exhaustive teacher-forced scoring.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.models.t5.modeling_t5 import T5Attention
 
 from genrec.models.beam_cache import GeneratedKeys, length_groups
-from genrec.models.sid_seq2seq import EOS, PAD, SIDBackbone, SIDVocabulary
-
-START = EOS  # the token that opens every sequence (no end token is needed: IDs have a fixed length)
+from genrec.models.sid_causal import CausalSIDBackbone
+from genrec.models.sid_seq2seq import SIDVocabulary
 
 
 class RelativePositionBias(nn.Module):
@@ -89,7 +83,7 @@ class DecoderBlock(nn.Module):
         return self.finish(hidden, attended.transpose(1, 2).flatten(2)), (k, v)
 
 
-class SIDDecoder(SIDBackbone):
+class SIDDecoder(CausalSIDBackbone):
     def __init__(
         self,
         vocab: SIDVocabulary,
@@ -101,9 +95,7 @@ class SIDDecoder(SIDBackbone):
         dropout_rate: float,
         max_items: int,
     ):
-        super().__init__()
-        self.vocab = vocab
-        self.item_length = len(vocab.decode_ranges)  # tokens per item, the latent one included
+        super().__init__(vocab)
         self.embed = nn.Embedding(vocab.size, d_model)
         self.position_bias = RelativePositionBias(num_heads, max_distance=(max_items + 1) * self.item_length)
         self.blocks = nn.ModuleList(
@@ -122,33 +114,6 @@ class SIDDecoder(SIDBackbone):
         """Float32 bytes one beam's generated keys and values take in a search (for memory planning)."""
         block = self.blocks[0]
         return 2 * 4 * len(self.blocks) * block.heads * block.d_kv * self.item_length
-
-    def sequence_tokens(
-        self, items: list[np.ndarray], item_tokens: torch.Tensor, latents: list[torch.Tensor] | None
-    ) -> list[torch.Tensor]:
-        """Each item sequence as tokens: the start token, then every item's (latent and) ID tokens."""
-        sequences = []
-        for row, sequence in enumerate(items):
-            tokens = item_tokens[torch.as_tensor(sequence, dtype=torch.long)]
-            if latents is not None:
-                tokens = self.vocab.latent_targets(tokens, latents[row])
-            sequences.append(torch.cat([torch.tensor([START]), tokens.flatten()]))
-        return sequences
-
-    def history_latents(self, histories: list[np.ndarray]) -> list[torch.Tensor] | None:
-        """The fixed latent tokens of inference histories (item ``j``: ``j mod n``), or None without them."""
-        if not self.vocab.n_latent:
-            return None
-        return [torch.arange(len(h)) % self.vocab.n_latent for h in histories]
-
-    def prompt(self, histories: list[np.ndarray], item_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded inference inputs ``(ids, mask)`` ``[B, T]``: start token then the history's tokens."""
-        sequences = self.sequence_tokens(histories, item_tokens, self.history_latents(histories))
-        length = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), length), PAD, dtype=torch.long)
-        for row, tokens in enumerate(sequences):
-            ids[row, length - len(tokens) :] = tokens
-        return ids, (ids != PAD).long()
 
     def attention_bias(self, positions: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         """``[B, H, T, T]`` position bias of ``positions`` ``[B, T]``, ``-inf`` where not ``allowed``."""
@@ -171,45 +136,11 @@ class SIDDecoder(SIDBackbone):
             cache.append(kv)
         return self.norm(hidden), cache, positions
 
-    def token_log_probs(self, ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``[B, T']`` log-probability of each target token when ``targets`` follow the left-padded
-        prompt ``ids`` (teacher forcing over the whole vocabulary, as the T5's)."""
-        full = torch.cat([ids, targets], dim=1)
-        hidden, _, _ = self.hidden_states(full, torch.cat([mask, torch.ones_like(targets)], dim=1))
-        logits = self.head(hidden[:, ids.shape[1] - 1 : -1])
-        return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    def states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.hidden_states(ids, mask)[0]
 
-    def window_batch(self, windows: list[torch.Tensor], loss_from: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(ids, trained)`` ``[B, T]``: the windows' sequence tokens (start token first), right-padded,
-        and which tokens are trained (those of window ``k``'s items from ``loss_from[k]`` on)."""
-        length = max(len(w) for w in windows)
-        ids = torch.full((len(windows), length), PAD, dtype=torch.long)
-        trained = torch.zeros(len(windows), length, dtype=torch.bool)
-        for row, tokens in enumerate(windows):
-            ids[row, : len(tokens)] = tokens
-            trained[row, 1 + int(loss_from[row]) * self.item_length : len(tokens)] = True
-        return ids, trained
-
-    def window_log_probs(self, ids: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
-        """``[B, T]``: the log-probability of each trained token of a :meth:`window_batch` given the
-        tokens before it, all computed in one causal pass (0 where not trained)."""
-        length = ids.shape[1]
-        positions = torch.arange(length, device=ids.device)[None]
-        causal = torch.ones(length, length, dtype=torch.bool, device=ids.device).tril()[None]
-        bias = self.attention_bias(positions, causal)  # right padding: real tokens never see a padded one
-        hidden = self.drop(self.embed(ids))
-        for block in self.blocks:
-            hidden, _ = block(hidden, bias)
-        log_probs = torch.zeros(ids.shape, device=ids.device)
-        predictors = self.norm(hidden[:, :-1][trained[:, 1:]])  # the position before each trained token
-        log_probs[:, 1:][trained[:, 1:]] = -F.cross_entropy(
-            self.head(predictors).float(), ids[:, 1:][trained[:, 1:]], reduction="none"
-        )
-        return log_probs
-
-    def window_loss(self, ids: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
-        """Mean next-token cross-entropy over the trained tokens of a :meth:`window_batch`."""
-        return -self.window_log_probs(ids, trained)[trained].mean()
+    def output_log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.head(hidden).float(), dim=-1)
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list, torch.Tensor]:
         """:meth:`hidden_states` of left-padded prompts, run in groups of similar length
@@ -241,7 +172,7 @@ class SIDDecoder(SIDBackbone):
         token per beam. The generated tokens' keys stay where their step wrote them
         (:class:`genrec.models.beam_cache.GeneratedKeys`); the history's are read per user."""
         last_hidden, history, history_positions = self.prefill(input_ids, attention_mask)
-        first_logits = self.head(last_hidden)  # [B, vocab]: the next item's first token
+        first_log_probs = self.output_log_probs(last_hidden)  # [B, vocab]: the next item's first token
         padding = last_hidden.new_zeros(attention_mask.shape).masked_fill(attention_mask == 0, float("-inf"))
         next_position = attention_mask.sum(1)  # [B]
         ranges = self.vocab.decode_ranges
@@ -252,7 +183,7 @@ class SIDDecoder(SIDBackbone):
         def step(level: int, tokens: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
             batch, width = parents.shape
             if level == 0:
-                logits = first_logits.unsqueeze(1).expand(-1, width, -1)
+                log_probs = first_log_probs.unsqueeze(1).expand(-1, width, -1)
             else:
                 generated.reorder(parents)
                 last = tokens[:, :, -1] + ranges[level - 1][0]  # [B, W]
@@ -279,8 +210,8 @@ class SIDDecoder(SIDBackbone):
                         i, weights[..., history_keys.shape[-1] :].permute(3, 0, 2, 1)
                     )
                     state = block.finish(state, attended.flatten(2))
-                logits = self.head(self.norm(state))
+                log_probs = self.output_log_probs(self.norm(state))
             first, size = ranges[level]
-            return torch.log_softmax(logits.float(), dim=-1)[..., first : first + size]
+            return log_probs[..., first : first + size]
 
         return step

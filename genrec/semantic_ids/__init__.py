@@ -18,7 +18,7 @@ from genrec.data import Interactions, Split
 from genrec.embeddings import ItemVectors, dataset_cache_dir, item_embeddings
 from genrec.errors import DataError, GenrecError
 from genrec.schema import StrictModel
-from genrec.semantic_ids import methods, opq, per_modality, rqkmeans, rqvae  # noqa: F401  each registers its quantizer
+from genrec.semantic_ids import letter, methods, opq, per_modality, rqkmeans, rqvae  # noqa: F401  each registers its quantizer
 from genrec.semantic_ids.collisions import resolve_conflict_free, resolve_tiger
 from genrec.semantic_ids.frozen import FrozenQuantizer
 from genrec.semantic_ids.quantization import Quantization

@@ -24,7 +24,12 @@ class FrozenQuantizer:
     codebooks: list[np.ndarray]  # per level [codes, dim]
     codebook_size: int
     part_dims: tuple[int, ...] = ()  # per_modality / opq: the width of each level's block of the vectors
-    transform: dict[str, np.ndarray] = field(default_factory=dict)  # opq: "rotation"; rqvae: the encoder's arrays
+    transform: dict[str, np.ndarray] = field(default_factory=dict)  # opq: "rotation"; rqvae, letter: the encoder's
+
+    @property
+    def encoded(self) -> bool:
+        """Whether codes quantize a trained encoder's latents (RQ-VAE, LETTER) rather than the vectors."""
+        return any(name.startswith("encoder_") for name in self.transform)
 
     def assign(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(codes [N, levels], distances [N, levels, codebook_size])`` of new item vectors, by the
@@ -34,7 +39,7 @@ class FrozenQuantizer:
         x = np.ascontiguousarray(vectors, dtype=np.float32)
         if self.method == "opq":
             x = np.ascontiguousarray(x @ self.transform["rotation"].T)
-        elif self.method == "rqvae":
+        elif self.encoded:
             x = encode(self.transform, x)
         inputs = np.split(x, np.cumsum(self.part_dims)[:-1], axis=1) if self.part_dims else None
         residual = x.copy()
@@ -52,7 +57,7 @@ class FrozenQuantizer:
 
     def distances(self, x: np.ndarray, codebook: np.ndarray) -> np.ndarray:
         """Squared distances as the quantizer computed them in training (RQ-VAE: torch's ``cdist``)."""
-        if self.method == "rqvae":
+        if self.encoded:
             # through the matrix product, as training computed them (torch computes 25 rows or fewer
             # directly otherwise: an item added alone could get another code than in a batch)
             cdist = torch.cdist(torch.as_tensor(x), torch.as_tensor(codebook), compute_mode="use_mm_for_euclid_dist")

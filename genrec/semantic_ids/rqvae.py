@@ -9,6 +9,8 @@ current residuals, except during the last tenth of training so the final codeboo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from pydantic import Field, field_validator
@@ -59,7 +61,10 @@ class RQVAE(nn.Module):
             residual = residual - chosen.detach()
         return torch.stack(codes, 1), quantized, torch.stack(dists, 1), residuals
 
-    def loss(self, x: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(
+        self, x: torch.Tensor, beta: float, regularizer: Regularizer | None = None, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss of items ``x`` (rows ``rows`` of the catalogue) and their codes."""
         z = self.encoder(x)
         codes, quantized, _, residuals = self.quantize(z)
         vq = z.new_zeros(())
@@ -72,9 +77,23 @@ class RQVAE(nn.Module):
             )
         z_q = z + (quantized - z).detach()  # straight-through
         reconstruction = (self.decoder(z_q) - x).pow(2).sum(1).mean()
-        return reconstruction + vq, codes
+        loss = reconstruction + vq
+        if regularizer is not None:
+            loss = loss + regularizer(self, rows, z_q, codes)
+        return loss, codes
 
 
+class Regularizer(nn.Module):
+    """A term without parameters of its own added to RQ-VAE's loss (LETTER's,
+    :mod:`genrec.semantic_ids.letter`): called with the model, the batch's catalogue rows, their
+    quantized latents (straight-through: the gradient reaches the encoder) and their codes.
+    :meth:`start_epoch` is called before each epoch."""
+
+    def start_epoch(self, model: RQVAE) -> None:
+        """Refresh what the term keeps between batches (nothing unless overridden)."""
+
+
+@deterministic()
 def rq_vae(
     x: np.ndarray,
     n_levels: int,
@@ -88,21 +107,16 @@ def rq_vae(
     kmeans_iters: int,
     seed: int,
     device: str = "cpu",
+    make_regularizer: Callable[[int], Regularizer] | None = None,
 ) -> Quantization:
+    """RQ-VAE's codes of items ``x``, trained with deterministic kernels; ``make_regularizer``, given
+    the latent size, makes a term to add to its loss (LETTER's)."""
     check_size(len(x), codebook_size)
-    with deterministic():
-        return train_rq_vae(
-            x, n_levels, codebook_size, hidden, latent_dim, epochs, batch_size, lr, beta, kmeans_iters, seed, device
-        )
-
-
-def train_rq_vae(
-    x, n_levels, codebook_size, hidden, latent_dim, epochs, batch_size, lr, beta, kmeans_iters, seed, device
-):
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     data = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=device)
     model = RQVAE(data.shape[1], hidden, latent_dim, n_levels, codebook_size).to(device)
+    regularizer = make_regularizer(latent_dim).to(device) if make_regularizer is not None else None
     with torch.no_grad():
         latents = torch.cat([model.encoder(chunk) for chunk in data.split(CHUNK)]).cpu().numpy()
         codebooks = rq_kmeans(latents, n_levels, codebook_size, kmeans_iters, seed).info["codebooks"]
@@ -111,9 +125,12 @@ def train_rq_vae(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     reset_until = int(epochs * 0.9)
     for epoch in progress(range(epochs), desc="RQ-VAE", leave=False):
+        if regularizer is not None:
+            regularizer.start_epoch(model)
         used = torch.zeros(n_levels, codebook_size, dtype=torch.bool, device=device)
         for batch in torch.randperm(len(data), generator=generator).split(batch_size):
-            loss, codes = model.loss(data[batch.to(device)], beta)
+            rows = batch.to(device)
+            loss, codes = model.loss(data[rows], beta, regularizer, rows)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -204,25 +221,42 @@ class Settings(StrictModel):
     split_hidden_dims = field_validator("rqvae_hidden_dims", mode="before")(comma_separated)
 
 
+def keep_encoder(config, vectors, quantization: Quantization) -> FrozenQuantizer:
+    """What places a new item as training placed the catalogue's: the encoder and the codebooks."""
+    return FrozenQuantizer(
+        config.vq_method,
+        list(quantization.info["codebooks"]),
+        config.vq_codebook_size,
+        (),
+        dict(quantization.info["encoder"]),
+    )
+
+
+def configured_rq_vae(
+    config, vectors: np.ndarray, make_regularizer: Callable[[int], Regularizer] | None = None
+) -> Quantization:
+    """:func:`rq_vae` of ``vectors`` with the configuration's ``rqvae_*`` and shared settings."""
+    return rq_vae(
+        vectors,
+        hidden=list(config.rqvae_hidden_dims),
+        latent_dim=config.rqvae_latent_dim,
+        epochs=config.rqvae_epochs,
+        batch_size=config.rqvae_batch_size,
+        lr=config.rqvae_lr,
+        beta=config.rqvae_beta,
+        kmeans_iters=config.vq_kmeans_iters,
+        seed=config.seed,
+        device=str(resolve_device(config.device)),
+        make_regularizer=make_regularizer,
+        **levels(config),
+    )
+
+
 register(
     Quantizer(
         "rqvae",
-        lambda config, v: rq_vae(
-            v.vectors,
-            hidden=list(config.rqvae_hidden_dims),
-            latent_dim=config.rqvae_latent_dim,
-            epochs=config.rqvae_epochs,
-            batch_size=config.rqvae_batch_size,
-            lr=config.rqvae_lr,
-            beta=config.rqvae_beta,
-            kmeans_iters=config.vq_kmeans_iters,
-            seed=config.seed,
-            device=str(resolve_device(config.device)),
-            **levels(config),
-        ),
-        lambda config, v, q: FrozenQuantizer(
-            "rqvae", list(q.info["codebooks"]), config.vq_codebook_size, (), dict(q.info["encoder"])
-        ),
+        lambda config, v: configured_rq_vae(config, v.vectors),
+        keep_encoder,
         lambda config: {"rqvae": {name: getattr(config, name) for name in Settings.model_fields}},
         Settings,
     )

@@ -1,26 +1,43 @@
-"""The decoder-only backbone: beam search with its cache equals exhaustive teacher-forced scoring,
-padding never changes a user's scores, and window training is the prefix examples' loss computed
-in one pass (so nothing is looked ahead at)."""
+"""The causal backbones (genrec's decoder and Hugging Face causal LMs of three families): beam search
+with its cache equals exhaustive teacher-forced scoring, padding never changes a user's scores, and
+window training is the prefix examples' loss computed in one pass (so nothing is looked ahead at)."""
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_causal_lm
 
 from genrec.data import leave_one_out, training_windows
 from genrec.decoding import SIDTrie, aggregate_beams
+from genrec.errors import ConfigError
+from genrec.models.sid_causal_lm import build_causal_lm
 from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDVocabulary
 
+BACKBONES = ["decoder", "llama", "qwen2", "gpt2"]  # genrec's own, then Hugging Face model types
 
-def toy_setup(seed, level_sizes=(3, 4, 5), n_items=24, n_latent=0):
+
+@pytest.fixture(params=BACKBONES)
+def backbone(request):
+    return request.param
+
+
+def tiny_backbone(backbone: str, vocab: SIDVocabulary):
+    if backbone == "decoder":
+        return SIDDecoder(vocab, d_model=16, d_ff=32, num_blocks=2, num_heads=2, d_kv=8, dropout_rate=0.0, max_items=20)
+    return tiny_causal_lm(backbone, vocab)
+
+
+def toy_setup(seed, level_sizes=(3, 4, 5), n_items=24, n_latent=0, backbone="decoder"):
     rng = np.random.default_rng(seed)
     space = list(itertools.product(*(range(s) for s in level_sizes)))
     codes = np.array([space[i] for i in rng.choice(len(space), n_items, replace=False)])
     vocab = SIDVocabulary(tuple(level_sizes), n_latent)
     torch.manual_seed(seed)
-    model = SIDDecoder(vocab, d_model=16, d_ff=32, num_blocks=2, num_heads=2, d_kv=8, dropout_rate=0.0, max_items=20)
+    model = tiny_backbone(backbone, vocab)
     for p in model.parameters():  # spread the logits so that ranks are well separated
         p.data.mul_(20.0)
     histories = [rng.integers(0, n_items, size=n) for n in (3, 1, 5)]
@@ -49,8 +66,8 @@ def exhaustive(model, vocab, codes, histories):
 
 
 @pytest.mark.parametrize("level_sizes", [(3, 4, 5), (4, 4, 4, 3)])
-def test_wide_beam_equals_exhaustive(level_sizes):
-    codes, vocab, model, histories = toy_setup(0, level_sizes)
+def test_wide_beam_equals_exhaustive(level_sizes, backbone):
+    codes, vocab, model, histories = toy_setup(0, level_sizes, backbone=backbone)
     ids, mask = model.prompt(histories, vocab.item_tokens(codes))
     items, scores, _ = model.generate(ids, mask, SIDTrie(codes, list(level_sizes)), num_beams=500)
     expected = exhaustive(model, vocab, codes, histories)
@@ -62,8 +79,8 @@ def test_wide_beam_equals_exhaustive(level_sizes):
         np.testing.assert_allclose(scores[user, found].numpy(), expected[user, order].numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_narrow_beam_scores_are_exact_and_batching_changes_nothing():
-    codes, vocab, model, histories = toy_setup(1)
+def test_narrow_beam_scores_are_exact_and_batching_changes_nothing(backbone):
+    codes, vocab, model, histories = toy_setup(1, backbone=backbone)
     trie = SIDTrie(codes, list(vocab.level_sizes))
     ids, mask = model.prompt(histories, vocab.item_tokens(codes))
     items, scores, _ = model.generate(ids, mask, trie, num_beams=4)
@@ -75,9 +92,9 @@ def test_narrow_beam_scores_are_exact_and_batching_changes_nothing():
         np.testing.assert_allclose(alone[1][0].numpy(), scores[user].numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_latent_tokens_one_search_then_aggregate():
+def test_latent_tokens_one_search_then_aggregate(backbone):
     n_latent = 3
-    codes, vocab, model, histories = toy_setup(2, n_latent=n_latent)
+    codes, vocab, model, histories = toy_setup(2, n_latent=n_latent, backbone=backbone)
     ids, mask = model.prompt(histories, vocab.item_tokens(codes))
     assert ids[2, -20::4].tolist() == [2, 3, 4, 2, 3]  # the history's latent tokens cycle, item j: j mod n
     items, scores, tokens = model.generate(
@@ -93,8 +110,8 @@ def test_latent_tokens_one_search_then_aggregate():
     assert ranked.tolist() == torch.logsumexp(expected, dim=1).topk(10).indices.tolist()
 
 
-def test_window_loss_is_the_prefix_examples_loss_in_one_pass():
-    codes, vocab, model, _ = toy_setup(3, n_items=24)
+def test_window_loss_is_the_prefix_examples_loss_in_one_pass(backbone):
+    codes, vocab, model, _ = toy_setup(3, n_items=24, backbone=backbone)
     rng = np.random.default_rng(3)
     sequences = [rng.integers(0, 24, size=n) for n in (4, 9, 30)]
     split = leave_one_out(sequences, max_item_seq_len=6)
@@ -137,8 +154,8 @@ def test_training_windows_cover_every_training_target_once():
         assert total == len(split.train)
 
 
-def test_window_training_never_looks_ahead():
-    codes, vocab, model, _ = toy_setup(4)
+def test_window_training_never_looks_ahead(backbone):
+    codes, vocab, model, _ = toy_setup(4, backbone=backbone)
     item_tokens = vocab.item_tokens(codes)
     window = np.array([3, 8, 1, 17, 5, 11])
     changed = window.copy()
@@ -152,3 +169,78 @@ def test_window_training_never_looks_ahead():
     up_to_fourth = 1 + 4 * 3
     assert torch.equal(before[0, :up_to_fourth], after[0, :up_to_fourth])
     assert not torch.equal(before[0, up_to_fourth:], after[0, up_to_fourth:])
+
+
+def causal_lm_settings(**settings):
+    sizes = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, dropout_rate=0.0)
+    return SimpleNamespace(**{"backbone": "llama", "backbone_path": None, "max_item_seq_len": 20, **sizes, **settings})
+
+
+def test_a_pretrained_folder_keeps_its_text_tokens_and_adds_the_semantic_id_tokens(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    text_vocab = 50
+    config = LlamaConfig(
+        vocab_size=text_vocab,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+    )
+    pretrained = LlamaForCausalLM(config)
+    pretrained.save_pretrained(tmp_path / "lm")
+    codes, vocab, _, histories = toy_setup(5)
+    model = build_causal_lm(causal_lm_settings(backbone_path=str(tmp_path / "lm"), d_model=8), vocab).eval()
+    assert model.offset == text_vocab and model.lm.config.hidden_size == 16  # the folder's sizes, not the settings'
+    embeddings = model.lm.get_input_embeddings().weight
+    assert embeddings.shape[0] == text_vocab + vocab.size
+    assert torch.equal(embeddings[:text_vocab], pretrained.get_input_embeddings().weight)
+    for p in model.parameters():  # spread the logits so that ranks are well separated
+        p.data.mul_(20.0)
+    ids, mask = model.prompt(histories, vocab.item_tokens(codes))
+    with torch.no_grad():
+        # the text tokens keep part of the probability: genrec's tokens are normalised with them
+        assert float(model.output_log_probs(model.states(ids, mask)[:, -1]).exp().sum(-1).max()) < 1
+    items, scores, _ = model.generate(ids, mask, SIDTrie(codes, list(vocab.level_sizes)), num_beams=500)
+    expected = exhaustive(model, vocab, codes, histories)
+    for user in range(len(histories)):
+        order = sorted(range(len(codes)), key=lambda i: -float(expected[user, i]))
+        assert items[user].tolist() == order
+        np.testing.assert_allclose(scores[user].numpy(), expected[user, order].numpy(), rtol=1e-4, atol=1e-4)
+
+    config.save_pretrained(tmp_path / "config-only")  # no weights: that architecture, initialised at random
+    fresh = build_causal_lm(causal_lm_settings(backbone_path=str(tmp_path / "config-only")), vocab)
+    assert fresh.offset == 0 and fresh.lm.get_input_embeddings().num_embeddings == vocab.size
+    assert fresh.lm.config.num_key_value_heads == 1
+
+
+def test_backbone_settings_a_model_cannot_take_fail_with_the_setting_named(tmp_path):
+    vocab = SIDVocabulary((3, 4, 5))
+    with pytest.raises(ConfigError, match="backbone='no-such-model' is no Hugging Face model type"):
+        build_causal_lm(causal_lm_settings(backbone="no-such-model"), vocab)
+    with pytest.raises(ConfigError, match="backbone=gpt2 has heads of d_model / num_heads: set d_kv=8"):
+        build_causal_lm(causal_lm_settings(backbone="gpt2", d_kv=4), vocab)
+    with pytest.raises(ConfigError, match="no config.json"):
+        build_causal_lm(causal_lm_settings(backbone_path=str(tmp_path)), vocab)
+    from transformers import GPT2Config
+
+    GPT2Config(n_positions=32, n_embd=16, n_layer=1, n_head=2).save_pretrained(tmp_path / "short")
+    with pytest.raises(ConfigError, match="reads at most 32 positions, a window of max_item_seq_len=20 needs 64"):
+        build_causal_lm(causal_lm_settings(backbone_path=str(tmp_path / "short")), vocab)
+
+
+def test_a_class_without_residual_dropout_gets_it_as_genrec_s_decoder_has_it():
+    """Llama-like classes drop out attention weights only: each block's attention and feed-forward
+    outputs get the backbone's dropout (in training only); GPT-2, which has its own, gets none."""
+    vocab = SIDVocabulary((3, 4, 5))
+    ids = torch.randint(2, vocab.size, (2, 10))
+    for backbone, hooked in (("llama", 4), ("qwen2", 4), ("gpt2", 0)):
+        model = build_causal_lm(causal_lm_settings(backbone=backbone, dropout_rate=0.5, num_decoder_layers=1), vocab)
+        assert sum(len(module._forward_hooks) for module in model.modules()) == hooked  # 2 blocks x 2 branches
+        model.train()
+        assert not torch.equal(model.states(ids, torch.ones_like(ids)), model.states(ids, torch.ones_like(ids)))
+        model.eval()
+        assert torch.equal(model.states(ids, torch.ones_like(ids)), model.states(ids, torch.ones_like(ids)))

@@ -1,0 +1,232 @@
+"""Any Hugging Face causal language model as the backbone over semantic-ID tokens
+(``architecture: hf_causal_lm``): Llama, Qwen2, Mistral, GPT-2 and every other class that
+``AutoModelForCausalLM`` builds.
+
+Why: the open generative recommenders that start from a language model (MiniOneRec on Qwen, GRID's
+decoder-only variant, LC-Rec) put the semantic-ID tokens into an LM's vocabulary and fine-tune it.
+Here such a backbone reads and learns exactly the sequences of genrec's own decoder
+(:class:`genrec.models.sid_causal.CausalSIDBackbone`: the same windows, prompts and Latte latent
+tokens), so the two compare as networks, and it decodes with genrec's trie beam search.
+
+Two ways to get one (:func:`build_causal_lm`):
+
+- **A random-initialised configuration** (``backbone: llama``, any model type of
+  ``transformers.AutoConfig``) sized by the backbone settings: ``d_model`` hidden, ``d_ff``
+  feed-forward, ``num_layers + num_decoder_layers`` blocks, ``num_heads`` heads of ``d_kv``. Its
+  vocabulary is genrec's tokens alone.
+- **A local folder** (``backbone_path``: ``config.json`` and, to start from them, its weights).
+  With weights, genrec's tokens are *added* after the model's own vocabulary (the embedding and output
+  matrices grow; the text tokens keep their rows), so a pretrained model keeps what it knows; without
+  weights the folder's configuration is initialised at random with genrec's vocabulary alone.
+
+Decoding prefills each user's history once, then copies the model's key/value cache to the user's
+beams and reorders it by the beams' parents at every level (the library's
+``Cache.reorder_cache``): generic for every model class, at the price of copying the history's
+keys per beam, which genrec's own decoder avoids (it reads them per user). The tests hold the search
+to exhaustive teacher-forced scoring, as for the other backbones.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, PretrainedConfig, PreTrainedModel
+
+from genrec.errors import ConfigError
+from genrec.models.sid_causal import START, CausalSIDBackbone
+from genrec.models.sid_seq2seq import PAD, SIDVocabulary
+
+RESIDUAL_DROPOUT_NAMES = ("resid_pdrop", "hidden_dropout")  # a class that drops out its residual branches itself
+RESIDUAL_BRANCHES = ("self_attn", "mlp")  # a block's attention and feed-forward, as Llama-like classes name them
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+class SIDCausalLM(CausalSIDBackbone):
+    """``lm``: the causal LM; genrec's token ``t`` is the LM's token ``offset + t`` (``offset`` 0 for a
+    vocabulary of genrec's tokens alone, the text vocabulary's size for a pretrained model)."""
+
+    def __init__(self, vocab: SIDVocabulary, lm: PreTrainedModel, offset: int, max_items: int, dropout: float):
+        super().__init__(vocab)
+        self.lm, self.offset = lm, offset
+        # Dropout on the token embeddings and, where the class has none of its own, on every block's
+        # attention and feed-forward outputs, as genrec's decoder has it: Llama, Qwen2 and Mistral drop
+        # out only attention weights, and without the rest they overfit (docs/results.md).
+        self.drop = nn.Dropout(dropout)
+        if not any(hasattr(lm.config, name) for name in RESIDUAL_DROPOUT_NAMES):
+            for name, module in lm.base_model.named_modules():
+                if name.rsplit(".", 1)[-1] in RESIDUAL_BRANCHES:
+                    module.register_forward_hook(self.drop_output)
+        self.history_tokens = 1 + max_items * self.item_length  # the longest prompt
+        # transformers 5 renamed the forward's `past_key_values` to `cache`; both are supported
+        parameters = inspect.signature(lm.base_model.forward).parameters
+        self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
+
+    def drop_output(self, module: nn.Module, inputs: tuple, output: torch.Tensor | tuple) -> torch.Tensor | tuple:
+        """A forward hook: dropout on a residual branch's output (its first element, for attention)."""
+        if isinstance(output, tuple):
+            return (self.drop(output[0]), *output[1:])
+        return self.drop(output)
+
+    @property
+    def config(self) -> PretrainedConfig:
+        """The language model's own configuration (its class, sizes and vocabulary)."""
+        return self.lm.config
+
+    def cache_bytes_per_beam(self) -> int:
+        """Float32 bytes of one beam's key/value cache: the whole history is copied per beam."""
+        config = self.config.get_text_config()
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return 2 * 4 * config.num_hidden_layers * heads * head_dim * (self.history_tokens + self.item_length)
+
+    def run(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache | None = None
+    ) -> torch.Tensor:
+        """``[B, T, d]``: the LM's body (no output layer) over genrec tokens ``ids``; a ``cache`` given
+        is read and extended in place."""
+        return self.lm.base_model(
+            inputs_embeds=self.drop(self.lm.get_input_embeddings()(ids + self.offset)),
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=cache is not None,
+            **{self.cache_argument: cache},
+        ).last_hidden_state
+
+    def states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.run(ids, mask, (mask.long().cumsum(1) - 1).clamp_min(0))
+
+    def output_log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.lm.get_output_embeddings()(hidden).float()
+        return torch.log_softmax(logits, dim=-1)[..., self.offset : self.offset + self.vocab.size]
+
+    def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """A ``step`` for :func:`genrec.decoding.beam_search`: prefills the histories, then feeds one token
+        per beam, the cache's rows following the beams' parents."""
+        positions = (attention_mask.long().cumsum(1) - 1).clamp_min(0)
+        cache = DynamicCache()
+        first_log_probs = self.output_log_probs(self.run(input_ids, attention_mask, positions, cache)[:, -1])
+        next_position = attention_mask.sum(1)  # [B]
+        ranges = self.vocab.decode_ranges
+        state = {"mask": attention_mask, "width": 1}  # the cache's rows: B * width beams
+
+        def step(level: int, tokens: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
+            batch, width = parents.shape
+            if level == 0:
+                log_probs = first_log_probs.unsqueeze(1).expand(-1, width, -1)
+            else:
+                rows = (parents + torch.arange(batch, device=parents.device)[:, None] * state["width"]).view(-1)
+                cache.reorder_cache(rows)
+                mask = state["mask"].index_select(0, rows)
+                mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+                last = (tokens[:, :, -1] + ranges[level - 1][0]).view(-1, 1)  # [B * W, 1]
+                position = (next_position + level - 1).repeat_interleave(width)[:, None]
+                hidden = self.run(last, mask, position, cache)
+                state.update(mask=mask, width=width)
+                log_probs = self.output_log_probs(hidden[:, -1]).view(batch, width, -1)
+            first, size = ranges[level]
+            return log_probs[..., first : first + size]
+
+        return step
+
+
+# Where the usual configuration classes keep each size (the first name a class has is set).
+SIZE_NAMES = {
+    "hidden": ("hidden_size", "n_embd", "d_model"),
+    "feed_forward": ("intermediate_size", "n_inner", "ffn_dim"),
+    "blocks": ("num_hidden_layers", "n_layer", "num_layers"),
+    "heads": ("num_attention_heads", "n_head"),
+}
+DROPOUT_NAMES = ("attention_dropout", "hidden_dropout", "resid_pdrop", "attn_pdrop", "dropout")
+POSITION_NAMES = ("max_position_embeddings", "n_positions")
+
+
+def sized_config(
+    backbone: str,
+    vocab_size: int,
+    positions: int,
+    d_model: int,
+    d_ff: int,
+    blocks: int,
+    heads: int,
+    d_kv: int,
+    dropout: float,
+) -> PretrainedConfig:
+    """A random-initialised configuration of model type ``backbone`` at genrec's backbone sizes (and
+    ``positions``, the longest sequence, where a class learns a vector per position), or a
+    :class:`ConfigError` naming what that class cannot be given."""
+    try:
+        config = AutoConfig.for_model(backbone)
+    except ValueError:
+        raise ConfigError(
+            f"backbone={backbone!r} is no Hugging Face model type (e.g. llama, qwen2, mistral, gpt2)"
+        ) from None
+    values = {"hidden": d_model, "feed_forward": d_ff, "blocks": blocks, "heads": heads}
+    for size, names in SIZE_NAMES.items():
+        name = next((n for n in names if hasattr(config, n)), None)
+        if name is None:
+            raise ConfigError(f"backbone={backbone}: its configuration has no {size} size genrec knows how to set")
+        setattr(config, name, values[size])
+    if hasattr(config, "head_dim"):
+        config.head_dim = d_kv
+    elif heads * d_kv != d_model:
+        raise ConfigError(f"backbone={backbone} has heads of d_model / num_heads: set d_kv={d_model // heads}")
+    if hasattr(config, "num_key_value_heads"):
+        config.num_key_value_heads = heads
+    for name in DROPOUT_NAMES:
+        if hasattr(config, name):
+            setattr(config, name, dropout)
+    if hasattr(config, "embd_pdrop"):  # SIDCausalLM drops out the token embeddings itself
+        config.embd_pdrop = 0.0
+    name = next((n for n in POSITION_NAMES if hasattr(config, n)), None)
+    if name is not None:
+        setattr(config, name, positions)
+    config.vocab_size = vocab_size
+    config.pad_token_id, config.bos_token_id, config.eos_token_id = PAD, START, START
+    return config
+
+
+def build_causal_lm(settings, vocab: SIDVocabulary) -> SIDCausalLM:
+    """The ``hf_causal_lm`` backbone of the settings (``backbone``, ``backbone_path`` and the sizes;
+    see the module docstring). A folder is read locally only: nothing is downloaded."""
+    max_items = settings.max_item_seq_len
+    needed = 1 + (max_items + 1) * len(vocab.decode_ranges)  # a training window: start token, items, target
+    if settings.backbone_path is None:
+        config = sized_config(
+            settings.backbone,
+            vocab.size,
+            needed,
+            settings.d_model,
+            settings.d_ff,
+            settings.num_layers + settings.num_decoder_layers,
+            settings.num_heads,
+            settings.d_kv,
+            settings.dropout_rate,
+        )
+        lm, offset = AutoModelForCausalLM.from_config(config), 0
+    else:
+        folder = Path(settings.backbone_path)
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"backbone_path={folder}: no config.json there (a Hugging Face model folder)")
+        if any((folder / name).is_file() for name in WEIGHT_FILES):
+            lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).float()
+            offset = lm.get_input_embeddings().num_embeddings
+            lm.resize_token_embeddings(offset + vocab.size)
+        else:
+            config = AutoConfig.from_pretrained(folder, local_files_only=True)
+            config.vocab_size = vocab.size
+            lm, offset = AutoModelForCausalLM.from_config(config), 0
+    for name in POSITION_NAMES:
+        if getattr(lm.config, name, None) is not None and getattr(lm.config, name) < needed:
+            raise ConfigError(
+                f"the backbone reads at most {getattr(lm.config, name)} positions, a window of max_item_seq_len="
+                f"{max_items} needs {needed}"
+            )
+    return SIDCausalLM(vocab, lm, offset, max_items, settings.dropout_rate)
