@@ -198,6 +198,7 @@ def test_a_pretrained_folder_keeps_its_text_tokens_and_adds_the_semantic_id_toke
     embeddings = model.lm.get_input_embeddings().weight
     assert embeddings.shape[0] == text_vocab + vocab.size
     assert torch.equal(embeddings[:text_vocab], pretrained.get_input_embeddings().weight)
+    assert len(torch.unique(embeddings[text_vocab:], dim=0)) == vocab.size  # the new tokens start apart
     for p in model.parameters():  # spread the logits so that ranks are well separated
         p.data.mul_(20.0)
     ids, mask = model.prompt(histories, vocab.item_tokens(codes))

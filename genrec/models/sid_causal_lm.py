@@ -88,20 +88,26 @@ class SIDCausalLM(CausalSIDBackbone):
         return 2 * 4 * config.num_hidden_layers * heads * head_dim * (self.history_tokens + self.item_length)
 
     def run(
-        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache | None = None
-    ) -> torch.Tensor:
-        """``[B, T, d]``: the LM's body (no output layer) over genrec tokens ``ids``; a ``cache`` given
-        is read and extended in place."""
-        return self.lm.base_model(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: object = None,
+        use_cache: bool = False,
+    ) -> tuple[torch.Tensor, object]:
+        """``([B, T, d], cache)``: the LM's body (no output layer) over genrec tokens ``ids`` after ``cache``
+        (the keys and values of what came before), and the cache extended by them when ``use_cache``."""
+        out = self.lm.base_model(
             inputs_embeds=self.drop(self.lm.get_input_embeddings()(ids + self.offset)),
             attention_mask=mask,
             position_ids=positions,
-            use_cache=cache is not None,
-            **{self.cache_argument: cache},
-        ).last_hidden_state
+            use_cache=use_cache,
+            **({self.cache_argument: cache} if cache is not None else {}),
+        )
+        return out.last_hidden_state, getattr(out, self.cache_argument) if use_cache else None
 
     def states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.run(ids, mask, (mask.long().cumsum(1) - 1).clamp_min(0))
+        return self.run(ids, mask, (mask.long().cumsum(1) - 1).clamp_min(0))[0]
 
     def output_log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
         logits = self.lm.get_output_embeddings()(hidden).float()
@@ -111,11 +117,13 @@ class SIDCausalLM(CausalSIDBackbone):
         """A ``step`` for :func:`genrec.decoding.beam_search`: prefills the histories, then feeds one token
         per beam, the cache's rows following the beams' parents."""
         positions = (attention_mask.long().cumsum(1) - 1).clamp_min(0)
-        cache = DynamicCache()
-        first_log_probs = self.output_log_probs(self.run(input_ids, attention_mask, positions, cache)[:, -1])
+        # a cache object the model extends in place; None: the model's own (tuples before transformers 4.5x)
+        cache = DynamicCache() if getattr(self.lm, "_supports_cache_class", True) else None
+        hidden, cache = self.run(input_ids, attention_mask, positions, cache, use_cache=True)
+        first_log_probs = self.output_log_probs(hidden[:, -1])  # [B, vocab]
         next_position = attention_mask.sum(1)  # [B]
         ranges = self.vocab.decode_ranges
-        state = {"mask": attention_mask, "width": 1}  # the cache's rows: B * width beams
+        state = {"cache": cache, "mask": attention_mask, "width": 1}  # the cache's rows: B * width beams
 
         def step(level: int, tokens: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
             batch, width = parents.shape
@@ -123,18 +131,26 @@ class SIDCausalLM(CausalSIDBackbone):
                 log_probs = first_log_probs.unsqueeze(1).expand(-1, width, -1)
             else:
                 rows = (parents + torch.arange(batch, device=parents.device)[:, None] * state["width"]).view(-1)
-                cache.reorder_cache(rows)
                 mask = state["mask"].index_select(0, rows)
                 mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
                 last = (tokens[:, :, -1] + ranges[level - 1][0]).view(-1, 1)  # [B * W, 1]
                 position = (next_position + level - 1).repeat_interleave(width)[:, None]
-                hidden = self.run(last, mask, position, cache)
-                state.update(mask=mask, width=width)
+                hidden, cache = self.run(last, mask, position, reordered(state["cache"], rows), use_cache=True)
+                state.update(cache=cache, mask=mask, width=width)
                 log_probs = self.output_log_probs(hidden[:, -1]).view(batch, width, -1)
             first, size = ranges[level]
             return log_probs[..., first : first + size]
 
         return step
+
+
+def reordered(cache: object, rows: torch.Tensor) -> object:
+    """The cache with its rows (beams) ``rows``: the library's ``reorder_cache`` (in place), or the
+    per-layer ``(keys, values)`` tuples that some classes keep before transformers 4.5x."""
+    if hasattr(cache, "reorder_cache"):
+        cache.reorder_cache(rows)
+        return cache
+    return tuple(tuple(tensor.index_select(0, rows) for tensor in layer) for layer in cache)
 
 
 # Where the usual configuration classes keep each size (the first name a class has is set).
@@ -193,6 +209,20 @@ def sized_config(
     return config
 
 
+@torch.no_grad()
+def appended_tokens(lm: PreTrainedModel, count: int) -> None:
+    """Grow a pretrained model's embedding and output matrices by ``count`` rows, each the mean of its
+    text rows plus noise of their spread: a new token starts as a typical token, and the new tokens
+    start apart (the library's own resizing gave them all the mean in some versions, so that no two
+    semantic-ID tokens could be told apart)."""
+    text = lm.get_input_embeddings().num_embeddings
+    lm.resize_token_embeddings(text + count, mean_resizing=False)
+    matrices = {id(layer.weight): layer.weight for layer in (lm.get_input_embeddings(), lm.get_output_embeddings())}
+    for matrix in matrices.values():
+        rows = matrix[:text]
+        matrix[text:] = rows.mean(0) + torch.randn(count, matrix.shape[1]) * rows.std()
+
+
 def build_causal_lm(settings, vocab: SIDVocabulary) -> SIDCausalLM:
     """The ``hf_causal_lm`` backbone of the settings (``backbone``, ``backbone_path`` and the sizes;
     see the module docstring). A folder is read locally only: nothing is downloaded."""
@@ -218,7 +248,7 @@ def build_causal_lm(settings, vocab: SIDVocabulary) -> SIDCausalLM:
         if any((folder / name).is_file() for name in WEIGHT_FILES):
             lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).float()
             offset = lm.get_input_embeddings().num_embeddings
-            lm.resize_token_embeddings(offset + vocab.size)
+            appended_tokens(lm, vocab.size)
         else:
             config = AutoConfig.from_pretrained(folder, local_files_only=True)
             config.vocab_size = vocab.size
