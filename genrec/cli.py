@@ -28,7 +28,7 @@ USAGE = """usage: genrec <command> [--config FILE] [--key=value ...]  (genrec <c
 commands:
   run             the main job (also: python main.py): train and test --model, or without a model
                   the data, split and semantic IDs with a summary
-  train           train --model ({models}; --architecture=decoder for TIGER/PSID/Latte),
+  train           train --model ({models}; --architecture=decoder or hf_causal_lm for TIGER/PSID/Latte),
                   select on validation, test the best checkpoint
   evaluate        evaluate --checkpoint=PATH of --model on validation and test
   compare         train (or reuse) --models=A,B,... (variants: A:key=value) over --seeds=N (or 1,2,3 / [7])
