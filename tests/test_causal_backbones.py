@@ -1,4 +1,4 @@
-"""The causal backbones (genrec's decoder and Hugging Face causal LMs of three families): beam search
+"""The causal backbones (genrec's decoder and Hugging Face causal LMs of four families): beam search
 with its cache equals exhaustive teacher-forced scoring, padding never changes a user's scores, and
 window training is the prefix examples' loss computed in one pass (so nothing is looked ahead at)."""
 
@@ -17,7 +17,7 @@ from genrec.models.sid_causal_lm import build_causal_lm
 from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDVocabulary
 
-BACKBONES = ["decoder", "llama", "qwen2", "gpt2"]  # genrec's own, then Hugging Face model types
+BACKBONES = ["decoder", "llama", "qwen2", "gpt2", "phi"]  # genrec's own, then Hugging Face model types
 
 
 @pytest.fixture(params=BACKBONES)
