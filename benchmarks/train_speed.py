@@ -205,7 +205,7 @@ def main(argv: list[str]) -> None:
         settings = {**flags, **variant_settings(variant)}
         return [f"--config={config_file or 'configs/quickstart.yaml'}", *(f"--{k}={v}" for k, v in settings.items())]
 
-    interactions, split = load_split(load_config(argv_of("hf-t5")))
+    interactions, split = load_split(load_config(argv_of("hf-t5")))  # the shared flags alone: every variant's data
     baseline = None
     for variant in variants:
         own = argv_of(variant)

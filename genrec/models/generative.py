@@ -84,22 +84,7 @@ class GenerativeRecommender(Recommender):
         self.vocab = SIDVocabulary(tuple(sids.level_sizes), n_latent, permutations)
         self.latent_tokens = n_latent
         self.learns_windows = config.architecture != "t5"  # the trainer feeds it genrec.data.Windows
-        if config.architecture == "hf_causal_lm":
-            self.model = build_causal_lm(config, self.vocab)
-            cache_bytes = self.model.cache_bytes_per_beam()
-        elif config.architecture == "decoder":
-            self.model = SIDDecoder(
-                self.vocab,
-                config.d_model,
-                config.d_ff,
-                config.num_layers + config.num_decoder_layers,
-                config.num_heads,
-                config.d_kv,
-                config.dropout_rate,
-                config.max_item_seq_len,
-            )
-            cache_bytes = self.model.cache_bytes_per_beam()
-        else:
+        if config.architecture == "t5":
             self.model = SIDSeq2Seq(
                 self.vocab,
                 config.d_model,
@@ -113,6 +98,23 @@ class GenerativeRecommender(Recommender):
             cache_bytes = (
                 2 * 2 * 4 * config.num_decoder_layers * config.num_heads * config.d_kv * len(self.vocab.decode_ranges)
             )
+            # the full-vocabulary logits, the decoder's self-attention cache and activations
+            model_bytes = 3 * 4 * self.vocab.size + cache_bytes + 8 * 4 * config.d_model
+        else:
+            if config.architecture == "hf_causal_lm":
+                self.model = build_causal_lm(config, self.vocab)
+            else:
+                self.model = SIDDecoder(
+                    self.vocab,
+                    config.d_model,
+                    config.d_ff,
+                    config.num_layers + config.num_decoder_layers,
+                    config.num_heads,
+                    config.d_kv,
+                    config.dropout_rate,
+                    config.max_item_seq_len,
+                )
+            model_bytes = self.model.bytes_per_beam()
         self.item_tokens = self.vocab.item_tokens(sids.codes)  # [n_items, levels], on the CPU, where inputs are built
         self.trie = self.vocab.trie(sids.codes)
         self.n_items = len(sids.codes)
@@ -120,10 +122,8 @@ class GenerativeRecommender(Recommender):
         self.aggregation = aggregation
         self.constrained = config.constrained_decoding
         # An upper estimate of what one beam holds during a search: the level's scores and trie
-        # lookups, the full-vocabulary logits, the decoder's self-attention cache and activations.
-        self.decode_bytes_per_beam = (
-            (4 + 8 + 8) * max(self.trie.level_sizes) + 3 * 4 * self.vocab.size + cache_bytes + 8 * 4 * config.d_model
-        )
+        # lookups, and the backbone's logits, cache and activations.
+        self.decode_bytes_per_beam = (4 + 8 + 8) * max(self.trie.level_sizes) + model_bytes
         items = list_length(tuple(config.metric_ks))
         for key in ("num_beams", "test_num_beams"):
             width = getattr(config, key)

@@ -22,10 +22,17 @@ from genrec.models.sid_seq2seq import EOS, PAD, SIDBackbone, SIDVocabulary
 START = EOS  # the token that opens every sequence (no end token is needed: IDs have a fixed length)
 
 
+def positions_of(mask: torch.Tensor) -> torch.Tensor:
+    """Each token's position counted from its row's first real token (``mask`` ``[B, T]``, left
+    padding; 0 on the padding)."""
+    return (mask.long().cumsum(1) - 1).clamp_min(0)
+
+
 class CausalSIDBackbone(SIDBackbone):
     """A backbone that reads a whole sequence causally. Subclasses provide :meth:`states`,
-    :meth:`output_log_probs`, ``beam_step`` and ``cache_bytes_per_beam``; teacher-forced scoring and
-    window training are defined here once, from those two."""
+    :meth:`output_log_probs`, ``beam_step`` and ``bytes_per_beam`` (what one beam of a search holds:
+    its full-output logits, key/value cache and activations, for memory planning); teacher-forced
+    scoring and window training are defined here once, from the first two."""
 
     def __init__(self, vocab: SIDVocabulary):
         super().__init__()

@@ -36,7 +36,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, PretrainedConfig, PreTrainedModel
 
 from genrec.errors import ConfigError
-from genrec.models.sid_causal import START, CausalSIDBackbone
+from genrec.models.sid_causal import START, CausalSIDBackbone, positions_of
 from genrec.models.sid_seq2seq import PAD, SIDVocabulary
 
 RESIDUAL_DROPOUT_NAMES = ("resid_pdrop", "hidden_dropout")  # a class that drops out its residual branches itself
@@ -80,12 +80,15 @@ class SIDCausalLM(CausalSIDBackbone):
         """The language model's own configuration (its class, sizes and vocabulary)."""
         return self.lm.config
 
-    def cache_bytes_per_beam(self) -> int:
-        """Float32 bytes of one beam's key/value cache: the whole history is copied per beam."""
+    def bytes_per_beam(self) -> int:
+        """Float32 bytes one beam holds in a search: its logits over the LM's whole output (a
+        pretrained model's text tokens included), its key/value cache (the whole history is copied
+        per beam) and activations."""
         config = self.config.get_text_config()
         heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        return 2 * 4 * config.num_hidden_layers * heads * head_dim * (self.history_tokens + self.item_length)
+        cache = 2 * 4 * config.num_hidden_layers * heads * head_dim * (self.history_tokens + self.item_length)
+        return 3 * 4 * self.lm.get_output_embeddings().out_features + cache + 8 * 4 * config.hidden_size
 
     def run(
         self,
@@ -107,7 +110,7 @@ class SIDCausalLM(CausalSIDBackbone):
         return out.last_hidden_state, getattr(out, self.cache_argument) if use_cache else None
 
     def states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.run(ids, mask, (mask.long().cumsum(1) - 1).clamp_min(0))[0]
+        return self.run(ids, mask, positions_of(mask))[0]
 
     def output_log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
         logits = self.lm.get_output_embeddings()(hidden).float()
@@ -116,7 +119,7 @@ class SIDCausalLM(CausalSIDBackbone):
     def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """A ``step`` for :func:`genrec.decoding.beam_search`: prefills the histories, then feeds one token
         per beam, the cache's rows following the beams' parents."""
-        positions = (attention_mask.long().cumsum(1) - 1).clamp_min(0)
+        positions = positions_of(attention_mask)
         # a cache object the model extends in place; None: the model's own (tuples before transformers 4.5x)
         cache = DynamicCache() if getattr(self.lm, "_supports_cache_class", True) else None
         hidden, cache = self.run(input_ids, attention_mask, positions, cache, use_cache=True)

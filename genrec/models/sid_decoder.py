@@ -24,7 +24,7 @@ from torch import nn
 from transformers.models.t5.modeling_t5 import T5Attention
 
 from genrec.models.beam_cache import GeneratedKeys, length_groups
-from genrec.models.sid_causal import CausalSIDBackbone
+from genrec.models.sid_causal import CausalSIDBackbone, positions_of
 from genrec.models.sid_seq2seq import SIDVocabulary
 
 
@@ -110,10 +110,12 @@ class SIDDecoder(CausalSIDBackbone):
                 if getattr(module, "bias", None) is not None:
                     nn.init.zeros_(module.bias)
 
-    def cache_bytes_per_beam(self) -> int:
-        """Float32 bytes one beam's generated keys and values take in a search (for memory planning)."""
+    def bytes_per_beam(self) -> int:
+        """Float32 bytes one beam holds in a search: its logits over the vocabulary, its generated keys
+        and values (the history's are kept per user), and activations."""
         block = self.blocks[0]
-        return 2 * 4 * len(self.blocks) * block.heads * block.d_kv * self.item_length
+        cache = 2 * 4 * len(self.blocks) * block.heads * block.d_kv * self.item_length
+        return 3 * 4 * self.vocab.size + cache + 8 * 4 * self.embed.embedding_dim
 
     def attention_bias(self, positions: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         """``[B, H, T, T]`` position bias of ``positions`` ``[B, T]``, ``-inf`` where not ``allowed``."""
@@ -124,7 +126,7 @@ class SIDDecoder(CausalSIDBackbone):
         """Final hidden states ``[B, T, d]``, each block's keys/values and the tokens' positions, for
         left-padded ``ids``."""
         real = mask.bool()
-        positions = (real.long().cumsum(1) - 1).clamp_min(0)
+        positions = positions_of(real)
         causal = torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool, device=ids.device).tril()
         # a padded position sees itself only (its output is never read), a real one its real past
         allowed = (causal & real[:, None, :]) | torch.eye(ids.shape[1], dtype=torch.bool, device=ids.device)
@@ -164,7 +166,7 @@ class SIDDecoder(CausalSIDBackbone):
             for i, (k, v) in enumerate(cache):
                 keys[i][index, :, :, length - size :] = k.transpose(-1, -2)
                 values[i][index, :, length - size :] = v
-        positions = (mask.long().cumsum(1) - 1).clamp_min(0)
+        positions = positions_of(mask)
         return last, list(zip(keys, values)), positions
 
     def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
