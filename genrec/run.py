@@ -182,7 +182,7 @@ class Run:
         # The catalogue's content vectors (cached with its IDs), extended by the new items' own: rebuilding
         # them over the grown catalogue would embed every item again and refit a PCA.
         self.content_vectors = torch.cat([self.content_vectors, torch.as_tensor(unit_rows(vectors))])
-        self.model.add_items(codes)
+        self.model.add_items(codes, texts)
         self.interactions = dataclasses.replace(
             self.interactions,
             item_ids=[*self.interactions.item_ids, *ids],

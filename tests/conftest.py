@@ -33,7 +33,12 @@ def tiny_causal_lm(backbone: str, vocab, max_items: int = 20):
     from genrec.models.sid_causal_lm import build_causal_lm
 
     settings = SimpleNamespace(
-        backbone=backbone, backbone_path=None, max_item_seq_len=max_items, dropout_rate=0.0, **TINY_BACKBONE
+        backbone=backbone,
+        backbone_path=None,
+        max_item_seq_len=max_items,
+        dropout_rate=0.0,
+        history_text=[],
+        **TINY_BACKBONE,
     )
     return build_causal_lm(settings, vocab)
 

@@ -12,12 +12,13 @@ from conftest import tiny_causal_lm
 
 from genrec.data import leave_one_out, training_windows
 from genrec.decoding import SIDTrie, aggregate_beams
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, GenrecError
 from genrec.models.sid_causal_lm import build_causal_lm
-from genrec.models.sid_decoder import SIDDecoder
+from genrec.models.sid_decoder import RotaryPositions, SIDDecoder
 from genrec.models.sid_seq2seq import SIDVocabulary
 
-BACKBONES = ["decoder", "llama", "qwen2", "gpt2", "phi"]  # genrec's own, then Hugging Face model types
+# genrec's own (with T5's relative bias, then with rotary positions), then Hugging Face model types
+BACKBONES = ["decoder", "decoder_rotary", "llama", "qwen2", "gpt2", "phi"]
 
 
 @pytest.fixture(params=BACKBONES)
@@ -26,8 +27,9 @@ def backbone(request):
 
 
 def tiny_backbone(backbone: str, vocab: SIDVocabulary):
-    if backbone == "decoder":
-        return SIDDecoder(vocab, d_model=16, d_ff=32, num_blocks=2, num_heads=2, d_kv=8, dropout_rate=0.0, max_items=20)
+    if backbone.startswith("decoder"):
+        position_encoding = "rotary" if backbone == "decoder_rotary" else "relative_bias"
+        return SIDDecoder(vocab, 16, 32, 2, 2, 8, dropout_rate=0.0, max_items=20, position_encoding=position_encoding)
     return tiny_causal_lm(backbone, vocab)
 
 
@@ -171,9 +173,28 @@ def test_window_training_never_looks_ahead(backbone):
     assert not torch.equal(before[0, up_to_fourth:], after[0, up_to_fourth:])
 
 
+def test_rotary_positions_are_the_complex_rotation_and_scores_depend_on_distance_only():
+    rotary = RotaryPositions(8)
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 8, dtype=torch.float64).unbind(0)
+    # the definition: pair (x_i, x_{i + d/2}) as one complex number, turned by position * base^(-2i/d)
+    frequency = 10_000.0 ** -(torch.arange(4, dtype=torch.float64) * 2 / 8)
+    complex_q = torch.complex(q[:4], q[4:]) * torch.polar(torch.ones(4, dtype=torch.float64), 3 * frequency)
+    rotated = rotary(q, torch.tensor(3))
+    assert torch.allclose(rotated, torch.cat([complex_q.real, complex_q.imag]).to(rotated.dtype), atol=1e-6)
+
+    def score(query_position, key_position):
+        return (rotary(q, torch.tensor(query_position)) @ rotary(k, torch.tensor(key_position))).item()
+
+    assert score(7, 4) == pytest.approx(score(12, 9), abs=1e-5) and score(7, 4) != pytest.approx(score(7, 5), abs=1e-3)
+    with pytest.raises(GenrecError, match="even d_kv"):
+        RotaryPositions(7)
+
+
 def causal_lm_settings(**settings):
     sizes = dict(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, dropout_rate=0.0)
-    return SimpleNamespace(**{"backbone": "llama", "backbone_path": None, "max_item_seq_len": 20, **sizes, **settings})
+    defaults = {"backbone": "llama", "backbone_path": None, "max_item_seq_len": 20, "history_text": []}
+    return SimpleNamespace(**{**defaults, **sizes, **settings})
 
 
 def test_a_pretrained_folder_keeps_its_text_tokens_and_adds_the_semantic_id_tokens(tmp_path):

@@ -22,7 +22,9 @@ VARIANTS = [
     (name, architecture)
     for name in models.names()
     for architecture in (
-        ("t5", "decoder", "hf_causal_lm") if "architecture" in models.get(name).Settings.model_fields else (None,)
+        ("t5", "decoder", "hf_causal_lm", "hf_causal_lm+history_text")
+        if "architecture" in models.get(name).Settings.model_fields
+        else (None,)
     )
 ]
 
@@ -35,7 +37,10 @@ def built(request, tmp_path_factory):
     declared = models.get(name).Settings.model_fields
     sizes = {k: v for k, v in {**TINY_ITEMS, **TINY_BACKBONE}.items() if k in declared}
     if architecture:
+        architecture, _, text = architecture.partition("+")
         sizes["architecture"] = architecture
+        if text:  # the items' titles after their IDs in the LM's sequences
+            sizes["history_text"] = ["title"]
     folder = tmp_path_factory.mktemp(name)
     config = load_config(
         [], model=name, cache_dir=str(folder / "cache"), output_dir=str(folder / "runs"), **TINY_SYNTHETIC, **sizes
@@ -112,13 +117,15 @@ def test_new_items_are_recommendable_at_once_exactly_when_declared(built):
     _, model, split = built
     if not model.adds_items:
         with pytest.raises(NotImplementedError, match="adds_items is False"):
-            model.add_items(np.zeros((1, 3), dtype=np.int64))
+            model.add_items(np.zeros((1, 3), dtype=np.int64), [{"title": "a new item"}])
         return
     before = model.n_items
-    model.add_items(free_codes(model.semantic_ids, 2))
+    model.add_items(free_codes(model.semantic_ids, 2), [{"title": "one"}, {"title": "two"}])
     assert model.n_items == before + 2 and len(model.semantic_ids.codes) == before + 2
     model.eval()
     allowed = torch.zeros(2, model.n_items, dtype=torch.bool)
     allowed[:, before:] = True
     items, _ = model.recommend_scored(split.test.histories[:2], 2, 16, allowed=allowed)
     assert sorted(items[0].tolist()) == [before, before + 1]
+    items, _ = model.recommend_scored([np.array([before, 0, before + 1])], 2, 16)  # histories may hold them
+    assert (items >= 0).all()

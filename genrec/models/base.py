@@ -98,7 +98,8 @@ class Recommender(nn.Module):
         """``[B, k]`` item indices of :meth:`recommend_scored`."""
         return self.recommend_scored(histories, k, num_beams, exclude)[0]
 
-    def add_items(self, codes: np.ndarray) -> None:
+    def add_items(self, codes: np.ndarray, texts: list[dict[str, str]]) -> None:
         """Make new items recommendable at once from their semantic IDs ``codes`` (``[n, levels]``,
-        unique against the catalogue's): item ``n_items + j`` is ``codes[j]``. Only for ``adds_items``."""
+        unique against the catalogue's) and their ``texts`` (text field: value; for the models that
+        read text): item ``n_items + j`` is ``codes[j]``. Only for ``adds_items``."""
         raise NotImplementedError(f"{type(self).__name__} cannot add items (adds_items is False)")

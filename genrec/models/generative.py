@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from genrec.decoding import aggregate_beams
 from genrec.errors import GenrecError
@@ -30,7 +30,7 @@ from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
 from genrec.ranking import drop_excluded, exclusion_mask, list_length, pad_ranked, search_width
 from genrec.runtime import available_memory
-from genrec.schema import StrictModel, setting
+from genrec.schema import TEXT_FIELDS, StrictModel, comma_separated, setting
 from genrec.semantic_ids import SemanticIDs, with_new_items
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,18 @@ class BackboneSettings(StrictModel):
         description="hf_causal_lm: a local Hugging Face model folder (config.json, and weights to start from them); "
         "its own sizes replace the size settings; null: the backbone setting",
     )
+    position_encoding: Literal["relative_bias", "rotary"] = setting(
+        since="relative_bias",
+        description="decoder: T5's learned relative position bias, or rotary positions (as Llama, Qwen and Phi)",
+    )
+    history_text: list[Literal[TEXT_FIELDS]] = setting(  # type: ignore[valid-type]
+        since=[],
+        description="hf_causal_lm: item text fields written after each item's semantic ID in the sequences the LM "
+        "reads (MiniOneRec-style prompts); empty: semantic IDs only",
+    )
+    history_text_tokens: int = setting(
+        since=16, ge=1, description="history_text: the first this many text tokens of each item"
+    )
     d_model: int = Field(ge=1, description="hidden size")
     d_ff: int = Field(ge=1, description="feed-forward size")
     num_layers: int = Field(ge=1, description="encoder blocks (decoder architecture: blocks, with num_decoder_layers)")
@@ -66,6 +78,22 @@ class BackboneSettings(StrictModel):
         roles=("evaluation",),
         description="beam search within the trie of real items; false: an ablation counting invented IDs (invalid@10)",
     )
+
+    split_history_text = field_validator("history_text", mode="before")(comma_separated)
+
+    @model_validator(mode="after")
+    def _architecture_settings_need_their_architecture(self):
+        if self.history_text and self.architecture != "hf_causal_lm":
+            raise ValueError(
+                f"history_text={self.history_text} writes text into a language model's sequences: use it with "
+                f"architecture=hf_causal_lm (architecture is {self.architecture})"
+            )
+        if self.position_encoding != "relative_bias" and self.architecture != "decoder":
+            raise ValueError(
+                f"position_encoding={self.position_encoding} is genrec's decoder's: use it with architecture=decoder "
+                f"(architecture is {self.architecture}; a Hugging Face backbone has its class's own positions)"
+            )
+        return self
 
 
 class GenerativeRecommender(Recommender):
@@ -79,6 +107,7 @@ class GenerativeRecommender(Recommender):
         n_latent: int = 0,
         aggregation: str = "agg_sum",
         permutations: tuple[tuple[int, ...], ...] = (),
+        item_text: list[dict[str, str]] | None = None,
     ):
         super().__init__()
         self.vocab = SIDVocabulary(tuple(sids.level_sizes), n_latent, permutations)
@@ -102,7 +131,7 @@ class GenerativeRecommender(Recommender):
             model_bytes = 3 * 4 * self.vocab.size + cache_bytes + 8 * 4 * config.d_model
         else:
             if config.architecture == "hf_causal_lm":
-                self.model = build_causal_lm(config, self.vocab)
+                self.model = build_causal_lm(config, self.vocab, item_text)
             else:
                 self.model = SIDDecoder(
                     self.vocab,
@@ -113,6 +142,7 @@ class GenerativeRecommender(Recommender):
                     config.d_kv,
                     config.dropout_rate,
                     config.max_item_seq_len,
+                    config.position_encoding,
                 )
             model_bytes = self.model.bytes_per_beam()
         self.item_tokens = self.vocab.item_tokens(sids.codes)  # [n_items, levels], on the CPU, where inputs are built
@@ -151,10 +181,13 @@ class GenerativeRecommender(Recommender):
                     key,
                 )
 
-    def add_items(self, codes: np.ndarray) -> None:
+    def add_items(self, codes: np.ndarray, texts: list[dict[str, str]]) -> None:
         """Make new items (their semantic IDs ``codes``, unique against the catalogue's) generatable at
         once: their tokens are the IDs' codes, which the model already knows, and the trie gains
-        their paths. Item ``n_items + j`` is ``codes[j]``."""
+        their paths; with ``history_text`` their ``texts`` are read when they appear in a history.
+        Item ``n_items + j`` is ``codes[j]``."""
+        if getattr(self.model, "item_text", None) is not None:
+            self.model.item_text.add(texts, grow=False)
         self.semantic_ids = with_new_items(self.semantic_ids, codes)
         every = self.semantic_ids.codes
         self.item_tokens = self.vocab.item_tokens(every)

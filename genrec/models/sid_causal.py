@@ -8,8 +8,9 @@ Token layout (the :class:`SIDVocabulary` of the T5): ``1`` starts a sequence, th
 tokens in order; with Latte's latent tokens every item is ``[latent, code_1, ..., code_D]``. In
 training each item's latent token is drawn uniformly (so as context it carries no information);
 at inference the history's latent tokens follow a fixed cycle (item ``j``: latent ``j mod n``)
-and the target's is generated. Histories are left-padded for inference, so the generated tokens of
-every user sit at the same column; positions count from each sequence's own first token.
+and the target's is generated. With ``history_text`` (:mod:`genrec.models.history_text`) each
+item's text tokens follow its ID tokens. Histories are left-padded for inference, so the generated
+tokens of every user sit at the same column; positions count from each sequence's own first token.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from genrec.models.history_text import ItemText
 from genrec.models.sid_seq2seq import EOS, PAD, SIDBackbone, SIDVocabulary
 
 START = EOS  # the token that opens every sequence (no end token is needed: IDs have a fixed length)
@@ -37,18 +39,27 @@ class CausalSIDBackbone(SIDBackbone):
     def __init__(self, vocab: SIDVocabulary):
         super().__init__()
         self.vocab = vocab
-        self.item_length = len(vocab.decode_ranges)  # tokens per item, the latent one included
+        self.item_length = len(vocab.decode_ranges)  # ID tokens per item, the latent one included
+        self.item_text: ItemText | None = None  # history_text: the items' text tokens, after their IDs
 
     def sequence_tokens(
         self, items: list[np.ndarray], item_tokens: torch.Tensor, latents: list[torch.Tensor] | None
-    ) -> list[torch.Tensor]:
-        """Each item sequence as tokens: the start token, then every item's (latent and) ID tokens."""
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each item sequence as ``(tokens, owners)``: the start token, then every item's (latent and) ID
+        tokens (and its text, with ``item_text``); ``owners`` the item each ID token belongs to (its
+        position in the sequence), ``-1`` for the start token and text."""
         sequences = []
         for row, sequence in enumerate(items):
-            tokens = item_tokens[torch.as_tensor(sequence, dtype=torch.long)]
+            indices = torch.as_tensor(sequence, dtype=torch.long)
+            tokens = item_tokens[indices]
             if latents is not None:
                 tokens = self.vocab.latent_targets(tokens, latents[row])
-            sequences.append(torch.cat([torch.tensor([START]), tokens.flatten()]))
+            if self.item_text is None:
+                owners = torch.arange(len(indices)).repeat_interleave(tokens.shape[1])
+                tokens = tokens.flatten()
+            else:
+                tokens, owners = self.item_text.interleaved(indices, tokens)
+            sequences.append((torch.cat([torch.tensor([START]), tokens]), torch.cat([torch.tensor([-1]), owners])))
         return sequences
 
     def history_latents(self, histories: list[np.ndarray]) -> list[torch.Tensor] | None:
@@ -59,22 +70,25 @@ class CausalSIDBackbone(SIDBackbone):
 
     def prompt(self, histories: list[np.ndarray], item_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded inference inputs ``(ids, mask)`` ``[B, T]``: start token then the history's tokens."""
-        sequences = self.sequence_tokens(histories, item_tokens, self.history_latents(histories))
+        sequences = [t for t, _ in self.sequence_tokens(histories, item_tokens, self.history_latents(histories))]
         length = max(len(s) for s in sequences)
         ids = torch.full((len(sequences), length), PAD, dtype=torch.long)
         for row, tokens in enumerate(sequences):
             ids[row, length - len(tokens) :] = tokens
         return ids, (ids != PAD).long()
 
-    def window_batch(self, windows: list[torch.Tensor], loss_from: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(ids, trained)`` ``[B, T]``: the windows' sequence tokens (start token first), right-padded,
-        and which tokens are trained (those of window ``k``'s items from ``loss_from[k]`` on)."""
-        length = max(len(w) for w in windows)
+    def window_batch(
+        self, windows: list[tuple[torch.Tensor, torch.Tensor]], loss_from: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ids, trained)`` ``[B, T]``: the windows' :meth:`sequence_tokens` (start token first),
+        right-padded, and which tokens are trained (the ID tokens of window ``k``'s items from
+        ``loss_from[k]`` on)."""
+        length = max(len(tokens) for tokens, _ in windows)
         ids = torch.full((len(windows), length), PAD, dtype=torch.long)
         trained = torch.zeros(len(windows), length, dtype=torch.bool)
-        for row, tokens in enumerate(windows):
+        for row, (tokens, owners) in enumerate(windows):
             ids[row, : len(tokens)] = tokens
-            trained[row, 1 + int(loss_from[row]) * self.item_length : len(tokens)] = True
+            trained[row, : len(tokens)] = owners >= int(loss_from[row])
         return ids, trained
 
     def states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,11 @@ Two ways to get one (:func:`build_causal_lm`):
   matrices grow; the text tokens keep their rows), so a pretrained model keeps what it knows; without
   weights the folder's configuration is initialised at random with genrec's vocabulary alone.
 
+With ``history_text`` (:mod:`genrec.models.history_text`) every item of a sequence is followed by
+its text's first tokens, as the LLM-based recommenders prompt their models with item titles: a
+pretrained model reads them as its own tokens (its folder's tokenizer), a random-initialised one
+learns rows for the tokens the catalogue uses.
+
 Decoding prefills each user's history once, then copies the model's key/value cache to the user's
 beams and reorders it by the beams' parents at every level (the library's
 ``Cache.reorder_cache``): generic for every model class, at the price of copying the history's
@@ -36,6 +41,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, PretrainedConfig, PreTrainedModel
 
 from genrec.errors import ConfigError
+from genrec.models.history_text import ItemText, item_sentence, text_tokenizer
 from genrec.models.sid_causal import START, CausalSIDBackbone, positions_of
 from genrec.models.sid_seq2seq import PAD, SIDVocabulary
 
@@ -51,11 +57,23 @@ WEIGHT_FILES = (
 
 class SIDCausalLM(CausalSIDBackbone):
     """``lm``: the causal LM; genrec's token ``t`` is the LM's token ``offset + t`` (``offset`` 0 for a
-    vocabulary of genrec's tokens alone, the text vocabulary's size for a pretrained model)."""
+    vocabulary of genrec's tokens alone, the text vocabulary's size for a pretrained model).
+    ``item_text``: the items' text tokens written after their IDs (``history_text``), numbered from
+    ``vocab.size``; the LM reads text token ``s`` as its own ``s - text_shift``."""
 
-    def __init__(self, vocab: SIDVocabulary, lm: PreTrainedModel, offset: int, max_items: int, dropout: float):
+    def __init__(
+        self,
+        vocab: SIDVocabulary,
+        lm: PreTrainedModel,
+        offset: int,
+        max_items: int,
+        dropout: float,
+        item_text: ItemText | None = None,
+        text_shift: int = 0,
+    ):
         super().__init__(vocab)
         self.lm, self.offset = lm, offset
+        self.item_text, self.text_shift = item_text, text_shift
         # Dropout on the token embeddings and, where the class has none of its own, on every block's
         # attention and feed-forward outputs, as genrec's decoder has it: Llama, Qwen2 and Mistral drop
         # out only attention weights, and without the rest they overfit (docs/results.md).
@@ -64,7 +82,8 @@ class SIDCausalLM(CausalSIDBackbone):
             for name, module in lm.base_model.named_modules():
                 if name.rsplit(".", 1)[-1] in RESIDUAL_BRANCHES:
                     module.register_forward_hook(self.drop_output)
-        self.history_tokens = 1 + max_items * self.item_length  # the longest prompt
+        text_length = 0 if item_text is None else item_text.max_tokens
+        self.history_tokens = 1 + max_items * (self.item_length + text_length)  # the longest prompt
         # transformers 5 renamed the forward's `past_key_values` to `cache`; both are supported
         parameters = inspect.signature(lm.base_model.forward).parameters
         self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
@@ -101,13 +120,19 @@ class SIDCausalLM(CausalSIDBackbone):
         """``([B, T, d], cache)``: the LM's body (no output layer) over genrec tokens ``ids`` after ``cache``
         (the keys and values of what came before), and the cache extended by them when ``use_cache``."""
         out = self.lm.base_model(
-            inputs_embeds=self.drop(self.lm.get_input_embeddings()(ids + self.offset)),
+            inputs_embeds=self.drop(self.lm.get_input_embeddings()(self.lm_ids(ids))),
             attention_mask=mask,
             position_ids=positions,
             use_cache=use_cache,
             **({self.cache_argument: cache} if cache is not None else {}),
         )
         return out.last_hidden_state, getattr(out, self.cache_argument) if use_cache else None
+
+    def lm_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """The LM's own token ids of sequence tokens ``ids`` (genrec's, then text tokens above them)."""
+        if self.item_text is None:
+            return ids + self.offset
+        return torch.where(ids < self.vocab.size, ids + self.offset, ids - self.text_shift)
 
     def states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.run(ids, mask, positions_of(mask))[0]
@@ -226,15 +251,32 @@ def appended_tokens(lm: PreTrainedModel, count: int) -> None:
         matrix[text:] = rows.mean(0) + torch.randn(count, matrix.shape[1]) * rows.std()
 
 
-def build_causal_lm(settings, vocab: SIDVocabulary) -> SIDCausalLM:
-    """The ``hf_causal_lm`` backbone of the settings (``backbone``, ``backbone_path`` and the sizes;
-    see the module docstring). A folder is read locally only: nothing is downloaded."""
+def build_causal_lm(settings, vocab: SIDVocabulary, item_text: list[dict[str, str]] | None = None) -> SIDCausalLM:
+    """The ``hf_causal_lm`` backbone of the settings (``backbone``, ``backbone_path``, the sizes, and
+    ``history_text`` with the catalogue's ``item_text``; see the module docstring). A folder is read
+    locally only: nothing is downloaded."""
     max_items = settings.max_item_seq_len
-    needed = 1 + (max_items + 1) * len(vocab.decode_ranges)  # a training window: start token, items, target
-    if settings.backbone_path is None:
+    folder = None if settings.backbone_path is None else Path(settings.backbone_path)
+    if folder is not None and not (folder / "config.json").is_file():
+        raise ConfigError(f"backbone_path={folder}: no config.json there (a Hugging Face model folder)")
+    pretrained = folder is not None and any((folder / name).is_file() for name in WEIGHT_FILES)
+    text = None
+    if settings.history_text:
+        if not item_text or not any(item_sentence(t, list(settings.history_text)) for t in item_text):
+            raise ConfigError(f"history_text={list(settings.history_text)}: no item has text in these fields")
+        tokenizer = text_tokenizer(settings.backbone_path, settings.sent_emb_model, needs_own=pretrained)
+        text = ItemText(
+            tokenizer, list(settings.history_text), settings.history_text_tokens, vocab.size, not pretrained
+        )
+        text.add(item_text)
+    # genrec's tokens, and the catalogue's text tokens where the model has no text vocabulary of its own
+    own_vocabulary = vocab.size + (text.size if text is not None and not pretrained else 0)
+    text_length = 0 if text is None else text.max_tokens
+    needed = 1 + (max_items + 1) * (len(vocab.decode_ranges) + text_length)  # a window: start, items, target
+    if folder is None:
         config = sized_config(
             settings.backbone,
-            vocab.size,
+            own_vocabulary,
             needed,
             settings.d_model,
             settings.d_ff,
@@ -244,22 +286,19 @@ def build_causal_lm(settings, vocab: SIDVocabulary) -> SIDCausalLM:
             settings.dropout_rate,
         )
         lm, offset = AutoModelForCausalLM.from_config(config), 0
+    elif pretrained:
+        lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).float()
+        offset = lm.get_input_embeddings().num_embeddings
+        appended_tokens(lm, vocab.size)
     else:
-        folder = Path(settings.backbone_path)
-        if not (folder / "config.json").is_file():
-            raise ConfigError(f"backbone_path={folder}: no config.json there (a Hugging Face model folder)")
-        if any((folder / name).is_file() for name in WEIGHT_FILES):
-            lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).float()
-            offset = lm.get_input_embeddings().num_embeddings
-            appended_tokens(lm, vocab.size)
-        else:
-            config = AutoConfig.from_pretrained(folder, local_files_only=True)
-            config.vocab_size = vocab.size
-            lm, offset = AutoModelForCausalLM.from_config(config), 0
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        config.vocab_size = own_vocabulary
+        lm, offset = AutoModelForCausalLM.from_config(config), 0
     for name in POSITION_NAMES:
         if getattr(lm.config, name, None) is not None and getattr(lm.config, name) < needed:
             raise ConfigError(
                 f"the backbone reads at most {getattr(lm.config, name)} positions, a window of max_item_seq_len="
                 f"{max_items} needs {needed}"
             )
-    return SIDCausalLM(vocab, lm, offset, max_items, settings.dropout_rate)
+    shift = vocab.size if pretrained else 0  # a pretrained model reads its text tokens as they are
+    return SIDCausalLM(vocab, lm, offset, max_items, settings.dropout_rate, text, shift)

@@ -8,7 +8,9 @@ OneRec-V2 style): the tokens of item ``j`` are predicted from everything before 
 The token layout, prompts and training windows are those of every causal backbone
 (:class:`genrec.models.sid_causal.CausalSIDBackbone`). Attention carries T5's learned relative
 position bias (absolute position embeddings generalized far worse here: validation NDCG@10 0.52
-against 0.69 for the T5 on Synthetic, docs/results.md).
+against 0.69 for the T5 on Synthetic, docs/results.md), or, with ``position_encoding: rotary``, the
+rotary positions of the LLM families (Llama, Qwen, Phi): an ablation that separates the position
+encoding from everything else a Hugging Face backbone changes (docs/results.md).
 
 Decoding (:meth:`SIDDecoder.beam_step`) prefills the history once per user and keeps its keys and
 values per user, not per beam: the ``W`` beams of a user attend to them as a group plus to their
@@ -18,11 +20,14 @@ encoder states. The tests hold it to exhaustive teacher-forced scoring.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.models.t5.modeling_t5 import T5Attention
 
+from genrec.errors import GenrecError
 from genrec.models.beam_cache import GeneratedKeys, length_groups
 from genrec.models.sid_causal import CausalSIDBackbone, positions_of
 from genrec.models.sid_seq2seq import SIDVocabulary
@@ -49,6 +54,26 @@ class RelativePositionBias(nn.Module):
         return self.bias(bucket)
 
 
+class RotaryPositions(nn.Module):
+    """Rotary position embedding (RoFormer; Llama's ``rotate_half`` layout, base 10,000): a query or
+    key at position ``p`` is rotated by ``p`` times each pair's frequency, so their product depends
+    on the distance between them only. Applied to keys before they are cached, so a search reads
+    them as they are."""
+
+    def __init__(self, d_kv: int, base: float = 10_000.0):
+        super().__init__()
+        if d_kv % 2:
+            raise GenrecError(f"position_encoding=rotary needs an even d_kv, got {d_kv}")
+        self.register_buffer("inverse_frequency", base ** -(torch.arange(0, d_kv, 2).float() / d_kv), persistent=False)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[..., d_kv]`` rotated by ``positions``, broadcastable to ``x.shape[:-1]``."""
+        angles = positions[..., None].to(self.inverse_frequency.dtype) * self.inverse_frequency
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        first, second = x.chunk(2, dim=-1)
+        return torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
+
+
 class DecoderBlock(nn.Module):
     """Pre-norm causal self-attention and feed-forward."""
 
@@ -73,10 +98,13 @@ class DecoderBlock(nn.Module):
         return hidden + self.drop(self.ff(self.ff_norm(hidden)))
 
     def forward(
-        self, hidden: torch.Tensor, bias: torch.Tensor
+        self, hidden: torch.Tensor, bias: torch.Tensor, rotate: Callable[[torch.Tensor], torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """``bias`` ``[B or 1, H, T, T]``: the position bias, ``-inf`` where a query may not look."""
+        """``bias`` ``[B or 1, H, T, T]``: the position bias, ``-inf`` where a query may not look;
+        ``rotate``: the rotary positions of the queries and keys, if the backbone uses them."""
         q, k, v = self.project(hidden)
+        if rotate is not None:
+            q, k = rotate(q), rotate(k)
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
         )
@@ -94,10 +122,17 @@ class SIDDecoder(CausalSIDBackbone):
         d_kv: int,
         dropout_rate: float,
         max_items: int,
+        position_encoding: str = "relative_bias",
     ):
         super().__init__(vocab)
         self.embed = nn.Embedding(vocab.size, d_model)
-        self.position_bias = RelativePositionBias(num_heads, max_distance=(max_items + 1) * self.item_length)
+        # exactly one of the two: the relative bias is added to attention scores, rotary turns q and k
+        self.position_bias = (
+            RelativePositionBias(num_heads, max_distance=(max_items + 1) * self.item_length)
+            if position_encoding == "relative_bias"
+            else None
+        )
+        self.rotary = RotaryPositions(d_kv) if position_encoding == "rotary" else None
         self.blocks = nn.ModuleList(
             DecoderBlock(d_model, d_ff, num_heads, d_kv, dropout_rate) for _ in range(num_blocks)
         )
@@ -118,7 +153,10 @@ class SIDDecoder(CausalSIDBackbone):
         return 3 * 4 * self.vocab.size + cache + 8 * 4 * self.embed.embedding_dim
 
     def attention_bias(self, positions: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """``[B, H, T, T]`` position bias of ``positions`` ``[B, T]``, ``-inf`` where not ``allowed``."""
+        """``[B, H or 1, T, T]`` position bias of ``positions`` ``[B, T]`` (zero with rotary positions),
+        ``-inf`` where not ``allowed``."""
+        if self.position_bias is None:
+            return torch.zeros(allowed.shape, device=allowed.device).masked_fill(~allowed, float("-inf")).unsqueeze(1)
         bias = self.position_bias(positions[:, :, None], positions[:, None, :]).permute(0, 3, 1, 2)
         return bias.masked_fill(~allowed.unsqueeze(1), float("-inf"))
 
@@ -131,10 +169,11 @@ class SIDDecoder(CausalSIDBackbone):
         # a padded position sees itself only (its output is never read), a real one its real past
         allowed = (causal & real[:, None, :]) | torch.eye(ids.shape[1], dtype=torch.bool, device=ids.device)
         bias = self.attention_bias(positions, allowed)
+        rotate = None if self.rotary is None else lambda x: self.rotary(x, positions[:, None, :])
         hidden = self.drop(self.embed(ids))
         cache = []
         for block in self.blocks:
-            hidden, kv = block(hidden, bias)
+            hidden, kv = block(hidden, bias, rotate)
             cache.append(kv)
         return self.norm(hidden), cache, positions
 
@@ -190,16 +229,22 @@ class SIDDecoder(CausalSIDBackbone):
                 generated.reorder(parents)
                 last = tokens[:, :, -1] + ranges[level - 1][0]  # [B, W]
                 position = next_position + level - 1  # [B]: of the token fed now
-                history_bias = (
-                    self.position_bias(position[:, None], history_positions).permute(0, 2, 1)[:, :, None, :]
-                    + padding[:, None, None, :]
-                )  # [B, H, 1, T]
                 steps_back = torch.arange(1 - level, 1, device=input_ids.device)  # the generated tokens' distances
-                generated_bias = self.position_bias(torch.zeros_like(steps_back), steps_back)  # [t, H]
+                if self.position_bias is None:  # rotary: the positions are in the queries and keys
+                    history_bias = padding[:, None, None, :]  # [B, 1, 1, T]
+                    generated_bias = padding.new_zeros(level, heads)
+                else:
+                    history_bias = (
+                        self.position_bias(position[:, None], history_positions).permute(0, 2, 1)[:, :, None, :]
+                        + padding[:, None, None, :]
+                    )  # [B, H, 1, T]
+                    generated_bias = self.position_bias(torch.zeros_like(steps_back), steps_back)  # [t, H]
                 generated.start(batch, width)
                 state = self.embed(last)  # [B, W, d]
                 for i, block in enumerate(self.blocks):
                     q, k, v = block.qkv(block.attention_norm(state)).view(batch, width, 3, heads, d_kv).unbind(2)
+                    if self.rotary is not None:
+                        q, k = self.rotary(q, position[:, None, None]), self.rotary(k, position[:, None, None])
                     generated.add(i, k.reshape(batch * width, heads, d_kv), v.reshape(batch * width, heads, d_kv))
                     history_keys, history_values = history[i]
                     to_history = torch.matmul(q.transpose(1, 2), history_keys).mul_(scale).add_(history_bias)

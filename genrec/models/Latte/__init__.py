@@ -50,7 +50,12 @@ def build(config, interactions, split) -> GenerativeRecommender:
             )
         orders = tuple(itertools.islice(itertools.permutations(range(sids.n_levels)), config.n_latent_tokens))
     return GenerativeRecommender(
-        config, sids, n_latent=config.n_latent_tokens, aggregation=config.aggregation_method, permutations=orders
+        config,
+        sids,
+        n_latent=config.n_latent_tokens,
+        aggregation=config.aggregation_method,
+        permutations=orders,
+        item_text=interactions.item_text,
     )
 
 

@@ -11,7 +11,7 @@ def build(config, interactions, split) -> GenerativeRecommender:
         raise ConfigError(
             f"PSID uses vq_collision=conflict_free, got {config.vq_collision}; for the other IDs use --model=TIGER"
         )
-    return GenerativeRecommender(config, semantic_ids(config, interactions, split))
+    return GenerativeRecommender(config, semantic_ids(config, interactions, split), item_text=interactions.item_text)
 
 
 __all__ = ["Settings", "build"]

@@ -33,7 +33,7 @@ class ParallelSID(FullRankingRecommender):
         self.trunk = PositionalEncoder(max_len, settings, causal=True)
         self.heads = nn.ModuleList(nn.Linear(d, d) for _ in sids.level_sizes)
 
-    def add_items(self, codes: np.ndarray) -> None:
+    def add_items(self, codes: np.ndarray, texts: list[dict[str, str]]) -> None:
         """Score new items (cold start) by their semantic IDs ``codes``: an item's score is the sum of
         its codes' log-marginals, which the model already predicts."""
         self.semantic_ids = with_new_items(self.semantic_ids, codes)

@@ -165,7 +165,7 @@ class SimGR(FullRankingRecommender):
             self.backbone.item_token_ids.clone(), self.backbone.prefix_ids.clone(), self.backbone.pad_id, max_len
         )
 
-    def add_items(self, codes: np.ndarray) -> None:
+    def add_items(self, codes: np.ndarray, texts: list[dict[str, str]]) -> None:
         """Score new items (cold start): an item's vector aggregates its SID tokens' rows, which the
         model already learned, so its semantic ID ``codes`` is all it needs."""
         self.semantic_ids = with_new_items(self.semantic_ids, codes)
