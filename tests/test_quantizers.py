@@ -299,7 +299,7 @@ def test_letter_codes_carry_the_collaborative_groups():
     quantized latents (the sum of each item's code vectors) bring an item nearer its group's items
     than RQ-VAE's do (mean cosine within groups minus across them), for each of two seeds and by
     more than 0.1 on average (seeds 0-4 measured: +0.10 to +0.33; the exact values move with the
-    numerical libraries' versions)."""
+    CPU's kernels and the libraries' versions)."""
     rng = np.random.default_rng(0)
     cluster = rng.integers(12, size=600)
     texts = (rng.normal(size=(12, 24))[cluster] * 3 + rng.normal(size=(600, 24))).astype(np.float32)
