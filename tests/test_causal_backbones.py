@@ -14,7 +14,7 @@ from genrec.data import leave_one_out, training_windows
 from genrec.decoding import SIDTrie, aggregate_beams
 from genrec.errors import ConfigError, GenrecError
 from genrec.models.sid_causal_lm import build_causal_lm
-from genrec.models.sid_decoder import RotaryPositions, SIDDecoder
+from genrec.models.sid_decoder import RotaryPositions, SIDDecoder, rotated
 from genrec.models.sid_seq2seq import SIDVocabulary
 
 # genrec's own (with T5's relative bias, then with rotary positions), then Hugging Face model types
@@ -180,11 +180,13 @@ def test_rotary_positions_are_the_complex_rotation_and_scores_depend_on_distance
     # the definition: pair (x_i, x_{i + d/2}) as one complex number, turned by position * base^(-2i/d)
     frequency = 10_000.0 ** -(torch.arange(4, dtype=torch.float64) * 2 / 8)
     complex_q = torch.complex(q[:4], q[4:]) * torch.polar(torch.ones(4, dtype=torch.float64), 3 * frequency)
-    rotated = rotary(q, torch.tensor(3))
-    assert torch.allclose(rotated, torch.cat([complex_q.real, complex_q.imag]).to(rotated.dtype), atol=1e-6)
+    turned = rotated(q, rotary(torch.tensor(3)))
+    assert torch.allclose(turned, torch.cat([complex_q.real, complex_q.imag]).to(turned.dtype), atol=1e-6)
 
     def score(query_position, key_position):
-        return (rotary(q, torch.tensor(query_position)) @ rotary(k, torch.tensor(key_position))).item()
+        return (
+            rotated(q, rotary(torch.tensor(query_position))) @ rotated(k, rotary(torch.tensor(key_position)))
+        ).item()
 
     assert score(7, 4) == pytest.approx(score(12, 9), abs=1e-5) and score(7, 4) != pytest.approx(score(7, 5), abs=1e-3)
     with pytest.raises(GenrecError, match="even d_kv"):

@@ -68,6 +68,8 @@ class ItemText:
     def add(self, texts: list[dict[str, str]], grow: bool = True) -> None:
         """Append items' texts (``grow``: a compact vocabulary keeps the new tokens it meets, as when the
         catalogue is read; a trained model's cannot grow, so unknown tokens are dropped)."""
+        if not texts:
+            return
         encoded = self.tokenizer(
             [item_sentence(text, self.fields) for text in texts], add_special_tokens=False, truncation=False
         )["input_ids"]

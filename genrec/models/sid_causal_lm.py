@@ -41,7 +41,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, PretrainedConfig, PreTrainedModel
 
 from genrec.errors import ConfigError
-from genrec.models.history_text import ItemText, item_sentence, text_tokenizer
+from genrec.models.history_text import ItemText, text_tokenizer
 from genrec.models.sid_causal import START, CausalSIDBackbone, positions_of
 from genrec.models.sid_seq2seq import PAD, SIDVocabulary
 
@@ -130,8 +130,6 @@ class SIDCausalLM(CausalSIDBackbone):
 
     def lm_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """The LM's own token ids of sequence tokens ``ids`` (genrec's, then text tokens above them)."""
-        if self.item_text is None:
-            return ids + self.offset
         return torch.where(ids < self.vocab.size, ids + self.offset, ids - self.text_shift)
 
     def states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -262,13 +260,13 @@ def build_causal_lm(settings, vocab: SIDVocabulary, item_text: list[dict[str, st
     pretrained = folder is not None and any((folder / name).is_file() for name in WEIGHT_FILES)
     text = None
     if settings.history_text:
-        if not item_text or not any(item_sentence(t, list(settings.history_text)) for t in item_text):
-            raise ConfigError(f"history_text={list(settings.history_text)}: no item has text in these fields")
         tokenizer = text_tokenizer(settings.backbone_path, settings.sent_emb_model, needs_own=pretrained)
         text = ItemText(
             tokenizer, list(settings.history_text), settings.history_text_tokens, vocab.size, not pretrained
         )
-        text.add(item_text)
+        text.add(item_text or [])
+        if not text.lengths.any():
+            raise ConfigError(f"history_text={list(settings.history_text)}: no item has text in these fields")
     # genrec's tokens, and the catalogue's text tokens where the model has no text vocabulary of its own
     own_vocabulary = vocab.size + (text.size if text is not None and not pretrained else 0)
     text_length = 0 if text is None else text.max_tokens

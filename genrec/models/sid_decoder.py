@@ -20,8 +20,6 @@ encoder states. The tests hold it to exhaustive teacher-forced scoring.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,12 +64,18 @@ class RotaryPositions(nn.Module):
             raise GenrecError(f"position_encoding=rotary needs an even d_kv, got {d_kv}")
         self.register_buffer("inverse_frequency", base ** -(torch.arange(0, d_kv, 2).float() / d_kv), persistent=False)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """``x`` ``[..., d_kv]`` rotated by ``positions``, broadcastable to ``x.shape[:-1]``."""
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rotation of ``positions``: ``(cos, sin)`` ``[*positions.shape, d_kv / 2]``, computed once
+        for every block's queries and keys (:func:`rotated`)."""
         angles = positions[..., None].to(self.inverse_frequency.dtype) * self.inverse_frequency
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-        first, second = x.chunk(2, dim=-1)
-        return torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
+        return angles.cos(), angles.sin()
+
+
+def rotated(x: torch.Tensor, rotation: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``x`` ``[..., d_kv]`` turned by a :class:`RotaryPositions` rotation broadcastable to ``x.shape[:-1]``."""
+    cos, sin = (part.to(x.dtype) for part in rotation)
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
 
 
 class DecoderBlock(nn.Module):
@@ -98,13 +102,13 @@ class DecoderBlock(nn.Module):
         return hidden + self.drop(self.ff(self.ff_norm(hidden)))
 
     def forward(
-        self, hidden: torch.Tensor, bias: torch.Tensor, rotate: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self, hidden: torch.Tensor, bias: torch.Tensor, rotation: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """``bias`` ``[B or 1, H, T, T]``: the position bias, ``-inf`` where a query may not look;
-        ``rotate``: the rotary positions of the queries and keys, if the backbone uses them."""
+        ``rotation``: the queries' and keys' rotary positions, if the backbone uses them."""
         q, k, v = self.project(hidden)
-        if rotate is not None:
-            q, k = rotate(q), rotate(k)
+        if rotation is not None:
+            q, k = rotated(q, rotation), rotated(k, rotation)
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
         )
@@ -169,11 +173,11 @@ class SIDDecoder(CausalSIDBackbone):
         # a padded position sees itself only (its output is never read), a real one its real past
         allowed = (causal & real[:, None, :]) | torch.eye(ids.shape[1], dtype=torch.bool, device=ids.device)
         bias = self.attention_bias(positions, allowed)
-        rotate = None if self.rotary is None else lambda x: self.rotary(x, positions[:, None, :])
+        rotation = None if self.rotary is None else self.rotary(positions[:, None, :])  # [B, 1, T, d_kv / 2]
         hidden = self.drop(self.embed(ids))
         cache = []
         for block in self.blocks:
-            hidden, kv = block(hidden, bias, rotate)
+            hidden, kv = block(hidden, bias, rotation)
             cache.append(kv)
         return self.norm(hidden), cache, positions
 
@@ -229,8 +233,8 @@ class SIDDecoder(CausalSIDBackbone):
                 generated.reorder(parents)
                 last = tokens[:, :, -1] + ranges[level - 1][0]  # [B, W]
                 position = next_position + level - 1  # [B]: of the token fed now
-                steps_back = torch.arange(1 - level, 1, device=input_ids.device)  # the generated tokens' distances
                 if self.position_bias is None:  # rotary: the positions are in the queries and keys
+                    rotation = self.rotary(position[:, None, None])  # [B, 1, 1, d_kv / 2]: one for every block
                     history_bias = padding[:, None, None, :]  # [B, 1, 1, T]
                     generated_bias = padding.new_zeros(level, heads)
                 else:
@@ -238,13 +242,14 @@ class SIDDecoder(CausalSIDBackbone):
                         self.position_bias(position[:, None], history_positions).permute(0, 2, 1)[:, :, None, :]
                         + padding[:, None, None, :]
                     )  # [B, H, 1, T]
+                    steps_back = torch.arange(1 - level, 1, device=input_ids.device)  # the generated tokens' distances
                     generated_bias = self.position_bias(torch.zeros_like(steps_back), steps_back)  # [t, H]
                 generated.start(batch, width)
                 state = self.embed(last)  # [B, W, d]
                 for i, block in enumerate(self.blocks):
                     q, k, v = block.qkv(block.attention_norm(state)).view(batch, width, 3, heads, d_kv).unbind(2)
                     if self.rotary is not None:
-                        q, k = self.rotary(q, position[:, None, None]), self.rotary(k, position[:, None, None])
+                        q, k = rotated(q, rotation), rotated(k, rotation)
                     generated.add(i, k.reshape(batch * width, heads, d_kv), v.reshape(batch * width, heads, d_kv))
                     history_keys, history_values = history[i]
                     to_history = torch.matmul(q.transpose(1, 2), history_keys).mul_(scale).add_(history_bias)
