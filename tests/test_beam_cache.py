@@ -1,6 +1,8 @@
 """The decoding helpers of genrec/models/beam_cache.py: length groups are the cheapest cut of the
 sorted rows (checked against every cut), the grouped history passes give every row the states of
-one padded pass, and the generated keys follow reordered beams as a copied cache would."""
+one padded pass, the generated keys follow reordered beams as a copied cache would, and the tree
+masks let each beam see exactly the history's tokens and its own ancestors (checked against paths
+followed back one beam at a time)."""
 
 import itertools
 
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from genrec.models.beam_cache import GeneratedKeys, length_groups
+from genrec.models.beam_cache import BeamTree, GeneratedKeys, length_groups
 from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
 
@@ -95,3 +97,23 @@ def test_generated_keys_follow_reordered_beams_like_a_copied_cache():
         torch.testing.assert_close(
             keys.attend(0, weights), sum(weights[p, ..., None] * 2 * c for p, c in enumerate(copied))
         )
+
+
+def test_tree_masks_show_each_beam_the_history_and_its_own_ancestors_only():
+    rng = np.random.default_rng(0)
+    history = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])  # left-padded: user 0 has two tokens
+    users, length = history.shape
+    tree, fed = BeamTree(history), []  # fed: the beams of each step, the cache's blocks after the history
+    paths = [[[]] for _ in range(users)]  # per user and beam: the columns of its fed ancestors (the root: none)
+    for width in [3, 5, 2, 4]:  # the beams fed at each level from the second on
+        parents = rng.integers(0, len(paths[0]), size=(users, width))
+        start = length + sum(fed[:-1])  # the newest block: the parents' tokens, if a step fed them
+        paths = [[paths[b][p] + ([start + p] if fed else []) for p in parents[b]] for b in range(users)]
+        mask = tree.mask(torch.as_tensor(parents))
+        assert mask.shape == (users, 1, width, length + sum(fed) + width)
+        for b in range(users):
+            for w in range(width):
+                seen = {i for i in range(length) if history[b, i]} | set(paths[b][w]) | {length + sum(fed) + w}
+                assert set(torch.nonzero(mask[b, 0, w] == 0).flatten().tolist()) == seen
+                assert torch.isneginf(mask[b, 0, w]).sum() == mask.shape[-1] - len(seen)
+        fed.append(width)

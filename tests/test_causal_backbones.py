@@ -1,4 +1,4 @@
-"""The causal backbones (genrec's decoder and Hugging Face causal LMs of four families): beam search
+"""The causal backbones (genrec's decoder and Hugging Face causal LMs of five families): beam search
 with its cache equals exhaustive teacher-forced scoring, padding never changes a user's scores, and
 window training is the prefix examples' loss computed in one pass (so nothing is looked ahead at)."""
 
@@ -13,12 +13,12 @@ from conftest import tiny_causal_lm
 from genrec.data import leave_one_out, training_windows
 from genrec.decoding import SIDTrie, aggregate_beams
 from genrec.errors import ConfigError, GenrecError
-from genrec.models.sid_causal_lm import build_causal_lm
+from genrec.models.sid_causal_lm import SIDCausalLM, build_causal_lm
 from genrec.models.sid_decoder import RotaryPositions, SIDDecoder, rotated
 from genrec.models.sid_seq2seq import SIDVocabulary
 
 # genrec's own (with T5's relative bias, then with rotary positions), then Hugging Face model types
-BACKBONES = ["decoder", "decoder_rotary", "llama", "qwen2", "gpt2", "phi"]
+BACKBONES = ["decoder", "decoder_rotary", "llama", "qwen2", "mistral", "gpt2", "phi"]
 
 
 @pytest.fixture(params=BACKBONES)
@@ -268,3 +268,19 @@ def test_a_class_without_residual_dropout_gets_it_as_genrec_s_decoder_has_it():
         assert not torch.equal(model.states(ids, torch.ones_like(ids)), model.states(ids, torch.ones_like(ids)))
         model.eval()
         assert torch.equal(model.states(ids, torch.ones_like(ids)), model.states(ids, torch.ones_like(ids)))
+
+
+@pytest.mark.parametrize("failure", ["own causal mask", "error"])
+def test_a_class_whose_attention_ignores_four_d_masks_is_refused(monkeypatch, failure):
+    original = SIDCausalLM.run
+
+    def without_four_d_masks(self, ids, mask, positions, cache=None, use_cache=False):
+        if mask.dim() == 4:
+            if failure == "error":
+                raise ValueError("attention_mask must be 2-D")
+            mask = torch.ones(ids.shape)  # what such a class does: its own causal mask over every token
+        return original(self, ids, mask, positions, cache, use_cache)
+
+    monkeypatch.setattr(SIDCausalLM, "run", without_four_d_masks)
+    with pytest.raises(ConfigError, match="ignores the 4-D attention masks"):
+        tiny_backbone("llama", SIDVocabulary((3, 4, 5)))

@@ -1,6 +1,7 @@
-"""What both backbones need to decode many beams cheaply: the keys and values of the tokens the beams
-generated, kept without copying when beams are reordered, and the history pass run in groups of
-similar length.
+"""What the backbones need to decode many beams cheaply: the keys and values of the tokens the beams
+generated, kept without copying when beams are reordered (:class:`GeneratedKeys` for genrec's own
+backbones; :class:`BeamTree`'s attention masks for a Hugging Face LM, whose attention code is its
+own), and the history pass run in groups of similar length.
 
 Why a cache of its own: a beam search reorders its beams at every level, and a cache laid out as
 ``[beams, positions]`` must be copied row by row each time (a gather of every block's keys, the
@@ -99,3 +100,41 @@ def length_groups(lengths: np.ndarray, overhead: int = 256) -> list[np.ndarray]:
         groups.append(order[cut[end] : end])
         end = cut[end]
     return groups[::-1]
+
+
+class BeamTree:
+    """Tree attention for a model whose attention takes a 4-D mask (Hugging Face causal LMs): each
+    user's ``W`` beams are fed as ``W`` tokens of one sequence that continues the user's cache, and
+    this class writes the mask that makes each of them see only the history (its real tokens) and
+    its own ancestors. The cache then holds the history once per user and each step's keys once per
+    beam, in that step's order; a reorder moves the mask's columns, never keys.
+
+    Why: a cache laid out per beam copies a user's history ``W`` times and again at every reorder; for
+    a Llama of the decoder's size that copying was three quarters of a beam-100 search
+    (docs/results.md)."""
+
+    def __init__(self, history_mask: torch.Tensor):
+        """``history_mask`` ``[B, T]``: 1 where the (left-padded) history has a token."""
+        self.history = torch.zeros(history_mask.shape, device=history_mask.device).masked_fill(
+            history_mask == 0, float("-inf")
+        )
+        self.blocks: list[int] = []  # the beams fed at each earlier step: the cache's blocks after the history
+        self.ancestors: list[torch.Tensor] = []  # per block, [B, W]: the column in it of each beam's ancestor
+
+    def mask(self, parents: torch.Tensor) -> torch.Tensor:
+        """The additive mask ``[B, 1, W, T + blocks + W]`` (0 where a beam may look, ``-inf`` elsewhere)
+        for feeding the current ``W`` beams, which extend the previous step's beams ``parents`` ``[B, W]``."""
+        users, width = parents.shape
+        if self.blocks:  # the previous step fed the parents: their block is the newest
+            self.ancestors = [columns.gather(1, parents) for columns in self.ancestors] + [parents]
+        length = self.history.shape[1]
+        mask = self.history.new_full((users, width, length + sum(self.blocks) + width), float("-inf"))
+        mask[:, :, :length] = self.history[:, None, :]
+        start = length
+        for columns, block in zip(self.ancestors, self.blocks):
+            mask.scatter_(2, (start + columns).unsqueeze(-1), 0.0)
+            start += block
+        beams = torch.arange(width, device=parents.device)
+        mask[:, beams, start + beams] = 0.0  # each beam sees its own token
+        self.blocks.append(width)
+        return mask.unsqueeze(1)

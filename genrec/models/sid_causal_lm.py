@@ -24,11 +24,16 @@ its text's first tokens, as the LLM-based recommenders prompt their models with 
 pretrained model reads them as its own tokens (its folder's tokenizer), a random-initialised one
 learns rows for the tokens the catalogue uses.
 
-Decoding prefills each user's history once, then copies the model's key/value cache to the user's
-beams and reorders it by the beams' parents at every level (the library's
-``Cache.reorder_cache``): generic for every model class, at the price of copying the history's
-keys per beam, which genrec's own decoder avoids (it reads them per user). The tests hold the search
-to exhaustive teacher-forced scoring, as for the other backbones.
+Decoding prefills each user's history once; then, at every level, the user's beams are fed to the
+model as one sequence of tokens that continues the user's cache, with a 4-D attention mask that lets
+each beam see the history and its own ancestors only (tree attention,
+:class:`genrec.models.beam_cache.BeamTree`). The history's keys stay once per user, reordering beams
+moves mask columns instead of cache rows, and the model's own attention code does the work, so it is
+generic for every class whose attention obeys a 4-D mask (every class of transformers >= 4.52 we
+know of; :func:`build_causal_lm` checks the one it builds and refuses one that does not). Why not the
+library's per-beam cache and ``reorder_cache``: copying the history to every beam at every level was
+three quarters of a beam-100 search (docs/results.md). The tests hold the search to exhaustive
+teacher-forced scoring, as for the other backbones.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, PretrainedConfig, PreTrainedModel
 
 from genrec.errors import ConfigError
+from genrec.models.beam_cache import BeamTree
 from genrec.models.history_text import ItemText, text_tokenizer
 from genrec.models.sid_causal import START, CausalSIDBackbone, positions_of
 from genrec.models.sid_seq2seq import PAD, SIDVocabulary
@@ -101,13 +107,16 @@ class SIDCausalLM(CausalSIDBackbone):
 
     def bytes_per_beam(self) -> int:
         """Float32 bytes one beam holds in a search: its logits over the LM's whole output (a
-        pretrained model's text tokens included), its key/value cache (the whole history is copied
-        per beam) and activations."""
+        pretrained model's text tokens included), its generated tokens' keys and values, activations,
+        and its rows of the attention mask and scores over the history (kept once per user). The rows
+        also span the other beams' generated tokens (``item_length * width`` columns), which this
+        leaves out: at the widths of the docs they weigh less than the keys counted here."""
         config = self.config.get_text_config()
         heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        cache = 2 * 4 * config.num_hidden_layers * heads * head_dim * (self.history_tokens + self.item_length)
-        return 3 * 4 * self.lm.get_output_embeddings().out_features + cache + 8 * 4 * config.hidden_size
+        cache = 2 * 4 * config.num_hidden_layers * heads * head_dim * self.item_length
+        rows = 4 * (config.num_attention_heads + 1) * (self.history_tokens + self.item_length)
+        return 3 * 4 * self.lm.get_output_embeddings().out_features + cache + rows + 8 * 4 * config.hidden_size
 
     def run(
         self,
@@ -140,43 +149,32 @@ class SIDCausalLM(CausalSIDBackbone):
         return torch.log_softmax(logits, dim=-1)[..., self.offset : self.offset + self.vocab.size]
 
     def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        """A ``step`` for :func:`genrec.decoding.beam_search`: prefills the histories, then feeds one token
-        per beam, the cache's rows following the beams' parents."""
+        """A ``step`` for :func:`genrec.decoding.beam_search`: prefills the histories once, then feeds each
+        user's beams as one sequence of tokens that share the user's cache, each seeing only its own
+        ancestors (:class:`genrec.models.beam_cache.BeamTree`'s masks)."""
         positions = positions_of(attention_mask)
-        # a cache object the model extends in place; None: the model's own (tuples before transformers 4.5x)
+        # a cache object the model extends in place; None: the model's own, for a class that keeps tuples
         cache = DynamicCache() if getattr(self.lm, "_supports_cache_class", True) else None
         hidden, cache = self.run(input_ids, attention_mask, positions, cache, use_cache=True)
         first_log_probs = self.output_log_probs(hidden[:, -1])  # [B, vocab]
         next_position = attention_mask.sum(1)  # [B]
         ranges = self.vocab.decode_ranges
-        state = {"cache": cache, "mask": attention_mask, "width": 1}  # the cache's rows: B * width beams
+        tree = BeamTree(attention_mask)
+        state = {"cache": cache}
 
         def step(level: int, tokens: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
             batch, width = parents.shape
             if level == 0:
                 log_probs = first_log_probs.unsqueeze(1).expand(-1, width, -1)
             else:
-                rows = (parents + torch.arange(batch, device=parents.device)[:, None] * state["width"]).view(-1)
-                mask = state["mask"].index_select(0, rows)
-                mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-                last = (tokens[:, :, -1] + ranges[level - 1][0]).view(-1, 1)  # [B * W, 1]
-                position = (next_position + level - 1).repeat_interleave(width)[:, None]
-                hidden, cache = self.run(last, mask, position, reordered(state["cache"], rows), use_cache=True)
-                state.update(cache=cache, mask=mask, width=width)
-                log_probs = self.output_log_probs(hidden[:, -1]).view(batch, width, -1)
+                last = tokens[:, :, -1] + ranges[level - 1][0]  # [B, W]
+                position = (next_position + level - 1)[:, None].expand(-1, width)
+                hidden, state["cache"] = self.run(last, tree.mask(parents), position, state["cache"], use_cache=True)
+                log_probs = self.output_log_probs(hidden)  # [B, W, vocab]
             first, size = ranges[level]
             return log_probs[..., first : first + size]
 
         return step
-
-
-def reordered(cache: object, rows: torch.Tensor) -> object:
-    """The cache with its rows (beams) ``rows``: the library's ``reorder_cache`` (in place), or the
-    per-layer ``(keys, values)`` tuples that some classes keep before transformers 4.5x."""
-    if hasattr(cache, "reorder_cache"):
-        cache.reorder_cache(rows)
-        return cache
-    return tuple(tuple(tensor.index_select(0, rows) for tensor in layer) for layer in cache)
 
 
 # Where the usual configuration classes keep each size (the first name a class has is set).
@@ -299,4 +297,31 @@ def build_causal_lm(settings, vocab: SIDVocabulary, item_text: list[dict[str, st
                 f"{max_items} needs {needed}"
             )
     shift = vocab.size if pretrained else 0  # a pretrained model reads its text tokens as they are
-    return SIDCausalLM(vocab, lm, offset, max_items, settings.dropout_rate, text, shift)
+    model = SIDCausalLM(vocab, lm, offset, max_items, settings.dropout_rate, text, shift)
+    if not obeys_tree_masks(model):
+        raise ConfigError(
+            f"the {type(lm).__name__} class ignores the 4-D attention masks genrec's beam search gives it, so its "
+            "search would let beams see each other: use a class that takes them (e.g. llama, qwen2, mistral, gpt2, phi)"
+        )
+    return model
+
+
+@torch.no_grad()
+def obeys_tree_masks(model: SIDCausalLM) -> bool:
+    """Whether the LM's attention obeys a 4-D mask, as :class:`genrec.models.beam_cache.BeamTree`'s
+    search needs: two tokens at one position, the second masked from the first, must give the second
+    the state it has alone. A class that replaced the mask with its own causal one (or crashed on
+    it) would rank items from beams that read their neighbours."""
+    ids = torch.tensor([[model.vocab.size - 2, model.vocab.size - 1]])
+    position = torch.zeros_like(ids)
+    apart = torch.tensor([[[[0.0, float("-inf")], [float("-inf"), 0.0]]]])
+    training = model.training
+    model.eval()
+    try:
+        together = model.run(ids, apart, position)[0][0, 1]
+        alone = model.run(ids[:, 1:], torch.ones(1, 1), position[:, 1:])[0][0, 0]
+    except (RuntimeError, ValueError, TypeError):
+        return False
+    finally:
+        model.train(training)
+    return torch.allclose(together, alone, rtol=1e-4, atol=1e-5)
