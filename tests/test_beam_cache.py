@@ -1,16 +1,20 @@
 """The decoding helpers of genrec/models/beam_cache.py: length groups are the cheapest cut of the
-sorted rows (checked against every cut), the grouped history passes give every row the states of
-one padded pass, the generated keys follow reordered beams as a copied cache would, and the tree
-masks let each beam see exactly the history's tokens and its own ancestors (checked against paths
-followed back one beam at a time)."""
+sorted rows (checked against every cut), the grouped history passes (T5, genrec's decoder, a Hugging
+Face LM) give every row the states of one padded pass, the generated keys follow reordered beams as
+a copied cache would, and the tree masks let each beam see exactly the history's tokens and its own
+ancestors (checked against paths followed back one beam at a time)."""
 
 import itertools
 
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_causal_lm
+from transformers import DynamicCache
 
 from genrec.models.beam_cache import BeamTree, GeneratedKeys, length_groups
+from genrec.models.sid_causal import positions_of
+from genrec.models.sid_causal_lm import layer_tensors
 from genrec.models.sid_decoder import SIDDecoder
 from genrec.models.sid_seq2seq import SIDSeq2Seq, SIDVocabulary
 
@@ -72,6 +76,24 @@ def test_decoder_grouped_prefill_equals_one_padded_pass():
     for (keys, values), (k, v) in zip(history, cache):
         torch.testing.assert_close(keys.transpose(-1, -2).transpose(1, 2)[real], k.transpose(1, 2)[real])
         torch.testing.assert_close(values.transpose(1, 2)[real], v.transpose(1, 2)[real])
+
+
+@pytest.mark.parametrize("backbone", ["llama", "gpt2"])
+def test_causal_lm_grouped_prefill_equals_one_padded_pass(backbone):
+    torch.manual_seed(0)
+    vocab = SIDVocabulary((5, 6))
+    model = tiny_causal_lm(backbone, vocab).eval()
+    codes = np.array([[i % 5, i % 6] for i in range(30)])
+    ids, mask = model.prompt([np.arange(n) for n in (1, 12, 2, 11) * 10], vocab.item_tokens(codes))
+    with torch.no_grad():
+        assert len(length_groups(mask.sum(1).numpy())) == 2
+        last, cache = model.prefill(ids, mask)
+        hidden, padded = model.run(ids, mask, positions_of(mask), DynamicCache(), use_cache=True)
+    torch.testing.assert_close(last, hidden[:, -1], rtol=1e-5, atol=1e-5)
+    real = mask.bool()
+    for grouped, whole in zip(layer_tensors(cache), layer_tensors(padded)):
+        for mine, theirs in zip(grouped, whole):
+            torch.testing.assert_close(mine.transpose(1, 2)[real], theirs.transpose(1, 2)[real], rtol=1e-5, atol=1e-5)
 
 
 def test_generated_keys_follow_reordered_beams_like_a_copied_cache():

@@ -46,7 +46,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, PretrainedConfig, PreTrainedModel
 
 from genrec.errors import ConfigError
-from genrec.models.beam_cache import BeamTree
+from genrec.models.beam_cache import BeamTree, length_groups
 from genrec.models.history_text import ItemText, text_tokenizer
 from genrec.models.sid_causal import START, CausalSIDBackbone, positions_of
 from genrec.models.sid_seq2seq import PAD, SIDVocabulary
@@ -148,15 +148,41 @@ class SIDCausalLM(CausalSIDBackbone):
         logits = self.lm.get_output_embeddings()(hidden).float()
         return torch.log_softmax(logits, dim=-1)[..., self.offset : self.offset + self.vocab.size]
 
+    def prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, DynamicCache]:
+        """The last hidden state ``[B, d]`` of left-padded prompts and a cache of their keys and values
+        (``[B, heads, T, head_dim]`` a layer), the LM run on groups of rows of similar length
+        (:func:`genrec.models.beam_cache.length_groups`): in a batch of 64 test users, 46% (Synthetic)
+        to 64% (Scientific) of the positions were padding. What lies left of a row's own tokens is
+        masked wherever it is read."""
+        batch, length = ids.shape
+        lengths = mask.sum(1)
+        last, layers = None, []
+        for rows in length_groups(lengths.cpu().numpy()):
+            index = torch.as_tensor(rows, device=ids.device)
+            size = int(lengths[index].max())
+            part = mask[index, length - size :]
+            hidden, cache = self.run(ids[index, length - size :], part, positions_of(part), DynamicCache(), True)
+            if last is None:  # the states' own dtype and every layer's shape (autocast may change them)
+                last = hidden.new_empty(batch, hidden.shape[-1])
+                layers = [
+                    tuple(t.new_zeros(batch, t.shape[1], length, t.shape[3]) for t in layer)
+                    for layer in layer_tensors(cache)
+                ]
+            last[index] = hidden[:, -1]
+            for whole, group in zip(layers, layer_tensors(cache)):
+                for into, tensor in zip(whole, group):
+                    into[index, :, length - size :] = tensor
+        cache = DynamicCache()
+        for number, (keys, values) in enumerate(layers):
+            cache.update(keys, values, number)
+        return last, cache
+
     def beam_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """A ``step`` for :func:`genrec.decoding.beam_search`: prefills the histories once, then feeds each
         user's beams as one sequence of tokens that share the user's cache, each seeing only its own
         ancestors (:class:`genrec.models.beam_cache.BeamTree`'s masks)."""
-        positions = positions_of(attention_mask)
-        # a cache object the model extends in place; None: the model's own, for a class that keeps tuples
-        cache = DynamicCache() if getattr(self.lm, "_supports_cache_class", True) else None
-        hidden, cache = self.run(input_ids, attention_mask, positions, cache, use_cache=True)
-        first_log_probs = self.output_log_probs(hidden[:, -1])  # [B, vocab]
+        last_hidden, cache = self.prefill(input_ids, attention_mask)
+        first_log_probs = self.output_log_probs(last_hidden)  # [B, vocab]
         next_position = attention_mask.sum(1)  # [B]
         ranges = self.vocab.decode_ranges
         tree = BeamTree(attention_mask)
@@ -175,6 +201,13 @@ class SIDCausalLM(CausalSIDBackbone):
             return log_probs[..., first : first + size]
 
         return step
+
+
+def layer_tensors(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each layer's ``(keys, values)`` of a cache, as transformers 5 (``layers``) and 4.5x keep them."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache))
 
 
 # Where the usual configuration classes keep each size (the first name a class has is set).
@@ -308,20 +341,23 @@ def build_causal_lm(settings, vocab: SIDVocabulary, item_text: list[dict[str, st
 
 @torch.no_grad()
 def obeys_tree_masks(model: SIDCausalLM) -> bool:
-    """Whether the LM's attention obeys a 4-D mask, as :class:`genrec.models.beam_cache.BeamTree`'s
-    search needs: two tokens at one position, the second masked from the first, must give the second
-    the state it has alone. A class that replaced the mask with its own causal one (or crashed on
-    it) would rank items from beams that read their neighbours."""
-    ids = torch.tensor([[model.vocab.size - 2, model.vocab.size - 1]])
-    position = torch.zeros_like(ids)
-    apart = torch.tensor([[[[0.0, float("-inf")], [float("-inf"), 0.0]]]])
+    """Whether the LM decodes as :class:`genrec.models.beam_cache.BeamTree`'s search needs: after a
+    cached token ``a``, two beams ``b`` and ``c`` fed together under a 4-D mask that hides ``b`` from
+    ``c`` must give ``c`` the state it has in the sequence ``a c`` alone. A class that replaced the
+    mask with its own causal one (or failed on it, or on the cache) would rank items from beams that
+    read their neighbours."""
+    a, b, c = (model.vocab.size - n for n in (3, 2, 1))
+    tree = torch.tensor([[[[0.0, 0.0, float("-inf")], [0.0, float("-inf"), 0.0]]]])  # columns: a, b, c
     training = model.training
     model.eval()
     try:
-        together = model.run(ids, apart, position)[0][0, 1]
-        alone = model.run(ids[:, 1:], torch.ones(1, 1), position[:, 1:])[0][0, 0]
-    except (RuntimeError, ValueError, TypeError):
+        _, cache = model.run(
+            torch.tensor([[a]]), torch.ones(1, 1), torch.zeros(1, 1, dtype=torch.long), DynamicCache(), True
+        )
+        beams = model.run(torch.tensor([[b, c]]), tree, torch.ones(1, 2, dtype=torch.long), cache)[0][0, 1]
+        alone = model.run(torch.tensor([[a, c]]), torch.ones(1, 2), torch.tensor([[0, 1]]))[0][0, 1]
+    except (RuntimeError, ValueError, TypeError, IndexError):
         return False
     finally:
         model.train(training)
-    return torch.allclose(together, alone, rtol=1e-4, atol=1e-5)
+    return torch.allclose(beams, alone, rtol=1e-4, atol=1e-5)
