@@ -284,3 +284,14 @@ def test_a_class_whose_attention_ignores_four_d_masks_is_refused(monkeypatch, fa
     monkeypatch.setattr(SIDCausalLM, "run", without_four_d_masks)
     with pytest.raises(ConfigError, match="ignores the 4-D attention masks"):
         tiny_backbone("llama", SIDVocabulary((3, 4, 5)))
+
+
+@pytest.mark.parametrize("width", [4, 64, 512])
+def test_a_causal_lm_search_plans_for_its_tree_masks_at_any_width(width):
+    """The mask and score rows of the deepest level (a column for the history and for every token the
+    user's beams fed) fit in what memory planning counts for the user's beams."""
+    vocab = SIDVocabulary((8, 8, 8))
+    model = tiny_backbone("llama", vocab)
+    heads = model.config.num_attention_heads
+    rows = 4 * (heads + 1) * width * (model.history_tokens + (model.item_length - 1) * width)
+    assert width * model.bytes_per_beam() + width**2 * model.bytes_per_beam_pair() >= rows

@@ -129,6 +129,7 @@ class GenerativeRecommender(Recommender):
             )
             # the full-vocabulary logits, the decoder's self-attention cache and activations
             model_bytes = 3 * 4 * self.vocab.size + cache_bytes + 8 * 4 * config.d_model
+            self.decode_bytes_per_beam_pair = 0
         else:
             if config.architecture == "hf_causal_lm":
                 self.model = build_causal_lm(config, self.vocab, item_text)
@@ -145,6 +146,7 @@ class GenerativeRecommender(Recommender):
                     config.position_encoding,
                 )
             model_bytes = self.model.bytes_per_beam()
+            self.decode_bytes_per_beam_pair = self.model.bytes_per_beam_pair()
         self.item_tokens = self.vocab.item_tokens(sids.codes)  # [n_items, levels], on the CPU, where inputs are built
         self.trie = self.vocab.trie(sids.codes)
         self.n_items = len(sids.codes)
@@ -152,7 +154,8 @@ class GenerativeRecommender(Recommender):
         self.aggregation = aggregation
         self.constrained = config.constrained_decoding
         # An upper estimate of what one beam holds during a search: the level's scores and trie
-        # lookups, and the backbone's logits, cache and activations.
+        # lookups, and the backbone's logits, cache and activations (and, per pair of a user's beams,
+        # what grows with the square of the width: decode_bytes_per_beam_pair).
         self.decode_bytes_per_beam = (4 + 8 + 8) * max(self.trie.level_sizes) + model_bytes
         items = list_length(tuple(config.metric_ks))
         for key in ("num_beams", "test_num_beams"):
@@ -310,7 +313,8 @@ class GenerativeRecommender(Recommender):
 
     def users_per_search(self, num_beams: int) -> int:
         """How many users one beam search may decode together within half the free memory."""
-        need = min(num_beams, self.max_beams) * self.decode_bytes_per_beam
+        width = min(num_beams, self.max_beams)
+        need = width * self.decode_bytes_per_beam + width**2 * self.decode_bytes_per_beam_pair
         budget = available_memory(self.device) // 2
         if need > budget:
             raise GenrecError(

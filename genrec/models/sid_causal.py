@@ -33,14 +33,20 @@ def positions_of(mask: torch.Tensor) -> torch.Tensor:
 class CausalSIDBackbone(SIDBackbone):
     """A backbone that reads a whole sequence causally. Subclasses provide :meth:`states`,
     :meth:`output_log_probs`, ``beam_step`` and ``bytes_per_beam`` (what one beam of a search holds:
-    its full-output logits, key/value cache and activations, for memory planning); teacher-forced
-    scoring and window training are defined here once, from the first two."""
+    its full-output logits, key/value cache and activations, for memory planning; and
+    :meth:`bytes_per_beam_pair` where a search holds more); teacher-forced scoring and window training
+    are defined here once, from the first two."""
 
     def __init__(self, vocab: SIDVocabulary):
         super().__init__()
         self.vocab = vocab
         self.item_length = len(vocab.decode_ranges)  # ID tokens per item, the latent one included
         self.item_text: ItemText | None = None  # history_text: the items' text tokens, after their IDs
+
+    def bytes_per_beam_pair(self) -> int:
+        """Float32 bytes a search holds for each pair of one user's beams, besides ``bytes_per_beam``:
+        what grows with the square of the beam width (nothing, unless a backbone says so)."""
+        return 0
 
     def sequence_tokens(
         self, items: list[np.ndarray], item_tokens: torch.Tensor, latents: list[torch.Tensor] | None

@@ -29,10 +29,10 @@ model as one sequence of tokens that continues the user's cache, with a 4-D atte
 each beam see the history and its own ancestors only (tree attention,
 :class:`genrec.models.beam_cache.BeamTree`). The history's keys stay once per user, reordering beams
 moves mask columns instead of cache rows, and the model's own attention code does the work, so it is
-generic for every class whose attention obeys a 4-D mask (every class of transformers >= 4.52 we
-know of; :func:`build_causal_lm` checks the one it builds and refuses one that does not). Why not the
-library's per-beam cache and ``reorder_cache``: copying the history to every beam at every level was
-three quarters of a beam-100 search (docs/results.md). The tests hold the search to exhaustive
+generic for every class whose attention obeys a 4-D mask (of 17 model types of transformers >= 4.52
+tried, all but GPT-J; :func:`build_causal_lm` checks the class it builds and refuses one that does
+not). Why not the library's per-beam cache and ``reorder_cache``: copying the history to every beam
+at every level was three quarters of a beam-100 search (docs/results.md). The tests hold the search to exhaustive
 teacher-forced scoring, as for the other backbones.
 """
 
@@ -108,15 +108,19 @@ class SIDCausalLM(CausalSIDBackbone):
     def bytes_per_beam(self) -> int:
         """Float32 bytes one beam holds in a search: its logits over the LM's whole output (a
         pretrained model's text tokens included), its generated tokens' keys and values, activations,
-        and its rows of the attention mask and scores over the history (kept once per user). The rows
-        also span the other beams' generated tokens (``item_length * width`` columns), which this
-        leaves out: at the widths of the docs they weigh less than the keys counted here."""
+        and its rows of the attention mask and scores over the history (kept once per user)."""
         config = self.config.get_text_config()
         heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         cache = 2 * 4 * config.num_hidden_layers * heads * head_dim * self.item_length
         rows = 4 * (config.num_attention_heads + 1) * (self.history_tokens + self.item_length)
         return 3 * 4 * self.lm.get_output_embeddings().out_features + cache + rows + 8 * 4 * config.hidden_size
+
+    def bytes_per_beam_pair(self) -> int:
+        """A beam's mask and score rows also have a column for each token every other beam of its user
+        generated (:class:`genrec.models.beam_cache.BeamTree`): ``item_length`` columns a pair, so a
+        search's rows grow with the square of its width."""
+        return 4 * (self.config.get_text_config().num_attention_heads + 1) * self.item_length
 
     def run(
         self,
