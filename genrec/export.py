@@ -14,6 +14,9 @@ does not have (rebuilding them means embedding and quantizing the whole catalogu
   from which the split is cut again as training cut it;
 - ``cache/``: exactly the cache entries that loading the run read or wrote (semantic IDs, the
   quantizer, the item vectors they were built from), under the keys the run computes, so they hit;
+- ``backbone/`` (a run on a local language model folder, ``hf_causal_lm`` with ``backbone_path``):
+  that folder's configuration and tokenizer without its weights (the export's replace them whole),
+  from which the model is built where the original folder is not;
 - ``results.json`` (when the run was tested), ``README.md`` (a model card) and ``export.json`` (the
   manifest: format, genrec version, and every file's size and SHA-256, checked on loading, so a
   damaged or edited file is one error naming it).
@@ -41,6 +44,7 @@ from genrec.config import dump_config, load_config
 from genrec.data import Interactions, Split
 from genrec.errors import ConfigError, GenrecError
 from genrec.evaluation.metrics import shown
+from genrec.models.sid_causal_lm import portable_folder
 from genrec.pipeline import build_model, identity, load_trained, split_of
 from genrec.run_folder import BEST, CONFIG, RESULTS, finished_run, read_results
 
@@ -50,6 +54,7 @@ WEIGHTS = "model.safetensors"
 IDENTITY = "identity.json"
 DATA = "data.npz"
 CACHE = "cache"
+BACKBONE = "backbone"  # an hf_causal_lm run's model folder (backbone_path): its configuration and tokenizer
 
 
 def is_export(directory: Path) -> bool:
@@ -80,6 +85,8 @@ def export_run(run: str | Path, to: str | Path, **overrides: Any) -> Path:
     try:
         staging.mkdir(parents=True)
         dump_config(config, staging / CONFIG)
+        if (folder := model_folder(config)) is not None:
+            portable_folder(folder, staging / BACKBONE)
         weights = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
         # as bytes, then written as any file (save_file would leave it readable by its owner only)
         (staging / WEIGHTS).write_bytes(save(weights, metadata={"genrec_export_format": str(FORMAT)}))
@@ -138,15 +145,30 @@ def load_export(directory: Path, overrides: dict[str, Any]) -> tuple[Any, Any, I
         raise GenrecError(f"{directory}: config.yaml names {config.model}, the manifest {manifest['model']}")
     interactions = read_interactions(directory / DATA)
     split = split_of(config, interactions)
+    trained = config  # the settings the weights were trained with, which their identity records
+    if model_folder(config) is not None:  # built from the export's copy of the model folder, not the original
+        if not (directory / BACKBONE).is_dir():
+            raise GenrecError(
+                f"{directory}: an export of a run on backbone_path={config.backbone_path} without that model's "
+                f"configuration ({BACKBONE}/): export the run again with this genrec"
+            )
+        config = config.model_copy(update={"backbone_path": str(directory / BACKBONE)})
     model = build_model(config, interactions, split)
     saved = json.loads((directory / IDENTITY).read_text())
-    check_identity(directory / WEIGHTS, saved, identity(config, interactions, model), config, "evaluation", "")
+    check_identity(directory / WEIGHTS, saved, identity(trained, interactions, model), trained, "evaluation", "")
     try:
         weights = load_file(str(directory / WEIGHTS))
     except (SafetensorError, OSError) as exc:
         raise GenrecError(f"{directory / WEIGHTS}: not readable weights ({exc})") from None
     restore_weights(model, {"model": weights}, directory / WEIGHTS)
     return config, model.to(resolve_device(config.device)), interactions, split
+
+
+def model_folder(config) -> Path | None:
+    """The local model folder an ``hf_causal_lm`` run was built from (``backbone_path``), if any."""
+    if getattr(config, "architecture", None) != "hf_causal_lm" or config.backbone_path is None:
+        return None
+    return Path(config.backbone_path)
 
 
 def check_manifest(directory: Path) -> dict:

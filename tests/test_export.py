@@ -1,6 +1,6 @@
 """`genrec export`: a run folder made self-contained. The export loads with the run's dataset files
-and cache gone, recommends what the run recommends, adds items as the run does, and refuses a
-damaged file by name."""
+and cache gone (and, for a run on a pretrained language model, its model folder), recommends what the
+run recommends, adds items as the run does, and refuses a damaged file by name."""
 
 import json
 import shutil
@@ -146,3 +146,45 @@ def test_interactions_round_trip_with_times_and_extras(tmp_path):
     assert again.user_ids == interactions.user_ids and again.item_text == interactions.item_text
     assert again.extra == interactions.extra and again.dropped == interactions.dropped
     assert all(np.array_equal(a, b) for a, b in zip(again.times, interactions.times))
+
+
+@pytest.mark.parametrize("weights", [True, False], ids=["pretrained", "configuration-only"])
+def test_an_export_of_a_run_on_a_language_model_folder_needs_no_model_folder(tmp_path, weights):
+    """A run on a local LM folder (a pretrained model it fine-tuned, or a configuration it trained from
+    scratch), with its titles in the prompts: the export holds the folder's configuration and
+    tokenizer but not its weights, and loads, recommends and adds items with that folder, the dataset
+    files and the cache gone."""
+    from test_history_text import tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    words = tokenizer()
+    lm = tmp_path / "lm"
+    config = LlamaConfig(
+        vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    if weights:
+        LlamaForCausalLM(config).save_pretrained(lm)
+    else:
+        config.save_pretrained(lm)
+    words.save_pretrained(lm)
+    backbone = dict(architecture="hf_causal_lm", backbone_path=str(lm), history_text=["title"], history_text_tokens=4)
+    folder = train_run(tmp_path, "PSID", **TINY_SYNTHETIC, **TINY_BACKBONE, **{**RUN, "epochs": 1}, **backbone)
+    run = genrec.load_run(folder, cache_dir=str(tmp_path / "cache"))
+    histories = [[run.interactions.item_ids[i] for i in h] for h in run.split.test.histories[:10]]
+    new_item = {"id": "new-1", **run.interactions.item_text[5]}
+    expected, added = run.recommend(histories, k=10), run.add_items([new_item])
+    export_run(folder, tmp_path / "export", cache_dir=str(tmp_path / "cache"))
+    copied = {path.name for path in (tmp_path / "export" / "backbone").iterdir()}
+    assert "config.json" in copied and "tokenizer.json" in copied and not copied & {"model.safetensors"}
+    for gone in ("lm", "cache"):
+        (tmp_path / gone).rename(tmp_path / f"{gone}.away")
+    again = genrec.load_run(tmp_path / "export")
+    assert again.recommend(histories, k=10) == expected
+    assert again.add_items([new_item]) == added
+
+    manifest = json.loads((tmp_path / "export" / "export.json").read_text())  # as an earlier genrec wrote it
+    manifest["files"] = {name: entry for name, entry in manifest["files"].items() if not name.startswith("backbone")}
+    (tmp_path / "export" / "export.json").write_text(json.dumps(manifest))
+    shutil.rmtree(tmp_path / "export" / "backbone")
+    with pytest.raises(GenrecError, match="export the run again"):
+        genrec.load_run(tmp_path / "export")

@@ -39,6 +39,8 @@ teacher-forced scoring, as for the other backbones.
 from __future__ import annotations
 
 import inspect
+import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -59,6 +61,11 @@ WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
+# What a model folder holds besides its weights (configuration, tokenizer), by file type
+FOLDER_FILE_TYPES = (".json", ".txt", ".model", ".tiktoken")
+# Marks a folder written by portable_folder: a pretrained model's configuration and tokenizer without
+# its weights, which the run's checkpoint or export supplies
+PORTABLE_MARK = "genrec_backbone.json"
 
 
 class SIDCausalLM(CausalSIDBackbone):
@@ -292,7 +299,10 @@ def build_causal_lm(settings, vocab: SIDVocabulary, item_text: list[dict[str, st
     folder = None if settings.backbone_path is None else Path(settings.backbone_path)
     if folder is not None and not (folder / "config.json").is_file():
         raise ConfigError(f"backbone_path={folder}: no config.json there (a Hugging Face model folder)")
-    pretrained = folder is not None and any((folder / name).is_file() for name in WEIGHT_FILES)
+    weights = folder is not None and any((folder / name).is_file() for name in WEIGHT_FILES)
+    # the model's own text vocabulary and tokenizer, genrec's tokens after them: a pretrained model's
+    # folder, or the portable copy an export holds (its weights are the export's)
+    pretrained = weights or (folder is not None and (folder / PORTABLE_MARK).is_file())
     text = None
     if settings.history_text:
         tokenizer = text_tokenizer(settings.backbone_path, settings.sent_emb_model, needs_own=pretrained)
@@ -320,7 +330,10 @@ def build_causal_lm(settings, vocab: SIDVocabulary, item_text: list[dict[str, st
         )
         lm, offset = AutoModelForCausalLM.from_config(config), 0
     elif pretrained:
-        lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).float()
+        if weights:
+            lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).float()
+        else:
+            lm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder, local_files_only=True)).float()
         offset = lm.get_input_embeddings().num_embeddings
         appended_tokens(lm, vocab.size)
     else:
@@ -341,6 +354,22 @@ def build_causal_lm(settings, vocab: SIDVocabulary, item_text: list[dict[str, st
             "search would let beams see each other: use a class that takes them (e.g. llama, qwen2, mistral, gpt2, phi)"
         )
     return model
+
+
+def portable_folder(source: Path, into: Path) -> None:
+    """Copy the model folder ``source`` without its weights into ``into`` (its configuration and
+    tokenizer files), so that :func:`build_causal_lm` builds from it the model that ``source`` built,
+    with weights to come from a checkpoint: what an export of a run on a local model folder needs (the
+    folder may be gigabytes, and the run's weights replace it whole). A folder with weights is marked
+    as such: the copy keeps its text vocabulary with genrec's tokens after it."""
+    into.mkdir(parents=True)
+    for path in sorted(source.iterdir()):
+        if path.is_file() and path.suffix in FOLDER_FILE_TYPES and path.name not in WEIGHT_FILES:
+            shutil.copy2(path, into / path.name)
+    if any((source / name).is_file() for name in WEIGHT_FILES):
+        (into / PORTABLE_MARK).write_text(
+            json.dumps({"written_by": "genrec export", "from": str(source.resolve()), "weights": "the export's"})
+        )
 
 
 @torch.no_grad()
