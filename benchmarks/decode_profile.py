@@ -1,12 +1,12 @@
 """Where a constrained beam search spends its time: torch.profiler over the decode of ``--users``
 test histories, one JSON line per architecture with the share of wall time in each part.
 
-    python benchmarks/decode_profile.py [--architectures=t5,decoder] [--beam=50] [--users=256]
+    python benchmarks/decode_profile.py [--architectures=t5,decoder,hf_causal_lm] [--beam=50] [--users=256]
         [--batch_size=32] [--decode_precision=fp32|bf16] [--figure=STEM] [--checkpoint=... --config=...]
         [--key=value ...]
 
-Parts: ``history`` (the encoder, or the decoder's prefill of the history, with the cross-attention
-keys/values), ``steps`` (the model's per-level work, split by operator kind: ``linear`` layers,
+Parts: ``history`` (the encoder, or a causal backbone's prefill of the history, with the
+cross-attention keys/values), ``steps`` (the model's per-level work, split by operator kind: ``linear`` layers,
 ``attention`` products over the history and the generated tokens, ``softmax``, ``norm``,
 ``cache`` copies and reorders, ``other`` elementwise work), ``search`` (selecting beams: top-k,
 trie gather, bookkeeping) and ``python`` (wall time that no operator accounts for: the interpreter
@@ -35,7 +35,15 @@ from genrec.decoding import beam_search
 
 KINDS = {
     "linear": ("aten::addmm", "aten::mm", "aten::linear"),
-    "attention": ("aten::bmm", "aten::baddbmm", "aten::matmul", "aten::einsum", "aten::scaled_dot_product"),
+    # aten::_scaled_dot_product_*: the fused kernels PyTorch's attention (a Hugging Face LM's) dispatches to
+    "attention": (
+        "aten::bmm",
+        "aten::baddbmm",
+        "aten::matmul",
+        "aten::einsum",
+        "aten::scaled_dot_product",
+        "aten::_scaled_dot_product",
+    ),
     "softmax": ("aten::_softmax", "aten::softmax", "aten::_log_softmax", "aten::log_softmax"),
     "norm": ("aten::layer_norm", "aten::native_layer_norm", "aten::rsqrt", "aten::pow", "aten::mean", "aten::rms_norm"),
     "cache": ("aten::cat", "aten::gather", "aten::index_select", "aten::copy_", "aten::clone", "aten::index"),

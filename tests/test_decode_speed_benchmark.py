@@ -60,7 +60,7 @@ def test_decode_profile_splits_the_time_of_each_architecture(tmp_path):
     command = [
         sys.executable,
         str(REPO / "benchmarks/decode_profile.py"),
-        "--architectures=t5,decoder",
+        "--architectures=t5,decoder,hf_causal_lm",
         f"--figure={tmp_path / 'profile'}",
         "--beam=6",
         "--users=8",
@@ -70,7 +70,7 @@ def test_decode_profile_splits_the_time_of_each_architecture(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [row["architecture"] for row in rows] == ["t5", "decoder"]
+    assert [row["architecture"] for row in rows] == ["t5", "decoder", "hf_causal_lm"]
     for row in rows:
         assert row["users_per_s"] > 0 and row["gflop_per_user"] > 0 and row["peak_gflop_per_s"] > 0
         shares = row["shares"]
