@@ -32,8 +32,8 @@ moves mask columns instead of cache rows, and the model's own attention code doe
 generic for every class whose attention obeys a 4-D mask (of 17 model types of transformers >= 4.52
 tried, all but GPT-J; :func:`build_causal_lm` checks the class it builds and refuses one that does
 not). Why not the library's per-beam cache and ``reorder_cache``: copying the history to every beam
-at every level was three quarters of a beam-100 search (docs/results.md). The tests hold the search to exhaustive
-teacher-forced scoring, as for the other backbones.
+at every level was three quarters of a beam-100 search (docs/results.md). The tests hold the search
+to exhaustive teacher-forced scoring, as for the other backbones.
 """
 
 from __future__ import annotations
@@ -197,16 +197,16 @@ class SIDCausalLM(CausalSIDBackbone):
         next_position = attention_mask.sum(1)  # [B]
         ranges = self.vocab.decode_ranges
         tree = BeamTree(attention_mask)
-        state = {"cache": cache}
 
         def step(level: int, tokens: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
+            nonlocal cache
             batch, width = parents.shape
             if level == 0:
                 log_probs = first_log_probs.unsqueeze(1).expand(-1, width, -1)
             else:
                 last = tokens[:, :, -1] + ranges[level - 1][0]  # [B, W]
                 position = (next_position + level - 1)[:, None].expand(-1, width)
-                hidden, state["cache"] = self.run(last, tree.mask(parents), position, state["cache"], use_cache=True)
+                hidden, cache = self.run(last, tree.mask(parents), position, cache, use_cache=True)
                 log_probs = self.output_log_probs(hidden)  # [B, W, vocab]
             first, size = ranges[level]
             return log_probs[..., first : first + size]
@@ -299,7 +299,7 @@ def build_causal_lm(settings, vocab: SIDVocabulary, item_text: list[dict[str, st
     folder = None if settings.backbone_path is None else Path(settings.backbone_path)
     if folder is not None and not (folder / "config.json").is_file():
         raise ConfigError(f"backbone_path={folder}: no config.json there (a Hugging Face model folder)")
-    weights = folder is not None and any((folder / name).is_file() for name in WEIGHT_FILES)
+    weights = folder is not None and has_weights(folder)
     # the model's own text vocabulary and tokenizer, genrec's tokens after them: a pretrained model's
     # folder, or the portable copy an export holds (its weights are the export's)
     pretrained = weights or (folder is not None and (folder / PORTABLE_MARK).is_file())
@@ -356,6 +356,11 @@ def build_causal_lm(settings, vocab: SIDVocabulary, item_text: list[dict[str, st
     return model
 
 
+def has_weights(folder: Path) -> bool:
+    """Whether a model folder holds weights (a pretrained model), not only a configuration."""
+    return any((folder / name).is_file() for name in WEIGHT_FILES)
+
+
 def portable_folder(source: Path, into: Path) -> None:
     """Copy the model folder ``source`` without its weights into ``into`` (its configuration and
     tokenizer files), so that :func:`build_causal_lm` builds from it the model that ``source`` built,
@@ -366,7 +371,7 @@ def portable_folder(source: Path, into: Path) -> None:
     for path in sorted(source.iterdir()):
         if path.is_file() and path.suffix in FOLDER_FILE_TYPES and path.name not in WEIGHT_FILES:
             shutil.copy2(path, into / path.name)
-    if any((source / name).is_file() for name in WEIGHT_FILES):
+    if has_weights(source):
         (into / PORTABLE_MARK).write_text(
             json.dumps({"written_by": "genrec export", "from": str(source.resolve()), "weights": "the export's"})
         )
